@@ -28,7 +28,7 @@ type systemDecl struct {
 }
 
 type topicsFile struct {
-	Defaults     settings            `yaml:"defaults"`
+	Defaults     settings               `yaml:"defaults"`
 	Environments map[string]envSettings `yaml:"environments"`
 	Topics       []topicDecl            `yaml:"topics"`
 	DeadLetters  deadLetterDecl         `yaml:"deadLetters"`
