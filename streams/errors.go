@@ -1,0 +1,90 @@
+package streams
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Sentinel errors. Test with errors.Is; the returned errors wrap them with detail.
+var (
+	// ErrInvalidEvent: the envelope or its data does not match the schema (a field missing, of the
+	// wrong type, an unknown field or enum symbol). The error is an *InvalidEventError naming every
+	// bad field by path. Not retryable: the same input fails the same way.
+	ErrInvalidEvent = errors.New("streams: invalid event")
+
+	// ErrUnknownEventType: no schema (or no catalog entry) for the envelope's eventType and version.
+	// Not retryable.
+	ErrUnknownEventType = errors.New("streams: unknown event type or version")
+
+	// ErrNotRegistered: the schema version exists locally but is not registered under its subject in
+	// the registry (run `hotelbus schemas register`, or enable auto-registration in development).
+	// Not retryable until someone registers it.
+	ErrNotRegistered = errors.New("streams: schema not registered")
+
+	// ErrMalformedRecord: a Kafka record value is not in the Confluent wire format or its body does
+	// not decode with the schema its id names. Not retryable: redelivery reads the same bytes.
+	ErrMalformedRecord = errors.New("streams: malformed record")
+
+	// ErrRegistry: the schema registry could not be reached or answered with a server error.
+	// Retryable.
+	ErrRegistry = errors.New("streams: schema registry unavailable")
+)
+
+// IsRetryable reports whether an operation that failed with err may succeed if tried again
+// unchanged. It is the one place that decides retries.
+func IsRetryable(err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, ErrInvalidEvent), errors.Is(err, ErrUnknownEventType),
+		errors.Is(err, ErrNotRegistered), errors.Is(err, ErrMalformedRecord):
+		return false
+	case errors.Is(err, ErrRegistry):
+		return true
+	}
+	var r interface{ Retryable() bool }
+	if errors.As(err, &r) {
+		return r.Retryable()
+	}
+	return true
+}
+
+// FieldError is one bad field: its JSON path within the envelope ("data.price.amount") and what is
+// wrong with it.
+type FieldError struct {
+	Path    string
+	Message string
+}
+
+func (e FieldError) String() string { return e.Path + ": " + e.Message }
+
+// InvalidEventError lists every bad field of one event. It matches ErrInvalidEvent with errors.Is.
+type InvalidEventError struct {
+	Fields []FieldError
+}
+
+func (e *InvalidEventError) Error() string {
+	parts := make([]string, len(e.Fields))
+	for i, f := range e.Fields {
+		parts[i] = f.String()
+	}
+	return "streams: invalid event: " + strings.Join(parts, "; ")
+}
+
+// Is makes errors.Is(err, ErrInvalidEvent) true.
+func (e *InvalidEventError) Is(target error) bool { return target == ErrInvalidEvent }
+
+// fieldErrs collects field errors while a value is walked.
+type fieldErrs struct{ list []FieldError }
+
+func (f *fieldErrs) add(path, format string, a ...any) {
+	f.list = append(f.list, FieldError{Path: path, Message: fmt.Sprintf(format, a...)})
+}
+
+func (f *fieldErrs) err() error {
+	if len(f.list) == 0 {
+		return nil
+	}
+	return &InvalidEventError{Fields: f.list}
+}

@@ -1,0 +1,523 @@
+package streams
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"regexp"
+	"slices"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/hamba/avro/v2"
+)
+
+// The JSON shape at the HTTP edges is the seed's envelope plus eventId:
+//
+//	{"eventId": "...", "eventType": "reservation.created", "version": "1.0",
+//	 "timestamp": "2026-11-27T09:15:00.000Z", "data": {...},
+//	 "metadata": {"tenantId", "source", "correlationId", "userId", "traceId"}}
+//
+// Decimals are strings ("12000.00"), dates "YYYY-MM-DD", timestamps RFC 3339. The canonical form
+// written by AppendJSON has keys in schema order, every field present (null when absent), decimals
+// with exactly the schema's scale and timestamps in UTC with millisecond precision, so JSON that is
+// already canonical round-trips through Avro byte for byte.
+
+var decimalRe = regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?$`)
+
+// jsonTimeLayout is the canonical timestamp layout (RFC 3339, UTC, milliseconds).
+const jsonTimeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+var envelopeKeys = []string{"eventId", "eventType", "version", "timestamp", "data", "metadata"}
+var metadataKeys = []string{"tenantId", "source", "correlationId", "userId", "traceId"}
+
+// DataSchema finds the data record for an event type and version; version "" asks for the newest.
+// It returns the version it resolved.
+type DataSchema func(eventType, version string) (data *avro.RecordSchema, resolved string, err error)
+
+// ParseJSON decodes one JSON envelope. Structural problems and every field that does not match the
+// data schema are reported together in an *InvalidEventError (ErrInvalidEvent) naming JSON paths.
+// eventId may be absent ("" in the result: the caller generates one); version may be absent (the
+// newest is used). An unknown eventType or version yields ErrUnknownEventType.
+func ParseJSON(b []byte, lookup DataSchema) (*Envelope, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var raw any
+	if err := dec.Decode(&raw); err != nil {
+		return nil, &InvalidEventError{Fields: []FieldError{{Path: "$", Message: "malformed JSON: " + err.Error()}}}
+	}
+	if dec.More() {
+		return nil, &InvalidEventError{Fields: []FieldError{{Path: "$", Message: "trailing data after the JSON object"}}}
+	}
+	top, ok := raw.(map[string]any)
+	if !ok {
+		return nil, &InvalidEventError{Fields: []FieldError{{Path: "$", Message: "expected a JSON object, got " + describe(raw)}}}
+	}
+	errs := &fieldErrs{}
+	unknownKeys(top, envelopeKeys, "", errs)
+	env := &Envelope{}
+	env.EventID = optString(top, "eventId", "", errs)
+	env.EventType = reqString(top, "eventType", "", errs)
+	env.Version = optString(top, "version", "", errs)
+	if ts, ok := top["timestamp"]; !ok || ts == nil {
+		errs.add("timestamp", "required field is missing")
+	} else {
+		env.Timestamp, _ = jsonTime(ts, "timestamp", errs)
+	}
+	if md, ok := top["metadata"].(map[string]any); ok {
+		unknownKeys(md, metadataKeys, "metadata", errs)
+		env.Metadata = Metadata{
+			TenantID:      reqString(md, "tenantId", "metadata", errs),
+			Source:        reqString(md, "source", "metadata", errs),
+			CorrelationID: reqString(md, "correlationId", "metadata", errs),
+			UserID:        optString(md, "userId", "metadata", errs),
+			TraceID:       reqString(md, "traceId", "metadata", errs),
+		}
+	} else {
+		errs.add("metadata", "expected an object, got %s", describe(top["metadata"]))
+	}
+	data, hasData := top["data"].(map[string]any)
+	if !hasData {
+		errs.add("data", "expected an object, got %s", describe(top["data"]))
+	}
+	if env.EventType != "" && hasData {
+		schema, version, err := lookup(env.EventType, env.Version)
+		if err != nil {
+			if e := errs.err(); e != nil {
+				return nil, errors.Join(err, e)
+			}
+			return nil, err
+		}
+		env.Version = version
+		env.Data, _ = fromJSON(schema, data, "data", errs).(map[string]any)
+	}
+	if err := errs.err(); err != nil {
+		return nil, err
+	}
+	return env, nil
+}
+
+func unknownKeys(m map[string]any, known []string, path string, errs *fieldErrs) {
+	for k := range m {
+		found := false
+		for _, kk := range known {
+			found = found || k == kk
+		}
+		if !found {
+			errs.add(join(path, k), "unknown field")
+		}
+	}
+}
+
+func reqString(m map[string]any, key, path string, errs *fieldErrs) string {
+	s, ok := m[key].(string)
+	switch {
+	case !ok && m[key] == nil:
+		errs.add(join(path, key), "required field is missing")
+	case !ok:
+		errs.add(join(path, key), "expected string, got %s", describe(m[key]))
+	case s == "":
+		errs.add(join(path, key), "must not be empty")
+	}
+	return s
+}
+
+func optString(m map[string]any, key, path string, errs *fieldErrs) string {
+	v, present := m[key]
+	if !present || v == nil {
+		return ""
+	}
+	s, ok := v.(string)
+	if !ok {
+		errs.add(join(path, key), "expected string or null, got %s", describe(v))
+	}
+	return s
+}
+
+func jsonTime(v any, path string, errs *fieldErrs) (time.Time, bool) {
+	s, ok := v.(string)
+	if !ok {
+		errs.add(path, "expected an RFC 3339 timestamp string, got %s", describe(v))
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		errs.add(path, "expected an RFC 3339 timestamp like 2026-11-27T09:15:00.000Z, got %q", s)
+		return time.Time{}, false
+	}
+	return t.UTC().Truncate(time.Millisecond), true
+}
+
+// fromJSON converts a JSON value (decoded with UseNumber) to the generic values of Envelope.Data.
+func fromJSON(s avro.Schema, v any, path string, errs *fieldErrs) any {
+	if ref, ok := s.(*avro.RefSchema); ok {
+		s = ref.Schema()
+	}
+	switch s := s.(type) {
+	case *avro.RecordSchema:
+		m, ok := v.(map[string]any)
+		if !ok {
+			errs.add(path, "expected an object, got %s", describe(v))
+			return nil
+		}
+		out := make(map[string]any, len(s.Fields()))
+		for _, f := range s.Fields() {
+			fv, present := m[f.Name()]
+			switch {
+			case (!present || fv == nil) && f.Type().Type() == avro.Union:
+				out[f.Name()] = nil
+			case !present && f.HasDefault():
+				out[f.Name()] = fromAvro(f.Type(), f.Default())
+			case !present || fv == nil:
+				errs.add(join(path, f.Name()), "required field is missing")
+			default:
+				out[f.Name()] = fromJSON(f.Type(), fv, join(path, f.Name()), errs)
+			}
+		}
+		for k := range m {
+			if !hasField(s, k) {
+				errs.add(join(path, k), "unknown field (not in schema %s)", s.FullName())
+			}
+		}
+		return out
+	case *avro.UnionSchema:
+		if v == nil {
+			return nil
+		}
+		for _, branch := range s.Types() {
+			if branch.Type() != avro.Null {
+				return fromJSON(branch, v, path, errs)
+			}
+		}
+	case *avro.EnumSchema:
+		str, ok := v.(string)
+		if !ok {
+			errs.add(path, "expected one of %v, got %s", s.Symbols(), describe(v))
+			return nil
+		}
+		for _, sym := range s.Symbols() {
+			if sym == str {
+				return str
+			}
+		}
+		errs.add(path, "%q is not one of %v", str, s.Symbols())
+		return nil
+	case *avro.ArraySchema:
+		a, ok := v.([]any)
+		if !ok {
+			errs.add(path, "expected an array, got %s", describe(v))
+			return nil
+		}
+		out := make([]any, len(a))
+		for i, e := range a {
+			out[i] = fromJSON(s.Items(), e, index(path, i), errs)
+		}
+		return out
+	case *avro.MapSchema:
+		m, ok := v.(map[string]any)
+		if !ok {
+			errs.add(path, "expected an object, got %s", describe(v))
+			return nil
+		}
+		out := make(map[string]any, len(m))
+		for k, e := range m {
+			out[k] = fromJSON(s.Values(), e, join(path, k), errs)
+		}
+		return out
+	case *avro.PrimitiveSchema:
+		return primitiveFromJSON(s, v, path, errs)
+	}
+	errs.add(path, "schema type %s is not supported", s.Type())
+	return nil
+}
+
+func primitiveFromJSON(s *avro.PrimitiveSchema, v any, path string, errs *fieldErrs) any {
+	if l := s.Logical(); l != nil {
+		switch l.Type() {
+		case avro.Decimal:
+			str, ok := v.(string)
+			if !ok {
+				errs.add(path, "expected decimal string, got %s", describe(v))
+				return nil
+			}
+			if !decimalRe.MatchString(str) {
+				errs.add(path, "expected decimal string like \"1234.50\", got %q", str)
+				return nil
+			}
+			r, _ := new(big.Rat).SetString(str)
+			return checkDecimal(r, l.(*avro.DecimalLogicalSchema), path, errs)
+		case avro.Date:
+			str, ok := v.(string)
+			if !ok {
+				errs.add(path, "expected a date string YYYY-MM-DD, got %s", describe(v))
+				return nil
+			}
+			t, err := time.Parse(time.DateOnly, str)
+			if err != nil {
+				errs.add(path, "expected a date YYYY-MM-DD, got %q", str)
+				return nil
+			}
+			return t
+		case avro.TimestampMillis:
+			t, ok := jsonTime(v, path, errs)
+			if !ok {
+				return nil
+			}
+			return t
+		}
+	}
+	switch s.Type() {
+	case avro.String:
+		if str, ok := v.(string); ok {
+			return str
+		}
+		errs.add(path, "expected string, got %s", describe(v))
+		return nil
+	case avro.Boolean:
+		if b, ok := v.(bool); ok {
+			return b
+		}
+	case avro.Int, avro.Long:
+		n, ok := v.(json.Number)
+		if !ok {
+			break
+		}
+		i, err := strconv.ParseInt(string(n), 10, 64)
+		if err != nil {
+			errs.add(path, "expected a whole number, got %s", n)
+			return nil
+		}
+		if s.Type() == avro.Long {
+			return i
+		}
+		if i != int64(int32(i)) {
+			errs.add(path, "%d does not fit in an int (32 bits)", i)
+			return nil
+		}
+		return int(i)
+	case avro.Double, avro.Float:
+		if n, ok := v.(json.Number); ok {
+			f, err := n.Float64()
+			if err == nil {
+				return f
+			}
+		}
+	}
+	errs.add(path, "expected %s, got %s", s.Type(), describe(v))
+	return nil
+}
+
+// AppendJSON appends the canonical JSON form of env, whose data follows the data record schema.
+func AppendJSON(b []byte, env *Envelope, data *avro.RecordSchema) ([]byte, error) {
+	b = append(b, `{"eventId":`...)
+	b = appendString(b, env.EventID)
+	b = append(b, `,"eventType":`...)
+	b = appendString(b, env.EventType)
+	b = append(b, `,"version":`...)
+	b = appendString(b, env.Version)
+	b = append(b, `,"timestamp":`...)
+	b = appendString(b, env.Timestamp.UTC().Format(jsonTimeLayout))
+	b = append(b, `,"data":`...)
+	var err error
+	if b, err = appendValue(b, data, env.Data, "data"); err != nil {
+		return nil, err
+	}
+	b = append(b, `,"metadata":{"tenantId":`...)
+	b = appendString(b, env.Metadata.TenantID)
+	b = append(b, `,"source":`...)
+	b = appendString(b, env.Metadata.Source)
+	b = append(b, `,"correlationId":`...)
+	b = appendString(b, env.Metadata.CorrelationID)
+	b = append(b, `,"userId":`...)
+	if env.Metadata.UserID == "" {
+		b = append(b, "null"...)
+	} else {
+		b = appendString(b, env.Metadata.UserID)
+	}
+	b = append(b, `,"traceId":`...)
+	b = appendString(b, env.Metadata.TraceID)
+	return append(b, "}}"...), nil
+}
+
+func appendValue(b []byte, s avro.Schema, v any, path string) ([]byte, error) {
+	if ref, ok := s.(*avro.RefSchema); ok {
+		s = ref.Schema()
+	}
+	var err error
+	switch s := s.(type) {
+	case *avro.RecordSchema:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, mismatch(path, "record", v)
+		}
+		b = append(b, '{')
+		for i, f := range s.Fields() {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, f.Name())
+			b = append(b, ':')
+			if b, err = appendValue(b, f.Type(), m[f.Name()], join(path, f.Name())); err != nil {
+				return nil, err
+			}
+		}
+		return append(b, '}'), nil
+	case *avro.UnionSchema:
+		if v == nil {
+			return append(b, "null"...), nil
+		}
+		for _, branch := range s.Types() {
+			if branch.Type() != avro.Null {
+				return appendValue(b, branch, v, path)
+			}
+		}
+	case *avro.EnumSchema:
+		if str, ok := v.(string); ok {
+			return appendString(b, str), nil
+		}
+	case *avro.ArraySchema:
+		a, ok := v.([]any)
+		if !ok {
+			return nil, mismatch(path, "array", v)
+		}
+		b = append(b, '[')
+		for i, e := range a {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			if b, err = appendValue(b, s.Items(), e, index(path, i)); err != nil {
+				return nil, err
+			}
+		}
+		return append(b, ']'), nil
+	case *avro.MapSchema:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, mismatch(path, "map", v)
+		}
+		b = append(b, '{')
+		for i, k := range sortedKeys(m) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, k)
+			b = append(b, ':')
+			if b, err = appendValue(b, s.Values(), m[k], join(path, k)); err != nil {
+				return nil, err
+			}
+		}
+		return append(b, '}'), nil
+	case *avro.PrimitiveSchema:
+		return appendPrimitive(b, s, v, path)
+	}
+	return nil, mismatch(path, string(s.Type()), v)
+}
+
+func appendPrimitive(b []byte, s *avro.PrimitiveSchema, v any, path string) ([]byte, error) {
+	if l := s.Logical(); l != nil {
+		switch l.Type() {
+		case avro.Decimal:
+			if r, ok := v.(*big.Rat); ok && r != nil {
+				return appendString(b, r.FloatString(l.(*avro.DecimalLogicalSchema).Scale())), nil
+			}
+			return nil, mismatch(path, "decimal", v)
+		case avro.Date:
+			if t, ok := v.(time.Time); ok {
+				return appendString(b, t.Format(time.DateOnly)), nil
+			}
+			return nil, mismatch(path, "date", v)
+		case avro.TimestampMillis:
+			if t, ok := v.(time.Time); ok {
+				return appendString(b, t.UTC().Format(jsonTimeLayout)), nil
+			}
+			return nil, mismatch(path, "timestamp", v)
+		}
+	}
+	switch x := v.(type) {
+	case string:
+		return appendString(b, x), nil
+	case bool:
+		return strconv.AppendBool(b, x), nil
+	case int:
+		return strconv.AppendInt(b, int64(x), 10), nil
+	case int32:
+		return strconv.AppendInt(b, int64(x), 10), nil
+	case int64:
+		return strconv.AppendInt(b, x, 10), nil
+	case float64:
+		return strconv.AppendFloat(b, x, 'g', -1, 64), nil
+	case float32:
+		return strconv.AppendFloat(b, float64(x), 'g', -1, 32), nil
+	}
+	return nil, mismatch(path, string(s.Type()), v)
+}
+
+func mismatch(path, want string, v any) error {
+	return &InvalidEventError{Fields: []FieldError{{Path: path, Message: fmt.Sprintf("expected %s, got %s", want, describe(v))}}}
+}
+
+// appendString appends s as a JSON string escaped exactly as encoding/json does by default.
+func appendString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

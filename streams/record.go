@@ -1,0 +1,55 @@
+package streams
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Kafka header names. Every hotelbus record repeats these envelope fields in headers so that
+// routers and tools can skip records without decoding the value.
+const (
+	HeaderEventType     = "eventType"
+	HeaderVersion       = "version"
+	HeaderEventID       = "eventId"
+	HeaderSource        = "source"
+	HeaderCorrelationID = "correlationId"
+	// HeaderTraceparent carries the W3C trace context: 00-<traceId>-<spanId>-01.
+	HeaderTraceparent = "traceparent"
+)
+
+// Record encodes env as the Kafka record hotelbus writes: topic from the catalog, key = tenantId,
+// value in the Confluent wire format, and the envelope headers.
+func (s *Serde) Record(ctx context.Context, env *Envelope) (*kgo.Record, error) {
+	topic, value, err := s.AppendEncode(ctx, nil, env)
+	if err != nil {
+		return nil, err
+	}
+	return &kgo.Record{Topic: topic, Key: []byte(env.Metadata.TenantID), Value: value, Headers: Headers(env)}, nil
+}
+
+// Headers returns the envelope headers of env. The traceparent's span id is derived from the
+// eventId, so the same event always carries the same parent span.
+func Headers(env *Envelope) []kgo.RecordHeader {
+	sum := sha256.Sum256([]byte(env.EventID))
+	return []kgo.RecordHeader{
+		{Key: HeaderEventType, Value: []byte(env.EventType)},
+		{Key: HeaderVersion, Value: []byte(env.Version)},
+		{Key: HeaderEventID, Value: []byte(env.EventID)},
+		{Key: HeaderSource, Value: []byte(env.Metadata.Source)},
+		{Key: HeaderCorrelationID, Value: []byte(env.Metadata.CorrelationID)},
+		{Key: HeaderTraceparent, Value: []byte("00-" + env.Metadata.TraceID + "-" + hex.EncodeToString(sum[:8]) + "-01")},
+	}
+}
+
+// Header returns the value of the first header named key in r ("" when absent).
+func Header(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}

@@ -1,0 +1,331 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hamba/avro/v2"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/hotelbus/hotelbus/schemas"
+	"github.com/hotelbus/hotelbus/topics"
+)
+
+// Serde turns envelopes into Kafka record values in the Confluent wire format (magic byte 0, 4-byte
+// big-endian schema id, Avro body) and back, with schema ids from a Confluent-compatible registry.
+//
+// Encoding uses the local schema of the envelope's eventType and Version, registered under
+// "<topic>-<record full name>" (TopicRecordNameStrategy); ids are looked up once and cached.
+// Decoding reads any registered writer version and resolves it into the newest local minor of the
+// same major version (Avro schema resolution), so old and new consumers both work.
+//
+// A Serde is safe for concurrent use.
+type Serde struct {
+	set    *schemas.Set
+	cat    *topics.Catalog
+	client *sr.Client
+	cfg    serdeConfig
+	header sr.ConfluentHeader
+
+	mu       sync.RWMutex
+	ids      map[*schemas.Version]int
+	writers  map[int]*writerSchema
+	resolved map[resolveKey]avro.Schema
+	byName   map[string]*schemas.Subject
+}
+
+type writerSchema struct {
+	schema  *avro.RecordSchema
+	subject *schemas.Subject // nil when the record is not known locally
+	text    string
+}
+
+type resolveKey struct {
+	writer int
+	reader *schemas.Version
+}
+
+// NewSerde returns a Serde over a schema set, the catalog (for topics) and a registry client.
+func NewSerde(client *sr.Client, set *schemas.Set, cat *topics.Catalog, opts ...SerdeOption) (*Serde, error) {
+	cfg := defaultSerdeConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Serde{set: set, cat: cat, client: client, cfg: cfg,
+		ids: map[*schemas.Version]int{}, writers: map[int]*writerSchema{}, resolved: map[resolveKey]avro.Schema{}, byName: map[string]*schemas.Subject{}}
+	for _, sub := range set.Subjects {
+		for _, v := range sub.Versions {
+			s.byName[v.FullName()] = sub
+		}
+	}
+	return s, nil
+}
+
+// Schemas returns the schema set the Serde encodes with.
+func (s *Serde) Schemas() *schemas.Set { return s.set }
+
+// DataSchema implements the lookup ParseJSON needs, from the Serde's schema set.
+func (s *Serde) DataSchema(eventType, version string) (*avro.RecordSchema, string, error) {
+	v, err := s.version(eventType, version)
+	if err != nil {
+		return nil, "", err
+	}
+	return v.Data, v.String(), nil
+}
+
+func (s *Serde) version(eventType, version string) (*schemas.Version, error) {
+	var v *schemas.Version
+	var ok bool
+	if version == "" {
+		v, ok = s.set.Latest(eventType)
+	} else {
+		v, ok = s.set.Version(eventType, version)
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: no schema for %q version %q", ErrUnknownEventType, eventType, version)
+	}
+	return v, nil
+}
+
+// Validate checks env against its schema without encoding it: every bad field is reported.
+func (s *Serde) Validate(env *Envelope) error {
+	v, err := s.version(env.EventType, env.Version)
+	if err != nil {
+		return err
+	}
+	_, err = envelopeToAvro(env, v)
+	return err
+}
+
+// Topic returns the topic an event type is routed to.
+func (s *Serde) Topic(eventType string) (string, error) {
+	t, ok := s.cat.TopicFor(eventType)
+	if !ok {
+		return "", fmt.Errorf("%w: %q is not in the catalog", ErrUnknownEventType, eventType)
+	}
+	return t.Name, nil
+}
+
+// AppendEncode validates env and appends its wire-format value to b. It returns the topic the event
+// is routed to. It blocks on the registry only the first time a schema version is used.
+func (s *Serde) AppendEncode(ctx context.Context, b []byte, env *Envelope) (topic string, out []byte, err error) {
+	v, err := s.version(env.EventType, env.Version)
+	if err != nil {
+		return "", nil, err
+	}
+	if topic, err = s.Topic(env.EventType); err != nil {
+		return "", nil, err
+	}
+	native, err := envelopeToAvro(env, v)
+	if err != nil {
+		return "", nil, err
+	}
+	id, err := s.schemaID(ctx, topic, v)
+	if err != nil {
+		return "", nil, err
+	}
+	if b, err = s.header.AppendEncode(b, id, nil); err != nil {
+		return "", nil, fmt.Errorf("streams: wire header: %w", err)
+	}
+	body, err := avro.Marshal(v.Envelope, native)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
+	}
+	return topic, append(b, body...), nil
+}
+
+// envelopeToAvro validates env against v and returns hamba/avro's generic form of the envelope.
+func envelopeToAvro(env *Envelope, v *schemas.Version) (map[string]any, error) {
+	errs := &fieldErrs{}
+	if env.EventID == "" {
+		errs.add("eventId", "must not be empty")
+	}
+	if env.Timestamp.IsZero() {
+		errs.add("timestamp", "must be set")
+	}
+	for _, f := range []struct{ path, val string }{{"metadata.tenantId", env.Metadata.TenantID}, {"metadata.source", env.Metadata.Source},
+		{"metadata.correlationId", env.Metadata.CorrelationID}, {"metadata.traceId", env.Metadata.TraceID}} {
+		if f.val == "" {
+			errs.add(f.path, "must not be empty")
+		}
+	}
+	var data any
+	if env.Data == nil {
+		errs.add("data", "must be set")
+	} else {
+		data = toAvro(v.Data, env.Data, "data", errs)
+	}
+	if err := errs.err(); err != nil {
+		return nil, err
+	}
+	var user any
+	if env.Metadata.UserID != "" {
+		user = env.Metadata.UserID
+	}
+	return map[string]any{
+		"eventId": env.EventID, "eventType": env.EventType, "version": v.String(),
+		"timestamp": env.Timestamp.UTC().Truncate(time.Millisecond), "data": data,
+		"metadata": map[string]any{"tenantId": env.Metadata.TenantID, "source": env.Metadata.Source,
+			"correlationId": env.Metadata.CorrelationID, "userId": user, "traceId": env.Metadata.TraceID},
+	}, nil
+}
+
+// schemaID returns the registered id of v under its subject on topic, registering it first when
+// auto-registration is on.
+func (s *Serde) schemaID(ctx context.Context, topic string, v *schemas.Version) (int, error) {
+	s.mu.RLock()
+	id, ok := s.ids[v]
+	s.mu.RUnlock()
+	if ok {
+		return id, nil
+	}
+	subject := v.Subject(topic)
+	schema := sr.Schema{Schema: v.Text, Type: sr.TypeAvro}
+	var ss sr.SubjectSchema
+	var err error
+	if s.cfg.autoRegister {
+		ss, err = s.client.CreateSchema(ctx, subject, schema)
+	} else {
+		ss, err = s.client.LookupSchema(ctx, subject, schema)
+	}
+	if err != nil {
+		return 0, registryErr(err, fmt.Sprintf("subject %s (%s %s)", subject, v.EventType, v))
+	}
+	s.mu.Lock()
+	s.ids[v] = ss.ID
+	s.mu.Unlock()
+	return ss.ID, nil
+}
+
+func registryErr(err error, what string) error {
+	var re *sr.ResponseError
+	if errors.As(err, &re) && re.StatusCode < http.StatusInternalServerError {
+		if re.StatusCode == http.StatusNotFound {
+			return fmt.Errorf("%w: %s: %v", ErrNotRegistered, what, err)
+		}
+		return fmt.Errorf("streams: registry refused %s: %w", what, err)
+	}
+	return fmt.Errorf("%w: %s: %v", ErrRegistry, what, err)
+}
+
+// Decode decodes a wire-format value into the newest local minor version of the writer's major
+// version. Data written with an unknown major is decoded in the writer's own schema.
+func (s *Serde) Decode(ctx context.Context, value []byte) (*Envelope, error) {
+	return s.DecodeAs(ctx, value, nil)
+}
+
+// DecodeAs decodes a wire-format value into reader's shape (nil: as Decode). The returned envelope's
+// Version is the version its Data follows.
+func (s *Serde) DecodeAs(ctx context.Context, value []byte, reader *schemas.Version) (*Envelope, error) {
+	id, body, err := s.header.DecodeID(value)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformedRecord, err)
+	}
+	w, err := s.writer(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if reader == nil && w.subject != nil {
+		reader = w.subject.Latest()
+	}
+	schema, shape := avro.Schema(w.schema), w.schema
+	if reader != nil {
+		shape = reader.Envelope
+		if schema, err = s.resolve(id, w, reader); err != nil {
+			return nil, err
+		}
+	}
+	var raw map[string]any
+	if err := avro.Unmarshal(schema, body, &raw); err != nil {
+		return nil, fmt.Errorf("%w: schema id %d: %v", ErrMalformedRecord, id, err)
+	}
+	env := envelopeFromAvro(fromAvro(shape, raw).(map[string]any))
+	if reader != nil {
+		env.Version = reader.String()
+	}
+	return env, nil
+}
+
+func envelopeFromAvro(m map[string]any) *Envelope {
+	md, _ := m["metadata"].(map[string]any)
+	str := func(m map[string]any, k string) string { s, _ := m[k].(string); return s }
+	ts, _ := m["timestamp"].(time.Time)
+	data, _ := m["data"].(map[string]any)
+	return &Envelope{
+		EventID: str(m, "eventId"), EventType: str(m, "eventType"), Version: str(m, "version"), Timestamp: ts.UTC(), Data: data,
+		Metadata: Metadata{TenantID: str(md, "tenantId"), Source: str(md, "source"), CorrelationID: str(md, "correlationId"),
+			UserID: str(md, "userId"), TraceID: str(md, "traceId")},
+	}
+}
+
+// writer returns the writer schema for a registry id, fetching it once.
+func (s *Serde) writer(ctx context.Context, id int) (*writerSchema, error) {
+	s.mu.RLock()
+	w, ok := s.writers[id]
+	s.mu.RUnlock()
+	if ok {
+		return w, nil
+	}
+	sch, err := s.client.SchemaByID(ctx, id)
+	if err != nil {
+		var re *sr.ResponseError
+		if errors.As(err, &re) && re.StatusCode == http.StatusNotFound {
+			return nil, fmt.Errorf("%w: schema id %d is not in the registry", ErrMalformedRecord, id)
+		}
+		return nil, registryErr(err, fmt.Sprintf("schema id %d", id))
+	}
+	parsed, err := avro.ParseWithCache(sch.Schema, "", &avro.SchemaCache{})
+	if err != nil {
+		return nil, fmt.Errorf("%w: schema id %d does not parse: %v", ErrMalformedRecord, id, err)
+	}
+	rec, ok := parsed.(*avro.RecordSchema)
+	if !ok {
+		return nil, fmt.Errorf("%w: schema id %d is not a record", ErrMalformedRecord, id)
+	}
+	w = &writerSchema{schema: rec, subject: s.byName[rec.FullName()], text: sch.Schema}
+	s.mu.Lock()
+	s.writers[id] = w
+	s.mu.Unlock()
+	return w, nil
+}
+
+// resolve returns the schema that reads w's data in reader's shape.
+func (s *Serde) resolve(id int, w *writerSchema, reader *schemas.Version) (avro.Schema, error) {
+	if w.schema.Fingerprint() == reader.Envelope.Fingerprint() {
+		return reader.Envelope, nil
+	}
+	k := resolveKey{writer: id, reader: reader}
+	s.mu.RLock()
+	r, ok := s.resolved[k]
+	s.mu.RUnlock()
+	if ok {
+		return r, nil
+	}
+	r, err := avro.NewSchemaCompatibility().Resolve(reader.Envelope, w.schema)
+	if err != nil {
+		return nil, fmt.Errorf("%w: schema id %d cannot be read as %s %s: %v", ErrMalformedRecord, id, reader.EventType, reader, err)
+	}
+	s.mu.Lock()
+	s.resolved[k] = r
+	s.mu.Unlock()
+	return r, nil
+}
+
+// JSON returns the canonical JSON form of env, using the schema of its eventType and Version.
+func (s *Serde) JSON(env *Envelope) ([]byte, error) {
+	v, err := s.version(env.EventType, env.Version)
+	if err != nil {
+		return nil, err
+	}
+	return AppendJSON(nil, env, v.Data)
+}
+
+// ParseJSON decodes a JSON envelope with the Serde's schemas (see the package function ParseJSON).
+func (s *Serde) ParseJSON(b []byte) (*Envelope, error) { return ParseJSON(b, s.DataSchema) }
