@@ -40,15 +40,20 @@ type Finding struct {
 
 // String describes the Finding with its direction and history index.
 func (f Finding) String() string {
+	return f.Describe(func(i int) string { return fmt.Sprintf("history[%d]", i) })
+}
+
+// Describe is String with the earlier schema named by name(f.Against), e.g. "version 1.0".
+func (f Finding) Describe(name func(int) string) string {
 	switch {
 	case f.Direction == DirectionBackward:
-		return fmt.Sprintf("backward: the new schema cannot read data written with history[%d]: %s", f.Against, f.Message)
+		return fmt.Sprintf("backward: the new schema cannot read data written with %s: %s", name(f.Against), f.Message)
 	case f.Direction == DirectionForward:
-		return fmt.Sprintf("forward: history[%d] cannot read data written with the new schema: %s", f.Against, f.Message)
+		return fmt.Sprintf("forward: %s cannot read data written with the new schema: %s", name(f.Against), f.Message)
 	case f.Against < 0:
 		return f.Message
 	default:
-		return fmt.Sprintf("warning (vs history[%d]): %s", f.Against, f.Message)
+		return fmt.Sprintf("warning (vs %s): %s", name(f.Against), f.Message)
 	}
 }
 

@@ -81,11 +81,12 @@ func subjectLabel(sub *Subject, subject string) string {
 // compare checks v against earlier schemas and phrases every finding with subject, version and rule.
 func compare(level sr.CompatibilityLevel, v *Version, earlier []avro.Schema, label string) (errs []error, warns []string) {
 	r := CheckCompatibility(level, v.Envelope, earlier)
+	name := func(i int) string { return fmt.Sprintf("version %d.%d", v.Major, i) }
 	for _, f := range r.Errors {
-		errs = append(errs, fmt.Errorf("%w: %s: version %s (%s) breaks %s: %s", ErrIncompatible, label, v, v.File, level, f))
+		errs = append(errs, fmt.Errorf("%w: %s: version %s (%s) breaks %s: %s", ErrIncompatible, label, v, v.File, level, f.Describe(name)))
 	}
 	for _, f := range r.Warnings {
-		warns = append(warns, fmt.Sprintf("%s: version %s (%s): %s", label, v, v.File, f))
+		warns = append(warns, fmt.Sprintf("%s: version %s (%s): %s", label, v, v.File, f.Describe(name)))
 	}
 	return errs, warns
 }

@@ -1,0 +1,96 @@
+// Package root assembles the hotelbus command tree.
+package root
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hotelbus/hotelbus/cmd/hotelbus/catalog"
+	"github.com/hotelbus/hotelbus/cmd/hotelbus/cmdutil"
+	"github.com/hotelbus/hotelbus/cmd/hotelbus/dev"
+	"github.com/hotelbus/hotelbus/cmd/hotelbus/schemas"
+)
+
+// Main runs the binary's command line and returns the exit code.
+func Main() int {
+	f := cmdutil.System()
+	return Run(f, os.Args[1:])
+}
+
+// Run executes args (without the program name) with f's I/O and returns the exit code: 0 success,
+// 1 a failure of the work, 2 bad usage.
+func Run(f *cmdutil.Factory, args []string) int {
+	cmd := New(f)
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	if err != nil {
+		fmt.Fprintln(f.ErrOut, "hotelbus:", err)
+		var ue *cmdutil.UsageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(f.ErrOut, "run '%s --help' for usage\n", cmdPath(cmd, args))
+		}
+	}
+	return cmdutil.ExitCode(err)
+}
+
+// New returns the root command.
+func New(f *cmdutil.Factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "hotelbus <command>",
+		Short: "Event streaming for the hotel systems on Apache Kafka",
+		Long: `hotelbus runs the event platform of hotel-pms, hotel-member, hotel-saas and hotel-common:
+one Avro envelope on partitioned Kafka topics, a schema registry that enforces compatibility, and
+consumer groups that handle every event once.
+
+Commands that talk to Kafka, the registry or Redis take --brokers, --registry and --redis (or
+HOTELBUS_BROKERS, HOTELBUS_REGISTRY, HOTELBUS_REDIS); given none, they use a running
+` + "`hotelbus dev`" + ` stack's .hotelbus/endpoints.json.`,
+		Example: `  hotelbus dev                      # the whole platform on its embedded default
+  hotelbus catalog                  # who publishes and subscribes to what
+  hotelbus schemas check            # lint and compatibility of schemas/`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	cmd.SetIn(f.In)
+	cmd.SetOut(f.Out)
+	cmd.SetErr(f.ErrOut)
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &cmdutil.UsageError{Err: err} })
+	cmd.AddCommand(catalog.New(f), schemas.New(f), dev.New(f))
+	wrapArgs(cmd)
+	return cmd
+}
+
+// wrapArgs makes argument-validation failures usage errors (exit 2) in every command.
+func wrapArgs(cmd *cobra.Command) {
+	if v := cmd.Args; v != nil {
+		cmd.Args = func(c *cobra.Command, args []string) error {
+			if err := v(c, args); err != nil {
+				return &cmdutil.UsageError{Err: err}
+			}
+			return nil
+		}
+	}
+	if cmd.HasSubCommands() && cmd.RunE == nil && cmd.Run == nil {
+		cmd.RunE = func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return cmdutil.Usagef("unknown command %q for %q", args[0], c.CommandPath())
+			}
+			return c.Help()
+		}
+		cmd.Args = cobra.ArbitraryArgs
+	}
+	for _, c := range cmd.Commands() {
+		wrapArgs(c)
+	}
+}
+
+func cmdPath(root *cobra.Command, args []string) string {
+	c, _, err := root.Find(args)
+	if err != nil || c == nil {
+		return root.Name()
+	}
+	return c.CommandPath()
+}
