@@ -5,15 +5,15 @@ import (
 	"math"
 	"math/big"
 	"reflect"
+	"strconv"
 	"time"
 
 	"github.com/hamba/avro/v2"
 )
 
-// toAvro validates a generic value (see Envelope) against schema and returns it in the form
-// hamba/avro's generic encoder takes: union branches other than null and primitives wrapped as
-// {branchName: value}, record defaults filled in. Every problem is added to errs under path.
-func toAvro(s avro.Schema, v any, path string, errs *fieldErrs) any {
+// validate checks a generic value (see Envelope) against schema and adds every problem to errs
+// under its path. It names what the compiled codec only refuses.
+func validate(s avro.Schema, v any, path string, errs *fieldErrs) {
 	if ref, ok := s.(*avro.RefSchema); ok {
 		s = ref.Schema()
 	}
@@ -22,162 +22,131 @@ func toAvro(s avro.Schema, v any, path string, errs *fieldErrs) any {
 		m, ok := v.(map[string]any)
 		if !ok {
 			errs.add(path, "expected a record (object), got %s", describe(v))
-			return nil
+			return
 		}
-		out := make(map[string]any, len(s.Fields()))
 		for _, f := range s.Fields() {
 			fv, present := m[f.Name()]
-			if !present || (fv == nil && f.Type().Type() != avro.Union) {
-				if f.HasDefault() {
-					out[f.Name()] = toAvro(f.Type(), f.Default(), join(path, f.Name()), errs)
-					continue
-				}
+			switch {
+			case !present && f.HasDefault():
+			case !present || (fv == nil && f.Type().Type() != avro.Union):
 				errs.add(join(path, f.Name()), "required field is missing")
-				continue
-			}
-			out[f.Name()] = toAvro(f.Type(), fv, join(path, f.Name()), errs)
-		}
-		if len(m) > len(out) || len(m) > len(s.Fields()) {
-			for k := range m {
-				if _, known := out[k]; !known && !hasField(s, k) {
-					errs.add(join(path, k), "unknown field (not in schema %s)", s.FullName())
-				}
+			default:
+				validate(f.Type(), fv, join(path, f.Name()), errs)
 			}
 		}
-		return out
+		for k := range m {
+			if !hasField(s, k) {
+				errs.add(join(path, k), "unknown field (not in schema %s)", s.FullName())
+			}
+		}
 	case *avro.UnionSchema:
 		if v == nil {
 			if !s.Nullable() {
 				errs.add(path, "null is not allowed")
 			}
-			return nil
+			return
 		}
 		for _, branch := range s.Types() {
-			if branch.Type() == avro.Null {
-				continue
+			if branch.Type() != avro.Null {
+				validate(branch, v, path, errs)
+				return
 			}
-			inner := toAvro(branch, v, path, errs)
-			if isPrimitive(branch) {
-				return inner
-			}
-			return map[string]any{unionName(branch): inner}
 		}
 		errs.add(path, "no branch of the union takes %s", describe(v))
-		return nil
 	case *avro.EnumSchema:
 		str, ok := v.(string)
 		if !ok {
 			errs.add(path, "expected an enum symbol of %s, got %s", s.FullName(), describe(v))
-			return nil
+			return
 		}
 		for _, sym := range s.Symbols() {
 			if sym == str {
-				return str
+				return
 			}
 		}
 		errs.add(path, "%q is not a symbol of %s %v", str, s.FullName(), s.Symbols())
-		return nil
 	case *avro.ArraySchema:
 		rv := reflect.ValueOf(v)
 		if rv.Kind() != reflect.Slice || rv.Type().Elem().Kind() == reflect.Uint8 {
 			errs.add(path, "expected an array, got %s", describe(v))
-			return nil
+			return
 		}
-		out := make([]any, rv.Len())
-		for i := range out {
-			out[i] = toAvro(s.Items(), rv.Index(i).Interface(), index(path, i), errs)
+		for i := range rv.Len() {
+			validate(s.Items(), rv.Index(i).Interface(), index(path, i), errs)
 		}
-		return out
 	case *avro.MapSchema:
 		m, ok := v.(map[string]any)
 		if !ok {
 			errs.add(path, "expected a map (object), got %s", describe(v))
-			return nil
+			return
 		}
-		out := make(map[string]any, len(m))
 		for k, e := range m {
-			out[k] = toAvro(s.Values(), e, join(path, k), errs)
+			validate(s.Values(), e, join(path, k), errs)
 		}
-		return out
 	case *avro.PrimitiveSchema:
-		return primitiveToAvro(s, v, path, errs)
+		validatePrimitive(s, v, path, errs)
+	case *avro.NullSchema:
+		if v != nil {
+			errs.add(path, "expected null, got %s", describe(v))
+		}
+	default:
+		errs.add(path, "schema type %s is not supported", s.Type())
 	}
-	errs.add(path, "schema type %s is not supported", s.Type())
-	return nil
 }
 
-func primitiveToAvro(s *avro.PrimitiveSchema, v any, path string, errs *fieldErrs) any {
+func validatePrimitive(s *avro.PrimitiveSchema, v any, path string, errs *fieldErrs) {
 	if l := s.Logical(); l != nil {
 		switch l.Type() {
 		case avro.Decimal:
 			ds := l.(*avro.DecimalLogicalSchema)
 			switch d := v.(type) {
 			case *big.Rat:
-				if d == nil {
-					break
+				if d != nil {
+					checkDecimal(d, ds, path, errs)
+					return
 				}
-				return checkDecimal(d, ds, path, errs)
 			case string:
 				r, ok := new(big.Rat).SetString(d)
 				if !ok || !decimalRe.MatchString(d) {
 					errs.add(path, "expected a decimal string like \"1234.50\", got %q", d)
-					return nil
+					return
 				}
-				return checkDecimal(r, ds, path, errs)
+				checkDecimal(r, ds, path, errs)
+				return
 			}
 			errs.add(path, "expected a decimal (*big.Rat or decimal string), got %s", describe(v))
-			return nil
+			return
 		case avro.Date, avro.TimestampMillis:
-			t, ok := v.(time.Time)
-			if !ok {
+			if _, ok := v.(time.Time); !ok {
 				errs.add(path, "expected a time.Time for %s, got %s", l.Type(), describe(v))
-				return nil
 			}
-			if l.Type() == avro.Date {
-				return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
-			}
-			return t.UTC().Truncate(time.Millisecond)
+			return
 		}
 	}
+	ok := false
 	switch s.Type() {
 	case avro.String:
-		if str, ok := v.(string); ok {
-			return str
-		}
+		_, ok = v.(string)
 	case avro.Boolean:
-		if b, ok := v.(bool); ok {
-			return b
-		}
+		_, ok = v.(bool)
 	case avro.Int:
-		if n, ok := asInt64(v); ok {
-			if n < math.MinInt32 || n > math.MaxInt32 {
-				errs.add(path, "%d does not fit in an int (32 bits)", n)
-				return nil
-			}
-			return int(n)
+		var n int64
+		if n, ok = asInt64(v); ok && (n < math.MinInt32 || n > math.MaxInt32) {
+			errs.add(path, "%d does not fit in an int (32 bits)", n)
+			return
 		}
 	case avro.Long:
-		if n, ok := asInt64(v); ok {
-			return n
-		}
-	case avro.Double, avro.Float:
-		switch f := v.(type) {
-		case float64:
-			return f
-		case float32:
-			return f
-		}
+		_, ok = asInt64(v)
+	case avro.Double:
+		_, ok = v.(float64)
+	case avro.Float:
+		_, ok = v.(float32)
 	case avro.Bytes:
-		if b, ok := v.([]byte); ok {
-			return b
-		}
-	case avro.Null:
-		if v == nil {
-			return nil
-		}
+		_, ok = v.([]byte)
 	}
-	errs.add(path, "expected %s, got %s", s.Type(), describe(v))
-	return nil
+	if !ok {
+		errs.add(path, "expected %s, got %s", s.Type(), describe(v))
+	}
 }
 
 func checkDecimal(r *big.Rat, ds *avro.DecimalLogicalSchema, path string, errs *fieldErrs) *big.Rat {
@@ -300,10 +269,8 @@ func join(path, field string) string {
 }
 
 func index(path string, i int) string {
-	return path + "[" + itoa(i) + "]"
+	return path + "[" + strconv.Itoa(i) + "]"
 }
-
-func itoa(i int) string { return big.NewInt(int64(i)).String() }
 
 func describe(v any) string {
 	switch v.(type) {

@@ -2,7 +2,11 @@ package streams_test
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"testing"
+
+	"github.com/hotelbus/hotelbus/streams"
 )
 
 // FuzzParseJSON: the JSON envelope decoder never panics, and whatever it accepts it writes back in
@@ -34,6 +38,30 @@ func FuzzParseJSON(f *testing.F) {
 		out2, err := serde.JSON(again)
 		if err != nil || !bytes.Equal(out, out2) {
 			t.Fatalf("canonical form is not stable:\n%s\n%s", out, out2)
+		}
+	})
+}
+
+// FuzzDecode: arbitrary bytes behind a valid schema id never panic the decoder; they decode or fail
+// with ErrMalformedRecord.
+func FuzzDecode(f *testing.F) {
+	set, cat := loadAll(f)
+	serde, _ := newSerde(f, set, cat)
+	env, err := serde.ParseJSON(latest(f, set, "reservation.created").Example)
+	if err != nil {
+		f.Fatal(err)
+	}
+	_, wire, err := serde.AppendEncode(context.Background(), nil, env)
+	if err != nil {
+		f.Fatal(err)
+	}
+	header := wire[:5]
+	f.Add(wire[5:])
+	f.Add(wire[5 : len(wire)/2])
+	f.Fuzz(func(t *testing.T, body []byte) {
+		_, err := serde.Decode(context.Background(), append(append([]byte{}, header...), body...))
+		if err != nil && !errors.Is(err, streams.ErrMalformedRecord) {
+			t.Fatalf("unexpected error class: %v", err)
 		}
 	})
 }

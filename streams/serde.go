@@ -36,6 +36,7 @@ type Serde struct {
 	writers  map[int]*writerSchema
 	resolved map[resolveKey]avro.Schema
 	byName   map[string]*schemas.Subject
+	codecs   sync.Map // schema fingerprint -> *codec
 }
 
 type writerSchema struct {
@@ -100,7 +101,7 @@ func (s *Serde) Validate(env *Envelope) error {
 	if err != nil {
 		return err
 	}
-	_, err = envelopeToAvro(env, v)
+	_, err = s.encode(nil, env, v)
 	return err
 }
 
@@ -123,10 +124,6 @@ func (s *Serde) AppendEncode(ctx context.Context, b []byte, env *Envelope) (topi
 	if topic, err = s.Topic(env.EventType); err != nil {
 		return "", nil, err
 	}
-	native, err := envelopeToAvro(env, v)
-	if err != nil {
-		return "", nil, err
-	}
 	id, err := s.schemaID(ctx, topic, v)
 	if err != nil {
 		return "", nil, err
@@ -134,15 +131,14 @@ func (s *Serde) AppendEncode(ctx context.Context, b []byte, env *Envelope) (topi
 	if b, err = s.header.AppendEncode(b, id, nil); err != nil {
 		return "", nil, fmt.Errorf("streams: wire header: %w", err)
 	}
-	body, err := avro.Marshal(v.Envelope, native)
-	if err != nil {
-		return "", nil, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
+	if b, err = s.encode(b, env, v); err != nil {
+		return "", nil, err
 	}
-	return topic, append(b, body...), nil
+	return topic, b, nil
 }
 
-// envelopeToAvro validates env against v and returns hamba/avro's generic form of the envelope.
-func envelopeToAvro(env *Envelope, v *schemas.Version) (map[string]any, error) {
+// encode appends the Avro body of env written with v. On any problem it names every bad field.
+func (s *Serde) encode(b []byte, env *Envelope, v *schemas.Version) ([]byte, error) {
 	errs := &fieldErrs{}
 	if env.EventID == "" {
 		errs.add("eventId", "must not be empty")
@@ -156,25 +152,43 @@ func envelopeToAvro(env *Envelope, v *schemas.Version) (map[string]any, error) {
 			errs.add(f.path, "must not be empty")
 		}
 	}
-	var data any
 	if env.Data == nil {
 		errs.add("data", "must be set")
-	} else {
-		data = toAvro(v.Data, env.Data, "data", errs)
 	}
-	if err := errs.err(); err != nil {
-		return nil, err
+	if len(errs.list) > 0 {
+		if env.Data != nil {
+			validate(v.Data, env.Data, "data", errs)
+		}
+		return nil, errs.err()
 	}
 	var user any
 	if env.Metadata.UserID != "" {
 		user = env.Metadata.UserID
 	}
-	return map[string]any{
-		"eventId": env.EventID, "eventType": env.EventType, "version": v.String(),
-		"timestamp": env.Timestamp.UTC().Truncate(time.Millisecond), "data": data,
+	native := map[string]any{
+		"eventId": env.EventID, "eventType": env.EventType, "version": v.String(), "timestamp": env.Timestamp, "data": env.Data,
 		"metadata": map[string]any{"tenantId": env.Metadata.TenantID, "source": env.Metadata.Source,
 			"correlationId": env.Metadata.CorrelationID, "userId": user, "traceId": env.Metadata.TraceID},
-	}, nil
+	}
+	out, err := s.codec(v.Envelope).enc(b, native)
+	if err == nil {
+		return out, nil
+	}
+	validate(v.Data, env.Data, "data", errs)
+	if err := errs.err(); err != nil {
+		return nil, err
+	}
+	return nil, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
+}
+
+// codec returns the compiled codec of a schema, compiling it once.
+func (s *Serde) codec(schema *avro.RecordSchema) *codec {
+	key := schema.Fingerprint()
+	if c, ok := s.codecs.Load(key); ok {
+		return c.(*codec)
+	}
+	c, _ := s.codecs.LoadOrStore(key, compile(schema))
+	return c.(*codec)
 }
 
 // schemaID returns the registered id of v under its subject on topic, registering it first when
@@ -235,18 +249,28 @@ func (s *Serde) DecodeAs(ctx context.Context, value []byte, reader *schemas.Vers
 	if reader == nil && w.subject != nil {
 		reader = w.subject.Latest()
 	}
-	schema, shape := avro.Schema(w.schema), w.schema
-	if reader != nil {
-		shape = reader.Envelope
-		if schema, err = s.resolve(id, w, reader); err != nil {
+	var decoded map[string]any
+	if reader == nil || w.schema.Fingerprint() == reader.Envelope.Fingerprint() {
+		r := &binReader{buf: body}
+		decoded, _ = s.codec(w.schema).dec(r).(map[string]any)
+		if r.err == nil && len(r.buf) != 0 {
+			r.err = fmt.Errorf("%d bytes after the record", len(r.buf))
+		}
+		if r.err != nil {
+			return nil, fmt.Errorf("%w: schema id %d: %v", ErrMalformedRecord, id, r.err)
+		}
+	} else {
+		schema, err := s.resolve(id, w, reader)
+		if err != nil {
 			return nil, err
 		}
+		var raw map[string]any
+		if err := avro.Unmarshal(schema, body, &raw); err != nil {
+			return nil, fmt.Errorf("%w: schema id %d: %v", ErrMalformedRecord, id, err)
+		}
+		decoded, _ = fromAvro(reader.Envelope, raw).(map[string]any)
 	}
-	var raw map[string]any
-	if err := avro.Unmarshal(schema, body, &raw); err != nil {
-		return nil, fmt.Errorf("%w: schema id %d: %v", ErrMalformedRecord, id, err)
-	}
-	env := envelopeFromAvro(fromAvro(shape, raw).(map[string]any))
+	env := envelopeFromAvro(decoded)
 	if reader != nil {
 		env.Version = reader.String()
 	}
@@ -298,9 +322,6 @@ func (s *Serde) writer(ctx context.Context, id int) (*writerSchema, error) {
 
 // resolve returns the schema that reads w's data in reader's shape.
 func (s *Serde) resolve(id int, w *writerSchema, reader *schemas.Version) (avro.Schema, error) {
-	if w.schema.Fingerprint() == reader.Envelope.Fingerprint() {
-		return reader.Envelope, nil
-	}
 	k := resolveKey{writer: id, reader: reader}
 	s.mu.RLock()
 	r, ok := s.resolved[k]
