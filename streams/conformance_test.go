@@ -100,23 +100,11 @@ func conformWireRoundTrip(t *testing.T, b streamstest.Backend) {
 	cat := testCatalog(t)
 	ensure(t, b, cat)
 	serde, _ := newSerde(t, set, cat)
-	cl := b.Client(t)
 	ctx := context.Background()
 	want := map[string][]byte{}
 	var topicNames []string
-	for _, sub := range set.Subjects {
-		env, err := serde.ParseJSON(sub.Latest().Example)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rec, err := serde.Record(ctx, env)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
-			t.Fatalf("produce %s: %v", sub.EventType, err)
-		}
-		want[env.EventID] = sub.Latest().Example
+	for i, rec := range produceGoldens(t, b, serde) {
+		want[streams.Header(rec, streams.HeaderEventID)] = set.Subjects[i].Latest().Example
 		topicNames = append(topicNames, rec.Topic)
 	}
 	recs := consume(t, b, len(want), topicNames...)
@@ -224,6 +212,30 @@ func consume(t *testing.T, b streamstest.Backend, n int, topicNames ...string) [
 	}
 	if len(out) != n {
 		t.Fatalf("consumed %d records, want %d", len(out), n)
+	}
+	return out
+}
+
+// produceGoldens publishes the golden example of every subject, in set order, and returns the
+// acknowledged records.
+func produceGoldens(t *testing.T, b streamstest.Backend, serde *streams.Serde) []*kgo.Record {
+	t.Helper()
+	cl := b.Client(t)
+	ctx := context.Background()
+	var out []*kgo.Record
+	for _, sub := range serde.Schemas().Subjects {
+		env, err := serde.ParseJSON(sub.Latest().Example)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := serde.Record(ctx, env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+			t.Fatalf("produce %s: %v", sub.EventType, err)
+		}
+		out = append(out, rec)
 	}
 	return out
 }

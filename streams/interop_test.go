@@ -69,27 +69,10 @@ func TestInteropPythonReadsHotelbus(t *testing.T) {
 	set, _ := loadAll(t)
 	cat := testCatalog(t)
 	ensure(t, b, cat)
-	cl, url := streamstest.Registry(t)
-	serde, err := streams.NewSerde(cl, set, cat, streams.AutoRegister(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	kc := b.Client(t)
+	serde, url := newSerde(t, set, cat)
 	byTopic := map[string][]*schemas.Version{}
-	for _, sub := range set.Subjects {
-		env, err := serde.ParseJSON(sub.Latest().Example)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rec, err := serde.Record(ctx, env)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := kc.ProduceSync(ctx, rec).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-		byTopic[rec.Topic] = append(byTopic[rec.Topic], sub.Latest())
+	for i, rec := range produceGoldens(t, b, serde) {
+		byTopic[rec.Topic] = append(byTopic[rec.Topic], set.Subjects[i].Latest())
 	}
 	checked := 0
 	for topic, versions := range byTopic {

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"testing/fstest"
 
-	"github.com/twmb/franz-go/pkg/sr"
-
 	"github.com/hotelbus/hotelbus/schemas"
 	"github.com/hotelbus/hotelbus/streams"
 	"github.com/hotelbus/hotelbus/streams/streamstest"
@@ -33,14 +31,15 @@ func loadAll(t testing.TB) (*schemas.Set, *topics.Catalog) {
 	return set, cat
 }
 
-func newSerde(t testing.TB, set *schemas.Set, cat *topics.Catalog) (*streams.Serde, *sr.Client) {
+// newSerde returns an auto-registering Serde on a fresh embedded registry, and the registry's URL.
+func newSerde(t testing.TB, set *schemas.Set, cat *topics.Catalog) (*streams.Serde, string) {
 	t.Helper()
-	cl, _ := streamstest.Registry(t)
+	cl, url := streamstest.Registry(t)
 	s, err := streams.NewSerde(cl, set, cat, streams.AutoRegister(true))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s, cl
+	return s, url
 }
 
 // TestGoldenRoundTrip: every event type's golden JSON goes JSON -> Envelope -> Avro (wire format) ->
