@@ -128,6 +128,20 @@ func (b Backend) CreateTopic(t testing.TB, topic string, partitions int32) {
 	})
 }
 
+// RedisBackends returns the Redis servers a conformance test runs against: always an in-process
+// miniredis, and the rig's redis-server when HOTELBUS_TEST_REDIS is set (mandatory under
+// HOTELBUS_TEST_REAL=1). Names are "miniredis" and "redis".
+func RedisBackends(t testing.TB) map[string]string {
+	t.Helper()
+	out := map[string]string{"miniredis": "redis://" + miniredis.RunT(t).Addr()}
+	if u := os.Getenv(EnvRedis); u != "" {
+		out["redis"] = u
+	} else if Real() {
+		t.Fatalf("a real Redis is required (HOTELBUS_TEST_REAL=1) but %s is not set", EnvRedis)
+	}
+	return out
+}
+
 // Redis returns the URL of the rig's redis-server, or of a miniredis closed when the test ends.
 func Redis(t testing.TB) string {
 	t.Helper()
