@@ -1,0 +1,35 @@
+# Thin entry points; the logic lives in .ci/rig/ (see the comments at the top of each script).
+# The rig caches Kafka jars and a Python venv in $(HOTELBUS_CACHE) (default ~/.cache/hotelbus).
+
+GO ?= go
+
+.PHONY: test test-fast vet bench cluster3-up cluster3-down rig-up rig-down
+
+# The real thing: Apache Kafka + redis-server + the Python interop peer, race detector on.
+test:
+	bash .ci/rig/test.sh
+
+# Embedded components only (kfake, srfake, miniredis).
+test-fast:
+	$(GO) test ./...
+
+vet:
+	@out=$$(gofmt -l .); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+cluster3-up:
+	bash .ci/rig/cluster3.sh start
+
+cluster3-down:
+	bash .ci/rig/cluster3.sh stop
+
+# A long-lived single-node rig for running tests by hand: `eval "$$(make -s rig-up)"`.
+rig-up:
+	@bash .ci/rig/single.sh start
+
+rig-down:
+	bash .ci/rig/single.sh stop
