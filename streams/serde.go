@@ -95,16 +95,6 @@ func (s *Serde) version(eventType, version string) (*schemas.Version, error) {
 	return v, nil
 }
 
-// Validate checks env against its schema without encoding it: every bad field is reported.
-func (s *Serde) Validate(env *Envelope) error {
-	v, err := s.version(env.EventType, env.Version)
-	if err != nil {
-		return err
-	}
-	_, err = s.encode(nil, env, v)
-	return err
-}
-
 // Topic returns the topic an event type is routed to.
 func (s *Serde) Topic(eventType string) (string, error) {
 	t, ok := s.cat.TopicFor(eventType)

@@ -12,17 +12,14 @@
 package streamstest
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"os"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/alicebob/miniredis/v2"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -107,27 +104,6 @@ func (b Backend) Client(t testing.TB, opts ...kgo.Opt) *kgo.Client {
 	return cl
 }
 
-// CreateTopic creates a topic with the given partitions (replication 1) and deletes it when the
-// test ends.
-func (b Backend) CreateTopic(t testing.TB, topic string, partitions int32) {
-	t.Helper()
-	adm := kadm.NewClient(b.Client(t))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	resp, err := adm.CreateTopic(ctx, partitions, 1, nil, topic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		t.Fatalf("streamstest: create topic %s on %s: %v", topic, b.Name, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_, _ = adm.DeleteTopics(ctx, topic)
-	})
-}
-
 // RedisBackends returns the Redis servers a conformance test runs against: always an in-process
 // miniredis, and the rig's redis-server when HOTELBUS_TEST_REDIS is set (mandatory under
 // HOTELBUS_TEST_REAL=1). Names are "miniredis" and "redis".
@@ -140,18 +116,6 @@ func RedisBackends(t testing.TB) map[string]string {
 		t.Fatalf("a real Redis is required (HOTELBUS_TEST_REAL=1) but %s is not set", EnvRedis)
 	}
 	return out
-}
-
-// Redis returns the URL of the rig's redis-server, or of a miniredis closed when the test ends.
-func Redis(t testing.TB) string {
-	t.Helper()
-	if u := os.Getenv(EnvRedis); u != "" {
-		return u
-	}
-	if Real() {
-		t.Fatalf("a real Redis is required (HOTELBUS_TEST_REAL=1) but %s is not set", EnvRedis)
-	}
-	return "redis://" + miniredis.RunT(t).Addr()
 }
 
 // Registry starts the embedded schema registry (in memory) over HTTP and returns a client for it
