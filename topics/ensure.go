@@ -2,12 +2,10 @@ package topics
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 )
 
 // Ensure creates the catalog's topics that do not exist yet, with their partitions, replication
@@ -23,21 +21,13 @@ func Ensure(ctx context.Context, adm *kadm.Client, c *Catalog) ([]string, error)
 		if existing.Has(t.Name) {
 			continue
 		}
-		configs := map[string]*string{}
-		for k, v := range t.Configs() {
-			configs[k] = &v
-		}
-		resp, err := adm.CreateTopic(ctx, t.Partitions, t.ReplicationFactor, configs, t.Name)
-		if err == nil {
-			err = resp.Err
-		}
-		if errors.Is(err, kerr.TopicAlreadyExists) {
-			continue // created concurrently, or not yet in the metadata we listed
-		}
+		ok, err := create(ctx, adm, creation(t))
 		if err != nil {
-			return created, fmt.Errorf("topics: creating %s: %w", t.Name, err)
+			return created, err
 		}
-		created = append(created, t.Name)
+		if ok {
+			created = append(created, t.Name)
+		}
 	}
 	slices.Sort(created)
 	return created, nil
