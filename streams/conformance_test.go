@@ -39,6 +39,12 @@ func testCatalog(t *testing.T) *topics.Catalog {
 
 func ensure(t *testing.T, b streamstest.Backend, cat *topics.Catalog) []string {
 	t.Helper()
+	return ensureB(t, b, cat)
+}
+
+// ensureB creates the catalog's topics on b and deletes them when the test or benchmark ends.
+func ensureB(t testing.TB, b streamstest.Backend, cat *topics.Catalog) []string {
+	t.Helper()
 	adm := kadm.NewClient(b.Client(t))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

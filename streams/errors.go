@@ -4,6 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/hotelbus/hotelbus/streams/spool"
 )
 
 // Sentinel errors. Test with errors.Is; the returned errors wrap them with detail.
@@ -29,6 +33,24 @@ var (
 	// ErrRegistry: the schema registry could not be reached or answered with a server error.
 	// Retryable.
 	ErrRegistry = errors.New("streams: schema registry unavailable")
+
+	// ErrNotOwner: the producer's system does not own (publish) the event type, or the envelope
+	// names another system as its source. Refused before anything is sent. Not retryable.
+	ErrNotOwner = errors.New("streams: not the owner of the event type")
+
+	// ErrMissingTenant: the envelope has no metadata.tenantId, the record key. Refused before
+	// anything is sent. Not retryable.
+	ErrMissingTenant = errors.New("streams: missing tenantId")
+
+	// ErrSpoolFull: the broker is unreachable (or the in-memory buffer is full) and the spool has
+	// reached its size bound; the event was not accepted. Retryable once the spool drains.
+	ErrSpoolFull = spool.ErrFull
+
+	// ErrConfig: an option has an invalid value; the message names the option. Not retryable.
+	ErrConfig = errors.New("streams: invalid configuration")
+
+	// ErrClosed: the producer or consumer was closed. Not retryable.
+	ErrClosed = errors.New("streams: closed")
 )
 
 // IsRetryable reports whether an operation that failed with err may succeed if tried again
@@ -38,10 +60,16 @@ func IsRetryable(err error) bool {
 	case err == nil:
 		return false
 	case errors.Is(err, ErrInvalidEvent), errors.Is(err, ErrUnknownEventType),
-		errors.Is(err, ErrNotRegistered), errors.Is(err, ErrMalformedRecord):
+		errors.Is(err, ErrNotRegistered), errors.Is(err, ErrMalformedRecord),
+		errors.Is(err, ErrNotOwner), errors.Is(err, ErrMissingTenant),
+		errors.Is(err, ErrConfig), errors.Is(err, ErrClosed):
 		return false
-	case errors.Is(err, ErrRegistry):
+	case errors.Is(err, ErrRegistry), errors.Is(err, ErrSpoolFull):
 		return true
+	}
+	var ke *kerr.Error
+	if errors.As(err, &ke) {
+		return ke.Retriable
 	}
 	var r interface{ Retryable() bool }
 	if errors.As(err, &r) {

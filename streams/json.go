@@ -40,8 +40,9 @@ type DataSchema func(eventType, version string) (data *avro.RecordSchema, resolv
 
 // ParseJSON decodes one JSON envelope. Structural problems and every field that does not match the
 // data schema are reported together in an *InvalidEventError (ErrInvalidEvent) naming JSON paths.
-// eventId may be absent ("" in the result: the caller generates one); version may be absent (the
-// newest is used). An unknown eventType or version yields ErrUnknownEventType.
+// eventType, data and metadata.tenantId are required. What a Producer fills in may be absent:
+// eventId, timestamp, metadata.source, correlationId and traceId ("" or zero in the result), and
+// version (the newest is used). An unknown eventType or version yields ErrUnknownEventType.
 func ParseJSON(b []byte, lookup DataSchema) (*Envelope, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
@@ -62,19 +63,17 @@ func ParseJSON(b []byte, lookup DataSchema) (*Envelope, error) {
 	env.EventID = optString(top, "eventId", "", errs)
 	env.EventType = reqString(top, "eventType", "", errs)
 	env.Version = optString(top, "version", "", errs)
-	if ts, ok := top["timestamp"]; !ok || ts == nil {
-		errs.add("timestamp", "required field is missing")
-	} else {
+	if ts, ok := top["timestamp"]; ok && ts != nil {
 		env.Timestamp, _ = jsonTime(ts, "timestamp", errs)
 	}
 	if md, ok := top["metadata"].(map[string]any); ok {
 		unknownKeys(md, metadataKeys, "metadata", errs)
 		env.Metadata = Metadata{
 			TenantID:      reqString(md, "tenantId", "metadata", errs),
-			Source:        reqString(md, "source", "metadata", errs),
-			CorrelationID: reqString(md, "correlationId", "metadata", errs),
+			Source:        optString(md, "source", "metadata", errs),
+			CorrelationID: optString(md, "correlationId", "metadata", errs),
 			UserID:        optString(md, "userId", "metadata", errs),
-			TraceID:       reqString(md, "traceId", "metadata", errs),
+			TraceID:       optString(md, "traceId", "metadata", errs),
 		}
 	} else {
 		errs.add("metadata", "expected an object, got %s", describe(top["metadata"]))

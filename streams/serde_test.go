@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"math/big"
 	"strings"
@@ -246,6 +247,18 @@ func data(m map[string]any) map[string]any { return m["data"].(map[string]any) }
 // to the data record.
 func withMinor(t testing.TB, v *schemas.Version, field string) *schemas.Set {
 	t.Helper()
+	return withVersion(t, v, v.Major, v.Minor+1, field)
+}
+
+// withMajor returns a schema set holding v's subject plus version <major+1>.0, the data record
+// moved to the new major's namespace with field appended.
+func withMajor(t testing.TB, v *schemas.Version, field string) *schemas.Set {
+	t.Helper()
+	return withVersion(t, v, v.Major+1, 0, field)
+}
+
+func withVersion(t testing.TB, v *schemas.Version, major, minor int, field string) *schemas.Set {
+	t.Helper()
 	fsys := fstest.MapFS{}
 	src := schemas.Embedded()
 	for _, p := range []string{schemas.EnvelopeFile, v.File} {
@@ -255,7 +268,9 @@ func withMinor(t testing.TB, v *schemas.Version, field string) *schemas.Set {
 		}
 		fsys[p] = &fstest.MapFile{Data: b}
 	}
-	dir := v.File[:strings.LastIndex(v.File, "/")]
+	oldDir := v.File[:strings.LastIndex(v.File, "/")]
+	fsys[oldDir+"/example.json"] = &fstest.MapFile{Data: v.Example}
+	dir := fmt.Sprintf("%s/v%d", oldDir[:strings.LastIndex(oldDir, "/")], major)
 	var rec map[string]any
 	if err := json.Unmarshal(fsys[v.File].Data, &rec); err != nil {
 		t.Fatal(err)
@@ -265,13 +280,14 @@ func withMinor(t testing.TB, v *schemas.Version, field string) *schemas.Set {
 		t.Fatal(err)
 	}
 	rec["fields"] = append(rec["fields"].([]any), f)
+	rec["namespace"] = strings.TrimSuffix(rec["namespace"].(string), fmt.Sprintf("v%d", v.Major)) + fmt.Sprintf("v%d", major)
 	next, _ := json.Marshal(rec)
-	fsys[dir+"/1.1.avsc"] = &fstest.MapFile{Data: next}
+	fsys[fmt.Sprintf("%s/%d.%d.avsc", dir, major, minor)] = &fstest.MapFile{Data: next}
 	var ex map[string]any
 	if err := json.Unmarshal(v.Example, &ex); err != nil {
 		t.Fatal(err)
 	}
-	ex["version"] = "1.1"
+	ex["version"] = fmt.Sprintf("%d.%d", major, minor)
 	exb, _ := json.Marshal(ex)
 	fsys[dir+"/example.json"] = &fstest.MapFile{Data: exb}
 	set, err := schemas.Load(fsys)

@@ -8,10 +8,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hotelbus/hotelbus/cmd/hotelbus/acls"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/catalog"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/cmdutil"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/dev"
+	"github.com/hotelbus/hotelbus/cmd/hotelbus/produce"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/schemas"
+	"github.com/hotelbus/hotelbus/cmd/hotelbus/topics"
 )
 
 // Main runs the binary's command line and returns the exit code.
@@ -58,7 +61,7 @@ HOTELBUS_BROKERS, HOTELBUS_REGISTRY, HOTELBUS_REDIS); given none, they use a run
 	cmd.SetOut(f.Out)
 	cmd.SetErr(f.ErrOut)
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &cmdutil.UsageError{Err: err} })
-	cmd.AddCommand(catalog.New(f), schemas.New(f), dev.New(f))
+	cmd.AddCommand(catalog.New(f), schemas.New(f), dev.New(f), topics.New(f), acls.New(f), produce.New(f))
 	wrapArgs(cmd)
 	return cmd
 }
