@@ -1,6 +1,7 @@
 package streams
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -58,6 +59,8 @@ var (
 func IsRetryable(err error) bool {
 	switch {
 	case err == nil:
+		return false
+	case errors.Is(err, ErrPermanent), errors.Is(err, context.Canceled):
 		return false
 	case errors.Is(err, ErrInvalidEvent), errors.Is(err, ErrUnknownEventType),
 		errors.Is(err, ErrNotRegistered), errors.Is(err, ErrMalformedRecord),

@@ -1,0 +1,74 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Message is one record handed to a consumer's handler chain.
+type Message struct {
+	// Envelope is the decoded event in the reader's schema version (nil for an undecodable record;
+	// then DecodeErr is set and the record goes to the dead-letter topic).
+	Envelope  *Envelope
+	DecodeErr error
+	// Record is the Kafka record as fetched (topic, partition, offset, key, headers, value).
+	Record *kgo.Record
+	// Group is the consumer group handling the message.
+	Group string
+	// Attempt counts calls of the handler for this message, from 1 (set by the retry middleware).
+	Attempt int
+	// FirstFailure and LastFailure are set by the retry middleware when an attempt failed.
+	FirstFailure, LastFailure time.Time
+
+	// state is per-message scratch space for middleware, keyed by the middleware's own key type.
+	state map[any]any
+}
+
+// Value returns middleware state stored under key (nil when none).
+func (m *Message) Value(key any) any { return m.state[key] }
+
+// SetValue stores middleware state under key. Not safe for concurrent use on one Message; the
+// consumer hands a message to one goroutine at a time.
+func (m *Message) SetValue(key, v any) {
+	if m.state == nil {
+		m.state = map[any]any{}
+	}
+	m.state[key] = v
+}
+
+// Handler handles one message. Returning nil marks the event done (its offset may be committed);
+// an error is classified by IsRetryable: retryable errors are retried by the retry middleware, the
+// rest go to the dead-letter topic. A handler must be idempotent in its side effects for events
+// delivered again after a crash; the dedup middleware makes that rare, not impossible.
+type Handler func(ctx context.Context, m *Message) error
+
+// Middleware wraps a Handler: dedup, retry and dead letters are middleware, one file each.
+type Middleware func(Handler) Handler
+
+// BatchPreparer is implemented by middleware that needs to see each polled batch before its
+// messages are handled (dedup checks the whole batch in one Redis round trip). Prepare is called
+// once per polled batch with every message of the batch, before any of them reaches the chain;
+// it may block (for example while Redis is unreachable, when failing closed).
+type BatchPreparer interface {
+	Prepare(ctx context.Context, batch []*Message) error
+}
+
+// ErrPermanent marks an error as not retryable, whatever it wraps: wrap with Permanent.
+var ErrPermanent = errors.New("streams: permanent failure")
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string   { return e.err.Error() }
+func (e *permanentError) Unwrap() []error { return []error{e.err, ErrPermanent} }
+
+// Permanent marks err as not retryable: the retry middleware sends the message to the dead-letter
+// topic at once.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err: err}
+}
