@@ -70,10 +70,12 @@ type Version struct {
 	Text string
 	// Example is the golden JSON envelope beside the file, when this is the newest minor.
 	Example []byte
+
+	name string
 }
 
 // String returns "major.minor", the envelope's version field.
-func (v *Version) String() string { return strconv.Itoa(v.Major) + "." + strconv.Itoa(v.Minor) }
+func (v *Version) String() string { return v.name }
 
 // FullName returns the envelope record's full name, the record part of the subject.
 func (v *Version) FullName() string { return v.Envelope.FullName() }
@@ -198,7 +200,8 @@ func loadVersion(fsys fs.FS, envelope map[string]any, file, eventType string, ma
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: composed envelope: %v", ErrInvalid, file, err)
 	}
-	return &Version{EventType: eventType, Major: major, Minor: minor, File: file, Data: data, Envelope: env, Text: text}, nil
+	return &Version{EventType: eventType, Major: major, Minor: minor, File: file, Data: data, Envelope: env, Text: text,
+		name: strconv.Itoa(major) + "." + strconv.Itoa(minor)}, nil
 }
 
 // Compose returns the registered schema text for a data record: the envelope renamed to

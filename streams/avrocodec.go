@@ -480,3 +480,97 @@ func (r *binReader) blockLen() int64 {
 	}
 	return n
 }
+
+// envelopeEncoder encodes an Envelope straight from its fields, without building the generic map.
+type envelopeEncoder func(b []byte, env *Envelope, version string) ([]byte, error)
+
+// compileEnvelope returns the direct encoder of an envelope schema, or nil when the schema's fields
+// are not exactly envelope.avsc's (by name and type); callers then use the generic codec.
+func compileEnvelope(s *avro.RecordSchema) envelopeEncoder {
+	type part func(b []byte, env *Envelope, version string) ([]byte, error)
+	str := func(get func(*Envelope, string) string) part {
+		return func(b []byte, env *Envelope, version string) ([]byte, error) {
+			return appendBytes(b, get(env, version)), nil
+		}
+	}
+	isString := func(t avro.Schema) bool {
+		p, ok := t.(*avro.PrimitiveSchema)
+		return ok && p.Type() == avro.String && p.Logical() == nil
+	}
+	getters := map[string]func(*Envelope, string) string{
+		"eventId":       func(e *Envelope, _ string) string { return e.EventID },
+		"eventType":     func(e *Envelope, _ string) string { return e.EventType },
+		"version":       func(_ *Envelope, v string) string { return v },
+		"tenantId":      func(e *Envelope, _ string) string { return e.Metadata.TenantID },
+		"source":        func(e *Envelope, _ string) string { return e.Metadata.Source },
+		"correlationId": func(e *Envelope, _ string) string { return e.Metadata.CorrelationID },
+		"traceId":       func(e *Envelope, _ string) string { return e.Metadata.TraceID },
+	}
+	var fields func(rec *avro.RecordSchema, top bool) []part
+	fields = func(rec *avro.RecordSchema, top bool) []part {
+		var parts []part
+		for _, f := range rec.Fields() {
+			name, t := f.Name(), f.Type()
+			get, known := getters[name]
+			switch {
+			case known && isString(t) && (name == "tenantId" || name == "source" || name == "correlationId" || name == "traceId") != top:
+				parts = append(parts, str(get))
+			case top && name == "timestamp":
+				p, ok := t.(*avro.PrimitiveSchema)
+				if !ok || p.Logical() == nil || p.Logical().Type() != avro.TimestampMillis {
+					return nil
+				}
+				parts = append(parts, func(b []byte, env *Envelope, _ string) ([]byte, error) {
+					return appendLong(b, env.Timestamp.UnixMilli()), nil
+				})
+			case top && name == "data":
+				data := compile(t)
+				parts = append(parts, func(b []byte, env *Envelope, _ string) ([]byte, error) { return data.enc(b, env.Data) })
+			case top && name == "metadata":
+				md, ok := t.(*avro.RecordSchema)
+				if !ok {
+					return nil
+				}
+				sub := fields(md, false)
+				if sub == nil {
+					return nil
+				}
+				parts = append(parts, sub...)
+			case !top && name == "userId":
+				u, ok := t.(*avro.UnionSchema)
+				if !ok || len(u.Types()) != 2 {
+					return nil
+				}
+				nullIdx, strIdx := int64(0), int64(1)
+				if u.Types()[1].Type() == avro.Null {
+					nullIdx, strIdx = 1, 0
+				}
+				if u.Types()[nullIdx].Type() != avro.Null || !isString(u.Types()[strIdx]) {
+					return nil
+				}
+				parts = append(parts, func(b []byte, env *Envelope, _ string) ([]byte, error) {
+					if env.Metadata.UserID == "" {
+						return appendLong(b, nullIdx), nil
+					}
+					return appendBytes(appendLong(b, strIdx), env.Metadata.UserID), nil
+				})
+			default:
+				return nil
+			}
+		}
+		return parts
+	}
+	parts := fields(s, true)
+	if parts == nil {
+		return nil
+	}
+	return func(b []byte, env *Envelope, version string) ([]byte, error) {
+		var err error
+		for _, p := range parts {
+			if b, err = p(b, env, version); err != nil {
+				return nil, err
+			}
+		}
+		return b, nil
+	}
+}

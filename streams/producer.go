@@ -269,20 +269,13 @@ func (p *Producer) record(ctx context.Context, env *Envelope) (*kgo.Record, erro
 	if err != nil {
 		return nil, err
 	}
-	if p.spool != nil {
-		// an accepted record is delivered or spooled, never abandoned because its caller left
-		ctx = context.WithoutCancel(ctx)
-	}
-	rec.Context = context.WithValue(ctx, eventIDKey{}, env.EventID)
+	if p.spool == nil {
+		rec.Context = ctx // without a spool, the caller's context bounds the wait for the broker
+	} // with one, an accepted record is delivered or spooled, never abandoned because its caller left
 	return rec, nil
 }
 
-type eventIDKey struct{}
-
-func eventIDOf(r *kgo.Record) string {
-	s, _ := r.Context.Value(eventIDKey{}).(string)
-	return s
-}
+func eventIDOf(r *kgo.Record) string { return Header(r, HeaderEventID) }
 
 // send produces recs in order and waits for all of them.
 func (p *Producer) send(ctx context.Context, recs []*kgo.Record) ([]Result, error) {

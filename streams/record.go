@@ -1,9 +1,8 @@
 package streams
 
 import (
+	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -31,16 +30,27 @@ func (s *Serde) Record(ctx context.Context, env *Envelope) (*kgo.Record, error) 
 }
 
 // Headers returns the envelope headers of env. The traceparent's span id is derived from the
-// eventId, so the same event always carries the same parent span.
+// eventId (FNV-1a), so the same event always carries the same parent span.
 func Headers(env *Envelope) []kgo.RecordHeader {
-	sum := sha256.Sum256([]byte(env.EventID))
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(env.EventID); i++ {
+		h ^= uint64(env.EventID[i])
+		h *= 1099511628211
+	}
+	var tp [55]byte // 00-<32 hex trace id>-<16 hex span id>-01
+	b := append(append(tp[:0], "00-"...), env.Metadata.TraceID...)
+	b = append(b, '-')
+	for shift := 60; shift >= 0; shift -= 4 {
+		b = append(b, hexDigits[h>>uint(shift)&0xf])
+	}
+	b = append(b, "-01"...)
 	return []kgo.RecordHeader{
 		{Key: HeaderEventType, Value: []byte(env.EventType)},
 		{Key: HeaderVersion, Value: []byte(env.Version)},
 		{Key: HeaderEventID, Value: []byte(env.EventID)},
 		{Key: HeaderSource, Value: []byte(env.Metadata.Source)},
 		{Key: HeaderCorrelationID, Value: []byte(env.Metadata.CorrelationID)},
-		{Key: HeaderTraceparent, Value: []byte("00-" + env.Metadata.TraceID + "-" + hex.EncodeToString(sum[:8]) + "-01")},
+		{Key: HeaderTraceparent, Value: bytes.Clone(b)},
 	}
 }
 
@@ -53,3 +63,5 @@ func Header(r *kgo.Record, key string) string {
 	}
 	return ""
 }
+
+const hexDigits = "0123456789abcdef"

@@ -31,12 +31,13 @@ type Serde struct {
 	cfg    serdeConfig
 	header sr.ConfluentHeader
 
-	mu       sync.RWMutex
-	ids      map[*schemas.Version]int
-	writers  map[int]*writerSchema
-	resolved map[resolveKey]avro.Schema
-	byName   map[string]*schemas.Subject
-	codecs   sync.Map // schema fingerprint -> *codec
+	mu        sync.RWMutex
+	ids       map[*schemas.Version]int
+	writers   map[int]*writerSchema
+	resolved  map[resolveKey]avro.Schema
+	byName    map[string]*schemas.Subject
+	codecs    sync.Map // schema fingerprint -> *codec
+	envelopes sync.Map // schema fingerprint -> envelopeEncoder (nil when not direct)
 }
 
 type writerSchema struct {
@@ -151,16 +152,21 @@ func (s *Serde) encode(b []byte, env *Envelope, v *schemas.Version) ([]byte, err
 		}
 		return nil, errs.err()
 	}
-	var user any
-	if env.Metadata.UserID != "" {
-		user = env.Metadata.UserID
+	var out []byte
+	var err error
+	if direct := s.envelopeEncoder(v.Envelope); direct != nil {
+		out, err = direct(b, env, v.String())
+	} else {
+		var user any
+		if env.Metadata.UserID != "" {
+			user = env.Metadata.UserID
+		}
+		out, err = s.codec(v.Envelope).enc(b, map[string]any{
+			"eventId": env.EventID, "eventType": env.EventType, "version": v.String(), "timestamp": env.Timestamp, "data": env.Data,
+			"metadata": map[string]any{"tenantId": env.Metadata.TenantID, "source": env.Metadata.Source,
+				"correlationId": env.Metadata.CorrelationID, "userId": user, "traceId": env.Metadata.TraceID},
+		})
 	}
-	native := map[string]any{
-		"eventId": env.EventID, "eventType": env.EventType, "version": v.String(), "timestamp": env.Timestamp, "data": env.Data,
-		"metadata": map[string]any{"tenantId": env.Metadata.TenantID, "source": env.Metadata.Source,
-			"correlationId": env.Metadata.CorrelationID, "userId": user, "traceId": env.Metadata.TraceID},
-	}
-	out, err := s.codec(v.Envelope).enc(b, native)
 	if err == nil {
 		return out, nil
 	}
@@ -169,6 +175,17 @@ func (s *Serde) encode(b []byte, env *Envelope, v *schemas.Version) ([]byte, err
 		return nil, err
 	}
 	return nil, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
+}
+
+// envelopeEncoder returns the direct envelope encoder of a schema (nil when it has other fields),
+// compiling it once.
+func (s *Serde) envelopeEncoder(schema *avro.RecordSchema) envelopeEncoder {
+	key := schema.Fingerprint()
+	if e, ok := s.envelopes.Load(key); ok {
+		return e.(envelopeEncoder)
+	}
+	e, _ := s.envelopes.LoadOrStore(key, compileEnvelope(schema))
+	return e.(envelopeEncoder)
 }
 
 // codec returns the compiled codec of a schema, compiling it once.
