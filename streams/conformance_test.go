@@ -109,9 +109,9 @@ func conformWireRoundTrip(t *testing.T, b streamstest.Backend) {
 	ctx := context.Background()
 	want := map[string][]byte{}
 	var topicNames []string
-	for i, rec := range produceGoldens(t, b, serde) {
-		want[streams.Header(rec, streams.HeaderEventID)] = set.Subjects[i].Latest().Example
-		topicNames = append(topicNames, rec.Topic)
+	for i, res := range produceGoldens(t, b, serde) {
+		want[res.EventID] = set.Subjects[i].Latest().Example
+		topicNames = append(topicNames, res.Topic)
 	}
 	recs := consume(t, b, len(want), topicNames...)
 	for _, r := range recs {
@@ -222,26 +222,28 @@ func consume(t *testing.T, b streamstest.Backend, n int, topicNames ...string) [
 	return out
 }
 
-// produceGoldens publishes the golden example of every subject, in set order, and returns the
-// acknowledged records.
-func produceGoldens(t *testing.T, b streamstest.Backend, serde *streams.Serde) []*kgo.Record {
+// produceGoldens publishes the golden example of every subject, in set order, each through a
+// Producer of its owning system, and returns the acknowledged results.
+func produceGoldens(t *testing.T, b streamstest.Backend, serde *streams.Serde) []streams.Result {
 	t.Helper()
-	cl := b.Client(t)
 	ctx := context.Background()
-	var out []*kgo.Record
+	producers := map[string]*streams.Producer{}
+	var out []streams.Result
 	for _, sub := range serde.Schemas().Subjects {
 		env, err := serde.ParseJSON(sub.Latest().Example)
 		if err != nil {
 			t.Fatal(err)
 		}
-		rec, err := serde.Record(ctx, env)
+		p := producers[env.Metadata.Source]
+		if p == nil {
+			p = newProducer(t, env.Metadata.Source, b, serde)
+			producers[env.Metadata.Source] = p
+		}
+		res, err := p.Publish(ctx, env)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("publish %s: %v", sub.EventType, err)
 		}
-		if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
-			t.Fatalf("produce %s: %v", sub.EventType, err)
-		}
-		out = append(out, rec)
+		out = append(out, res)
 	}
 	return out
 }
