@@ -51,9 +51,11 @@ consumer groups that handle every event once.
 Commands that talk to Kafka, the registry or Redis take --brokers, --registry and --redis (or
 HOTELBUS_BROKERS, HOTELBUS_REGISTRY, HOTELBUS_REDIS); given none, they use a running
 ` + "`hotelbus dev`" + ` stack's .hotelbus/endpoints.json.`,
-		Example: `  hotelbus dev                      # the whole platform on its embedded default
-  hotelbus catalog                  # who publishes and subscribes to what
-  hotelbus schemas check            # lint and compatibility of schemas/`,
+		Example: `  hotelbus dev                                  # the whole platform on its embedded default
+  hotelbus catalog                              # who publishes and subscribes to what
+  hotelbus schemas check                        # lint and compatibility of schemas/
+  hotelbus topics plan --env prod               # what apply would change on the cluster
+  hotelbus produce --system hotel-pms < ev.jsonl  # publish JSON envelopes as hotel-pms`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
