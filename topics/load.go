@@ -18,7 +18,8 @@ import (
 var ErrInvalid = errors.New("topics: invalid declarations")
 
 type catalogFile struct {
-	Systems map[string]systemDecl `yaml:"systems"`
+	Systems      map[string]systemDecl `yaml:"systems"`
+	OrderingKeys map[string]string     `yaml:"orderingKeys"`
 }
 
 type systemDecl struct {
@@ -66,6 +67,7 @@ type deadLetterDecl struct {
 
 var (
 	eventTypeRe = regexp.MustCompile(`^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$`)
+	fieldRe     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	systemRe    = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
 	topicRe     = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
 )
@@ -85,8 +87,12 @@ func Load(fsys fs.FS, env string) (*Catalog, error) {
 	if _, ok := tf.Environments[env]; env != "" && !ok {
 		return nil, invalid(TopicsFile, "environments", "unknown environment %q (declared: %s)", env, strings.Join(sortedKeys(tf.Environments), ", "))
 	}
-	c := &Catalog{Env: env, systems: map[string]int{}, topics: map[string]int{}, route: map[string]int{}, owner: map[string]string{}}
+	c := &Catalog{Env: env, systems: map[string]int{}, topics: map[string]int{}, route: map[string]int{}, owner: map[string]string{},
+		orderingKeys: map[string]string{}}
 	if err := c.loadSystems(cf); err != nil {
+		return nil, err
+	}
+	if err := c.loadOrderingKeys(cf); err != nil {
 		return nil, err
 	}
 	if err := c.loadTopics(tf, env); err != nil {
@@ -157,6 +163,23 @@ func (c *Catalog) loadSystems(cf catalogFile) error {
 			s.Subscribes = append(s.Subscribes, et)
 		}
 		slices.Sort(s.Subscribes)
+	}
+	return nil
+}
+
+// loadOrderingKeys checks that every ordering key names a published event type and is a valid Avro
+// field name. Whether the field exists in the type's schemas is checked by the consumer, which has
+// the schemas.
+func (c *Catalog) loadOrderingKeys(cf catalogFile) error {
+	for _, et := range sortedKeys(cf.OrderingKeys) {
+		field := cf.OrderingKeys[et]
+		if _, ok := c.owner[et]; !ok {
+			return invalid(CatalogFile, "orderingKeys."+et, "%q is not published by any system", et)
+		}
+		if !fieldRe.MatchString(field) {
+			return invalid(CatalogFile, "orderingKeys."+et, "%q is not a top-level data field name", field)
+		}
+		c.orderingKeys[et] = field
 	}
 	return nil
 }

@@ -46,6 +46,8 @@ type Catalog struct {
 	topics  map[string]int
 	route   map[string]int // event type -> index into Topics
 	owner   map[string]string
+	// orderingKeys maps an event type to the data field that orders it (absent: the record key).
+	orderingKeys map[string]string
 }
 
 // System is one hotel system: what it publishes and subscribes to, its consumer group and its
@@ -128,6 +130,11 @@ func (c *Catalog) Owner(eventType string) (string, bool) {
 	return o, ok
 }
 
+// OrderingKey returns the top-level data field whose value orders events of eventType within a
+// consumer (declared under orderingKeys in the catalog), or "" when the type is ordered by its record
+// key, tenantId.
+func (c *Catalog) OrderingKey(eventType string) string { return c.orderingKeys[eventType] }
+
 // EventTypes returns every published event type, sorted.
 func (c *Catalog) EventTypes() []string {
 	out := make([]string, 0, len(c.owner))
@@ -178,7 +185,8 @@ func ParseDuration(s string) (time.Duration, error) {
 // groups start with prefix, so that several copies of the platform (test runs, staging beside
 // production) can share one cluster without seeing each other.
 func (c *Catalog) WithPrefix(prefix string) *Catalog {
-	out := &Catalog{Env: c.Env, systems: c.systems, route: c.route, owner: c.owner, topics: make(map[string]int, len(c.topics))}
+	out := &Catalog{Env: c.Env, systems: c.systems, route: c.route, owner: c.owner, orderingKeys: c.orderingKeys,
+		topics: make(map[string]int, len(c.topics))}
 	out.Systems = make([]System, len(c.Systems))
 	for i, s := range c.Systems {
 		s.Group = prefix + s.Group
