@@ -2,6 +2,9 @@ package streams
 
 import (
 	"fmt"
+	"log/slog"
+	"reflect"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -156,4 +159,186 @@ func SpoolAfter(d time.Duration) ProducerOption {
 // are spooled. Default 1s.
 func DrainBackoff(d time.Duration) ProducerOption {
 	return func(c *producerConfig) { c.drainBackoff = d }
+}
+
+// --- Consumer options ---
+
+// ConsumerOption configures a Consumer. Brokers and KafkaOptions, the producer options that say
+// how to reach Kafka, are consumer options too; NewConsumer refuses every other producer option.
+type ConsumerOption interface{ applyConsumer(*consumerConfig) }
+
+type consumerOptionFunc func(*consumerConfig)
+
+func (f consumerOptionFunc) applyConsumer(c *consumerConfig) { f(c) }
+
+// applyConsumer takes the brokers and franz-go options a ProducerOption sets; any other setting
+// makes NewConsumer fail with ErrConfig.
+func (o ProducerOption) applyConsumer(c *consumerConfig) {
+	var p producerConfig
+	o(&p)
+	if p.brokers != nil {
+		c.brokers = p.brokers
+	}
+	c.kafkaOpts = append(c.kafkaOpts, p.kafkaOpts...)
+	p.brokers, p.kafkaOpts = nil, nil
+	if !reflect.DeepEqual(p, producerConfig{}) {
+		c.errs = append(c.errs, "a producer option other than Brokers and KafkaOptions was given to NewConsumer")
+	}
+}
+
+// Start says where a consumer group that has no committed offset for a partition begins reading.
+type Start int
+
+const (
+	// StartEarliest reads the partition from its oldest retained record.
+	StartEarliest Start = iota
+	// StartLatest reads only records written after the group first fetched the partition.
+	StartLatest
+)
+
+type consumerConfig struct {
+	brokers          []string
+	kafkaOpts        []kgo.Opt
+	maxInFlight      int
+	maxInFlightPart  int
+	maxPending       int
+	middleware       []Middleware
+	preparers        []BatchPreparer
+	logger           *slog.Logger
+	sessionTimeout   time.Duration
+	rebalanceTimeout time.Duration
+	fetchMaxBytes    int32
+	commitInterval   time.Duration
+	start            Start
+	shutdownTimeout  time.Duration
+	errs             []string
+}
+
+func defaultConsumerConfig() consumerConfig {
+	return consumerConfig{
+		maxInFlight:      64,
+		maxInFlightPart:  16,
+		maxPending:       10_000,
+		logger:           slog.Default(),
+		sessionTimeout:   45 * time.Second,
+		rebalanceTimeout: 60 * time.Second,
+		fetchMaxBytes:    50 << 20,
+		commitInterval:   time.Second,
+		start:            StartEarliest,
+		shutdownTimeout:  30 * time.Second,
+	}
+}
+
+func (c *consumerConfig) validate() error {
+	switch {
+	case len(c.errs) > 0:
+		return fmt.Errorf("%w: %s", ErrConfig, c.errs[0])
+	case len(c.brokers) == 0:
+		return fmt.Errorf("%w: Brokers: at least one seed broker is required", ErrConfig)
+	case c.maxInFlight < 1:
+		return fmt.Errorf("%w: MaxInFlight: must be at least 1", ErrConfig)
+	case c.maxInFlightPart < 1:
+		return fmt.Errorf("%w: MaxInFlightPerPartition: must be at least 1", ErrConfig)
+	case c.maxPending < 1:
+		return fmt.Errorf("%w: MaxPending: must be at least 1", ErrConfig)
+	case slices.ContainsFunc(c.middleware, func(m Middleware) bool { return m == nil }):
+		return fmt.Errorf("%w: Use: nil middleware", ErrConfig)
+	case slices.Contains(c.preparers, nil):
+		return fmt.Errorf("%w: UsePreparer: nil preparer", ErrConfig)
+	case c.sessionTimeout < 100*time.Millisecond:
+		return fmt.Errorf("%w: SessionTimeout: %s is below 100ms", ErrConfig, c.sessionTimeout)
+	case c.rebalanceTimeout < 100*time.Millisecond:
+		return fmt.Errorf("%w: RebalanceTimeout: %s is below 100ms", ErrConfig, c.rebalanceTimeout)
+	case c.fetchMaxBytes < 1024:
+		return fmt.Errorf("%w: FetchMaxBytes: %d is below 1 KiB", ErrConfig, c.fetchMaxBytes)
+	case c.commitInterval < 10*time.Millisecond:
+		return fmt.Errorf("%w: CommitInterval: %s is below 10ms", ErrConfig, c.commitInterval)
+	case c.start != StartEarliest && c.start != StartLatest:
+		return fmt.Errorf("%w: StartFrom: unknown start %d", ErrConfig, c.start)
+	case c.shutdownTimeout <= 0 || c.shutdownTimeout >= c.rebalanceTimeout:
+		return fmt.Errorf("%w: ShutdownTimeout: %s must be positive and below the RebalanceTimeout (%s)", ErrConfig, c.shutdownTimeout, c.rebalanceTimeout)
+	}
+	return nil
+}
+
+// MaxInFlight bounds the handler calls running at once in one Consumer, over all its partitions.
+// Default 64.
+func MaxInFlight(n int) ConsumerOption {
+	return consumerOptionFunc(func(c *consumerConfig) { c.maxInFlight = n })
+}
+
+// MaxInFlightPerPartition bounds the handler calls running at once for one partition (each for a
+// different ordering key). 1 handles a partition one record at a time, in offset order. Default 16.
+func MaxInFlightPerPartition(n int) ConsumerOption {
+	return consumerOptionFunc(func(c *consumerConfig) { c.maxInFlightPart = n })
+}
+
+// MaxPending bounds the records fetched and not yet finished (running, waiting for their key, or
+// waiting for a slot); the consumer stops polling while the bound is reached. Default 10,000.
+// Maps to max.poll.records (franz-go: PollRecords).
+func MaxPending(n int) ConsumerOption {
+	return consumerOptionFunc(func(c *consumerConfig) { c.maxPending = n })
+}
+
+// Use appends middleware to the handler chain, outermost first: Use(a, b) calls a, which calls b,
+// which calls the handler. Default: none (a handler error is then logged and the event skipped).
+func Use(mw ...Middleware) ConsumerOption {
+	return consumerOptionFunc(func(c *consumerConfig) { c.middleware = append(c.middleware, mw...) })
+}
+
+// UsePreparer registers a BatchPreparer (typically middleware that is also passed to Use, such as
+// dedup): its Prepare is called with every polled batch before any of the batch's messages enters
+// the chain, in registration order. Default: none.
+func UsePreparer(p BatchPreparer) ConsumerOption {
+	return consumerOptionFunc(func(c *consumerConfig) { c.preparers = append(c.preparers, p) })
+}
+
+// Logger sets where the consumer logs (events without a handler, handler failures, rebalances,
+// commit failures). Default slog.Default(); nil keeps the default.
+func Logger(l *slog.Logger) ConsumerOption {
+	return consumerOptionFunc(func(c *consumerConfig) {
+		if l != nil {
+			c.logger = l
+		}
+	})
+}
+
+// SessionTimeout is how long the group coordinator waits for a heartbeat before it evicts a member
+// and hands its partitions to others. Default 45s. Maps to session.timeout.ms.
+func SessionTimeout(d time.Duration) ConsumerOption {
+	return consumerOptionFunc(func(c *consumerConfig) { c.sessionTimeout = d })
+}
+
+// RebalanceTimeout is how long a member may take to rejoin the group during a rebalance,
+// including the wait for the in-flight handlers of revoked partitions. Default 60s. Maps to
+// max.poll.interval.ms (franz-go: RebalanceTimeout).
+func RebalanceTimeout(d time.Duration) ConsumerOption {
+	return consumerOptionFunc(func(c *consumerConfig) { c.rebalanceTimeout = d })
+}
+
+// FetchMaxBytes bounds the bytes one fetch response may carry. Default 50 MiB. Maps to
+// fetch.max.bytes.
+func FetchMaxBytes(n int32) ConsumerOption {
+	return consumerOptionFunc(func(c *consumerConfig) { c.fetchMaxBytes = n })
+}
+
+// CommitInterval is how often the offsets of finished records are committed; they are also
+// committed when partitions are revoked and on shutdown. Default 1s. Maps to
+// auto.commit.interval.ms.
+func CommitInterval(d time.Duration) ConsumerOption {
+	return consumerOptionFunc(func(c *consumerConfig) { c.commitInterval = d })
+}
+
+// StartFrom says where the group begins a partition it has no committed offset for. Default
+// StartEarliest. Maps to auto.offset.reset.
+func StartFrom(s Start) ConsumerOption {
+	return consumerOptionFunc(func(c *consumerConfig) { c.start = s })
+}
+
+// ShutdownTimeout bounds the graceful shutdown (finishing the records already fetched) and, on a
+// rebalance, the wait for the in-flight handlers of revoked partitions; handlers still running
+// then are abandoned (their context is canceled and their records are not committed). It must be
+// below the RebalanceTimeout. Default 30s.
+func ShutdownTimeout(d time.Duration) ConsumerOption {
+	return consumerOptionFunc(func(c *consumerConfig) { c.shutdownTimeout = d })
 }

@@ -1,0 +1,839 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hamba/avro/v2"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/hotelbus/hotelbus/schemas"
+	"github.com/hotelbus/hotelbus/topics"
+)
+
+// Consumer reads the events one system subscribes to, through the system's consumer group (the
+// catalog's System.Group) on the topics that carry them, and calls the handler registered for each
+// event's type and major version.
+//
+// Guarantees:
+//
+//   - Records of a type the system does not subscribe to are skipped by their eventType header,
+//     without decoding. A subscribed event with no handler for its major version is logged at warn
+//     and skipped. Skipped records count as finished.
+//   - Within a partition, records with the same ordering key are handled strictly in offset order,
+//     one at a time; records with different keys run concurrently, up to MaxInFlightPerPartition
+//     per partition and MaxInFlight in all. The ordering key is the record key (tenantId), or the
+//     value of the data field the catalog declares for the type (Catalog.OrderingKey) when the
+//     record decodes and the field holds a non-empty string.
+//   - A record is finished when its handler chain returns. An error that reaches the consumer (no
+//     middleware retried or dead-lettered it) is logged and the record is finished anyway: a
+//     partition never stops on one record. Undecodable records reach the chain as Messages with
+//     DecodeErr set; without middleware that takes them, they are logged and finished.
+//   - The committed offset of a partition is the lowest offset not yet finished (every record
+//     below it is finished). It never moves backwards, and is committed every CommitInterval, when
+//     partitions are revoked and on shutdown; records finished above it are handled again by the
+//     next owner after a rebalance or a crash (at-least-once; dedup middleware removes the repeats).
+//   - Rebalances are cooperative (cooperative-sticky). On revoke the consumer stops starting
+//     handlers for the revoked partitions, waits up to ShutdownTimeout for their running handlers
+//     (then cancels their contexts and abandons them), commits what finished while it still owns
+//     the partitions, and only then lets the rebalance proceed. Lost partitions (the member was
+//     evicted) are dropped without a commit.
+//
+// Handlers must be registered with Handle or HandleType before Run.
+type Consumer struct {
+	system     string
+	group      string
+	topics     []string
+	serde      *Serde
+	cat        *topics.Catalog
+	cfg        consumerConfig
+	log        *slog.Logger
+	subscribed map[string]bool
+
+	regMu    sync.Mutex
+	routes   map[routeKey]*route
+	regErr   error
+	started  bool
+	closed   bool
+	stopPoll context.CancelFunc
+	done     chan struct{}
+
+	cl     *kgo.Client
+	base   context.Context // parent of the handler contexts: the Run context without its cancellation
+	orphan Handler         // the chain for undecodable records whose type or major is unknown
+
+	// commitMu serializes commits with the rebalance callbacks, so that no commit is issued for a
+	// partition after the callback that gave it up has returned.
+	commitMu sync.Mutex
+
+	mu         sync.Mutex
+	parts      map[topicPartition]*partState
+	order      []*partState // live partitions, in round-robin order for dispatch
+	rr         int
+	running    int // handler calls running, including abandoned ones
+	unfinished int // records of live partitions enqueued and not finished
+	changed    chan struct{}
+}
+
+type routeKey struct {
+	eventType string
+	major     int
+}
+
+// route is how records of one event type and major version are handled.
+type route struct {
+	reader     *schemas.Version // the newest local minor of the major: records are decoded into it
+	handler    Handler          // the user's handler
+	chain      Handler          // the middleware chain around the handler
+	orderField string           // the data field naming the ordering key ("" = the record key)
+}
+
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+// partState is one assigned partition: the records fetched and not finished, in offset order
+// (win), the per-key lanes that serialize records with the same ordering key, and the commit
+// position. A new partState is made each time the partition is assigned; a dropped one (revoked,
+// lost, shut down) ignores the handlers that finish late.
+type partState struct {
+	tp     topicPartition
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	win        []*job            // enqueued records not yet known finished, in offset order
+	lanes      map[string][]*job // per ordering key: the running or next record first
+	ready      []*job            // records at the head of their lane, waiting for a slot
+	running    int
+	unfinished int
+	last       int64 // highest offset enqueued (-1: none)
+	next       int64 // offset to commit: every record below it is finished (-1: nothing finished)
+	epoch      int32 // leader epoch of the record at next-1
+	committed  int64 // highest offset committed by this member (-1: none)
+	revoked    bool  // no handler is started for it anymore
+	dropped    bool  // it is no longer the member's; late finishes are ignored
+}
+
+// job is one fetched record on its way through the consumer.
+type job struct {
+	part   *partState
+	msg    *Message
+	chain  Handler // nil when the record is skipped (finished without a handler call)
+	key    string
+	offset int64
+	epoch  int32
+	done   bool
+}
+
+// readerKey is the Message state key under which a record whose decoding failed for a retryable
+// reason keeps the reader version, so the final handler can decode it again.
+type readerKey struct{}
+
+// NewConsumer returns a consumer for system, which must be in serde's catalog and subscribe to at
+// least one event type. It does not connect before Run.
+func NewConsumer(system string, serde *Serde, opts ...ConsumerOption) (*Consumer, error) {
+	cfg := defaultConsumerConfig()
+	for _, o := range opts {
+		if o == nil {
+			return nil, fmt.Errorf("%w: nil consumer option", ErrConfig)
+		}
+		o.applyConsumer(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	sys, ok := serde.cat.System(system)
+	if !ok {
+		return nil, fmt.Errorf("%w: system %q is not in the catalog", ErrConfig, system)
+	}
+	if len(sys.Subscribes) == 0 {
+		return nil, fmt.Errorf("%w: system %q subscribes to nothing", ErrConfig, system)
+	}
+	c := &Consumer{system: system, group: sys.Group, topics: serde.cat.SubscribedTopics(system), serde: serde, cat: serde.cat,
+		cfg: cfg, log: cfg.logger.With("system", system, "group", sys.Group), subscribed: map[string]bool{},
+		routes: map[routeKey]*route{}, done: make(chan struct{}), parts: map[topicPartition]*partState{}, changed: make(chan struct{})}
+	for _, et := range sys.Subscribes {
+		c.subscribed[et] = true
+	}
+	return c, nil
+}
+
+// Group returns the consumer group the consumer reads through.
+func (c *Consumer) Group() string { return c.group }
+
+// Topics returns the topics the consumer reads, sorted.
+func (c *Consumer) Topics() []string { return append([]string(nil), c.topics...) }
+
+// Handle registers h for the events of eventType written with major version major; h receives
+// them decoded into the newest local minor version of that major. Registering handlers for two
+// majors (dual subscription) gives each its own copy of a dual-published event. A type the system
+// does not subscribe to, a major with no local schema, a declared ordering key missing from that
+// major's schema, or a second handler for the same pair makes Run fail with ErrConfig; a
+// registration after Run is logged and ignored.
+func (c *Consumer) Handle(eventType string, major int, h Handler) {
+	c.regMu.Lock()
+	defer c.regMu.Unlock()
+	if c.started {
+		c.log.Error("streams: consumer: handler registered after Run; ignored", "eventType", eventType, "major", major)
+		return
+	}
+	if c.regErr == nil {
+		c.regErr = c.register(eventType, major, h)
+	}
+}
+
+// HandleType registers h for the newest major version of eventType that has a local schema (see
+// Handle). Events written with older majors then have no handler: they are logged and skipped.
+func (c *Consumer) HandleType(eventType string, h Handler) {
+	v, ok := c.serde.set.Latest(eventType)
+	if !ok {
+		c.regMu.Lock()
+		defer c.regMu.Unlock()
+		if c.regErr == nil {
+			c.regErr = fmt.Errorf("%w: handler for %s: no local schema", ErrConfig, eventType)
+		}
+		return
+	}
+	c.Handle(eventType, v.Major, h)
+}
+
+func (c *Consumer) register(eventType string, major int, h Handler) error {
+	switch {
+	case h == nil:
+		return fmt.Errorf("%w: nil handler for %s v%d", ErrConfig, eventType, major)
+	case !c.subscribed[eventType]:
+		return fmt.Errorf("%w: handler for %s: %s does not subscribe to it in the catalog", ErrConfig, eventType, c.system)
+	}
+	sub, ok := c.serde.set.Lookup(eventType, major)
+	if !ok {
+		return fmt.Errorf("%w: handler for %s v%d: no local schema for that major version", ErrConfig, eventType, major)
+	}
+	k := routeKey{eventType, major}
+	if _, dup := c.routes[k]; dup {
+		return fmt.Errorf("%w: two handlers for %s v%d", ErrConfig, eventType, major)
+	}
+	r := &route{reader: sub.Latest(), handler: h, orderField: c.cat.OrderingKey(eventType)}
+	if r.orderField != "" && !isStringField(r.reader.Data, r.orderField) {
+		return fmt.Errorf("%w: ordering key of %s: %s %s has no string field %q", ErrConfig, eventType, eventType, r.reader, r.orderField)
+	}
+	c.routes[k] = r
+	return nil
+}
+
+// isStringField reports whether rec has a field name of type string or ["null", string].
+func isStringField(rec *avro.RecordSchema, name string) bool {
+	for _, f := range rec.Fields() {
+		if f.Name() != name {
+			continue
+		}
+		t := f.Type()
+		if u, ok := t.(*avro.UnionSchema); ok {
+			if n, i := u.Nullable(), len(u.Types()); !n || i != 2 {
+				return false
+			}
+			t = u.Types()[1]
+		}
+		return t.Type() == avro.String
+	}
+	return false
+}
+
+// Run joins the group and handles events until ctx ends, Close is called, or a fatal error
+// (authorization refused, a BatchPreparer failing) occurs. It then shuts down gracefully: it stops
+// fetching, lets the records already fetched finish within ShutdownTimeout (abandoning the rest),
+// commits, and leaves the group. It returns nil after a shutdown asked for by ctx or Close, and
+// ErrClosed when the consumer was closed or run before.
+func (c *Consumer) Run(ctx context.Context) error {
+	c.regMu.Lock()
+	switch {
+	case c.closed || c.started:
+		c.regMu.Unlock()
+		return fmt.Errorf("%w: consumer %s already run or closed", ErrClosed, c.group)
+	case c.regErr != nil:
+		c.regMu.Unlock()
+		return c.regErr
+	case len(c.routes) == 0:
+		c.regMu.Unlock()
+		return fmt.Errorf("%w: consumer %s has no handlers", ErrConfig, c.group)
+	}
+	c.started = true
+	pollCtx, stop := context.WithCancel(ctx)
+	c.stopPoll = stop
+	c.regMu.Unlock()
+	defer close(c.done)
+	defer stop()
+
+	for _, r := range c.routes {
+		r.chain = c.wrap(c.final(r.handler))
+	}
+	c.orphan = c.wrap(c.final(nil))
+	c.base = context.WithoutCancel(ctx)
+	start := kgo.NewOffset().AtStart()
+	if c.cfg.start == StartLatest {
+		start = kgo.NewOffset().AtEnd()
+	}
+	kopts := []kgo.Opt{
+		kgo.SeedBrokers(c.cfg.brokers...),
+		kgo.ClientID("hotelbus-" + c.system),
+		kgo.ConsumerGroup(c.group),
+		kgo.ConsumeTopics(c.topics...),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.DisableAutoCommit(),
+		kgo.OnPartitionsAssigned(c.onAssigned),
+		kgo.OnPartitionsRevoked(c.onRevoked),
+		kgo.OnPartitionsLost(c.onLost),
+		kgo.ConsumeResetOffset(start),
+		kgo.SessionTimeout(c.cfg.sessionTimeout),
+		kgo.RebalanceTimeout(c.cfg.rebalanceTimeout),
+		kgo.FetchMaxBytes(c.cfg.fetchMaxBytes),
+	}
+	cl, err := kgo.NewClient(append(kopts, c.cfg.kafkaOpts...)...)
+	if err != nil {
+		return fmt.Errorf("%w: kafka client: %v", ErrConfig, err)
+	}
+	c.cl = cl
+	commitStop := make(chan struct{})
+	commitDone := make(chan struct{})
+	go c.commitLoop(commitStop, commitDone)
+
+	err = c.poll(pollCtx)
+	c.shutdown()
+	close(commitStop)
+	<-commitDone
+	cl.CloseAllowingRebalance()
+	return err
+}
+
+// Close stops a running consumer gracefully (see Run) and waits for Run to return, or for ctx to
+// end. Closing a consumer that is not running only prevents it from running.
+func (c *Consumer) Close(ctx context.Context) error {
+	c.regMu.Lock()
+	c.closed = true
+	started, stop := c.started, c.stopPoll
+	c.regMu.Unlock()
+	if !started {
+		return nil
+	}
+	stop()
+	select {
+	case <-c.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("streams: consumer %s close: %w", c.group, ctx.Err())
+	}
+}
+
+// wrap applies the middleware around h, the first registered outermost.
+func (c *Consumer) wrap(h Handler) Handler {
+	for i := len(c.cfg.middleware) - 1; i >= 0; i-- {
+		h = c.cfg.middleware[i](h)
+	}
+	return h
+}
+
+// final is the innermost handler of a chain: it returns Permanent(DecodeErr) for a record that
+// does not decode (decoding it again first when the failure was retryable, such as the registry
+// being unreachable), turns a panic of h into a permanent error, and otherwise calls h. With a nil
+// h it finds the handler from the decoded envelope, for records whose headers did not name it.
+func (c *Consumer) final(h Handler) Handler {
+	return func(ctx context.Context, m *Message) (err error) {
+		if m.DecodeErr != nil {
+			if !IsRetryable(m.DecodeErr) {
+				return Permanent(m.DecodeErr)
+			}
+			reader, _ := m.Value(readerKey{}).(*schemas.Version)
+			env, derr := c.serde.DecodeAs(ctx, m.Record.Value, reader)
+			if derr != nil {
+				m.DecodeErr = derr
+				if !IsRetryable(derr) {
+					return Permanent(derr)
+				}
+				return derr
+			}
+			m.Envelope, m.DecodeErr = env, nil
+		}
+		if h == nil {
+			r := c.routes[routeKey{m.Envelope.EventType, majorOf(m.Envelope.Version)}]
+			if r == nil || !c.subscribed[m.Envelope.EventType] {
+				c.log.Warn("streams: consumer: no handler found; event skipped", recordAttrs(m.Record, m.Envelope.EventType, m.Envelope.Version)...)
+				return nil
+			}
+			h = r.handler
+		}
+		defer func() {
+			if p := recover(); p != nil {
+				err = Permanent(fmt.Errorf("streams: handler for %s panicked: %v", m.Envelope.EventType, p))
+			}
+		}()
+		return h(ctx, m)
+	}
+}
+
+// majorOf returns the major of a "major.minor" version (-1 when it is not one).
+func majorOf(version string) int {
+	maj, _, ok := strings.Cut(version, ".")
+	n, err := strconv.Atoi(maj)
+	if !ok || err != nil {
+		return -1
+	}
+	return n
+}
+
+func recordAttrs(r *kgo.Record, eventType, version string) []any {
+	return []any{"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "eventType", eventType, "version", version,
+		"eventId", Header(r, HeaderEventID)}
+}
+
+// poll fetches and dispatches until ctx ends or a fatal error.
+func (c *Consumer) poll(ctx context.Context) error {
+	for {
+		room, err := c.waitRoom(ctx)
+		if err != nil {
+			return nil
+		}
+		fs := c.cl.PollRecords(ctx, room)
+		parts := c.partsOf(fs)
+		c.cl.AllowRebalance()
+		if fs.IsClientClosed() || ctx.Err() != nil {
+			return nil
+		}
+		var fatal error
+		fs.EachError(func(topic string, partition int32, err error) {
+			if isFatal(err) && fatal == nil {
+				fatal = fmt.Errorf("streams: consumer %s: fetch %s/%d: %w", c.group, topic, partition, err)
+			}
+			c.log.Warn("streams: consumer: fetch error", "topic", topic, "partition", partition, "err", err)
+		})
+		if fatal != nil {
+			return fatal
+		}
+		jobs, batch := c.jobs(ctx, fs, parts)
+		for _, p := range c.cfg.preparers {
+			if err := p.Prepare(ctx, batch); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("streams: consumer %s: prepare batch: %w", c.group, err)
+			}
+		}
+		c.enqueue(jobs)
+	}
+}
+
+// isFatal reports whether a fetch error means the consumer cannot go on.
+func isFatal(err error) bool {
+	return errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.GroupAuthorizationFailed) ||
+		errors.Is(err, kerr.ClusterAuthorizationFailed) || errors.Is(err, kerr.SaslAuthenticationFailed)
+}
+
+// waitRoom waits until fewer than MaxPending records are unfinished and returns how many more may
+// be polled.
+func (c *Consumer) waitRoom(ctx context.Context) (int, error) {
+	for {
+		c.mu.Lock()
+		room, ch := c.cfg.maxPending-c.unfinished, c.changed
+		c.mu.Unlock()
+		if room > 0 {
+			return room, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
+// partsOf maps the partitions of a poll to their current state. It runs before AllowRebalance, so
+// the records belong to exactly these states (a partition revoked and assigned again later gets a
+// new state, and these records are then dropped).
+func (c *Consumer) partsOf(fs kgo.Fetches) map[topicPartition]*partState {
+	out := map[topicPartition]*partState{}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		tp := topicPartition{p.Topic, p.Partition}
+		if st := c.parts[tp]; st != nil && len(p.Records) > 0 {
+			out[tp] = st
+		}
+	})
+	return out
+}
+
+// jobs turns the polled records into jobs, decoding those that reach a handler, and returns them
+// in fetch order with the messages that will enter the chain (the batch for the preparers).
+func (c *Consumer) jobs(ctx context.Context, fs kgo.Fetches, parts map[topicPartition]*partState) ([]*job, []*Message) {
+	var jobs []*job
+	var batch []*Message
+	fs.EachRecord(func(r *kgo.Record) {
+		p := parts[topicPartition{r.Topic, r.Partition}]
+		if p == nil {
+			return
+		}
+		j := &job{part: p, offset: r.Offset, epoch: r.LeaderEpoch, key: string(r.Key)}
+		jobs = append(jobs, j)
+		c.route(ctx, j, r)
+		if j.chain == nil {
+			j.done = true
+			return
+		}
+		batch = append(batch, j.msg)
+	})
+	return jobs, batch
+}
+
+// route decides what happens to one record: skipped (j.chain stays nil) or handed to a chain with
+// its decoded message and ordering key.
+func (c *Consumer) route(ctx context.Context, j *job, r *kgo.Record) {
+	et, version := Header(r, HeaderEventType), Header(r, HeaderVersion)
+	if et != "" && !c.subscribed[et] {
+		return
+	}
+	m := &Message{Record: r, Group: c.group}
+	var rt *route
+	if et != "" && majorOf(version) >= 0 {
+		if rt = c.routes[routeKey{et, majorOf(version)}]; rt == nil {
+			c.log.Warn("streams: consumer: no handler found; event skipped", recordAttrs(r, et, version)...)
+			return
+		}
+		m.Envelope, m.DecodeErr = c.serde.DecodeAs(ctx, r.Value, rt.reader)
+		if m.DecodeErr != nil && IsRetryable(m.DecodeErr) {
+			m.SetValue(readerKey{}, rt.reader)
+		}
+	} else {
+		// No usable headers: the envelope names the type and version.
+		m.Envelope, m.DecodeErr = c.serde.Decode(ctx, r.Value)
+		if m.DecodeErr == nil {
+			et, version = m.Envelope.EventType, m.Envelope.Version
+			if !c.subscribed[et] {
+				return
+			}
+			if rt = c.routes[routeKey{et, majorOf(version)}]; rt == nil {
+				c.log.Warn("streams: consumer: no handler found; event skipped", recordAttrs(r, et, version)...)
+				return
+			}
+		}
+	}
+	j.msg = m
+	if rt == nil {
+		j.chain = c.orphan
+		return
+	}
+	j.chain = rt.chain
+	if rt.orderField != "" && m.Envelope != nil {
+		if v, ok := m.Envelope.Data[rt.orderField].(string); ok && v != "" {
+			j.key = v
+		}
+	}
+}
+
+// enqueue adds polled jobs to their partitions (dropping those of partitions given up since the
+// poll) and starts what may start.
+func (c *Consumer) enqueue(jobs []*job) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	touched := map[*partState]bool{}
+	for _, j := range jobs {
+		p := j.part
+		if p.dropped || j.offset <= p.last {
+			continue
+		}
+		p.last = j.offset
+		p.win = append(p.win, j)
+		touched[p] = true
+		if j.done {
+			continue
+		}
+		p.unfinished++
+		c.unfinished++
+		lane := append(p.lanes[j.key], j)
+		p.lanes[j.key] = lane
+		if len(lane) == 1 {
+			p.ready = append(p.ready, j)
+		}
+	}
+	for p := range touched {
+		p.advance()
+	}
+	c.schedule()
+	c.notify()
+}
+
+// advance moves the commit position past the finished records at the front of the window.
+func (p *partState) advance() {
+	for len(p.win) > 0 && p.win[0].done {
+		j := p.win[0]
+		p.next, p.epoch = j.offset+1, j.epoch
+		p.win[0] = nil
+		p.win = p.win[1:]
+	}
+}
+
+// schedule starts handlers for ready records while slots are free, taking partitions in turn.
+// Caller holds c.mu.
+func (c *Consumer) schedule() {
+	for c.running < c.cfg.maxInFlight {
+		n := len(c.order)
+		var p *partState
+		for i := range n {
+			q := c.order[(c.rr+i)%n]
+			if len(q.ready) > 0 && q.running < c.cfg.maxInFlightPart && !q.revoked {
+				p, c.rr = q, (c.rr+i+1)%n
+				break
+			}
+		}
+		if p == nil {
+			return
+		}
+		j := p.ready[0]
+		p.ready[0] = nil
+		p.ready = p.ready[1:]
+		p.running++
+		c.running++
+		go c.run(j)
+	}
+}
+
+// run calls the chain for one record and records the outcome.
+func (c *Consumer) run(j *job) {
+	err := j.chain(j.part.ctx, j.msg)
+	c.mu.Lock()
+	p := j.part
+	c.running--
+	p.running--
+	if p.dropped {
+		// Given up (revoked past the deadline, lost or shut down): not finished, not committed.
+		c.schedule()
+		c.notify()
+		c.mu.Unlock()
+		return
+	}
+	j.done = true
+	p.unfinished--
+	c.unfinished--
+	if lane := p.lanes[j.key][1:]; len(lane) > 0 {
+		p.lanes[j.key] = lane
+		p.ready = append(p.ready, lane[0])
+	} else {
+		delete(p.lanes, j.key)
+	}
+	p.advance()
+	c.schedule()
+	c.notify()
+	c.mu.Unlock()
+	if err != nil {
+		et := ""
+		if j.msg.Envelope != nil {
+			et = j.msg.Envelope.EventType
+		}
+		c.log.Error("streams: consumer: handler failed; event skipped",
+			append(recordAttrs(j.msg.Record, et, Header(j.msg.Record, HeaderVersion)), "err", err)...)
+	}
+}
+
+// notify wakes everything waiting for progress. Caller holds c.mu.
+func (c *Consumer) notify() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// waitUntil waits until cond (called with c.mu held) holds or the timeout passes, and reports
+// whether it holds.
+func (c *Consumer) waitUntil(timeout time.Duration, cond func() bool) bool {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		c.mu.Lock()
+		ok, ch := cond(), c.changed
+		c.mu.Unlock()
+		if ok {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			return false
+		}
+	}
+}
+
+// dropLocked gives up a partition: its running handlers are canceled and their outcome ignored,
+// its waiting records are forgotten. Caller holds c.mu.
+func (c *Consumer) dropLocked(p *partState) {
+	if p.dropped {
+		return
+	}
+	p.dropped = true
+	p.cancel()
+	c.unfinished -= p.unfinished
+	delete(c.parts, p.tp)
+	for i, q := range c.order {
+		if q == p {
+			c.order = append(c.order[:i], c.order[i+1:]...)
+			break
+		}
+	}
+	c.rr = 0
+	c.notify()
+}
+
+func (c *Consumer) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	c.log.Info("streams: consumer: partitions assigned", "partitions", assigned)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for topic, ps := range assigned {
+		for _, partition := range ps {
+			tp := topicPartition{topic, partition}
+			if c.parts[tp] != nil {
+				continue
+			}
+			ctx, cancel := context.WithCancel(c.base)
+			p := &partState{tp: tp, ctx: ctx, cancel: cancel, lanes: map[string][]*job{}, last: -1, next: -1, committed: -1}
+			c.parts[tp] = p
+			c.order = append(c.order, p)
+		}
+	}
+}
+
+// onRevoked runs before revoked partitions are handed over: it stops starting handlers for them,
+// waits up to ShutdownTimeout for the running ones, commits every finished offset while the
+// partitions are still owned, and drops them. An empty map (the end of a group session) only
+// commits.
+func (c *Consumer) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	c.commitMu.Lock()
+	defer c.commitMu.Unlock()
+	c.mu.Lock()
+	var ps []*partState
+	for topic, parts := range revoked {
+		for _, partition := range parts {
+			if p := c.parts[topicPartition{topic, partition}]; p != nil {
+				p.revoked = true
+				ps = append(ps, p)
+			}
+		}
+	}
+	c.mu.Unlock()
+	if len(ps) > 0 {
+		c.log.Info("streams: consumer: partitions revoked", "partitions", revoked)
+		idle := c.waitUntil(c.cfg.shutdownTimeout, func() bool {
+			for _, p := range ps {
+				if p.running > 0 {
+					return false
+				}
+			}
+			return true
+		})
+		if !idle {
+			c.log.Warn("streams: consumer: handlers of revoked partitions still running after the shutdown timeout; abandoned",
+				"timeout", c.cfg.shutdownTimeout)
+		}
+	}
+	c.mu.Lock()
+	for _, p := range ps {
+		c.dropLocked(p)
+	}
+	c.mu.Unlock()
+	c.commit(ps)
+}
+
+// onLost drops lost partitions without committing: another member may own them already.
+func (c *Consumer) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	c.commitMu.Lock()
+	defer c.commitMu.Unlock()
+	c.log.Warn("streams: consumer: partitions lost", "partitions", lost)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for topic, parts := range lost {
+		for _, partition := range parts {
+			if p := c.parts[topicPartition{topic, partition}]; p != nil {
+				c.dropLocked(p)
+			}
+		}
+	}
+}
+
+// commitLoop commits finished offsets every CommitInterval until stop is closed.
+func (c *Consumer) commitLoop(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(c.cfg.commitInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			c.commitMu.Lock()
+			c.commit(nil)
+			c.commitMu.Unlock()
+		}
+	}
+}
+
+// commit commits the finished offsets of the live partitions and of extra (partitions being given
+// up in the caller's revoke, still owned until it returns) that moved since their last commit.
+// Caller holds c.commitMu.
+func (c *Consumer) commit(extra []*partState) {
+	offsets := map[string]map[int32]kgo.EpochOffset{}
+	states := map[topicPartition]*partState{}
+	c.mu.Lock()
+	for _, p := range append(append([]*partState(nil), c.order...), extra...) {
+		if p.next > p.committed {
+			if offsets[p.tp.topic] == nil {
+				offsets[p.tp.topic] = map[int32]kgo.EpochOffset{}
+			}
+			offsets[p.tp.topic][p.tp.partition] = kgo.EpochOffset{Epoch: p.epoch, Offset: p.next}
+			states[p.tp] = p
+		}
+	}
+	c.mu.Unlock()
+	if len(offsets) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.shutdownTimeout)
+	defer cancel()
+	c.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		if err != nil {
+			c.log.Warn("streams: consumer: commit failed", "err", err)
+			return
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, t := range resp.Topics {
+			for _, pr := range t.Partitions {
+				if err := kerr.ErrorForCode(pr.ErrorCode); err != nil {
+					c.log.Warn("streams: consumer: commit failed", "topic", t.Topic, "partition", pr.Partition, "err", err)
+					continue
+				}
+				if p := states[topicPartition{t.Topic, pr.Partition}]; p != nil {
+					p.committed = max(p.committed, offsets[t.Topic][pr.Partition].Offset)
+				}
+			}
+		}
+	})
+}
+
+// shutdown lets the fetched records finish within ShutdownTimeout, abandons the rest, and commits.
+func (c *Consumer) shutdown() {
+	if !c.waitUntil(c.cfg.shutdownTimeout, func() bool { return c.unfinished == 0 }) {
+		c.log.Warn("streams: consumer: records still unfinished after the shutdown timeout; abandoned", "timeout", c.cfg.shutdownTimeout)
+	}
+	c.commitMu.Lock()
+	defer c.commitMu.Unlock()
+	c.mu.Lock()
+	all := append([]*partState(nil), c.order...)
+	for _, p := range all {
+		c.dropLocked(p)
+	}
+	c.mu.Unlock()
+	c.commit(all)
+}
