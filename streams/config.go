@@ -342,3 +342,146 @@ func StartFrom(s Start) ConsumerOption {
 func ShutdownTimeout(d time.Duration) ConsumerOption {
 	return consumerOptionFunc(func(c *consumerConfig) { c.shutdownTimeout = d })
 }
+
+// --- Middleware options: dedup, retry, dead letters ---
+
+// DedupOption configures a Dedup (see NewDedup).
+type DedupOption func(*dedupConfig)
+
+type dedupConfig struct {
+	lease          time.Duration
+	doneTTL        time.Duration
+	failOpen       bool
+	backoffInitial time.Duration
+	backoffMax     time.Duration
+	logger         *slog.Logger
+}
+
+func defaultDedupConfig() dedupConfig {
+	return dedupConfig{
+		lease:          30 * time.Second,
+		doneTTL:        30 * 24 * time.Hour,
+		backoffInitial: 100 * time.Millisecond,
+		backoffMax:     5 * time.Second,
+		logger:         slog.Default(),
+	}
+}
+
+func (c *dedupConfig) validate() error {
+	switch {
+	case c.lease < 10*time.Millisecond:
+		return fmt.Errorf("%w: DedupLease: %s is below 10ms", ErrConfig, c.lease)
+	case c.doneTTL <= c.lease:
+		return fmt.Errorf("%w: DedupDoneTTL: %s must be longer than the lease %s", ErrConfig, c.doneTTL, c.lease)
+	case c.backoffInitial <= 0 || c.backoffMax < c.backoffInitial:
+		return fmt.Errorf("%w: DedupBackoff: want 0 < initial (%s) <= max (%s)", ErrConfig, c.backoffInitial, c.backoffMax)
+	case c.logger == nil:
+		return fmt.Errorf("%w: DedupLogger: nil logger", ErrConfig)
+	}
+	return nil
+}
+
+// DedupLease sets how long an event's lease lasts in Redis before another owner may take it: the
+// bound on how long a crashed consumer blocks redelivered copies of the events it held. A handler
+// that runs longer keeps its lease by extension every third of the lease. Default: 30s; at least
+// 10ms.
+func DedupLease(d time.Duration) DedupOption {
+	return func(c *dedupConfig) { c.lease = d }
+}
+
+// DedupDoneTTL sets how long an event stays "done" in Redis, so that copies delivered again within
+// that time are committed without calling the handler. It should exceed the retention of every
+// topic the group reads (a copy older than that cannot be redelivered). Default: 30 days; longer
+// than the lease.
+func DedupDoneTTL(d time.Duration) DedupOption {
+	return func(c *dedupConfig) { c.doneTTL = d }
+}
+
+// DedupFailOpen makes the dedup middleware handle events without deduplication while Redis is
+// unreachable, logging at error level once per batch, instead of waiting for Redis. Default: false
+// (fail closed: nothing is handled without dedup; the consumer pauses and backs off).
+func DedupFailOpen(on bool) DedupOption {
+	return func(c *dedupConfig) { c.failOpen = on }
+}
+
+// DedupBackoff sets the exponential backoff used while Redis is unreachable (when failing closed)
+// and while waiting for another owner's lease: the first wait is initial, each next one doubles, up
+// to max. Default: 100ms, 5s.
+func DedupBackoff(initial, max time.Duration) DedupOption {
+	return func(c *dedupConfig) { c.backoffInitial, c.backoffMax = initial, max }
+}
+
+// DedupLogger sets the logger for Redis outages and lost leases. Default: slog.Default().
+func DedupLogger(l *slog.Logger) DedupOption {
+	return func(c *dedupConfig) { c.logger = l }
+}
+
+// RetryOption configures the retry middleware (see Retry).
+type RetryOption func(*retryConfig)
+
+type retryConfig struct {
+	maxAttempts    int
+	backoffInitial time.Duration
+	backoffMax     time.Duration
+}
+
+func defaultRetryConfig() retryConfig {
+	return retryConfig{maxAttempts: 5, backoffInitial: 200 * time.Millisecond, backoffMax: 30 * time.Second}
+}
+
+func (c *retryConfig) validate() error {
+	switch {
+	case c.maxAttempts < 1:
+		return fmt.Errorf("%w: RetryMaxAttempts: %d is below 1", ErrConfig, c.maxAttempts)
+	case c.backoffInitial <= 0 || c.backoffMax < c.backoffInitial:
+		return fmt.Errorf("%w: RetryBackoff: want 0 < initial (%s) <= max (%s)", ErrConfig, c.backoffInitial, c.backoffMax)
+	}
+	return nil
+}
+
+// RetryMaxAttempts sets how many times the handler is called for one message, the first call
+// included, before a retryable error is given up on (and the message dead-lettered). Default: 5;
+// 1 disables retries.
+func RetryMaxAttempts(n int) RetryOption {
+	return func(c *retryConfig) { c.maxAttempts = n }
+}
+
+// RetryBackoff sets the exponential backoff between attempts: before attempt n+1 the middleware
+// waits a uniformly random time in [0, min(max, initial*2^(n-1))) ("full jitter"). Default: 200ms,
+// 30s.
+func RetryBackoff(initial, max time.Duration) RetryOption {
+	return func(c *retryConfig) { c.backoffInitial, c.backoffMax = initial, max }
+}
+
+// DeadLetterOption configures the dead-letter middleware (see NewDeadLetters).
+type DeadLetterOption func(*deadLetterConfig)
+
+type deadLetterConfig struct {
+	parkKey bool
+	logger  *slog.Logger
+}
+
+func defaultDeadLetterConfig() deadLetterConfig {
+	return deadLetterConfig{logger: slog.Default()}
+}
+
+func (c *deadLetterConfig) validate() error {
+	if c.logger == nil {
+		return fmt.Errorf("%w: DeadLetterLogger: nil logger", ErrConfig)
+	}
+	return nil
+}
+
+// ParkKey selects the policy for the records that follow a dead-lettered record with the same key
+// in the same partition: false (the default) handles them normally; true parks the key, sending
+// every later record of it to the dead-letter topic with error class "parked", without calling the
+// handler, until DeadLetters.Unpark. Parking is held in memory by this consumer process.
+func ParkKey(on bool) DeadLetterOption {
+	return func(c *deadLetterConfig) { c.parkKey = on }
+}
+
+// DeadLetterLogger sets the logger that records every dead-lettered message at warn level.
+// Default: slog.Default().
+func DeadLetterLogger(l *slog.Logger) DeadLetterOption {
+	return func(c *deadLetterConfig) { c.logger = l }
+}

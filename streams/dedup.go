@@ -1,0 +1,516 @@
+package streams
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Dedup is the deduplication middleware: it makes a consumer group handle each eventId once, even
+// when the event is delivered again (after a crash, a rebalance, or as the other version of a
+// dual-published event), by keeping per group and eventId a Redis key
+//
+//	hotelbus:dedup:{<group>}:<eventId>
+//
+// (the group is a hash tag, so every key of a batch lives in one Redis Cluster slot and a batch is
+// one pipeline). The key holds an owner token while a consumer handles the event (a lease, taken
+// with SET NX PX), and "done" once it succeeded (kept for the done TTL).
+//
+// Protocol, per message:
+//   - Prepare checks a whole polled batch in one Redis round trip: for each distinct eventId it
+//     tries to take the lease and reads the key. Each message is then acquired (this message owns
+//     the lease), done, or leased by another owner (another consumer, or an earlier message of the
+//     batch with the same eventId).
+//   - The middleware commits a done event without calling the handler (returns nil). It waits for
+//     a lease held by another owner, polling with backoff, until the key is done (skip), free (take
+//     it and handle) or the context ends: a live foreign lease is never skipped.
+//   - An acquired message is handled; while the handler runs the lease is extended (owner-checked)
+//     every third of the lease. On success an owner-checked script turns the key into "done" with
+//     the done TTL; on failure the lease is deleted (owner-checked) so that redelivery handles the
+//     event again, and the handler's error is returned.
+//
+// Redis unreachable: by default Dedup fails closed. Prepare and the middleware retry with
+// exponential backoff, logging each failure, until Redis answers or the context ends; no event is
+// handled without its lease. With DedupFailOpen, a batch prepared while Redis is unreachable is
+// handled without deduplication, logged at error level once per batch.
+//
+// The eventId is the envelope's; for a record whose decoding failed transiently (a retryable
+// DecodeErr, such as the registry being unreachable) it is the record's eventId header. Records
+// that cannot decode (a non-retryable DecodeErr) or carry no eventId pass through without
+// deduplication: they have no eventId to trust.
+//
+// Wiring: Dedup is the outermost middleware and the consumer's BatchPreparer,
+//
+//	streams.Use(d.Middleware(), dl.Middleware(), streams.Retry()), streams.UsePreparer(d)
+//
+// so that a message keeps its lease through all its attempts, and a dead-lettered message (for
+// which the dead-letter middleware returns nil) is done too.
+//
+// A Dedup is safe for concurrent use; its counters are for metrics.
+type Dedup struct {
+	rdb    redis.UniversalClient
+	prefix string // "hotelbus:dedup:{<group>}:"
+	cfg    dedupConfig
+	owner  string // unique per Dedup instance
+	seq    atomic.Uint64
+
+	hits, acquired, waits, roundTrips atomic.Int64
+}
+
+// dedupStatus is what the middleware knows about a message's key.
+type dedupStatus int
+
+const (
+	statusUnknown  dedupStatus = iota // not checked yet (or the lease was lost): check and take
+	statusAcquired                    // this message holds the lease since at
+	statusDone                        // handled before: skip
+	statusBusy                        // another owner holds the lease: wait
+	statusOpen                        // Redis was unreachable with fail-open: handle without dedup
+)
+
+// dedupState is what a Dedup records in a Message (state key: the *Dedup).
+type dedupState struct {
+	key    string
+	token  string
+	status dedupStatus
+	at     time.Time // when the lease was taken or last extended (before the request was sent)
+}
+
+const doneValue = "done"
+
+// finishScript turns the caller's lease into "done". A missing key (the lease expired, or Redis
+// lost it) is marked done too: the event was handled. Returns 1 when the key is now done by this
+// call, 2 when it was already done, 0 when another owner holds it.
+var finishScript = redis.NewScript(`
+local v = redis.call("GET", KEYS[1])
+if v == ARGV[1] or v == false then
+  redis.call("SET", KEYS[1], "done", "PX", ARGV[2])
+  return 1
+end
+if v == "done" then return 2 end
+return 0`)
+
+// releaseScript deletes the caller's lease and nothing else. Returns 1 when deleted.
+const releaseSrc = `
+if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end
+return 0`
+
+var releaseScript = redis.NewScript(releaseSrc)
+
+// extendScript renews the caller's lease for ARGV[2] ms, or takes it again when the key vanished
+// (Redis restarted without persistence). Returns 1 when the caller holds the lease, 0 when another
+// owner does or the event is done.
+var extendScript = redis.NewScript(`
+local v = redis.call("GET", KEYS[1])
+if v == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end
+if v == false then redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2]) return 1 end
+return 0`)
+
+// NewDedup returns the dedup middleware of a consumer group, storing its keys in rdb (a single
+// Redis, a Redis Cluster, or a failover client). group must be non-empty and free of '{' and '}'
+// (it is the keys' hash tag).
+func NewDedup(rdb redis.UniversalClient, group string, opts ...DedupOption) (*Dedup, error) {
+	cfg := defaultDedupConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if rdb == nil {
+		return nil, fmt.Errorf("%w: NewDedup: nil Redis client", ErrConfig)
+	}
+	if group == "" || strings.ContainsAny(group, "{}") {
+		return nil, fmt.Errorf("%w: NewDedup: group %q must be non-empty and hold no braces", ErrConfig, group)
+	}
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, fmt.Errorf("streams: dedup owner token: %w", err)
+	}
+	return &Dedup{
+		rdb:    rdb,
+		prefix: "hotelbus:dedup:{" + group + "}:",
+		cfg:    cfg,
+		owner:  hex.EncodeToString(b[:]),
+	}, nil
+}
+
+// Key returns the Redis key that deduplicates eventID.
+func (d *Dedup) Key(eventID string) string { return d.prefix + eventID }
+
+// Hits counts messages committed without calling the handler because their event was done.
+func (d *Dedup) Hits() int64 { return d.hits.Load() }
+
+// Acquired counts leases taken (by Prepare or by the middleware).
+func (d *Dedup) Acquired() int64 { return d.acquired.Load() }
+
+// Waits counts messages that had to wait for another owner's lease.
+func (d *Dedup) Waits() int64 { return d.waits.Load() }
+
+// RoundTrips counts Prepare calls that got Redis's answer (one per batch, outages excepted).
+func (d *Dedup) RoundTrips() int64 { return d.roundTrips.Load() }
+
+func (d *Dedup) token() string {
+	return d.owner + ":" + strconv.FormatUint(d.seq.Add(1), 36)
+}
+
+// Prepare checks every message of a polled batch in one Redis round trip and records the outcome
+// in each message for the middleware. Messages sharing an eventId share one lease, owned by the
+// first of them; the others wait for it. When Redis is unreachable it retries with backoff until
+// Redis answers or ctx ends (returning ctx's error), unless failing open.
+func (d *Dedup) Prepare(ctx context.Context, batch []*Message) error {
+	type check struct {
+		st  *dedupState
+		set *redis.BoolCmd
+		get *redis.StringCmd
+	}
+	var checks []check
+	first := map[string]bool{}
+	for _, m := range batch {
+		id := eventID(m)
+		if id == "" {
+			continue
+		}
+		key := d.Key(id)
+		if first[key] {
+			// The same event twice in one batch (dual publishing): wait for the first copy.
+			m.SetValue(d, &dedupState{key: key, token: d.token(), status: statusBusy})
+			continue
+		}
+		first[key] = true
+		st := &dedupState{key: key, token: d.token()}
+		m.SetValue(d, st)
+		checks = append(checks, check{st: st})
+	}
+	if len(checks) == 0 {
+		return nil
+	}
+	bo := d.backoff()
+	for {
+		at := time.Now()
+		cmds, err := d.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i := range checks {
+				c := &checks[i]
+				c.set = p.SetNX(ctx, c.st.key, c.st.token, d.cfg.lease)
+				c.get = p.Get(ctx, c.st.key)
+			}
+			return nil
+		})
+		err = pipelineErr(cmds, err)
+		if err == nil {
+			d.roundTrips.Add(1)
+			for _, c := range checks {
+				c.st.at = at
+				c.st.status = d.classify(c.set.Val(), c.get.Val(), c.st.token)
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("streams: dedup prepare: %w", ctx.Err())
+		}
+		if d.cfg.failOpen {
+			d.cfg.logger.Error("streams: dedup: Redis unreachable, handling the batch WITHOUT deduplication (fail-open)",
+				"err", err, "messages", len(batch))
+			for _, m := range batch {
+				if st, ok := m.Value(d).(*dedupState); ok {
+					st.status = statusOpen
+				}
+			}
+			return nil
+		}
+		if err := bo.wait(ctx, d, "prepare", err); err != nil {
+			return err
+		}
+	}
+}
+
+// Release gives up the leases a batch's messages acquired in Prepare and never used (the consumer
+// abandons them, for example because their partition was revoked), in one round trip, so that the
+// next owner of the partition does not wait for them to expire. Messages already handled are left
+// alone; none of them may be in the chain during the call. Errors are returned, not retried: an
+// unreleased lease expires by itself.
+func (d *Dedup) Release(ctx context.Context, batch []*Message) error {
+	var n int
+	cmds, err := d.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, m := range batch {
+			st, ok := m.Value(d).(*dedupState)
+			if !ok || st.status != statusAcquired {
+				continue
+			}
+			st.status = statusUnknown
+			p.Eval(ctx, releaseSrc, []string{st.key}, st.token)
+			n++
+		}
+		return nil
+	})
+	if n == 0 {
+		return nil
+	}
+	if err := pipelineErr(cmds, err); err != nil {
+		return fmt.Errorf("streams: dedup release: %w", err)
+	}
+	return nil
+}
+
+// classify maps a SET NX result and the key's value read right after it to a status.
+func (d *Dedup) classify(set bool, value, token string) dedupStatus {
+	switch {
+	case set || value == token:
+		// value == token without set: go-redis resent a SET NX whose first reply was lost.
+		d.acquired.Add(1)
+		return statusAcquired
+	case value == doneValue:
+		return statusDone
+	case value == "":
+		// The key expired between SET and GET: check again.
+		return statusUnknown
+	}
+	return statusBusy
+}
+
+// Middleware returns the dedup middleware (outermost in the chain). See Dedup for the protocol.
+func (d *Dedup) Middleware() Middleware {
+	return func(next Handler) Handler {
+		return func(ctx context.Context, m *Message) error {
+			st, ok := m.Value(d).(*dedupState)
+			if !ok {
+				id := eventID(m)
+				if id == "" {
+					return next(ctx, m)
+				}
+				st = &dedupState{key: d.Key(id), token: d.token()}
+				m.SetValue(d, st)
+			}
+			return d.handle(ctx, m, st, next)
+		}
+	}
+}
+
+func (d *Dedup) handle(ctx context.Context, m *Message, st *dedupState, next Handler) error {
+	redisBO, leaseBO := d.backoff(), d.backoff()
+	waited := false
+	for {
+		switch st.status {
+		case statusOpen:
+			return next(ctx, m)
+		case statusDone:
+			d.hits.Add(1)
+			return nil
+		case statusAcquired:
+			if time.Since(st.at) < d.cfg.lease/3 {
+				return d.run(ctx, m, st, next)
+			}
+			// The lease may have expired while the message waited its turn: confirm it first.
+			at := time.Now()
+			held, err := extendScript.Run(ctx, d.rdb, []string{st.key}, st.token, d.cfg.lease.Milliseconds()).Int()
+			if err != nil {
+				if err := d.unreachable(ctx, m, st, redisBO, "confirm lease", err); err != nil {
+					return err
+				}
+				continue
+			}
+			if held == 1 {
+				st.at = at
+				return d.run(ctx, m, st, next)
+			}
+			st.status = statusUnknown
+		case statusBusy:
+			if !waited {
+				waited = true
+				d.waits.Add(1)
+			}
+			if err := leaseBO.sleep(ctx); err != nil {
+				return fmt.Errorf("streams: dedup: waiting for the lease of %s: %w", st.key, err)
+			}
+			st.status = statusUnknown
+		case statusUnknown:
+			at := time.Now()
+			var set *redis.BoolCmd
+			var get *redis.StringCmd
+			cmds, err := d.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+				set = p.SetNX(ctx, st.key, st.token, d.cfg.lease)
+				get = p.Get(ctx, st.key)
+				return nil
+			})
+			if err := pipelineErr(cmds, err); err != nil {
+				if err := d.unreachable(ctx, m, st, redisBO, "acquire", err); err != nil {
+					return err
+				}
+				continue
+			}
+			redisBO.reset()
+			st.at = at
+			st.status = d.classify(set.Val(), get.Val(), st.token)
+		}
+	}
+}
+
+// unreachable handles a failed Redis call of the middleware: it fails open (status open) or waits
+// one backoff step (fail closed), returning ctx's error when ctx ends.
+func (d *Dedup) unreachable(ctx context.Context, m *Message, st *dedupState, bo *backoff, op string, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("streams: dedup %s: %w", op, ctx.Err())
+	}
+	if d.cfg.failOpen {
+		d.cfg.logger.Error("streams: dedup: Redis unreachable, handling WITHOUT deduplication (fail-open)",
+			"err", err, "key", st.key, "topic", m.Record.Topic, "partition", m.Record.Partition, "offset", m.Record.Offset)
+		st.status = statusOpen
+		return nil
+	}
+	return bo.wait(ctx, d, op, err)
+}
+
+// run calls the handler under the lease, extending it while the handler runs, and then marks the
+// key done or releases it.
+func (d *Dedup) run(ctx context.Context, m *Message, st *dedupState, next Handler) error {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.keepLease(ctx, m, st, stop)
+	}()
+	err := next(ctx, m)
+	close(stop)
+	wg.Wait()
+	// The outcome must reach Redis even when ctx was canceled while the handler finished.
+	octx := context.WithoutCancel(ctx)
+	if err != nil {
+		rctx, cancel := context.WithTimeout(octx, d.cfg.lease)
+		defer cancel()
+		st.status = statusUnknown
+		if rerr := releaseScript.Run(rctx, d.rdb, []string{st.key}, st.token).Err(); rerr != nil {
+			d.cfg.logger.Warn("streams: dedup: could not release the lease after a failure; it expires by itself",
+				"key", st.key, "lease", d.cfg.lease, "err", rerr)
+		}
+		return err
+	}
+	bo := d.backoff()
+	for {
+		rctx, cancel := context.WithTimeout(octx, d.cfg.lease)
+		res, ferr := finishScript.Run(rctx, d.rdb, []string{st.key}, st.token, d.cfg.doneTTL.Milliseconds()).Int()
+		cancel()
+		if ferr == nil {
+			st.status = statusDone
+			if res == 0 {
+				d.cfg.logger.Warn("streams: dedup: lease lost while the handler ran; another owner is handling the event",
+					"key", st.key, "topic", m.Record.Topic, "partition", m.Record.Partition, "offset", m.Record.Offset)
+			}
+			return nil
+		}
+		if d.cfg.failOpen {
+			d.cfg.logger.Error("streams: dedup: Redis unreachable, event handled but NOT marked done (fail-open)",
+				"key", st.key, "err", ferr)
+			return nil
+		}
+		if werr := bo.wait(ctx, d, "finish", ferr); werr != nil {
+			// The handler succeeded: let the offset be committed; the lease expires by itself.
+			d.cfg.logger.Error("streams: dedup: event handled but not marked done before shutdown",
+				"key", st.key, "err", ferr)
+			return nil
+		}
+	}
+}
+
+// keepLease extends the lease every third of the lease until stop is closed.
+func (d *Dedup) keepLease(ctx context.Context, m *Message, st *dedupState, stop <-chan struct{}) {
+	every := d.cfg.lease / 3
+	t := time.NewTimer(time.Until(st.at.Add(every)))
+	defer t.Stop()
+	octx := context.WithoutCancel(ctx)
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		at := time.Now()
+		rctx, cancel := context.WithTimeout(octx, every)
+		held, err := extendScript.Run(rctx, d.rdb, []string{st.key}, st.token, d.cfg.lease.Milliseconds()).Int()
+		cancel()
+		switch {
+		case err != nil:
+			d.cfg.logger.Warn("streams: dedup: could not extend the lease", "key", st.key, "err", err)
+			t.Reset(d.cfg.backoffInitial)
+			continue
+		case held == 0:
+			d.cfg.logger.Warn("streams: dedup: lease lost while the handler runs; another owner may handle the event",
+				"key", st.key, "topic", m.Record.Topic, "partition", m.Record.Partition, "offset", m.Record.Offset)
+			return
+		}
+		st.at = at
+		t.Reset(every - time.Since(at))
+	}
+}
+
+// eventID returns the id a message is deduplicated by ("" for none): the envelope's, or the
+// eventId header of a record whose decoding failed transiently (the consumer decodes it again
+// inside the chain).
+func eventID(m *Message) string {
+	switch {
+	case m.DecodeErr == nil && m.Envelope != nil:
+		return m.Envelope.EventID
+	case m.DecodeErr != nil && IsRetryable(m.DecodeErr) && m.Record != nil:
+		return Header(m.Record, HeaderEventID)
+	}
+	return ""
+}
+
+// pipelineErr returns the first real error of a pipeline (a missing key is not one).
+func pipelineErr(cmds []redis.Cmder, err error) error {
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return err
+	}
+	for _, c := range cmds {
+		if e := c.Err(); e != nil && !errors.Is(e, redis.Nil) {
+			return e
+		}
+	}
+	return nil
+}
+
+func (d *Dedup) backoff() *backoff {
+	return &backoff{initial: d.cfg.backoffInitial, max: d.cfg.backoffMax}
+}
+
+// backoff is an exponential backoff without jitter: initial, doubling, up to max.
+type backoff struct {
+	initial, max, next time.Duration
+}
+
+func (b *backoff) reset() { b.next = 0 }
+
+// sleep waits for the next step, or until ctx ends (returning its error).
+func (b *backoff) sleep(ctx context.Context) error {
+	if b.next == 0 {
+		b.next = b.initial
+	}
+	d := b.next
+	b.next = min(2*b.next, b.max)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// wait logs a failed Redis call and sleeps one backoff step (fail closed).
+func (b *backoff) wait(ctx context.Context, d *Dedup, op string, err error) error {
+	d.cfg.logger.Warn("streams: dedup: Redis unreachable, waiting (fail-closed)", "op", op, "err", err, "retry_in", max(b.next, b.initial))
+	if serr := b.sleep(ctx); serr != nil {
+		return fmt.Errorf("streams: dedup %s: Redis unreachable (%v): %w", op, err, serr)
+	}
+	return nil
+}
