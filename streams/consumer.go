@@ -33,10 +33,13 @@ import (
 //     per partition and MaxInFlight in all. The ordering key is the record key (tenantId), or the
 //     value of the data field the catalog declares for the type (Catalog.OrderingKey) when the
 //     record decodes and the field holds a non-empty string.
-//   - A record is finished when its handler chain returns. An error that reaches the consumer (no
-//     middleware retried or dead-lettered it) is logged and the record is finished anyway: a
-//     partition never stops on one record. Undecodable records reach the chain as Messages with
-//     DecodeErr set; without middleware that takes them, they are logged and finished.
+//   - A record is finished when its handler chain returns nil or a non-retryable error. A
+//     non-retryable error that reaches the consumer (no middleware dead-lettered it) is logged and
+//     the record is finished anyway: a partition never stops on a bad record. A retryable error
+//     that reaches the consumer (the dead-letter write failed, Redis or the registry is down) does
+//     not finish it: the chain runs again with backoff, blocking that key only, so nothing is
+//     committed past an event that was neither handled nor dead-lettered. Undecodable records
+//     reach the chain as Messages with DecodeErr set.
 //   - The committed offset of a partition is the lowest offset not yet finished (every record
 //     below it is finished). It never moves backwards, and is committed every CommitInterval, when
 //     partitions are revoked and on shutdown; records finished above it are handled again by the
@@ -604,14 +607,24 @@ func (c *Consumer) schedule() {
 	}
 }
 
-// run calls the chain for one record and records the outcome.
+// run calls the chain for one record, again after a backoff while it fails with a retryable
+// error, and records the outcome.
 func (c *Consumer) run(j *job) {
 	err := j.chain(j.part.ctx, j.msg)
+	for backoff := 100 * time.Millisecond; err != nil && IsRetryable(err) && j.part.ctx.Err() == nil; backoff = min(2*backoff, 30*time.Second) {
+		c.log.Warn("streams: consumer: retryable failure reached the consumer; the record stays unfinished and runs again",
+			append(recordAttrs(j.msg.Record, eventTypeOf(j.msg), Header(j.msg.Record, HeaderVersion)), "err", err, "backoff", backoff)...)
+		select {
+		case <-j.part.ctx.Done():
+		case <-time.After(backoff):
+			err = j.chain(j.part.ctx, j.msg)
+		}
+	}
 	c.mu.Lock()
 	p := j.part
 	c.running--
 	p.running--
-	if p.dropped {
+	if p.dropped || (err != nil && j.part.ctx.Err() != nil) {
 		// Given up (revoked past the deadline, lost or shut down): not finished, not committed.
 		c.schedule()
 		c.notify()
@@ -632,13 +645,16 @@ func (c *Consumer) run(j *job) {
 	c.notify()
 	c.mu.Unlock()
 	if err != nil {
-		et := ""
-		if j.msg.Envelope != nil {
-			et = j.msg.Envelope.EventType
-		}
 		c.log.Error("streams: consumer: handler failed; event skipped",
-			append(recordAttrs(j.msg.Record, et, Header(j.msg.Record, HeaderVersion)), "err", err)...)
+			append(recordAttrs(j.msg.Record, eventTypeOf(j.msg), Header(j.msg.Record, HeaderVersion)), "err", err)...)
 	}
+}
+
+func eventTypeOf(m *Message) string {
+	if m.Envelope != nil {
+		return m.Envelope.EventType
+	}
+	return ""
 }
 
 // notify wakes everything waiting for progress. Caller holds c.mu.

@@ -759,3 +759,45 @@ func onePartition(b *testing.B, be streamstest.Backend, cat *topics.Catalog) {
 	}
 	b.Cleanup(func() { _, _ = adm.DeleteTopics(context.Background(), names...) })
 }
+
+// TestConsumerRetriesRetryableChainErrors: a retryable error that reaches the consumer (say, the
+// dead-letter write failed) leaves the record unfinished; the chain runs again and the key's later
+// events wait for it, so nothing is lost, reordered or committed past it.
+func TestConsumerRetriesRetryableChainErrors(t *testing.T) {
+	b := streamstest.Kfake(t)
+	set, _ := loadAll(t)
+	cat := testCatalog(t)
+	ensure(t, b, cat)
+	serde, _ := newSerde(t, set, cat)
+	chk := streamstest.NewChecker()
+	const tenants, per = 10, 30
+	recs := publishMany(t, b, serde, chk, []eventSpec{byTenant("service.ordered")}, tenants, per)
+	var failures atomic.Int64
+	flaky := func(next streams.Handler) streams.Handler {
+		return func(ctx context.Context, m *streams.Message) error {
+			if seqOf(m) == 5 && m.Envelope.Metadata.TenantID == "tenant-003" && failures.Add(1) <= 3 {
+				return errors.New("dead-letter topic unavailable") // retryable by default
+			}
+			return next(ctx, m)
+		}
+	}
+	logs := &logCounter{counts: map[string]int{}}
+	var handled atomic.Int64
+	r := startConsumer(t, "hotel-pms", b, serde, func(c *streams.Consumer) {
+		c.HandleType("service.ordered", func(_ context.Context, m *streams.Message) error {
+			chk.Handled(m.Record.Topic+"/"+m.Envelope.Metadata.TenantID, m.Envelope.EventID, seqOf(m))
+			handled.Add(1)
+			return nil
+		})
+	}, streams.Use(flaky), streams.Logger(slog.New(logs)))
+	eventually(t, time.Minute, "every event handled", func() bool { return handled.Load() >= tenants*per })
+	r.stop(t)
+	checkNoAnomalies(t, chk.Report())
+	if n := logs.count("streams: consumer: retryable failure reached the consumer; the record stays unfinished and runs again"); n != 3 {
+		t.Errorf("%d retries logged, want 3", n)
+	}
+	if n := logs.count("streams: consumer: handler failed; event skipped"); n != 0 {
+		t.Errorf("%d events skipped, want none", n)
+	}
+	checkCommittedAtEnd(t, b, r.c.Group(), recs[0].Topic)
+}
