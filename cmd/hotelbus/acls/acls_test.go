@@ -1,7 +1,6 @@
 package acls_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"strings"
@@ -12,24 +11,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
-	"github.com/hotelbus/hotelbus/cmd/hotelbus/cmdutil"
-	"github.com/hotelbus/hotelbus/cmd/hotelbus/root"
+	"github.com/hotelbus/hotelbus/cmd/hotelbus/cmdutil/cmdtest"
 	"github.com/hotelbus/hotelbus/streams/streamstest"
 	hbtopics "github.com/hotelbus/hotelbus/topics"
 )
 
-type result struct {
-	code        int
-	out, errOut string
-}
-
-func run(t *testing.T, env map[string]string, args ...string) result {
+func run(t *testing.T, env map[string]string, args ...string) cmdtest.Result {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	f := &cmdutil.Factory{In: strings.NewReader(""), Out: &out, ErrOut: &errOut,
-		Getenv: func(k string) string { return env[k] }, DataDir: t.TempDir()}
-	code := root.Run(f, args)
-	return result{code, out.String(), errOut.String()}
+	return cmdtest.Run(t, env, "", args...)
 }
 
 // secured starts kfake with SASL and an authorizer (Apache Kafka in the rig has none) and returns
@@ -52,7 +41,7 @@ func TestPlanApply(t *testing.T) {
 	n := len(hbtopics.ACLs(cat, nil))
 
 	r := run(t, env, append([]string{"acls", "plan"}, flags...)...)
-	if r.code != 0 || strings.Count(r.out, "+ ") != n {
+	if r.Code != 0 || strings.Count(r.Out, "+ ") != n {
 		t.Fatalf("plan: want %d ACLs to add: %+v", n, r)
 	}
 	for _, want := range []string{
@@ -61,18 +50,18 @@ func TestPlanApply(t *testing.T) {
 		"+ User:hotel-pms ALLOW READ on group hotelbus.hotel-pms\n",
 		"+ User:hotel-pms ALLOW WRITE on topic hotelbus.dlq.hotel-pms\n",
 	} {
-		if !strings.Contains(r.out, want) {
-			t.Errorf("plan does not print %q:\n%s", want, r.out)
+		if !strings.Contains(r.Out, want) {
+			t.Errorf("plan does not print %q:\n%s", want, r.Out)
 		}
 	}
-	if r := run(t, env, append([]string{"acls", "plan"}, flags...)...); strings.Count(r.out, "+ ") != n {
+	if r := run(t, env, append([]string{"acls", "plan"}, flags...)...); strings.Count(r.Out, "+ ") != n {
 		t.Fatalf("plan changed the cluster: %+v", r)
 	}
 
-	if r := run(t, env, append([]string{"acls", "apply"}, flags...)...); r.code != 0 || !strings.Contains(r.out, "applied: ") {
+	if r := run(t, env, append([]string{"acls", "apply"}, flags...)...); r.Code != 0 || !strings.Contains(r.Out, "applied: ") {
 		t.Fatalf("apply: %+v", r)
 	}
-	if r := run(t, env, append([]string{"acls", "plan"}, flags...)...); r.code != 0 || strings.Contains(r.out, "+ ") || !strings.HasPrefix(r.out, "in sync") {
+	if r := run(t, env, append([]string{"acls", "plan"}, flags...)...); r.Code != 0 || strings.Contains(r.Out, "+ ") || !strings.HasPrefix(r.Out, "in sync") {
 		t.Fatalf("plan after apply: %+v", r)
 	}
 
@@ -82,7 +71,7 @@ func TestPlanApply(t *testing.T) {
 	}
 	for range 2 {
 		r := run(t, env, append([]string{"acls", "apply"}, flags...)...)
-		if want := "! extra User:hotel-saas ALLOW READ on group adhoc: not derived from the catalog; left in place\n"; r.code != 0 || !strings.Contains(r.out, want) {
+		if want := "! extra User:hotel-saas ALLOW READ on group adhoc: not derived from the catalog; left in place\n"; r.Code != 0 || !strings.Contains(r.Out, want) {
 			t.Fatalf("apply with a hand-made ACL, want %q: %+v", want, r)
 		}
 	}
@@ -90,7 +79,7 @@ func TestPlanApply(t *testing.T) {
 	// Another principal format is another set of principals, none of whose ACLs exist yet.
 	r = run(t, env, append([]string{"acls", "plan", "--json", "--principal-format", "User:svc-{system}"}, flags...)...)
 	var p struct{ Add, Extra []hbtopics.ACL }
-	if err := json.Unmarshal([]byte(r.out), &p); err != nil || r.code != 0 {
+	if err := json.Unmarshal([]byte(r.Out), &p); err != nil || r.Code != 0 {
 		t.Fatalf("plan --json: %v: %+v", err, r)
 	}
 	if len(p.Add) != n || len(p.Extra) != 0 || p.Add[0].Principal != "User:svc-hotel-common" {
@@ -114,8 +103,8 @@ func TestUsageErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := run(t, tc.env, tc.args...)
-			if r.code != 2 || !strings.Contains(r.errOut, tc.flag) {
-				t.Errorf("exit %d, want 2 with an error naming %s: %+v", r.code, tc.flag, r)
+			if r.Code != 2 || !strings.Contains(r.ErrOut, tc.flag) {
+				t.Errorf("exit %d, want 2 with an error naming %s: %+v", r.Code, tc.flag, r)
 			}
 		})
 	}

@@ -18,8 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/hotelbus/hotelbus/cmd/hotelbus/cmdutil"
-	"github.com/hotelbus/hotelbus/cmd/hotelbus/root"
+	"github.com/hotelbus/hotelbus/cmd/hotelbus/cmdutil/cmdtest"
 	"github.com/hotelbus/hotelbus/schemas"
 	"github.com/hotelbus/hotelbus/streams"
 	"github.com/hotelbus/hotelbus/streams/streamstest"
@@ -99,16 +98,14 @@ func TestProduceCommand(t *testing.T) {
 		`{"eventType":"reservation.created","data":{},"metadata":{"tenantId":"x"}}`,
 		`not json`,
 	}, "\n")
-	var out, errOut bytes.Buffer
-	f := &cmdutil.Factory{In: strings.NewReader(input), Out: &out, ErrOut: &errOut, Getenv: func(string) string { return "" }, DataDir: t.TempDir()}
-	code := root.Run(f, []string{"produce", "--system", "hotel-member", "--brokers", strings.Join(b.Brokers, ","), "--registry", url, "--prefix", prefix})
-	if code != 1 {
-		t.Fatalf("exit %d, want 1 (some lines fail)\n%s%s", code, out.String(), errOut.String())
+	r := cmdtest.Run(t, nil, input, "produce", "--system", "hotel-member", "--brokers", strings.Join(b.Brokers, ","), "--registry", url, "--prefix", prefix)
+	if r.Code != 1 {
+		t.Fatalf("exit %d, want 1 (some lines fail)\n%s%s", r.Code, r.Out, r.ErrOut)
 	}
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	lines := strings.Split(strings.TrimSpace(r.Out), "\n")
 	want := []string{"1\tok\t", "2\terror\t", "3\tok\t", "4\terror\t", "5\terror\t"}
 	if len(lines) != len(want) {
-		t.Fatalf("output:\n%s", out.String())
+		t.Fatalf("output:\n%s", r.Out)
 	}
 	for i, w := range want {
 		if !strings.HasPrefix(lines[i], w) {
@@ -121,15 +118,13 @@ func TestProduceCommand(t *testing.T) {
 		}
 	}
 	tp, _ := cat.TopicFor("points.added")
-	if !strings.Contains(lines[0], tp.Name) || !strings.Contains(errOut.String(), "2 acknowledged, 0 spooled, 3 failed") {
-		t.Errorf("output %q / %q", lines[0], errOut.String())
+	if !strings.Contains(lines[0], tp.Name) || !strings.Contains(r.ErrOut, "2 acknowledged, 0 spooled, 3 failed") {
+		t.Errorf("output %q / %q", lines[0], r.ErrOut)
 	}
 	// usage errors
 	for args, flag := range map[string]string{"produce --system hotel-spa": "--system", "produce --system hotel-pms --file /nope": "--file"} {
-		var o, e bytes.Buffer
-		f := &cmdutil.Factory{In: strings.NewReader(""), Out: &o, ErrOut: &e, Getenv: func(string) string { return "" }, DataDir: t.TempDir()}
-		if code := root.Run(f, strings.Fields(args)); code != 2 || !strings.Contains(e.String(), flag) {
-			t.Errorf("%s: exit %d, stderr %q", args, code, e.String())
+		if r := cmdtest.Run(t, nil, "", strings.Fields(args)...); r.Code != 2 || !strings.Contains(r.ErrOut, flag) {
+			t.Errorf("%s: exit %d, stderr %q", args, r.Code, r.ErrOut)
 		}
 	}
 }

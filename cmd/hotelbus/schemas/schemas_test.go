@@ -1,7 +1,6 @@
 package schemas_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"io/fs"
 	"os"
@@ -10,23 +9,14 @@ import (
 	"testing"
 
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/cmdutil"
-	"github.com/hotelbus/hotelbus/cmd/hotelbus/root"
+	"github.com/hotelbus/hotelbus/cmd/hotelbus/cmdutil/cmdtest"
 	hbschemas "github.com/hotelbus/hotelbus/schemas"
 	"github.com/hotelbus/hotelbus/streams/streamstest"
 )
 
-type result struct {
-	code        int
-	out, errOut string
-}
-
-func run(t *testing.T, env map[string]string, args ...string) result {
+func run(t *testing.T, env map[string]string, args ...string) cmdtest.Result {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	f := &cmdutil.Factory{In: strings.NewReader(""), Out: &out, ErrOut: &errOut,
-		Getenv: func(k string) string { return env[k] }, DataDir: t.TempDir()}
-	code := root.Run(f, args)
-	return result{code, out.String(), errOut.String()}
+	return cmdtest.Run(t, env, "", args...)
 }
 
 // copySchemas writes the embedded schema tree to a directory the test may change.
@@ -76,10 +66,10 @@ func TestRegisterAcceptsOptionalFieldRefusesBreakingChange(t *testing.T) {
 	_, url := streamstest.Registry(t)
 	env := map[string]string{"HOTELBUS_REGISTRY": url}
 
-	if r := run(t, env, "schemas", "register"); r.code != 0 || !strings.Contains(r.out, "registered 20 version(s) in 20 subject(s) at FULL_TRANSITIVE") {
+	if r := run(t, env, "schemas", "register"); r.Code != 0 || !strings.Contains(r.Out, "registered 20 version(s) in 20 subject(s) at FULL_TRANSITIVE") {
 		t.Fatalf("first register: %+v", r)
 	}
-	if r := run(t, env, "schemas", "diff"); r.code != 0 || strings.Contains(r.out, "+ ") {
+	if r := run(t, env, "schemas", "diff"); r.Code != 0 || strings.Contains(r.Out, "+ ") {
 		t.Fatalf("diff after register should be empty: %+v", r)
 	}
 
@@ -89,15 +79,15 @@ func TestRegisterAcceptsOptionalFieldRefusesBreakingChange(t *testing.T) {
 		return append(fields, map[string]any{"name": "roomServiceZone", "type": "string", "doc": "Zone of the kitchen."})
 	})
 	r := run(t, env, "schemas", "register", "--dir", broken)
-	if r.code != 1 {
-		t.Fatalf("breaking change: exit %d, want 1: %+v", r.code, r)
+	if r.Code != 1 {
+		t.Fatalf("breaking change: exit %d, want 1: %+v", r.Code, r)
 	}
 	for _, want := range []string{"hotelbus.saas.services-hotelbus.service.v1.ServiceOrderedEvent", "roomServiceZone", "FULL_TRANSITIVE", "nothing registered"} {
-		if !strings.Contains(r.out+r.errOut, want) {
-			t.Errorf("refusal does not name %q:\n%s%s", want, r.out, r.errOut)
+		if !strings.Contains(r.Out+r.ErrOut, want) {
+			t.Errorf("refusal does not name %q:\n%s%s", want, r.Out, r.ErrOut)
 		}
 	}
-	if r := run(t, env, "schemas", "diff", "--json"); !strings.Contains(r.out, `"missing": []`) || r.code != 0 {
+	if r := run(t, env, "schemas", "diff", "--json"); !strings.Contains(r.Out, `"missing": []`) || r.Code != 0 {
 		t.Errorf("the refused register changed the registry: %+v", r)
 	}
 
@@ -105,29 +95,29 @@ func TestRegisterAcceptsOptionalFieldRefusesBreakingChange(t *testing.T) {
 	addMinor(t, ok, func(fields []any) []any {
 		return append(fields, map[string]any{"name": "roomServiceZone", "type": []any{"null", "string"}, "default": nil, "doc": "Zone of the kitchen."})
 	})
-	if r := run(t, env, "schemas", "diff", "--dir", ok); r.code != 0 || !strings.Contains(r.out, "register 1.1") {
+	if r := run(t, env, "schemas", "diff", "--dir", ok); r.Code != 0 || !strings.Contains(r.Out, "register 1.1") {
 		t.Errorf("diff with the new optional field: %+v", r)
 	}
-	if r := run(t, env, "schemas", "register", "--dir", ok); r.code != 0 || !strings.Contains(r.out, "registered 1 version(s)") {
+	if r := run(t, env, "schemas", "register", "--dir", ok); r.Code != 0 || !strings.Contains(r.Out, "registered 1 version(s)") {
 		t.Fatalf("optional field with default refused: %+v", r)
 	}
 	// the registry now holds 1.1: the embedded tree, which lacks it, no longer matches
-	if r := run(t, env, "schemas", "check"); r.code != 1 || !strings.Contains(r.out, "every published version is kept") {
+	if r := run(t, env, "schemas", "check"); r.Code != 1 || !strings.Contains(r.Out, "every published version is kept") {
 		t.Errorf("check against a registry ahead of schemas/: %+v", r)
 	}
 }
 
 func TestCheckLocal(t *testing.T) {
-	if r := run(t, nil, "schemas", "check"); r.code != 0 || !strings.Contains(r.out, "ok: 20 subjects, 20 versions, level FULL_TRANSITIVE") {
+	if r := run(t, nil, "schemas", "check"); r.Code != 0 || !strings.Contains(r.Out, "ok: 20 subjects, 20 versions, level FULL_TRANSITIVE") {
 		t.Fatalf("check: %+v", r)
 	}
 	dir := copySchemas(t)
 	addMinor(t, dir, func(fields []any) []any { return fields[1:] }) // drop the first field (required, no default)
 	r := run(t, nil, "schemas", "check", "--dir", dir)
-	if r.code != 1 || !strings.Contains(r.out, "service.ordered v1: version 1.1") {
+	if r.Code != 1 || !strings.Contains(r.Out, "service.ordered v1: version 1.1") {
 		t.Errorf("check with a removed required field: %+v", r)
 	}
-	if r := run(t, nil, "schemas", "check", "--dir", dir, "--level", "NONE"); r.code != 0 {
+	if r := run(t, nil, "schemas", "check", "--dir", dir, "--level", "NONE"); r.Code != 0 {
 		t.Errorf("NONE accepts anything: %+v", r)
 	}
 }
@@ -147,8 +137,8 @@ func TestUsageErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		r := run(t, nil, tc.args...)
-		if r.code != cmdutil.ExitUsage || !strings.Contains(r.errOut, tc.want) {
-			t.Errorf("%v: exit %d, stderr %q; want exit 2 naming %q", tc.args, r.code, r.errOut, tc.want)
+		if r.Code != cmdutil.ExitUsage || !strings.Contains(r.ErrOut, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want exit 2 naming %q", tc.args, r.Code, r.ErrOut, tc.want)
 		}
 	}
 }
@@ -160,8 +150,8 @@ func TestListAndCatalogJSON(t *testing.T) {
 		Versions  []string `json:"versions"`
 		Subject   string   `json:"subject"`
 	}
-	if err := json.Unmarshal([]byte(r.out), &rows); err != nil || len(rows) != 20 {
-		t.Fatalf("list --json: %v %d rows\n%s", err, len(rows), r.out)
+	if err := json.Unmarshal([]byte(r.Out), &rows); err != nil || len(rows) != 20 {
+		t.Fatalf("list --json: %v %d rows\n%s", err, len(rows), r.Out)
 	}
 	if rows[0].Subject != "hotelbus.common.auth-hotelbus.auth.v1.AuthPermissionsChangedEvent" {
 		t.Errorf("first subject %q", rows[0].Subject)
@@ -174,7 +164,7 @@ func TestListAndCatalogJSON(t *testing.T) {
 		} `json:"systems"`
 		Topics []struct{ Name string } `json:"topics"`
 	}
-	if err := json.Unmarshal([]byte(r.out), &cat); err != nil || len(cat.Systems) != 4 || len(cat.Topics) != 12 {
+	if err := json.Unmarshal([]byte(r.Out), &cat); err != nil || len(cat.Systems) != 4 || len(cat.Topics) != 12 {
 		t.Fatalf("catalog --json: %v %+v", err, cat)
 	}
 }

@@ -1,7 +1,6 @@
 package topics_test
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -20,24 +19,14 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/hotelbus/hotelbus/cmd/hotelbus/cmdutil"
-	"github.com/hotelbus/hotelbus/cmd/hotelbus/root"
+	"github.com/hotelbus/hotelbus/cmd/hotelbus/cmdutil/cmdtest"
 	"github.com/hotelbus/hotelbus/streams/streamstest"
 	hbtopics "github.com/hotelbus/hotelbus/topics"
 )
 
-type result struct {
-	code        int
-	out, errOut string
-}
-
-func run(t *testing.T, env map[string]string, args ...string) result {
+func run(t *testing.T, env map[string]string, args ...string) cmdtest.Result {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	f := &cmdutil.Factory{In: strings.NewReader(""), Out: &out, ErrOut: &errOut,
-		Getenv: func(k string) string { return env[k] }, DataDir: t.TempDir()}
-	code := root.Run(f, args)
-	return result{code, out.String(), errOut.String()}
+	return cmdtest.Run(t, env, "", args...)
 }
 
 func TestPlanApplyDescribe(t *testing.T) {
@@ -47,38 +36,38 @@ func TestPlanApplyDescribe(t *testing.T) {
 	args := func(cmd ...string) []string { return append(cmd, "--env", "test", "--prefix", prefix) }
 
 	r := run(t, env, args("topics", "plan")...)
-	if r.code != 0 {
+	if r.Code != 0 {
 		t.Fatalf("plan: %+v", r)
 	}
-	if n := strings.Count(r.out, "+ create "); n != 12 {
-		t.Errorf("plan lists %d creations, want 12:\n%s", n, r.out)
+	if n := strings.Count(r.Out, "+ create "); n != 12 {
+		t.Errorf("plan lists %d creations, want 12:\n%s", n, r.Out)
 	}
 	for _, want := range []string{
 		"+ create " + prefix + "hotelbus.pms.billing (partitions 3, rf 1, cleanup.policy=delete, min.insync.replicas=1, retention.ms=2592000000)\n",
 		"+ create " + prefix + "hotelbus.dlq.hotel-pms (partitions 3, rf 1,",
 		"plan: 12 topic(s) to create, 0 partition increase(s), 0 config(s) to set",
 	} {
-		if !strings.Contains(r.out, want) {
-			t.Errorf("plan does not print %q:\n%s", want, r.out)
+		if !strings.Contains(r.Out, want) {
+			t.Errorf("plan does not print %q:\n%s", want, r.Out)
 		}
 	}
-	if r := run(t, env, args("topics", "plan")...); !strings.Contains(r.out, "plan: 12 topic(s) to create") {
+	if r := run(t, env, args("topics", "plan")...); !strings.Contains(r.Out, "plan: 12 topic(s) to create") {
 		t.Fatalf("plan changed the cluster: %+v", r)
 	}
 
-	if r := run(t, env, args("topics", "apply")...); r.code != 0 || !strings.Contains(r.out, "applied: 12 topic(s) created") ||
-		!strings.Contains(r.out, "+ create "+prefix+"hotelbus.pms.reservations") {
+	if r := run(t, env, args("topics", "apply")...); r.Code != 0 || !strings.Contains(r.Out, "applied: 12 topic(s) created") ||
+		!strings.Contains(r.Out, "+ create "+prefix+"hotelbus.pms.reservations") {
 		t.Fatalf("apply: %+v", r)
 	}
-	if r := run(t, env, args("topics", "plan")...); r.code != 0 || r.out != "in sync: 12 declared topics match the cluster\n" {
+	if r := run(t, env, args("topics", "plan")...); r.Code != 0 || r.Out != "in sync: 12 declared topics match the cluster\n" {
 		t.Fatalf("plan after apply: %+v", r)
 	}
-	if r := run(t, env, args("topics", "apply")...); r.code != 0 || !strings.HasPrefix(r.out, "in sync") {
+	if r := run(t, env, args("topics", "apply")...); r.Code != 0 || !strings.HasPrefix(r.Out, "in sync") {
 		t.Fatalf("second apply: %+v", r)
 	}
 
 	r = run(t, env, args("topics", "describe")...)
-	if r.code != 0 || strings.Count(r.out, "  in sync\n") != 12 || !strings.Contains(r.out, "12 of 12 declared topics in sync") {
+	if r.Code != 0 || strings.Count(r.Out, "  in sync\n") != 12 || !strings.Contains(r.Out, "12 of 12 declared topics in sync") {
 		t.Fatalf("describe: %+v", r)
 	}
 	r = run(t, env, args("topics", "describe", "--json")...)
@@ -88,7 +77,7 @@ func TestPlanApplyDescribe(t *testing.T) {
 		Configs    map[string]string `json:"configs"`
 		InSync     bool              `json:"inSync"`
 	}
-	if err := json.Unmarshal([]byte(r.out), &states); err != nil || len(states) != 12 {
+	if err := json.Unmarshal([]byte(r.Out), &states); err != nil || len(states) != 12 {
 		t.Fatalf("describe --json: %v: %+v", err, r)
 	}
 	for _, s := range states {
@@ -101,12 +90,12 @@ func TestPlanApplyDescribe(t *testing.T) {
 	// configs, and their replication factor differs.
 	r = run(t, env, "topics", "plan", "--json", "--prefix", prefix)
 	var d hbtopics.Diff
-	if err := json.Unmarshal([]byte(r.out), &d); err != nil || r.code != 0 {
+	if err := json.Unmarshal([]byte(r.Out), &d); err != nil || r.Code != 0 {
 		t.Fatalf("plan --json: %v: %+v", err, r)
 	}
 	if len(d.Create) != 0 || len(d.Partitions) != 6 || len(d.Configs) != 12 || len(d.Warnings) != 12 {
 		t.Errorf("plan of prod settings over test topics: %d create, %d partitions, %d configs, %d warnings:\n%s",
-			len(d.Create), len(d.Partitions), len(d.Configs), len(d.Warnings), r.out)
+			len(d.Create), len(d.Partitions), len(d.Configs), len(d.Warnings), r.Out)
 	}
 }
 
@@ -133,8 +122,8 @@ func TestUsageErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := run(t, tc.env, tc.args...)
-			if r.code != 2 || !strings.Contains(r.errOut, tc.flag) {
-				t.Errorf("exit %d, want 2 with an error naming %s: %+v", r.code, tc.flag, r)
+			if r.Code != 2 || !strings.Contains(r.ErrOut, tc.flag) {
+				t.Errorf("exit %d, want 2 with an error naming %s: %+v", r.Code, tc.flag, r)
 			}
 		})
 	}
@@ -146,16 +135,16 @@ func TestSASLAndTLS(t *testing.T) {
 	env := map[string]string{"HOTELBUS_BROKERS": strings.Join(b.Brokers, ","), "KAFKA_PW": "s3cret", "WRONG_PW": "guess"}
 	auth := []string{"--env", "test", "--tls-ca", certFile, "--sasl-mechanism", "scram-sha-512", "--sasl-user", "admin"}
 
-	if r := run(t, env, append([]string{"topics", "apply", "--sasl-password-env", "KAFKA_PW"}, auth...)...); r.code != 0 || !strings.Contains(r.out, "applied: 12 topic(s) created") {
+	if r := run(t, env, append([]string{"topics", "apply", "--sasl-password-env", "KAFKA_PW"}, auth...)...); r.Code != 0 || !strings.Contains(r.Out, "applied: 12 topic(s) created") {
 		t.Fatalf("apply over TLS with SCRAM: %+v", r)
 	}
 	// kfake drops the connection on a failed authentication, which the client retries until
 	// --timeout; Apache Kafka answers SASL_AUTHENTICATION_FAILED at once.
-	if r := run(t, env, append([]string{"topics", "plan", "--sasl-password-env", "WRONG_PW", "--timeout", "2s"}, auth...)...); r.code != 1 || !strings.Contains(r.errOut, "--timeout 2s") {
-		t.Errorf("wrong password: exit %d, want 1: %+v", r.code, r)
+	if r := run(t, env, append([]string{"topics", "plan", "--sasl-password-env", "WRONG_PW", "--timeout", "2s"}, auth...)...); r.Code != 1 || !strings.Contains(r.ErrOut, "--timeout 2s") {
+		t.Errorf("wrong password: exit %d, want 1: %+v", r.Code, r)
 	}
-	if r := run(t, env, "topics", "plan", "--env", "test", "--sasl-mechanism", "SCRAM-SHA-512", "--sasl-user", "admin", "--sasl-password-env", "KAFKA_PW", "--timeout", "5s"); r.code != 1 || !strings.Contains(r.errOut, "TLS") {
-		t.Errorf("plaintext to a TLS listener: exit %d, want 1: %+v", r.code, r)
+	if r := run(t, env, "topics", "plan", "--env", "test", "--sasl-mechanism", "SCRAM-SHA-512", "--sasl-user", "admin", "--sasl-password-env", "KAFKA_PW", "--timeout", "5s"); r.Code != 1 || !strings.Contains(r.ErrOut, "TLS") {
+		t.Errorf("plaintext to a TLS listener: exit %d, want 1: %+v", r.Code, r)
 	}
 }
 
