@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -145,6 +147,55 @@ func TestConsumerFullChain(t *testing.T) {
 				t.Errorf("%d of %d transient failures retried", retried, len(transient))
 			}
 			checkCommittedAtEnd(t, b, r.c.Group(), recs[0].Topic)
+		})
+	}
+}
+
+// TestConsumerRedisRestart: Redis goes away in the middle of consumption and comes back with its
+// data (a restart of a persistent Redis). Dedup fails closed: nothing is handled without it, and
+// no event is lost, handled twice or out of order.
+func TestConsumerRedisRestart(t *testing.T) {
+	for _, b := range streamstest.Backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			set, _ := loadAll(t)
+			cat := testCatalog(t)
+			ensure(t, b, cat)
+			serde, _ := newSerde(t, set, cat)
+			chk := streamstest.NewChecker()
+			const tenants, per = 200, 100
+			publishMany(t, b, serde, chk, []eventSpec{byTenant("service.ordered")}, tenants, per)
+			mr := miniredis.RunT(t)
+			rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1})
+			t.Cleanup(func() { rdb.Close() })
+			dedup, err := streams.NewDedup(rdb, streamstest.Name(t, "group"), streams.DedupBackoff(10*time.Millisecond, 200*time.Millisecond),
+				streams.DedupLogger(slog.New(slog.DiscardHandler)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var handled atomic.Int64
+			r := startConsumer(t, "hotel-pms", b, serde, func(c *streams.Consumer) {
+				c.HandleType("service.ordered", func(_ context.Context, m *streams.Message) error {
+					chk.Handled(m.Record.Topic+"/"+m.Envelope.Metadata.TenantID, m.Envelope.EventID, seqOf(m))
+					handled.Add(1)
+					time.Sleep(50 * time.Microsecond)
+					return nil
+				})
+			}, streams.Use(dedup.Middleware(), streams.Retry(streams.RetryBackoff(time.Millisecond, 10*time.Millisecond))), streams.UsePreparer(dedup))
+			eventually(t, time.Minute, "a quarter handled", func() bool { return handled.Load() >= tenants*per/4 })
+			mr.Close()
+			down := handled.Load()
+			time.Sleep(time.Second) // Redis stays away for a second: handlers in flight finish, nothing new starts
+			during := handled.Load() - down
+			if err := mr.Restart(); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 3*time.Minute, "every event handled", func() bool { return handled.Load() >= tenants*per })
+			r.stop(t)
+			checkNoAnomalies(t, chk.Report())
+			t.Logf("%s: %d handled while Redis was down (in flight when it went), %d in all", b.Name, during, handled.Load())
+			if during > 64 {
+				t.Errorf("%d events handled while Redis was down: dedup did not fail closed", during)
+			}
 		})
 	}
 }
