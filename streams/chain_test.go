@@ -32,10 +32,7 @@ func TestConsumerFullChain(t *testing.T) {
 	}
 	for _, b := range streamstest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
-			set, _ := loadAll(t)
-			cat := testCatalog(t)
-			ensure(t, b, cat)
-			serde, _ := newSerde(t, set, cat)
+			serde, cat := isolated(t, b)
 			chk := streamstest.NewChecker()
 			const tenants, per = 200, 100
 			recs := buildEvents(t, serde, chk, []eventSpec{byTenant("service.ordered")}, tenants, per)
@@ -157,10 +154,7 @@ func TestConsumerFullChain(t *testing.T) {
 func TestConsumerRedisRestart(t *testing.T) {
 	for _, b := range streamstest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
-			set, _ := loadAll(t)
-			cat := testCatalog(t)
-			ensure(t, b, cat)
-			serde, _ := newSerde(t, set, cat)
+			serde, _ := isolated(t, b)
 			chk := streamstest.NewChecker()
 			const tenants, per = 200, 100
 			publishMany(t, b, serde, chk, []eventSpec{byTenant("service.ordered")}, tenants, per)

@@ -247,3 +247,14 @@ func produceGoldens(t *testing.T, b streamstest.Backend, serde *streams.Serde) [
 	}
 	return out
 }
+
+// isolated returns a Serde (auto-registering, on a fresh embedded registry) and the test
+// environment's catalog with topics unique to this test, created on b.
+func isolated(t *testing.T, b streamstest.Backend) (*streams.Serde, *topics.Catalog) {
+	t.Helper()
+	set, _ := loadAll(t)
+	cat := testCatalog(t)
+	ensure(t, b, cat)
+	serde, _ := newSerde(t, set, cat)
+	return serde, cat
+}

@@ -245,10 +245,7 @@ func checkNoAnomalies(t testing.TB, r streamstest.CheckerReport) {
 func TestConsumerPerKeyOrder(t *testing.T) {
 	for _, b := range streamstest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
-			set, _ := loadAll(t)
-			cat := testCatalog(t)
-			ensure(t, b, cat)
-			serde, _ := newSerde(t, set, cat)
+			serde, _ := isolated(t, b)
 			chk := streamstest.NewChecker()
 			const tenants, per = 200, 100
 			recs := publishMany(t, b, serde, chk, []eventSpec{byTenant("service.ordered")}, tenants, per)
@@ -288,10 +285,7 @@ func TestConsumerPerKeyOrder(t *testing.T) {
 func TestConsumerMembershipChurn(t *testing.T) {
 	for _, b := range streamstest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
-			set, _ := loadAll(t)
-			cat := testCatalog(t)
-			ensure(t, b, cat)
-			serde, _ := newSerde(t, set, cat)
+			serde, _ := isolated(t, b)
 			chk := streamstest.NewChecker()
 			const tenants, per = 200, 50
 			specs := []eventSpec{byTenant("service.ordered"), byTenant("member.status_changed")}
@@ -442,10 +436,7 @@ func TestConsumerSkipsUnsubscribedAndUnhandled(t *testing.T) {
 func TestConsumerUndecodableRecords(t *testing.T) {
 	for _, b := range streamstest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
-			set, _ := loadAll(t)
-			cat := testCatalog(t)
-			ensure(t, b, cat)
-			serde, _ := newSerde(t, set, cat)
+			serde, _ := isolated(t, b)
 			chk := streamstest.NewChecker()
 			const tenants, per = 20, 60
 			good := buildEvents(t, serde, chk, []eventSpec{byTenant("service.ordered")}, tenants, per)
@@ -508,10 +499,7 @@ func TestConsumerUndecodableRecords(t *testing.T) {
 func TestConsumerCloseResumes(t *testing.T) {
 	for _, b := range streamstest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
-			set, _ := loadAll(t)
-			cat := testCatalog(t)
-			ensure(t, b, cat)
-			serde, _ := newSerde(t, set, cat)
+			serde, _ := isolated(t, b)
 			chk := streamstest.NewChecker()
 			const tenants, per = 200, 100
 			recs := publishMany(t, b, serde, chk, []eventSpec{byTenant("service.ordered")}, tenants, per)
@@ -594,21 +582,7 @@ func TestConsumerOrderingKey(t *testing.T) {
 // reaches each handler once, in its own version.
 func TestConsumerDualSubscription(t *testing.T) {
 	b := streamstest.Kfake(t)
-	set, _ := loadAll(t)
-	v1 := latest(t, set, "service.canceled")
-	set2 := withMajor(t, v1, `{"name":"refundPolicy","type":"string","doc":"Refund policy applied, now required."}`)
-	cat := testCatalog(t)
-	ensure(t, b, cat)
-	serde, _ := newSerde(t, set2, cat)
-	p := newProducer(t, "hotel-saas", b, serde)
-	parse := func() *streams.Envelope {
-		env, err := serde.ParseJSON(v1.Example)
-		if err != nil {
-			t.Fatal(err)
-		}
-		env.EventID, env.Metadata.Source = "", ""
-		return env
-	}
+	serde, p, parse := dualFixture(t, b)
 	a, a2 := parse(), parse()
 	a2.Version = "2.0"
 	a2.Data["refundPolicy"] = "FULL_REFUND"
@@ -766,10 +740,7 @@ func onePartition(b *testing.B, be streamstest.Backend, cat *topics.Catalog) {
 // events wait for it, so nothing is lost, reordered or committed past it.
 func TestConsumerRetriesRetryableChainErrors(t *testing.T) {
 	b := streamstest.Kfake(t)
-	set, _ := loadAll(t)
-	cat := testCatalog(t)
-	ensure(t, b, cat)
-	serde, _ := newSerde(t, set, cat)
+	serde, _ := isolated(t, b)
 	chk := streamstest.NewChecker()
 	const tenants, per = 10, 30
 	recs := publishMany(t, b, serde, chk, []eventSpec{byTenant("service.ordered")}, tenants, per)

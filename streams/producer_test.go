@@ -50,10 +50,7 @@ func example(t testing.TB, serde *streams.Serde, eventType string) *streams.Enve
 
 func TestProducerRefusesBeforeSending(t *testing.T) {
 	b := streamstest.Kfake(t)
-	set, _ := loadAll(t)
-	cat := testCatalog(t)
-	ensure(t, b, cat)
-	serde, _ := newSerde(t, set, cat)
+	serde, cat := isolated(t, b)
 	p := newProducer(t, "hotel-pms", b, serde)
 	ctx := context.Background()
 
@@ -110,10 +107,7 @@ func TestProducerRefusesBeforeSending(t *testing.T) {
 
 func TestProducerFillsEnvelope(t *testing.T) {
 	b := streamstest.Kfake(t)
-	set, _ := loadAll(t)
-	cat := testCatalog(t)
-	ensure(t, b, cat)
-	serde, _ := newSerde(t, set, cat)
+	serde, cat := isolated(t, b)
 	p := newProducer(t, "hotel-pms", b, serde)
 	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
 	ctx := streams.ContextWithTraceparent(context.Background(), "00-"+traceID+"-00f067aa0ba902b7-01")
@@ -162,21 +156,7 @@ func TestProducerFillsEnvelope(t *testing.T) {
 // incompatible new major version, registered as its own subject.
 func TestProducerDualPublish(t *testing.T) {
 	b := streamstest.Kfake(t)
-	set, _ := loadAll(t)
-	v1 := latest(t, set, "service.canceled")
-	set2 := withMajor(t, v1, `{"name":"refundPolicy","type":"string","doc":"Refund policy applied, now required."}`)
-	cat := testCatalog(t)
-	ensure(t, b, cat)
-	serde, _ := newSerde(t, set2, cat)
-	p := newProducer(t, "hotel-saas", b, serde)
-	parse := func() *streams.Envelope {
-		env, err := serde.ParseJSON(v1.Example)
-		if err != nil {
-			t.Fatal(err)
-		}
-		env.EventID, env.Metadata.Source = "", ""
-		return env
-	}
+	_, p, parse := dualFixture(t, b)
 	a, b2 := parse(), parse()
 	b2.Version = "2.0"
 	b2.Data["refundPolicy"] = "FULL_REFUND"
@@ -212,10 +192,7 @@ func TestProducerDualPublish(t *testing.T) {
 func TestProducerSpoolsWhileBrokerDown(t *testing.T) {
 	for _, b := range streamstest.RestartableBackends(t) {
 		t.Run(b.Name, func(t *testing.T) {
-			set, _ := loadAll(t)
-			cat := testCatalog(t)
-			ensure(t, b.Backend, cat)
-			serde, _ := newSerde(t, set, cat)
+			serde, cat := isolated(t, b.Backend)
 			p := newProducer(t, "hotel-member", b.Backend, serde, streams.SpoolDir(t.TempDir()), streams.SpoolAfter(2*time.Second),
 				streams.DrainBackoff(200*time.Millisecond))
 			ctx := context.Background()
@@ -308,4 +285,27 @@ func checkPerTenantOrder(t *testing.T, b streamstest.Backend, topic string, tena
 		t.Errorf("%d tenants, want %d", len(next), tenants)
 	}
 	return dups
+}
+
+// dualFixture sets up a migration of service.canceled: v1 as published and a v2 (new major, a
+// required field added) on isolated topics, a hotel-saas producer, and parse, which returns a
+// fresh v1 envelope with eventId and source left to the producer.
+func dualFixture(t *testing.T, b streamstest.Backend) (*streams.Serde, *streams.Producer, func() *streams.Envelope) {
+	t.Helper()
+	set, _ := loadAll(t)
+	v1 := latest(t, set, "service.canceled")
+	set2 := withMajor(t, v1, `{"name":"refundPolicy","type":"string","doc":"Refund policy applied, now required."}`)
+	cat := testCatalog(t)
+	ensure(t, b, cat)
+	serde, _ := newSerde(t, set2, cat)
+	p := newProducer(t, "hotel-saas", b, serde)
+	parse := func() *streams.Envelope {
+		env, err := serde.ParseJSON(v1.Example)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env.EventID, env.Metadata.Source = "", ""
+		return env
+	}
+	return serde, p, parse
 }
