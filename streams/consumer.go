@@ -128,13 +128,14 @@ type partState struct {
 
 // job is one fetched record on its way through the consumer.
 type job struct {
-	part   *partState
-	msg    *Message
-	chain  Handler // nil when the record is skipped (finished without a handler call)
-	key    string
-	offset int64
-	epoch  int32
-	done   bool
+	part    *partState
+	msg     *Message
+	chain   Handler // nil when the record is skipped (finished without a handler call)
+	key     string
+	offset  int64
+	epoch   int32
+	started bool // its chain was called (it is running or finished)
+	done    bool
 }
 
 // readerKey is the Message state key under which a record whose decoding failed for a retryable
@@ -543,12 +544,17 @@ func (c *Consumer) route(ctx context.Context, j *job, r *kgo.Record) {
 // enqueue adds polled jobs to their partitions (dropping those of partitions given up since the
 // poll) and starts what may start.
 func (c *Consumer) enqueue(jobs []*job) {
+	var discarded []*Message
+	defer func() { c.release(discarded) }()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	touched := map[*partState]bool{}
 	for _, j := range jobs {
 		p := j.part
 		if p.dropped || j.offset <= p.last {
+			if j.msg != nil && !j.done {
+				discarded = append(discarded, j.msg)
+			}
 			continue
 		}
 		p.last = j.offset
@@ -601,6 +607,7 @@ func (c *Consumer) schedule() {
 		j := p.ready[0]
 		p.ready[0] = nil
 		p.ready = p.ready[1:]
+		j.started = true
 		p.running++
 		c.running++
 		go c.run(j)
@@ -684,13 +691,19 @@ func (c *Consumer) waitUntil(timeout time.Duration, cond func() bool) bool {
 }
 
 // dropLocked gives up a partition: its running handlers are canceled and their outcome ignored,
-// its waiting records are forgotten. Caller holds c.mu.
-func (c *Consumer) dropLocked(p *partState) {
+// its waiting records are forgotten. It returns the messages of the records that never entered
+// the chain, for release (see BatchPreparer) once the caller has let go of c.mu. Caller holds c.mu.
+func (c *Consumer) dropLocked(p *partState) (unstarted []*Message) {
 	if p.dropped {
-		return
+		return nil
 	}
 	p.dropped = true
 	p.cancel()
+	for _, j := range p.win {
+		if !j.done && !j.started {
+			unstarted = append(unstarted, j.msg)
+		}
+	}
 	c.unfinished -= p.unfinished
 	delete(c.parts, p.tp)
 	for i, q := range c.order {
@@ -701,6 +714,22 @@ func (c *Consumer) dropLocked(p *partState) {
 	}
 	c.rr = 0
 	c.notify()
+	return unstarted
+}
+
+// release hands the messages of records that will never enter the chain back to the preparers
+// (BatchPreparer.Release), within ShutdownTimeout. Caller does not hold c.mu.
+func (c *Consumer) release(msgs []*Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.base, c.cfg.shutdownTimeout)
+	defer cancel()
+	for _, p := range c.cfg.preparers {
+		if err := p.Release(ctx, msgs); err != nil {
+			c.log.Warn("streams: consumer: could not release prepared records", "records", len(msgs), "err", err)
+		}
+	}
 }
 
 func (c *Consumer) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
@@ -754,11 +783,13 @@ func (c *Consumer) onRevoked(_ context.Context, _ *kgo.Client, revoked map[strin
 				"timeout", c.cfg.shutdownTimeout)
 		}
 	}
+	var unstarted []*Message
 	c.mu.Lock()
 	for _, p := range ps {
-		c.dropLocked(p)
+		unstarted = append(unstarted, c.dropLocked(p)...)
 	}
 	c.mu.Unlock()
+	c.release(unstarted)
 	c.commit(ps)
 }
 
@@ -767,15 +798,17 @@ func (c *Consumer) onLost(_ context.Context, _ *kgo.Client, lost map[string][]in
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
 	c.log.Warn("streams: consumer: partitions lost", "partitions", lost)
+	var unstarted []*Message
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	for topic, parts := range lost {
 		for _, partition := range parts {
 			if p := c.parts[topicPartition{topic, partition}]; p != nil {
-				c.dropLocked(p)
+				unstarted = append(unstarted, c.dropLocked(p)...)
 			}
 		}
 	}
+	c.mu.Unlock()
+	c.release(unstarted)
 }
 
 // commitLoop commits finished offsets every CommitInterval until stop is closed.
@@ -845,11 +878,13 @@ func (c *Consumer) shutdown() {
 	}
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
+	var unstarted []*Message
 	c.mu.Lock()
 	all := append([]*partState(nil), c.order...)
 	for _, p := range all {
-		c.dropLocked(p)
+		unstarted = append(unstarted, c.dropLocked(p)...)
 	}
 	c.mu.Unlock()
+	c.release(unstarted)
 	c.commit(all)
 }

@@ -49,11 +49,19 @@ type Handler func(ctx context.Context, m *Message) error
 type Middleware func(Handler) Handler
 
 // BatchPreparer is implemented by middleware that needs to see each polled batch before its
-// messages are handled (dedup checks the whole batch in one Redis round trip). Prepare is called
-// once per polled batch with every message of the batch, before any of them reaches the chain;
-// it may block (for example while Redis is unreachable, when failing closed).
+// messages are handled (dedup checks the whole batch in one Redis round trip).
+//
+// Prepare is called once per polled batch with every message of the batch, before any of them
+// reaches the chain; it may block (for example while Redis is unreachable, when failing closed).
+//
+// Release is called with prepared messages that will never reach the chain, because their
+// partition was revoked or lost or the consumer shut down before their turn, so that what Prepare
+// took for them (dedup leases) is given back at once instead of making the partition's next owner
+// wait for it to expire. None of the messages is in the chain during the call, nor enters it
+// afterwards. It must not block for long; an error is logged, not retried.
 type BatchPreparer interface {
 	Prepare(ctx context.Context, batch []*Message) error
+	Release(ctx context.Context, batch []*Message) error
 }
 
 // ErrPermanent marks an error as not retryable, whatever it wraps: wrap with Permanent.
