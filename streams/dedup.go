@@ -58,6 +58,7 @@ import (
 // A Dedup is safe for concurrent use; its counters are for metrics.
 type Dedup struct {
 	rdb    redis.UniversalClient
+	tag    string // the group
 	prefix string // "hotelbus:dedup:{<group>}:"
 	cfg    dedupConfig
 	owner  string // unique per Dedup instance
@@ -79,10 +80,11 @@ const (
 
 // dedupState is what a Dedup records in a Message (state key: the *Dedup).
 type dedupState struct {
-	key    string
-	token  string
-	status dedupStatus
-	at     time.Time // when the lease was taken or last extended (before the request was sent)
+	key     string
+	token   string
+	status  dedupStatus
+	at      time.Time               // when the lease was taken or last extended (before the request was sent)
+	effects func(p redis.Pipeliner) // registered by the handler with OnDone
 }
 
 const doneValue = "done"
@@ -138,6 +140,7 @@ func NewDedup(rdb redis.UniversalClient, group string, opts ...DedupOption) (*De
 	}
 	return &Dedup{
 		rdb:    rdb,
+		tag:    group,
 		prefix: "hotelbus:dedup:{" + group + "}:",
 		cfg:    cfg,
 		owner:  hex.EncodeToString(b[:]),
@@ -261,6 +264,29 @@ func (d *Dedup) Release(ctx context.Context, batch []*Message) error {
 	return nil
 }
 
+// OnDone registers Redis writes that are the handler's side effects for m: they are queued on p in
+// the same MULTI/EXEC transaction that marks m's event done, so that after any crash (kill -9
+// included) either the event is done and its effects are applied, or neither; they are applied
+// exactly once per event and group. Call it from the handler, once per attempt (a later call
+// replaces an earlier one); the effects are dropped when the handler returns an error, and when
+// the event turns out to be done by another owner. With Redis Cluster every key written must hash
+// to the group's slot: put Tag() in braces in each key. Under DedupFailOpen with Redis
+// unreachable the effects cannot be applied: the handler's success becomes a retryable error.
+// A message that Dedup does not deduplicate (no eventId) gets its effects applied in a
+// transaction of their own after the handler succeeds. OnDone panics when m did not come through
+// d's Middleware (the effects would never be applied).
+func (d *Dedup) OnDone(m *Message, effects func(p redis.Pipeliner)) {
+	st, ok := m.Value(d).(*dedupState)
+	if !ok {
+		panic("streams: Dedup.OnDone: the message did not come through this Dedup's middleware")
+	}
+	st.effects = effects
+}
+
+// Tag returns the consumer group's Redis Cluster hash tag (the group name), for the keys of
+// OnDone effects: a key containing "{" + Tag() + "}" is in the slot of the group's dedup keys.
+func (d *Dedup) Tag() string { return d.tag }
+
 // classify maps a SET NX result and the key's value read right after it to a status.
 func (d *Dedup) classify(set bool, value, token string) dedupStatus {
 	switch {
@@ -285,9 +311,10 @@ func (d *Dedup) Middleware() Middleware {
 			if !ok {
 				id := eventID(m)
 				if id == "" {
-					return next(ctx, m)
+					st = &dedupState{status: statusOpen}
+				} else {
+					st = &dedupState{key: d.Key(id), token: d.token()}
 				}
-				st = &dedupState{key: d.Key(id), token: d.token()}
 				m.SetValue(d, st)
 			}
 			return d.handle(ctx, m, st, next)
@@ -301,7 +328,14 @@ func (d *Dedup) handle(ctx context.Context, m *Message, st *dedupState, next Han
 	for {
 		switch st.status {
 		case statusOpen:
-			return next(ctx, m)
+			st.effects = nil
+			if err := next(ctx, m); err != nil || st.effects == nil {
+				return err
+			}
+			if _, err := d.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error { st.effects(p); return nil }); err != nil {
+				return fmt.Errorf("streams: dedup: applying the handler's effects without deduplication: %w", err)
+			}
+			return nil
 		case statusDone:
 			d.hits.Add(1)
 			return nil
@@ -379,6 +413,7 @@ func (d *Dedup) run(ctx context.Context, m *Message, st *dedupState, next Handle
 		defer wg.Done()
 		d.keepLease(ctx, m, st, stop)
 	}()
+	st.effects = nil
 	err := next(ctx, m)
 	close(stop)
 	wg.Wait()
@@ -397,7 +432,7 @@ func (d *Dedup) run(ctx context.Context, m *Message, st *dedupState, next Handle
 	bo := d.backoff()
 	for {
 		rctx, cancel := context.WithTimeout(octx, d.cfg.lease)
-		res, ferr := finishScript.Run(rctx, d.rdb, []string{st.key}, st.token, d.cfg.doneTTL.Milliseconds()).Int()
+		res, ferr := d.finish(rctx, st)
 		cancel()
 		if ferr == nil {
 			st.status = statusDone
@@ -410,6 +445,10 @@ func (d *Dedup) run(ctx context.Context, m *Message, st *dedupState, next Handle
 		if d.cfg.failOpen {
 			d.cfg.logger.Error("streams: dedup: Redis unreachable, event handled but NOT marked done (fail-open)",
 				"key", st.key, "err", ferr)
+			if st.effects != nil {
+				st.status = statusUnknown
+				return fmt.Errorf("streams: dedup: the handler's effects were not applied: %w", ferr)
+			}
 			return nil
 		}
 		if werr := bo.wait(ctx, d, "finish", ferr); werr != nil {
@@ -417,6 +456,41 @@ func (d *Dedup) run(ctx context.Context, m *Message, st *dedupState, next Handle
 			d.cfg.logger.Error("streams: dedup: event handled but not marked done before shutdown",
 				"key", st.key, "err", ferr)
 			return nil
+		}
+	}
+}
+
+// finish marks the caller's lease done (see finishScript for the result) and, when the handler
+// registered effects with OnDone, applies them in the same transaction: WATCH the key, check the
+// lease is still the caller's (or gone), then MULTI, SET done, the effects, EXEC; a concurrent
+// change of the key makes it check again.
+func (d *Dedup) finish(ctx context.Context, st *dedupState) (int, error) {
+	if st.effects == nil {
+		return finishScript.Run(ctx, d.rdb, []string{st.key}, st.token, d.cfg.doneTTL.Milliseconds()).Int()
+	}
+	for {
+		res := 1
+		err := d.rdb.Watch(ctx, func(tx *redis.Tx) error {
+			v, err := tx.Get(ctx, st.key).Result()
+			switch {
+			case err != nil && !errors.Is(err, redis.Nil):
+				return err
+			case v == doneValue:
+				res = 2
+				return nil
+			case v != "" && v != st.token:
+				res = 0
+				return nil
+			}
+			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.Set(ctx, st.key, doneValue, d.cfg.doneTTL)
+				st.effects(p)
+				return nil
+			})
+			return err
+		}, st.key)
+		if !errors.Is(err, redis.TxFailedErr) {
+			return res, err
 		}
 	}
 }

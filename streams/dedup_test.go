@@ -791,3 +791,88 @@ func waitUntil(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestDedupOnDone: effects registered with OnDone are applied in the transaction that marks the
+// event done, once per event: not when the handler fails, not by a second owner that finds the
+// event done, and only the last registration of the attempt that succeeded.
+func TestDedupOnDone(t *testing.T) {
+	events := goldenEvents(t, "billing.paid")
+	for _, rb := range dedupBackends(t) {
+		t.Run(rb.name, func(t *testing.T) {
+			ctx := testCtx(t)
+			rdb, _ := countedRedis(t, rb.url)
+			group := streamstest.Name(t, "g")
+			d := newDedup(t, rdb, group)
+			env := events()
+			ledger := "ledger:{" + d.Tag() + "}"
+			attempt := 0
+			h := d.Middleware()(func(_ context.Context, m *streams.Message) error {
+				attempt++
+				n := attempt
+				d.OnDone(m, func(p redis.Pipeliner) { p.RPush(ctx, ledger, fmt.Sprintf("%s#%d", m.Envelope.EventID, n)) })
+				if n == 1 {
+					return errors.New("payment gateway timeout")
+				}
+				return nil
+			})
+			deliver := func() error {
+				m := dedupMsg(env, group, "t.billing", 0, 5)
+				if err := d.Prepare(ctx, []*streams.Message{m}); err != nil {
+					t.Fatal(err)
+				}
+				return h(ctx, m)
+			}
+			if err := deliver(); err == nil {
+				t.Fatal("first attempt: want the handler's error")
+			}
+			if n := rdb.LLen(ctx, ledger).Val(); n != 0 {
+				t.Fatalf("effects of a failed attempt applied: ledger has %d entries", n)
+			}
+			for range 3 { // the success, then two redeliveries that find the event done
+				if err := deliver(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := rdb.LRange(ctx, ledger, 0, -1).Val()
+			if want := []string{env.EventID + "#2"}; !slices.Equal(got, want) {
+				t.Fatalf("ledger = %v, want %v", got, want)
+			}
+			if attempt != 2 || d.Hits() != 2 {
+				t.Fatalf("handler ran %d times, %d dedup hits; want 2 and 2", attempt, d.Hits())
+			}
+			if v := rdb.Get(ctx, d.Key(env.EventID)).Val(); v != "done" {
+				t.Fatalf("key = %q, want done", v)
+			}
+		})
+	}
+}
+
+// TestDedupOnDoneLostLease: when another owner took the event over while the handler ran (the
+// lease expired), the first owner's effects are dropped: the new owner applies its own.
+func TestDedupOnDoneLostLease(t *testing.T) {
+	events := goldenEvents(t, "billing.paid")
+	ctx := testCtx(t)
+	rdb, _ := countedRedis(t, "redis://"+miniredis.RunT(t).Addr())
+	group := streamstest.Name(t, "g")
+	d := newDedup(t, rdb, group)
+	env := events()
+	ledger := "ledger:{" + d.Tag() + "}"
+	h := d.Middleware()(func(_ context.Context, m *streams.Message) error {
+		d.OnDone(m, func(p redis.Pipeliner) { p.RPush(ctx, ledger, "first owner") })
+		rdb.Set(ctx, d.Key(env.EventID), "another-owner:1", time.Minute) // the lease moved on
+		return nil
+	})
+	m := dedupMsg(env, group, "t.billing", 0, 5)
+	if err := d.Prepare(ctx, []*streams.Message{m}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if n := rdb.LLen(ctx, ledger).Val(); n != 0 {
+		t.Fatalf("effects applied by an owner that had lost the lease: %v", rdb.LRange(ctx, ledger, 0, -1).Val())
+	}
+	if v := rdb.Get(ctx, d.Key(env.EventID)).Val(); v != "another-owner:1" {
+		t.Fatalf("key = %q, want the other owner's lease untouched", v)
+	}
+}
