@@ -63,6 +63,7 @@ type Dedup struct {
 	cfg    dedupConfig
 	owner  string // unique per Dedup instance
 	seq    atomic.Uint64
+	fin    finisher
 
 	hits, acquired, waits, roundTrips atomic.Int64
 }
@@ -89,17 +90,17 @@ type dedupState struct {
 
 const doneValue = "done"
 
-// finishScript turns the caller's lease into "done". A missing key (the lease expired, or Redis
+// finishSrc turns the caller's lease into "done". A missing key (the lease expired, or Redis
 // lost it) is marked done too: the event was handled. Returns 1 when the key is now done by this
 // call, 2 when it was already done, 0 when another owner holds it.
-var finishScript = redis.NewScript(`
+const finishSrc = `
 local v = redis.call("GET", KEYS[1])
 if v == ARGV[1] or v == false then
   redis.call("SET", KEYS[1], "done", "PX", ARGV[2])
   return 1
 end
 if v == "done" then return 2 end
-return 0`)
+return 0`
 
 // releaseScript deletes the caller's lease and nothing else. Returns 1 when deleted.
 const releaseSrc = `
@@ -406,17 +407,10 @@ func (d *Dedup) unreachable(ctx context.Context, m *Message, st *dedupState, bo 
 // run calls the handler under the lease, extending it while the handler runs, and then marks the
 // key done or releases it.
 func (d *Dedup) run(ctx context.Context, m *Message, st *dedupState, next Handler) error {
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		d.keepLease(ctx, m, st, stop)
-	}()
 	st.effects = nil
+	stop := d.keepLease(ctx, m, st)
 	err := next(ctx, m)
-	close(stop)
-	wg.Wait()
+	stop()
 	// The outcome must reach Redis even when ctx was canceled while the handler finished.
 	octx := context.WithoutCancel(ctx)
 	if err != nil {
@@ -460,13 +454,13 @@ func (d *Dedup) run(ctx context.Context, m *Message, st *dedupState, next Handle
 	}
 }
 
-// finish marks the caller's lease done (see finishScript for the result) and, when the handler
+// finish marks the caller's lease done (see finishSrc for the result) and, when the handler
 // registered effects with OnDone, applies them in the same transaction: WATCH the key, check the
 // lease is still the caller's (or gone), then MULTI, SET done, the effects, EXEC; a concurrent
 // change of the key makes it check again.
 func (d *Dedup) finish(ctx context.Context, st *dedupState) (int, error) {
 	if st.effects == nil {
-		return finishScript.Run(ctx, d.rdb, []string{st.key}, st.token, d.cfg.doneTTL.Milliseconds()).Int()
+		return d.markDone(ctx, st)
 	}
 	for {
 		res := 1
@@ -495,17 +489,19 @@ func (d *Dedup) finish(ctx context.Context, st *dedupState) (int, error) {
 	}
 }
 
-// keepLease extends the lease every third of the lease until stop is closed.
-func (d *Dedup) keepLease(ctx context.Context, m *Message, st *dedupState, stop <-chan struct{}) {
+// keepLease extends the lease every third of the lease, from a timer (no goroutine waits while
+// the handler runs), until the returned stop is called; stop waits for an extension in progress.
+func (d *Dedup) keepLease(ctx context.Context, m *Message, st *dedupState) (stop func()) {
 	every := d.cfg.lease / 3
-	t := time.NewTimer(time.Until(st.at.Add(every)))
-	defer t.Stop()
 	octx := context.WithoutCancel(ctx)
-	for {
-		select {
-		case <-stop:
+	var mu sync.Mutex
+	stopped := false
+	var t *time.Timer
+	t = time.AfterFunc(time.Until(st.at.Add(every)), func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
 			return
-		case <-t.C:
 		}
 		at := time.Now()
 		rctx, cancel := context.WithTimeout(octx, every)
@@ -515,28 +511,107 @@ func (d *Dedup) keepLease(ctx context.Context, m *Message, st *dedupState, stop 
 		case err != nil:
 			d.cfg.logger.Warn("streams: dedup: could not extend the lease", "key", st.key, "err", err)
 			t.Reset(d.cfg.backoffInitial)
-			continue
 		case held == 0:
 			d.cfg.logger.Warn("streams: dedup: lease lost while the handler runs; another owner may handle the event",
 				"key", st.key, "topic", m.Record.Topic, "partition", m.Record.Partition, "offset", m.Record.Offset)
-			return
+		default:
+			st.at = at
+			t.Reset(every - time.Since(at))
 		}
-		st.at = at
-		t.Reset(every - time.Since(at))
+	})
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		t.Stop()
+	}
+}
+
+// finisher coalesces the done marks of handlers finishing at the same time into one pipeline
+// (group commit): the first caller flushes, the others wait for its round trip.
+type finisher struct {
+	mu       sync.Mutex
+	pending  []*finishReq
+	flushing bool
+}
+
+type finishReq struct {
+	key, token string
+	res        int // finishSrc's result
+	err        error
+	done       chan struct{}
+}
+
+// markDone runs finishSrc for st's key, in a pipeline with those of other handlers finishing at
+// the same time. It returns when the result is known or ctx ends.
+func (d *Dedup) markDone(ctx context.Context, st *dedupState) (int, error) {
+	req := &finishReq{key: st.key, token: st.token, done: make(chan struct{})}
+	f := &d.fin
+	f.mu.Lock()
+	f.pending = append(f.pending, req)
+	if f.flushing {
+		f.mu.Unlock()
+		select {
+		case <-req.done:
+			return req.res, req.err
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	f.flushing = true
+	f.mu.Unlock()
+	for {
+		f.mu.Lock()
+		batch := f.pending
+		f.pending = nil
+		if len(batch) == 0 {
+			f.flushing = false
+			f.mu.Unlock()
+			return req.res, req.err
+		}
+		f.mu.Unlock()
+		d.flushDone(batch)
+	}
+}
+
+// flushDone sends one pipeline of done marks and hands each caller its result.
+func (d *Dedup) flushDone(batch []*finishReq) {
+	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.lease)
+	defer cancel()
+	cmds := make([]*redis.Cmd, len(batch))
+	_, err := d.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, r := range batch {
+			cmds[i] = p.Eval(ctx, finishSrc, []string{r.key}, r.token, d.cfg.doneTTL.Milliseconds())
+		}
+		return nil
+	})
+	for i, r := range batch {
+		r.res, r.err = cmds[i].Int()
+		if r.err == nil && err != nil && !errors.Is(err, redis.Nil) {
+			r.err = err
+		}
+		close(r.done)
 	}
 }
 
 // eventID returns the id a message is deduplicated by ("" for none): the envelope's, or the
 // eventId header of a record whose decoding failed transiently (the consumer decodes it again
-// inside the chain).
+// inside the chain); for a redriven record, followed by its redrive id (see HeaderRedriveID).
 func eventID(m *Message) string {
+	var id string
 	switch {
 	case m.DecodeErr == nil && m.Envelope != nil:
-		return m.Envelope.EventID
+		id = m.Envelope.EventID
 	case m.DecodeErr != nil && IsRetryable(m.DecodeErr) && m.Record != nil:
-		return Header(m.Record, HeaderEventID)
+		id = Header(m.Record, HeaderEventID)
 	}
-	return ""
+	if id == "" || m.Record == nil {
+		return id
+	}
+	if r := Header(m.Record, HeaderRedriveID); r != "" {
+		return id + "/redrive/" + r
+	}
+	return id
 }
 
 // pipelineErr returns the first real error of a pipeline (a missing key is not one).
