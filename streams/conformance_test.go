@@ -45,19 +45,7 @@ func ensure(t *testing.T, b streamstest.Backend, cat *topics.Catalog) []string {
 // ensureB creates the catalog's topics on b and deletes them when the test or benchmark ends.
 func ensureB(t testing.TB, b streamstest.Backend, cat *topics.Catalog) []string {
 	t.Helper()
-	adm := kadm.NewClient(b.Client(t))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	created, err := topics.Ensure(ctx, adm, cat)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		_, _ = adm.DeleteTopics(ctx, created...)
-	})
-	return created
+	return streamstest.CreateTopics(t, b, cat)
 }
 
 func conformEnsureTopics(t *testing.T, b streamstest.Backend) {

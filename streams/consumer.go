@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,7 +21,8 @@ import (
 )
 
 // Consumer reads the events one system subscribes to, through the system's consumer group (the
-// catalog's System.Group) on the topics that carry them, and calls the handler registered for each
+// catalog's System.Group) on the topics that carry them and on the system's redrive topic (dead
+// letters written back by `hotelbus dlq redrive`), and calls the handler registered for each
 // event's type and major version.
 //
 // Guarantees:
@@ -162,7 +164,12 @@ func NewConsumer(system string, serde *Serde, opts ...ConsumerOption) (*Consumer
 	if len(sys.Subscribes) == 0 {
 		return nil, fmt.Errorf("%w: system %q subscribes to nothing", ErrConfig, system)
 	}
-	c := &Consumer{system: system, group: sys.Group, topics: serde.cat.SubscribedTopics(system), serde: serde, cat: serde.cat,
+	tps := serde.cat.SubscribedTopics(system)
+	if sys.RedriveTopic != "" {
+		tps = append(tps, sys.RedriveTopic)
+		slices.Sort(tps)
+	}
+	c := &Consumer{system: system, group: sys.Group, topics: tps, serde: serde, cat: serde.cat,
 		cfg: cfg, log: cfg.logger.With("system", system, "group", sys.Group), subscribed: map[string]bool{},
 		routes: map[routeKey]*route{}, done: make(chan struct{}), parts: map[topicPartition]*partState{}, changed: make(chan struct{})}
 	for _, et := range sys.Subscribes {
@@ -174,7 +181,7 @@ func NewConsumer(system string, serde *Serde, opts ...ConsumerOption) (*Consumer
 // Group returns the consumer group the consumer reads through.
 func (c *Consumer) Group() string { return c.group }
 
-// Topics returns the topics the consumer reads, sorted.
+// Topics returns the topics the consumer reads (event topics and the redrive topic), sorted.
 func (c *Consumer) Topics() []string { return append([]string(nil), c.topics...) }
 
 // Handle registers h for the events of eventType written with major version major; h receives

@@ -28,6 +28,25 @@ const (
 	HeaderDLQLastFailure  = "hotelbus.dlq.last-failure"
 )
 
+// Headers of a redriven record (written by `hotelbus dlq redrive` to the system's redrive topic,
+// beside the original key, value and headers).
+const (
+	// HeaderRedriveID identifies one redrive of one dead letter. Dedup keys a redriven event by
+	// eventId and redrive id, so the redrive is handled even though the dead-lettered delivery
+	// marked the eventId done, and the same redrive delivered twice is handled once.
+	HeaderRedriveID     = "hotelbus.redrive.id"
+	HeaderRedriveSource = "hotelbus.redrive.source" // the dead letter: "<topic>/<partition>@<offset>"
+	HeaderRedriveAt     = "hotelbus.redrive.at"     // when it was redriven, RFC 3339 millis UTC
+)
+
+// DeadLetterHeaderer is implemented by errors that add headers to the dead-letter record of the
+// message that failed with them (found with errors.As in the chain's final error); the dispatcher's
+// target errors add the HTTP status and an excerpt of the answer. Header keys should start with
+// "hotelbus.dlq.".
+type DeadLetterHeaderer interface {
+	DeadLetterHeaders() []kgo.RecordHeader
+}
+
 // Error classes written in HeaderDLQErrorClass.
 const (
 	// ClassDecode: the record could not be decoded (Message.DecodeErr: bad magic byte, unknown
@@ -183,14 +202,19 @@ func (d *DeadLetters) Middleware() Middleware {
 			if m.DecodeErr != nil {
 				class = ClassDecode
 			}
-			return d.park(ctx, m, pk, class, err.Error(), attempts, first, last)
+			var extra []kgo.RecordHeader
+			var dh DeadLetterHeaderer
+			if errors.As(err, &dh) {
+				extra = dh.DeadLetterHeaders()
+			}
+			return d.park(ctx, m, pk, class, err.Error(), attempts, first, last, extra...)
 		}
 	}
 }
 
 // park dead-letters m and, under ParkKey, parks its key once the write is acknowledged.
-func (d *DeadLetters) park(ctx context.Context, m *Message, pk parkedKey, class, msg string, attempts int, first, last time.Time) error {
-	if err := d.send(ctx, m, class, msg, attempts, first, last); err != nil {
+func (d *DeadLetters) park(ctx context.Context, m *Message, pk parkedKey, class, msg string, attempts int, first, last time.Time, extra ...kgo.RecordHeader) error {
+	if err := d.send(ctx, m, class, msg, attempts, first, last, extra...); err != nil {
 		return err
 	}
 	if d.cfg.parkKey {
@@ -202,9 +226,9 @@ func (d *DeadLetters) park(ctx context.Context, m *Message, pk parkedKey, class,
 }
 
 // send writes m's record to the dead-letter topic and waits for the acknowledgement.
-func (d *DeadLetters) send(ctx context.Context, m *Message, class, msg string, attempts int, first, last time.Time) error {
+func (d *DeadLetters) send(ctx context.Context, m *Message, class, msg string, attempts int, first, last time.Time, extra ...kgo.RecordHeader) error {
 	r := m.Record
-	headers := make([]kgo.RecordHeader, 0, len(r.Headers)+10)
+	headers := make([]kgo.RecordHeader, 0, len(r.Headers)+10+len(extra))
 	for _, h := range r.Headers {
 		if !strings.HasPrefix(h.Key, "hotelbus.dlq.") {
 			headers = append(headers, h)
@@ -224,6 +248,7 @@ func (d *DeadLetters) send(ctx context.Context, m *Message, class, msg string, a
 	add(HeaderDLQAttempts, strconv.Itoa(attempts))
 	add(HeaderDLQFirstFailure, formatMillis(first))
 	add(HeaderDLQLastFailure, formatMillis(last))
+	headers = append(headers, extra...)
 	out := &kgo.Record{Topic: d.topic, Key: r.Key, Value: r.Value, Headers: headers}
 	if err := d.cl.ProduceSync(ctx, out).FirstErr(); err != nil {
 		return fmt.Errorf("streams: dead letter %s/%d@%d to %s: %w", r.Topic, r.Partition, r.Offset, d.topic, err)

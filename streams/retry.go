@@ -2,6 +2,7 @@ package streams
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -27,9 +28,16 @@ func (e *RetryError) Error() string {
 
 func (e *RetryError) Unwrap() error { return e.Err }
 
+// RetryAfterer is implemented by retryable errors that know when trying again makes sense (an
+// HTTP 429 or 503 with Retry-After): the retry middleware waits at least that long.
+type RetryAfterer interface {
+	RetryAfter() time.Duration
+}
+
 // Retry returns the retry middleware. It calls the inner handler until it succeeds, returns an
 // error that IsRetryable rejects, or has been called RetryMaxAttempts times; between attempts it
-// waits an exponential backoff with full jitter (see RetryBackoff). Retries happen in place: only
+// waits an exponential backoff with full jitter (see RetryBackoff), or longer when the error is a
+// RetryAfterer asking for more. Retries happen in place: only
 // the message being retried (and so its key) waits; the consumer keeps other keys flowing.
 //
 // Before each call it sets m.Attempt (from 1); after each failure it sets m.LastFailure, and
@@ -69,7 +77,12 @@ func Retry(opts ...RetryOption) Middleware {
 				if !retryable || attempt >= cfg.maxAttempts {
 					return &RetryError{Err: err, Attempts: attempt, FirstFailure: m.FirstFailure, LastFailure: m.LastFailure, Exhausted: retryable}
 				}
-				t := time.NewTimer(cfg.delay(attempt))
+				wait := cfg.delay(attempt)
+				var ra RetryAfterer
+				if errors.As(err, &ra) {
+					wait = max(wait, ra.RetryAfter())
+				}
+				t := time.NewTimer(wait)
 				select {
 				case <-ctx.Done():
 					t.Stop()

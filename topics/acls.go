@@ -81,6 +81,7 @@ func ACLs(c *Catalog, principal func(system string) string) []ACL {
 		}
 		if s.DeadLetterTopic != "" {
 			add(s.Name, "topic", s.DeadLetterTopic, "READ")
+			add(s.Name, "topic", s.RedriveTopic, "READ")
 		}
 		if len(s.Subscribes) > 0 {
 			add(s.Name, "group", s.Group, "READ")

@@ -49,6 +49,8 @@ func TestACLsDerivedFromOwnership(t *testing.T) {
 		"User:hotel-pms READ topic hotelbus.member.loyalty",
 		"User:hotel-pms WRITE topic hotelbus.pms.billing",
 		"User:hotel-pms WRITE topic hotelbus.pms.reservations",
+		"User:hotel-pms READ topic hotelbus.redrive.hotel-pms",
+		"User:hotel-pms WRITE topic hotelbus.redrive.hotel-pms",
 		"User:hotel-pms READ topic hotelbus.saas.services",
 	}
 	if !slices.Equal(pms, wantPMS) {
@@ -56,7 +58,7 @@ func TestACLsDerivedFromOwnership(t *testing.T) {
 	}
 
 	// Every system: WRITE exactly on what it owns, READ exactly on what it subscribes to plus its
-	// dead letters, READ on its own group, nothing else.
+	// dead letters and redrive topic, READ on its own group, nothing else.
 	for _, s := range c.Systems {
 		var want []string
 		for _, tp := range c.Topics {
@@ -67,7 +69,8 @@ func TestACLsDerivedFromOwnership(t *testing.T) {
 		for _, tn := range c.SubscribedTopics(s.Name) {
 			want = append(want, "User:"+s.Name+" READ topic "+tn)
 		}
-		want = append(want, "User:"+s.Name+" READ topic "+s.DeadLetterTopic, "User:"+s.Name+" READ group "+s.Group)
+		want = append(want, "User:"+s.Name+" READ topic "+s.DeadLetterTopic, "User:"+s.Name+" READ topic "+s.RedriveTopic,
+			"User:"+s.Name+" READ group "+s.Group)
 		var have []string
 		for _, g := range got {
 			if strings.HasPrefix(g, "User:"+s.Name+" ") {

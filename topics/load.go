@@ -33,6 +33,7 @@ type topicsFile struct {
 	Environments map[string]envSettings `yaml:"environments"`
 	Topics       []topicDecl            `yaml:"topics"`
 	DeadLetters  deadLetterDecl         `yaml:"deadLetters"`
+	Redrive      deadLetterDecl         `yaml:"redrive"`
 	GroupPrefix  string                 `yaml:"groupPrefix"`
 }
 
@@ -237,8 +238,13 @@ func (c *Catalog) loadTopics(tf topicsFile, env string) error {
 			return invalid(TopicsFile, "topics", "event type %q (published by %s) is routed to no topic", et, c.owner[et])
 		}
 	}
-	if !strings.Contains(tf.DeadLetters.Name, "{system}") {
-		return invalid(TopicsFile, "deadLetters.name", "must contain {system}, got %q", tf.DeadLetters.Name)
+	for _, d := range []struct {
+		key  string
+		decl deadLetterDecl
+	}{{"deadLetters", tf.DeadLetters}, {"redrive", tf.Redrive}} {
+		if !strings.Contains(d.decl.Name, "{system}") {
+			return invalid(TopicsFile, d.key+".name", "must contain {system}, got %q", d.decl.Name)
+		}
 	}
 	for i := range c.Systems {
 		s := &c.Systems[i]
@@ -246,18 +252,30 @@ func (c *Catalog) loadTopics(tf topicsFile, env string) error {
 		if len(s.Subscribes) == 0 {
 			continue
 		}
-		t := Topic{Name: strings.ReplaceAll(tf.DeadLetters.Name, "{system}", s.Name), Kind: KindDeadLetter, Owner: s.Name,
-			Description: "events " + s.Name + " gave up on"}
-		if _, dup := c.topics[t.Name]; dup || !topicRe.MatchString(t.Name) {
-			return invalid(TopicsFile, "deadLetters.name", "dead-letter topic %q clashes with a declared topic or is not a valid name", t.Name)
-		}
-		if err := resolve(&t, "deadLetters", tf.Defaults, tf.DeadLetters.settings, envSet.settings); err != nil {
+		var err error
+		if s.DeadLetterTopic, err = c.addPerSystem(s.Name, "deadLetters", KindDeadLetter, "events "+s.Name+" gave up on",
+			tf.DeadLetters, tf.Defaults, envSet.settings); err != nil {
 			return err
 		}
-		s.DeadLetterTopic = t.Name
-		c.add(t)
+		if s.RedriveTopic, err = c.addPerSystem(s.Name, "redrive", KindRedrive, "dead letters redriven to "+s.Name,
+			tf.Redrive, tf.Defaults, envSet.settings); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// addPerSystem adds the topic of system that decl (under key) names with {system}, and returns its name.
+func (c *Catalog) addPerSystem(system, key, kind, description string, decl deadLetterDecl, defaults, env settings) (string, error) {
+	t := Topic{Name: strings.ReplaceAll(decl.Name, "{system}", system), Kind: kind, Owner: system, Description: description}
+	if _, dup := c.topics[t.Name]; dup || !topicRe.MatchString(t.Name) {
+		return "", invalid(TopicsFile, key+".name", "topic %q clashes with a declared topic or is not a valid name", t.Name)
+	}
+	if err := resolve(&t, key, defaults, decl.settings, env); err != nil {
+		return "", err
+	}
+	c.add(t)
+	return t.Name, nil
 }
 
 func (c *Catalog) add(t Topic) {

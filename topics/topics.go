@@ -33,6 +33,7 @@ const (
 const (
 	KindEvents     = "events"
 	KindDeadLetter = "deadletter"
+	KindRedrive    = "redrive"
 )
 
 // Catalog is the validated, environment-resolved view of the declarations.
@@ -66,6 +67,9 @@ type System struct {
 	// DeadLetterTopic is where the system's consumer sends events it gave up on ("" when it
 	// subscribes to nothing).
 	DeadLetterTopic string
+	// RedriveTopic carries dead letters redriven to the system; its consumer group reads it with
+	// the event topics ("" when it subscribes to nothing).
+	RedriveTopic string
 }
 
 // Topic is one declared topic with its settings resolved for the catalog's environment.
@@ -192,6 +196,7 @@ func (c *Catalog) WithPrefix(prefix string) *Catalog {
 		s.Group = prefix + s.Group
 		if s.DeadLetterTopic != "" {
 			s.DeadLetterTopic = prefix + s.DeadLetterTopic
+			s.RedriveTopic = prefix + s.RedriveTopic
 		}
 		out.Systems[i] = s
 	}
