@@ -158,17 +158,7 @@ func (r *consumerRun) stop(t testing.TB) {
 	})
 }
 
-// eventually polls cond until it holds, failing the test after timeout.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+var eventually = streamstest.Eventually
 
 // checkCommittedAtEnd fails unless the group's committed offset of every partition of the topics
 // equals the partition's end offset.

@@ -73,6 +73,9 @@ func NewSerde(client *sr.Client, set *schemas.Set, cat *topics.Catalog, opts ...
 // Schemas returns the schema set the Serde encodes with.
 func (s *Serde) Schemas() *schemas.Set { return s.set }
 
+// Registry returns the schema registry client the Serde resolves ids with (for health checks).
+func (s *Serde) Registry() *sr.Client { return s.client }
+
 // DataSchema implements the lookup ParseJSON needs, from the Serde's schema set.
 func (s *Serde) DataSchema(eventType, version string) (*avro.RecordSchema, string, error) {
 	v, err := s.version(eventType, version)

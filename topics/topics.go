@@ -9,6 +9,7 @@ package topics
 
 import (
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"slices"
@@ -108,6 +109,22 @@ func (c *Catalog) System(name string) (System, bool) {
 		return System{}, false
 	}
 	return c.Systems[i], true
+}
+
+// ErrUnknownSystem is wrapped by LookupSystem's error for a name the catalog does not declare.
+var ErrUnknownSystem = errors.New("topics: unknown system")
+
+// LookupSystem returns the named system, or an error wrapping ErrUnknownSystem that quotes the
+// name and lists the declared systems.
+func (c *Catalog) LookupSystem(name string) (System, error) {
+	if s, ok := c.System(name); ok {
+		return s, nil
+	}
+	names := make([]string, len(c.Systems))
+	for i, s := range c.Systems {
+		names[i] = s.Name
+	}
+	return System{}, fmt.Errorf("%w %q (the systems are %s)", ErrUnknownSystem, name, strings.Join(names, ", "))
 }
 
 // Topic returns the named topic.

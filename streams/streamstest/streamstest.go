@@ -18,6 +18,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -153,4 +154,17 @@ func Name(t testing.TB, prefix string) string {
 		n = n[:100]
 	}
 	return prefix + "." + n + "." + hex.EncodeToString(b[:])
+}
+
+// Eventually polls cond every 10ms until it holds, failing the test after timeout with what it
+// was waiting for.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

@@ -8,17 +8,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/cmdutil"
-	"github.com/hotelbus/hotelbus/schemas"
 	"github.com/hotelbus/hotelbus/streams"
 	"github.com/hotelbus/hotelbus/topics"
 )
@@ -58,11 +54,7 @@ delivered in order by this run (waiting up to --drain-timeout at the end) or the
   cat events.jsonl | hotelbus produce --system hotel-saas --json
   hotelbus produce --system hotel-pms --spool-dir /var/lib/hotelbus/spool < events.jsonl`,
 		Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			return run(ctx, f, o)
-		},
+		RunE: cmdutil.Interruptible(func(ctx context.Context) error { return run(ctx, f, o) }),
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&o.system, "system", "", "the publishing system (required): hotel-pms, hotel-member, hotel-saas or hotel-common")
@@ -83,12 +75,8 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	if err != nil {
 		return err
 	}
-	if _, ok := cat.System(o.system); !ok {
-		names := make([]string, 0, len(cat.Systems))
-		for _, s := range cat.Systems {
-			names = append(names, s.Name)
-		}
-		return cmdutil.Usagef("--system: %q is not a system (%s)", o.system, strings.Join(names, ", "))
+	if _, err := cmdutil.LookupSystem(cat, o.system); err != nil {
+		return err
 	}
 	in, err := openInput(f, o.file)
 	if err != nil {
@@ -99,19 +87,7 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	if err != nil {
 		return err
 	}
-	registry, err := f.Registry(o.registry)
-	if err != nil {
-		return err
-	}
-	src, err := sr.NewClient(sr.URLs(registry))
-	if err != nil {
-		return cmdutil.Usagef("--registry: %v", err)
-	}
-	set, err := schemas.Load(schemas.Embedded())
-	if err != nil {
-		return err
-	}
-	serde, err := streams.NewSerde(src, set, cat.WithPrefix(o.prefix), streams.AutoRegister(o.devRegister))
+	serde, err := f.Serde(o.registry, cat.WithPrefix(o.prefix), o.devRegister)
 	if err != nil {
 		return err
 	}

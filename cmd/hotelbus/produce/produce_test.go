@@ -30,28 +30,9 @@ import (
 func setup(t *testing.T, b streamstest.Backend) (string, *topics.Catalog, string) {
 	t.Helper()
 	prefix := streamstest.Name(t, "t") + "."
-	cat, err := topics.Load(topics.Embedded(), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat = cat.WithPrefix(prefix)
-	ctx := context.Background()
-	if _, err := topics.Ensure(ctx, kadm.NewClient(b.Client(t)), cat); err != nil {
-		t.Fatal(err)
-	}
+	cat := streamstest.PrefixedCatalog(t, b, prefix)
 	cl, url := streamstest.Registry(t)
-	set, err := schemas.Load(schemas.Embedded())
-	if err != nil {
-		t.Fatal(err)
-	}
-	topicOf := func(et string) (string, bool) { tp, ok := cat.TopicFor(et); return tp.Name, ok }
-	states, err := schemas.Compare(ctx, cl, set, topicOf, schemas.DefaultLevel)
-	if err == nil {
-		err = schemas.Register(ctx, cl, states, schemas.DefaultLevel)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	streamstest.RegisterSchemas(t, cl, cat)
 	return prefix, cat, url
 }
 
