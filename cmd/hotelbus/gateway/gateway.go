@@ -1,0 +1,195 @@
+// Package gateway implements `hotelbus gateway`: HTTP ingestion of events for services that are
+// not written in Go.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hotelbus/hotelbus/cmd/hotelbus/cmdutil"
+	"github.com/hotelbus/hotelbus/streams"
+	gw "github.com/hotelbus/hotelbus/streams/gateway"
+)
+
+type options struct {
+	listen          string
+	credentials     string
+	reloadEvery     time.Duration
+	kafka           *cmdutil.KafkaFlags
+	registry        string
+	redis           string
+	spoolDir        string
+	spoolAfter      time.Duration
+	prefix          string
+	devRegister     bool
+	maxBodyBytes    int64
+	maxEventBytes   int64
+	maxBatchEvents  int
+	publishTimeout  time.Duration
+	shutdownTimeout time.Duration
+}
+
+// New returns the gateway command.
+func New(f *cmdutil.Factory) *cobra.Command {
+	o := &options{}
+	cmd := &cobra.Command{
+		Use:   "gateway [--listen ADDR]",
+		Short: "HTTP ingestion: services publish JSON envelopes over HTTP",
+		Long: `gateway serves POST /v1/events and POST /v1/events/batch for the systems' services: the seed's JSON
+envelope in, Avro on Kafka out, published as the system whose bearer token the request carries.
+The OpenAPI document is at /openapi.json; /healthz, /readyz and /metrics are for operators.
+
+Credentials (one or more tokens per system) come from --credentials, a file of
+"<system> <token or sha256:digest>" lines or a directory with one file per system (a mounted
+Kubernetes secret), re-read every --reload-interval so tokens rotate without a restart; from
+HOTELBUS_GATEWAY_TOKEN_<SYSTEM> variables (HOTELBUS_GATEWAY_TOKEN_HOTEL_PMS); or, given neither, from
+a running ` + "`hotelbus dev`" + ` stack's tokens. Keep digests at rest: print one with
+  printf %s "$TOKEN" | sha256sum        (and write it as sha256:<hex>)
+
+With --spool-dir, events the broker cannot take are kept on disk (answer 202 "spooled") and
+delivered in order later; without it they fail with 503. SIGINT or SIGTERM stops accepting
+connections, finishes the requests in flight and closes the producers (spooled events stay on disk
+for the next run).`,
+		Example: `  hotelbus gateway                                             # against a running hotelbus dev stack
+  hotelbus gateway --listen :8080 --credentials /etc/hotelbus/tokens --spool-dir /var/lib/hotelbus/spool \
+      --brokers kafka:9092 --registry http://registry:8081 --redis redis://redis:6379/0
+  curl -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+      -d @reservation.json http://localhost:8080/v1/events`,
+		Args: cobra.NoArgs,
+		RunE: cmdutil.Interruptible(func(ctx context.Context) error { return run(ctx, f, o) }),
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to serve HTTP on (`host:port`; :8080 for every interface)")
+	fl.StringVar(&o.credentials, "credentials", "", "credentials file or directory (a mounted Kubernetes secret); see above")
+	fl.DurationVar(&o.reloadEvery, "reload-interval", 5*time.Second, "how often --credentials is checked for changes")
+	fl.StringVar(&o.registry, "registry", "", "schema registry URL (env HOTELBUS_REGISTRY)")
+	fl.StringVar(&o.redis, "redis", "", "Redis URL for Idempotency-Key answers, redis://host:port/db (env HOTELBUS_REDIS)")
+	fl.StringVar(&o.spoolDir, "spool-dir", "", "durable offline spool directory, one file per system (default: none)")
+	fl.DurationVar(&o.spoolAfter, "spool-after", 15*time.Second, "with --spool-dir: how long an event waits for the broker before it is spooled")
+	fl.StringVar(&o.prefix, "prefix", "", "topic name prefix (an isolated copy of the topics, as `topics apply --prefix`)")
+	fl.BoolVar(&o.devRegister, "dev-register", false, "register schema versions on first use (development only)")
+	fl.Int64Var(&o.maxBodyBytes, "max-body-bytes", 4<<20, "largest request body")
+	fl.Int64Var(&o.maxEventBytes, "max-event-bytes", 512<<10, "largest single event (JSON)")
+	fl.IntVar(&o.maxBatchEvents, "max-batch-events", 500, "most events in one batch")
+	fl.DurationVar(&o.publishTimeout, "publish-timeout", 30*time.Second, "how long a request waits for the broker (or the spool)")
+	fl.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a shutdown waits for requests in flight")
+	o.kafka = cmdutil.AddKafkaFlags(cmd)
+	return cmd
+}
+
+func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
+	if o.reloadEvery <= 0 || o.shutdownTimeout <= 0 {
+		return cmdutil.Usagef("--reload-interval and --shutdown-timeout must be positive")
+	}
+	cat, err := cmdutil.Catalog(o.prefix)
+	if err != nil {
+		return err
+	}
+	systems := make([]string, len(cat.Systems))
+	for i, s := range cat.Systems {
+		systems[i] = s.Name
+	}
+	src := gw.CredentialSource{Path: o.credentials, Getenv: f.Getenv}
+	if o.credentials == "" && !anyEnvToken(f, systems) {
+		if ep, err := cmdutil.ReadEndpoints(f.DataDir); err == nil && len(ep.Tokens) > 0 {
+			fmt.Fprintf(f.ErrOut, "using the dev stack's tokens from %s\n", f.DataDir)
+			src.Tokens = map[string][]string{}
+			for sys, tok := range ep.Tokens {
+				src.Tokens[sys] = []string{tok}
+			}
+		}
+	}
+	creds, err := gw.NewCredentials(systems, src)
+	if err != nil {
+		return cmdutil.Usagef("%v (--credentials)", err)
+	}
+	seeds, kopts, err := f.KafkaOpts(o.kafka)
+	if err != nil {
+		return err
+	}
+	serde, err := f.Serde(o.registry, cat, o.devRegister)
+	if err != nil {
+		return err
+	}
+	rdb, err := f.RedisClient(o.redis)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	kcl, err := f.KafkaClient(o.kafka)
+	if err != nil {
+		return err
+	}
+	defer kcl.Close()
+	popts := []streams.ProducerOption{streams.Brokers(seeds...), streams.KafkaOptions(kopts...)}
+	if o.spoolDir != "" {
+		popts = append(popts, streams.SpoolDir(o.spoolDir), streams.SpoolAfter(o.spoolAfter))
+	}
+	producers := map[string]*streams.Producer{}
+	defer func() { closeProducers(f, producers) }()
+	for _, sys := range systems {
+		p, err := streams.NewProducer(sys, serde, popts...)
+		if err != nil {
+			if errors.Is(err, streams.ErrConfig) {
+				return cmdutil.Usagef("%v", err)
+			}
+			return err
+		}
+		producers[sys] = p
+	}
+	log := slog.New(slog.NewTextHandler(f.ErrOut, nil))
+	server, err := gw.New(gw.Config{Producers: producers, Credentials: creds, Redis: rdb, Kafka: kcl, Registry: serde.Registry(), Logger: log,
+		MaxBodyBytes: o.maxBodyBytes, MaxEventBytes: o.maxEventBytes, MaxBatchEvents: o.maxBatchEvents, PublishTimeout: o.publishTimeout,
+		WriteTimeout: o.publishTimeout + 15*time.Second})
+	if err != nil {
+		return cmdutil.Usagef("%v", err)
+	}
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return cmdutil.Usagef("--listen: %v", err)
+	}
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go creds.Watch(wctx, o.reloadEvery, log)
+	fmt.Fprintf(f.ErrOut, "gateway listening on http://%s (OpenAPI at /openapi.json)\n", ln.Addr())
+	served := make(chan error, 1)
+	go func() { served <- server.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("gateway: serving: %w", err)
+	case <-ctx.Done():
+	}
+	fmt.Fprintln(f.ErrOut, "gateway: shutting down: finishing requests in flight")
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	if err := server.Shutdown(sctx); err != nil {
+		return fmt.Errorf("gateway: shutdown: %w", err)
+	}
+	return <-served
+}
+
+func anyEnvToken(f *cmdutil.Factory, systems []string) bool {
+	for _, s := range systems {
+		if f.Getenv(gw.EnvName(s)) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// closeProducers flushes every producer; with a spool, what the broker did not take stays on disk.
+func closeProducers(f *cmdutil.Factory, producers map[string]*streams.Producer) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for sys, p := range producers {
+		if err := p.Close(ctx); err != nil {
+			fmt.Fprintf(f.ErrOut, "gateway: closing the %s producer: %v\n", sys, err)
+		}
+	}
+}
