@@ -1,0 +1,105 @@
+package replay
+
+import (
+	"fmt"
+	"math/big"
+	"strings"
+	"time"
+
+	"cel.dev/cel-go/cel"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/hotelbus/hotelbus/streams"
+)
+
+// whereVars are the variables a --where expression sees.
+//
+//	eventId, eventType, version  string
+//	timestamp                    timestamp (the envelope's)
+//	data                         map: the event's data; decimals are doubles, dates and instants
+//	                             timestamps, enums strings, absent optional fields null
+//	metadata                     map: tenantId, source, correlationId, userId (null when absent), traceId
+//	topic                        string; partition, offset int (where the record was read)
+var whereVars = []cel.EnvOption{
+	cel.Variable("eventId", cel.StringType),
+	cel.Variable("eventType", cel.StringType),
+	cel.Variable("version", cel.StringType),
+	cel.Variable("timestamp", cel.TimestampType),
+	cel.Variable("data", cel.MapType(cel.StringType, cel.DynType)),
+	cel.Variable("metadata", cel.MapType(cel.StringType, cel.DynType)),
+	cel.Variable("topic", cel.StringType),
+	cel.Variable("partition", cel.IntType),
+	cel.Variable("offset", cel.IntType),
+}
+
+// compileWhere compiles a --where expression once. Errors quote the expression with a caret under
+// the bad part.
+func compileWhere(expr string) (cel.Program, error) {
+	env, err := cel.NewEnv(append(whereVars, cel.CrossTypeNumericComparisons(true), cel.DefaultUTCTimeZone(true))...)
+	if err != nil {
+		return nil, fmt.Errorf("replay: --where: %w", err)
+	}
+	ast, iss := env.Compile(expr)
+	if iss.Err() != nil {
+		msg := strings.ReplaceAll(iss.Err().Error(), "<input>:", "")
+		return nil, fmt.Errorf("%w: --where: %s", ErrConfig, msg)
+	}
+	if t := ast.OutputType(); t != cel.BoolType && t != cel.DynType {
+		return nil, fmt.Errorf("%w: --where: the expression is a %s, it must be a bool (a condition)", ErrConfig, t)
+	}
+	prg, err := env.Program(ast)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --where: %v", ErrConfig, err)
+	}
+	return prg, nil
+}
+
+// evalWhere reports whether env satisfies prg. A record the expression cannot be evaluated on (a
+// field another event type does not have, a null) does not match; the error says why.
+func evalWhere(prg cel.Program, env *streams.Envelope, r *kgo.Record) (bool, error) {
+	var user any
+	if env.Metadata.UserID != "" {
+		user = env.Metadata.UserID
+	}
+	out, _, err := prg.Eval(map[string]any{
+		"eventId": env.EventID, "eventType": env.EventType, "version": env.Version, "timestamp": env.Timestamp,
+		"data": celValue(env.Data),
+		"metadata": map[string]any{"tenantId": env.Metadata.TenantID, "source": env.Metadata.Source,
+			"correlationId": env.Metadata.CorrelationID, "userId": user, "traceId": env.Metadata.TraceID},
+		"topic": r.Topic, "partition": int64(r.Partition), "offset": r.Offset,
+	})
+	if err != nil {
+		return false, err
+	}
+	b, ok := out.Value().(bool)
+	if !ok {
+		return false, fmt.Errorf("the expression gave %v, not a bool", out.Value())
+	}
+	return b, nil
+}
+
+// celValue converts the generic values of Envelope.Data into values CEL takes natively.
+func celValue(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[k] = celValue(e)
+		}
+		return m
+	case []any:
+		a := make([]any, len(x))
+		for i, e := range x {
+			a[i] = celValue(e)
+		}
+		return a
+	case *big.Rat:
+		f, _ := x.Float64()
+		return f
+	case int:
+		return int64(x)
+	case time.Time:
+		return x
+	}
+	return v
+}

@@ -1,0 +1,188 @@
+package replay
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"math/big"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/hamba/avro/v2"
+)
+
+// piiProp is the field property that marks personal data.
+const piiProp = "pii"
+
+func isPII(f *avro.Field) bool { b, _ := f.Prop(piiProp).(bool); return b }
+
+// redactSchema returns the shape of s once its pii fields are redacted: each becomes a string, or
+// ["null", "string"] when it was optional. Subtrees without pii fields are s itself.
+func redactSchema(s avro.Schema) (avro.Schema, error) {
+	if ref, ok := s.(*avro.RefSchema); ok {
+		s = ref.Schema()
+	}
+	switch s := s.(type) {
+	case *avro.RecordSchema:
+		changed := false
+		fields := make([]*avro.Field, len(s.Fields()))
+		for i, f := range s.Fields() {
+			t := f.Type()
+			var err error
+			if isPII(f) {
+				t = avro.NewPrimitiveSchema(avro.String, nil)
+				if f.Type().Type() == avro.Union {
+					t, err = avro.NewUnionSchema([]avro.Schema{avro.NewNullSchema(), t})
+				}
+			} else {
+				t, err = redactSchema(t)
+			}
+			if err != nil {
+				return nil, err
+			}
+			changed = changed || t != f.Type()
+			if fields[i], err = avro.NewField(f.Name(), t); err != nil {
+				return nil, fmt.Errorf("replay: redacted schema of %s: %w", s.FullName(), err)
+			}
+		}
+		if !changed {
+			return s, nil
+		}
+		rec, err := avro.NewRecordSchema(s.Name(), s.Namespace(), fields)
+		if err != nil {
+			return nil, fmt.Errorf("replay: redacted schema of %s: %w", s.FullName(), err)
+		}
+		return rec, nil
+	case *avro.UnionSchema:
+		types := slices.Clone(s.Types())
+		changed := false
+		for i, b := range types {
+			r, err := redactSchema(b)
+			if err != nil {
+				return nil, err
+			}
+			changed = changed || r != b
+			types[i] = r
+		}
+		if !changed {
+			return s, nil
+		}
+		return avro.NewUnionSchema(types)
+	case *avro.ArraySchema:
+		items, err := redactSchema(s.Items())
+		if err != nil || items == s.Items() {
+			return s, err
+		}
+		return avro.NewArraySchema(items), nil
+	case *avro.MapSchema:
+		values, err := redactSchema(s.Values())
+		if err != nil || values == s.Values() {
+			return s, err
+		}
+		return avro.NewMapSchema(values), nil
+	}
+	return s, nil
+}
+
+// redactor replaces pii values by their keyed hash. Not safe for concurrent use (one per worker).
+type redactor struct {
+	mac hash.Hash
+	buf []byte
+	sum []byte
+}
+
+func newRedactor(key []byte) *redactor { return &redactor{mac: hmac.New(sha256.New, key)} }
+
+// redact replaces, in place, the pii fields of v (a value of schema s, see streams.Envelope) and
+// returns v.
+func (r *redactor) redact(s avro.Schema, v any) any {
+	if v == nil {
+		return nil
+	}
+	if ref, ok := s.(*avro.RefSchema); ok {
+		s = ref.Schema()
+	}
+	switch s := s.(type) {
+	case *avro.RecordSchema:
+		m, _ := v.(map[string]any)
+		for _, f := range s.Fields() {
+			switch fv := m[f.Name()]; {
+			case fv == nil:
+			case isPII(f):
+				m[f.Name()] = r.hash(fv)
+			default:
+				m[f.Name()] = r.redact(f.Type(), fv)
+			}
+		}
+	case *avro.UnionSchema:
+		for _, b := range s.Types() {
+			if b.Type() != avro.Null {
+				return r.redact(b, v)
+			}
+		}
+	case *avro.ArraySchema:
+		a, _ := v.([]any)
+		for i := range a {
+			a[i] = r.redact(s.Items(), a[i])
+		}
+	case *avro.MapSchema:
+		m, _ := v.(map[string]any)
+		for k := range m {
+			m[k] = r.redact(s.Values(), m[k])
+		}
+	}
+	return v
+}
+
+// hash returns "h:" and the first 16 bytes of HMAC-SHA256(key, canonical form of v) in hex.
+func (r *redactor) hash(v any) string {
+	r.buf = canonical(r.buf[:0], v)
+	r.mac.Reset()
+	r.mac.Write(r.buf)
+	r.sum = r.mac.Sum(r.sum[:0])
+	return "h:" + hex.EncodeToString(r.sum[:16])
+}
+
+// canonical appends an unambiguous encoding of a generic value: a string is its bytes, so the same
+// name or e-mail address hashes equally wherever it appears; anything else is tagged by its kind.
+func canonical(b []byte, v any) []byte {
+	switch x := v.(type) {
+	case string:
+		return append(b, x...)
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		b = append(b, "\x00{"...)
+		for _, k := range keys {
+			b = strconv.AppendQuote(b, k)
+			b = append(b, ':')
+			b = canonicalElem(b, x[k])
+		}
+		return append(b, '}')
+	case []any:
+		b = append(b, "\x00["...)
+		for _, e := range x {
+			b = canonicalElem(b, e)
+		}
+		return append(b, ']')
+	case time.Time:
+		return x.UTC().AppendFormat(append(b, "\x00t"...), time.RFC3339Nano)
+	case *big.Rat:
+		return append(append(b, "\x00d"...), x.RatString()...)
+	}
+	return fmt.Appendf(append(b, "\x00v"...), "%T:%v", v, v)
+}
+
+// canonicalElem encodes a value nested in a map or array, where strings are quoted.
+func canonicalElem(b []byte, v any) []byte {
+	if s, ok := v.(string); ok {
+		return append(strconv.AppendQuote(b, s), ',')
+	}
+	return append(canonical(b, v), ',')
+}
