@@ -1,0 +1,171 @@
+// Package dispatch implements `hotelbus dispatch`: a system's events pushed to an HTTP endpoint.
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hotelbus/hotelbus/cmd/hotelbus/cmdutil"
+	"github.com/hotelbus/hotelbus/streams"
+	"github.com/hotelbus/hotelbus/streams/dispatch"
+)
+
+// EnvSecret is the environment variable holding the signing secret when --secret-file is not given.
+const EnvSecret = "HOTELBUS_DISPATCH_SECRET"
+
+type options struct {
+	system          string
+	target          string
+	secretFile      string
+	kafka           *cmdutil.KafkaFlags
+	registry        string
+	redis           string
+	prefix          string
+	timeout         time.Duration
+	attempts        int
+	threshold       int
+	probe, probeMax time.Duration
+	lease           time.Duration
+	parkKey         bool
+	maxInFlight     int
+	shutdownTimeout time.Duration
+}
+
+// New returns the dispatch command.
+func New(f *cmdutil.Factory) *cobra.Command {
+	o := &options{}
+	cmd := &cobra.Command{
+		Use:   "dispatch --system S --target URL",
+		Short: "Deliver the events a system subscribes to to its HTTP endpoint",
+		Long: `dispatch runs the consumer runtime for one system (its consumer group, per-key order, dedup on
+Redis, retries, dead letters) and POSTs each event to --target as a CloudEvents binary-mode request:
+the seed's JSON envelope as the body; ce-id, ce-type, ce-source, ce-time, ce-subject, ce-tenantid,
+ce-correlationid and traceparent headers; and Hotelbus-Signature: t=<unix>,v1=<hex>, the
+HMAC-SHA256 of "<t>.<body>" under the secret from --secret-file or ` + EnvSecret + `.
+
+2xx is done. 408, 429 (Retry-After honoured), 5xx, connection errors and timeouts are retried with
+backoff up to --attempts; other answers send the event to the system's dead-letter topic with the
+status and the start of the answer in headers (hotelbus.dlq.http.status, hotelbus.dlq.http.response).
+After --breaker-threshold consecutive transient failures the target counts as down: deliveries wait
+(no dead letters, no busy loop) and one probe goes out after --probe-interval, doubling up to
+--probe-max, until the target answers again; delivery then resumes in order.
+
+SIGINT or SIGTERM finishes the deliveries in flight (within --shutdown-timeout), commits and leaves
+the group.`,
+		Example: `  HOTELBUS_DISPATCH_SECRET=$(cat /run/secrets/pms-hook) hotelbus dispatch --system hotel-pms --target https://pms.internal/hooks/hotelbus
+  hotelbus dispatch --system hotel-saas --target http://localhost:3000/events --secret-file ./dev-secret`,
+		Args: cobra.NoArgs,
+		RunE: cmdutil.Interruptible(func(ctx context.Context) error { return run(ctx, f, o) }),
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&o.system, "system", "", "the receiving system (required): its subscriptions are delivered")
+	fl.StringVar(&o.target, "target", "", "the endpoint events are POSTed to (required), http:// or https://")
+	fl.StringVar(&o.secretFile, "secret-file", "", "file holding the signing secret (default: $"+EnvSecret+"); at least 16 bytes")
+	fl.StringVar(&o.registry, "registry", "", "schema registry URL (env HOTELBUS_REGISTRY)")
+	fl.StringVar(&o.redis, "redis", "", "Redis URL for dedup, redis://host:port/db (env HOTELBUS_REDIS)")
+	fl.StringVar(&o.prefix, "prefix", "", "topic and group name prefix (an isolated copy of the topics, as `topics apply --prefix`)")
+	fl.DurationVar(&o.timeout, "timeout", 10*time.Second, "how long one delivery may take")
+	fl.IntVar(&o.attempts, "attempts", 5, "deliveries of one event before it is dead-lettered (transient failures)")
+	fl.IntVar(&o.threshold, "breaker-threshold", 5, "consecutive transient failures that open the circuit")
+	fl.DurationVar(&o.probe, "probe-interval", time.Second, "first wait before probing a target that is down")
+	fl.DurationVar(&o.probeMax, "probe-max", 30*time.Second, "longest wait between probes")
+	fl.DurationVar(&o.lease, "dedup-lease", 30*time.Second, "dedup lease: how long another member waits for a delivery of a crashed one")
+	fl.BoolVar(&o.parkKey, "park-key", false, "after a dead letter, dead-letter the key's later events too until redrive (default: continue)")
+	fl.IntVar(&o.maxInFlight, "max-in-flight", 256, "deliveries running at once (different keys)")
+	fl.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a shutdown waits for deliveries in flight")
+	o.kafka = cmdutil.AddKafkaFlags(cmd)
+	return cmd
+}
+
+func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
+	cat, err := cmdutil.Catalog(o.prefix)
+	if err != nil {
+		return err
+	}
+	sys, err := cmdutil.LookupSystem(cat, o.system)
+	switch {
+	case err != nil:
+		return err
+	case len(sys.Subscribes) == 0:
+		return cmdutil.Usagef("--system: %s subscribes to nothing", o.system)
+	case o.target == "":
+		return cmdutil.Usagef("--target is required")
+	}
+	secret, err := readSecret(f, o.secretFile)
+	if err != nil {
+		return err
+	}
+	serde, err := f.Serde(o.registry, cat, false)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(f.ErrOut, nil))
+	d, err := dispatch.New(o.target, serde, dispatch.Secret(secret), dispatch.Timeout(o.timeout),
+		dispatch.Breaker(o.threshold, o.probe, o.probeMax), dispatch.Logger(log))
+	if err != nil {
+		return cmdutil.Usagef("%v", err)
+	}
+	rdb, err := f.RedisClient(o.redis)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	dedup, err := streams.NewDedup(rdb, sys.Group, streams.DedupLease(o.lease), streams.DedupLogger(log))
+	if err != nil {
+		return cmdutil.Usagef("%v (--dedup-lease)", err)
+	}
+	seeds, kopts, err := f.KafkaOpts(o.kafka)
+	if err != nil {
+		return err
+	}
+	kcl, err := f.KafkaClient(o.kafka)
+	if err != nil {
+		return err
+	}
+	defer kcl.Close()
+	dl, err := streams.NewDeadLetters(kcl, sys.DeadLetterTopic, streams.ParkKey(o.parkKey), streams.DeadLetterLogger(log))
+	if err != nil {
+		return err
+	}
+	c, err := streams.NewConsumer(o.system, serde, streams.Brokers(seeds...), streams.KafkaOptions(kopts...), streams.Logger(log),
+		streams.MaxInFlight(o.maxInFlight), streams.ShutdownTimeout(o.shutdownTimeout),
+		streams.Use(dedup.Middleware(), dl.Middleware(), streams.Retry(streams.RetryMaxAttempts(o.attempts))), streams.UsePreparer(dedup))
+	if err != nil {
+		if errors.Is(err, streams.ErrConfig) {
+			return cmdutil.Usagef("%v", err)
+		}
+		return err
+	}
+	d.HandleAll(c, sys.Subscribes)
+	fmt.Fprintf(f.ErrOut, "dispatching %s's events (group %s, topics %s) to %s\n", o.system, c.Group(), strings.Join(c.Topics(), ", "), o.target)
+	if err := c.Run(ctx); err != nil {
+		return err
+	}
+	st := d.Stats()
+	fmt.Fprintf(f.ErrOut, "dispatch stopped: %d delivered, %d refused (dead-lettered), %d transient failures, circuit opened %d times\n",
+		st.Delivered, st.Refused, st.Transient, st.Opened)
+	return nil
+}
+
+// readSecret reads the signing secret from path, or from EnvSecret when path is "".
+func readSecret(f *cmdutil.Factory, path string) ([]byte, error) {
+	if path == "" {
+		s := f.Getenv(EnvSecret)
+		if s == "" {
+			return nil, cmdutil.Usagef("no signing secret: pass --secret-file or set %s", EnvSecret)
+		}
+		return []byte(s), nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, cmdutil.Usagef("--secret-file: %v", err)
+	}
+	return []byte(strings.TrimSpace(string(b))), nil
+}

@@ -1,0 +1,175 @@
+package dispatch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/hotelbus/hotelbus/streams"
+)
+
+// Dispatcher delivers events to one HTTP target (see the package documentation). It is safe for
+// concurrent use; its counters are for metrics.
+type Dispatcher struct {
+	target string
+	serde  *streams.Serde
+	cfg    config
+	client *http.Client
+	br     *breaker
+
+	delivered, refused, transient atomic.Int64
+}
+
+// New returns a dispatcher POSTing to target, rendering envelopes as JSON with serde.
+func New(target string, serde *streams.Serde, opts ...Option) (*Dispatcher, error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if o == nil {
+			return nil, fmt.Errorf("%w: nil option", ErrConfig)
+		}
+		o(&cfg)
+	}
+	if err := cfg.validate(target); err != nil {
+		return nil, err
+	}
+	if serde == nil {
+		return nil, fmt.Errorf("%w: nil serde", ErrConfig)
+	}
+	cl := cfg.client
+	if cl == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 256
+		cl = &http.Client{Transport: tr}
+	}
+	return &Dispatcher{target: target, serde: serde, cfg: cfg, client: cl,
+		br: newBreaker(cfg.threshold, cfg.probeInitial, cfg.probeMax, cfg.logger)}, nil
+}
+
+// Handler returns the final handler of the consumer chain: it delivers m, waiting while the
+// circuit is open, and returns nil (delivered), a retryable error (transient failure with the
+// circuit closed), or a permanent *TargetError (refused).
+func (d *Dispatcher) Handler() streams.Handler {
+	return func(ctx context.Context, m *streams.Message) error {
+		body, err := d.serde.JSON(m.Envelope)
+		if err != nil {
+			return streams.Permanent(fmt.Errorf("dispatch: rendering %s as JSON: %w", m.Envelope.EventID, err))
+		}
+		for {
+			probe, err := d.br.acquire(ctx)
+			if err != nil {
+				return fmt.Errorf("dispatch: waiting for the target to recover: %w", err)
+			}
+			err = d.deliver(ctx, m, body)
+			var te *TargetError
+			switch {
+			case err == nil:
+				d.delivered.Add(1)
+				d.br.success(probe)
+				return nil
+			case ctx.Err() != nil:
+				return err
+			case errors.As(err, &te) && !te.Retryable():
+				d.refused.Add(1)
+				d.br.success(probe) // the target answered: it is up
+				return streams.Permanent(err)
+			}
+			d.transient.Add(1)
+			var after time.Duration
+			if te != nil {
+				after = te.After
+			}
+			if !d.br.failure(probe, after) {
+				return err
+			}
+		}
+	}
+}
+
+// HandleAll registers the dispatcher's handler on c for every local major version of each of
+// eventTypes (normally the system's subscriptions, topics.System.Subscribes), so that events of
+// every version are delivered; with dedup in the chain a dual-published event is delivered once.
+func (d *Dispatcher) HandleAll(c *streams.Consumer, eventTypes []string) {
+	h := d.Handler()
+	for _, sub := range d.serde.Schemas().Subjects {
+		if slices.Contains(eventTypes, sub.EventType) {
+			c.Handle(sub.EventType, sub.Major, h)
+		}
+	}
+}
+
+// deliver sends one CloudEvents binary-mode request.
+func (d *Dispatcher) deliver(ctx context.Context, m *streams.Message, body []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.target, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("dispatch: %w", err)
+	}
+	env := m.Envelope
+	h := req.Header
+	h.Set("Content-Type", "application/json")
+	h.Set("ce-specversion", "1.0")
+	h.Set("ce-id", env.EventID)
+	h.Set("ce-type", env.EventType)
+	h.Set("ce-source", "/hotelbus/"+env.Metadata.Source)
+	h.Set("ce-time", env.Timestamp.UTC().Format("2006-01-02T15:04:05.000Z"))
+	h.Set("ce-subject", string(m.Record.Key))
+	h.Set("ce-tenantid", env.Metadata.TenantID)
+	if env.Metadata.CorrelationID != "" {
+		h.Set("ce-correlationid", env.Metadata.CorrelationID)
+	}
+	if tp := streams.Header(m.Record, streams.HeaderTraceparent); tp != "" {
+		h.Set("traceparent", tp)
+	}
+	h.Set(HeaderSignature, Sign(d.cfg.secret, time.Now(), body))
+	resp, err := d.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("dispatch: delivering %s to %s: %w", env.EventID, d.target, err)
+	}
+	defer resp.Body.Close()
+	excerpt, _ := io.ReadAll(io.LimitReader(resp.Body, int64(d.cfg.responseExcerpt)))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // lets the connection be reused
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return nil
+	}
+	return &TargetError{Status: resp.StatusCode, Excerpt: string(bytes.ToValidUTF8(excerpt, nil)),
+		After: min(retryAfter(resp.Header.Get("Retry-After"), time.Now()), d.cfg.maxRetryAfter)}
+}
+
+// retryAfter parses a Retry-After value: delay seconds or an HTTP date (0 when absent or invalid).
+func retryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// State returns the circuit breaker's state.
+func (d *Dispatcher) State() State { return d.br.current() }
+
+// Stats are the dispatcher's counters since New.
+type Stats struct {
+	Delivered, Refused, Transient int64 // 2xx answers; permanent refusals; transient failures
+	Opened, Probes                int64 // times the circuit opened; probe deliveries sent
+}
+
+// Stats returns the dispatcher's counters.
+func (d *Dispatcher) Stats() Stats {
+	d.br.mu.Lock()
+	defer d.br.mu.Unlock()
+	return Stats{Delivered: d.delivered.Load(), Refused: d.refused.Load(), Transient: d.transient.Load(),
+		Opened: d.br.opened, Probes: d.br.probesSent}
+}
