@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // SerdeOption configures a Serde.
@@ -49,6 +50,8 @@ type producerConfig struct {
 	drainBatch         int
 	drainBackoff       time.Duration
 	now                func() time.Time
+	observers          []PublishObserver
+	tracer             trace.Tracer
 }
 
 func defaultProducerConfig() producerConfig {
@@ -86,6 +89,25 @@ func (c *producerConfig) validate() error {
 		return fmt.Errorf("%w: SpoolMaxBytes: must be positive", ErrConfig)
 	}
 	return nil
+}
+
+// Observe adds observers told the outcome of every event the producer sends (metrics, the audit
+// log; see PublishObserver). Default: none.
+func Observe(obs ...PublishObserver) ProducerOption {
+	return func(c *producerConfig) { c.observers = append(c.observers, obs...) }
+}
+
+// Tracing makes the producer or consumer record OpenTelemetry spans with tp: a producer span
+// "publish <eventType>" per event (its context goes out in the traceparent header), and a consumer
+// span "handle <eventType>" per run of the handler chain, child of the publisher's span and carried
+// in the handler's context, so events published while handling continue the trace. Default: off
+// (nil), and then no span is created at all.
+func Tracing(tp trace.TracerProvider) ProducerOption {
+	return func(c *producerConfig) {
+		if tp != nil {
+			c.tracer = tp.Tracer("github.com/hotelbus/hotelbus/streams")
+		}
+	}
 }
 
 // Brokers sets the seed brokers. Required. Maps to bootstrap.servers.
@@ -164,23 +186,27 @@ func DrainBackoff(d time.Duration) ProducerOption {
 // --- Consumer options ---
 
 // ConsumerOption configures a Consumer. Brokers and KafkaOptions, the producer options that say
-// how to reach Kafka, are consumer options too; NewConsumer refuses every other producer option.
+// how to reach Kafka, and Tracing are consumer options too; NewConsumer refuses every other
+// producer option.
 type ConsumerOption interface{ applyConsumer(*consumerConfig) }
 
 type consumerOptionFunc func(*consumerConfig)
 
 func (f consumerOptionFunc) applyConsumer(c *consumerConfig) { f(c) }
 
-// applyConsumer takes the brokers and franz-go options a ProducerOption sets; any other setting
-// makes NewConsumer fail with ErrConfig.
+// applyConsumer takes the brokers, franz-go options and tracer a ProducerOption sets; any other
+// setting makes NewConsumer fail with ErrConfig.
 func (o ProducerOption) applyConsumer(c *consumerConfig) {
 	var p producerConfig
 	o(&p)
 	if p.brokers != nil {
 		c.brokers = p.brokers
 	}
+	if p.tracer != nil {
+		c.tracer = p.tracer
+	}
 	c.kafkaOpts = append(c.kafkaOpts, p.kafkaOpts...)
-	p.brokers, p.kafkaOpts = nil, nil
+	p.brokers, p.kafkaOpts, p.tracer = nil, nil, nil
 	if !reflect.DeepEqual(p, producerConfig{}) {
 		c.errs = append(c.errs, "a producer option other than Brokers and KafkaOptions was given to NewConsumer")
 	}
@@ -211,6 +237,7 @@ type consumerConfig struct {
 	commitInterval   time.Duration
 	start            Start
 	shutdownTimeout  time.Duration
+	tracer           trace.Tracer
 	errs             []string
 }
 

@@ -344,10 +344,14 @@ func (c *Consumer) Close(ctx context.Context) error {
 	}
 }
 
-// wrap applies the middleware around h, the first registered outermost.
+// wrap applies the middleware around h, the first registered outermost, and the tracing
+// middleware around them all when Tracing is on.
 func (c *Consumer) wrap(h Handler) Handler {
 	for i := len(c.cfg.middleware) - 1; i >= 0; i-- {
 		h = c.cfg.middleware[i](h)
+	}
+	if c.cfg.tracer != nil {
+		h = traceMiddleware(c.cfg.tracer)(h)
 	}
 	return h
 }

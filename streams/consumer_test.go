@@ -129,7 +129,7 @@ type consumerRun struct {
 func startConsumer(t testing.TB, system string, b streamstest.Backend, serde *streams.Serde, register func(*streams.Consumer), opts ...streams.ConsumerOption) *consumerRun {
 	t.Helper()
 	base := []streams.ConsumerOption{streams.Brokers(b.Brokers...), streams.CommitInterval(100 * time.Millisecond),
-		streams.Logger(slog.New(slog.DiscardHandler)), streams.KafkaOptions(kgo.HeartbeatInterval(200 * time.Millisecond))}
+		streams.Logger(slog.New(slog.NewTextHandler(t.Output(), nil))), streams.KafkaOptions(kgo.HeartbeatInterval(200 * time.Millisecond))}
 	c, err := streams.NewConsumer(system, serde, append(base, opts...)...)
 	if err != nil {
 		t.Fatal(err)

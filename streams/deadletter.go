@@ -256,6 +256,7 @@ func (d *DeadLetters) send(ctx context.Context, m *Message, class, msg string, a
 	d.mu.Lock()
 	d.counts[class]++
 	d.mu.Unlock()
+	m.SetOutcome(OutcomeDeadLettered, class)
 	d.cfg.logger.Warn("streams: dead-lettered", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset,
 		"group", m.Group, "class", class, "attempts", attempts, "err", msg, "dlq", d.topic)
 	return nil

@@ -339,6 +339,7 @@ func (d *Dedup) handle(ctx context.Context, m *Message, st *dedupState, next Han
 			return nil
 		case statusDone:
 			d.hits.Add(1)
+			m.SetOutcome(OutcomeDuplicate, "")
 			return nil
 		case statusAcquired:
 			if time.Since(st.at) < d.cfg.lease/3 {
@@ -497,6 +498,8 @@ func (d *Dedup) keepLease(ctx context.Context, m *Message, st *dedupState) (stop
 	var mu sync.Mutex
 	stopped := false
 	var t *time.Timer
+	mu.Lock() // the callback may fire at once: it must see t
+	defer mu.Unlock()
 	t = time.AfterFunc(time.Until(st.at.Add(every)), func() {
 		mu.Lock()
 		defer mu.Unlock()

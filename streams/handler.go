@@ -25,6 +25,35 @@ type Message struct {
 
 	// state is per-message scratch space for middleware, keyed by the middleware's own key type.
 	state map[any]any
+	// outcome and detail: see SetOutcome.
+	outcome, detail string
+}
+
+// Outcomes of publishing and handling, as metrics and the audit log report them.
+const (
+	OutcomePublished    = "published"     // the broker acknowledged the event
+	OutcomeSpooled      = "spooled"       // the event is in the durable spool, delivered later
+	OutcomeFailed       = "failed"        // publishing failed, or the chain returned an error
+	OutcomeHandled      = "handled"       // the chain returned nil after calling the handler
+	OutcomeDuplicate    = "duplicate"     // dedup found the event done: committed without the handler
+	OutcomeDeadLettered = "dead-lettered" // written to the dead-letter topic (detail: the error class)
+)
+
+// SetOutcome records how the chain disposed of m, for the observers outside it (metrics, the audit
+// log): middleware that commits a message without handling it sets OutcomeDuplicate (dedup) or
+// OutcomeDeadLettered with the error class as detail (dead letters). A later call wins.
+func (m *Message) SetOutcome(outcome, detail string) { m.outcome, m.detail = outcome, detail }
+
+// Outcome returns what the chain's middleware recorded with SetOutcome, or, when none did,
+// OutcomeHandled for a nil err and OutcomeFailed otherwise.
+func (m *Message) Outcome(err error) (outcome, detail string) {
+	switch {
+	case m.outcome != "":
+		return m.outcome, m.detail
+	case err == nil:
+		return OutcomeHandled, ""
+	}
+	return OutcomeFailed, ""
 }
 
 // Value returns middleware state stored under key (nil when none).

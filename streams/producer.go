@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/hotelbus/hotelbus/streams/spool"
 	"github.com/hotelbus/hotelbus/topics"
@@ -78,6 +79,9 @@ func NewProducer(system string, serde *Serde, opts ...ProducerOption) (*Producer
 	}
 	if _, ok := serde.cat.System(system); !ok {
 		return nil, fmt.Errorf("%w: system %q is not in the catalog", ErrConfig, system)
+	}
+	if cfg.tracer != nil {
+		cfg.observers = append(cfg.observers, endPublishSpan{})
 	}
 	p := &Producer{system: system, serde: serde, cat: serde.cat, cfg: cfg,
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), drained: make(chan struct{})}
@@ -185,7 +189,8 @@ func (p *Producer) PublishAsync(ctx context.Context, env *Envelope, done func(Re
 //   - version: the newest schema version of the event type when empty;
 //   - metadata.source: the producer's system (ErrNotOwner when the envelope names another);
 //   - metadata.correlationId: from ctx (ContextWithCorrelationID), else the eventId;
-//   - metadata.traceId: from ctx (ContextWithTraceparent), else a new trace id.
+//   - metadata.traceId: from ctx (an OpenTelemetry span, else ContextWithTraceparent), else a new
+//     trace id.
 //
 // It refuses with ErrNotOwner an event type the system does not publish, with ErrMissingTenant an
 // empty tenantId, and with ErrInvalidEvent data that does not match the schema.
@@ -219,6 +224,9 @@ func (p *Producer) Prepare(ctx context.Context, env *Envelope) error {
 	}
 	if env.Metadata.CorrelationID == "" {
 		env.Metadata.CorrelationID = env.EventID
+	}
+	if sc := trace.SpanContextFromContext(ctx); env.Metadata.TraceID == "" && sc.IsValid() {
+		env.Metadata.TraceID = sc.TraceID().String()
 	}
 	if env.Metadata.TraceID == "" {
 		env.Metadata.TraceID = TraceID(ctx)
@@ -265,13 +273,27 @@ func (p *Producer) record(ctx context.Context, env *Envelope) (*kgo.Record, erro
 	if err := p.Prepare(ctx, env); err != nil {
 		return nil, err
 	}
+	var span trace.Span
+	if p.cfg.tracer != nil {
+		ctx, span = startPublishSpan(ctx, p.cfg.tracer, env)
+	}
 	rec, err := p.serde.Record(ctx, env)
 	if err != nil {
+		if span != nil {
+			span.RecordError(err)
+			span.End()
+		}
 		return nil, err
 	}
-	if p.spool == nil {
+	if span != nil {
+		traceContext.Inject(ctx, headerCarrier{rec}) // the span's context replaces the derived traceparent
+	}
+	switch {
+	case p.spool == nil:
 		rec.Context = ctx // without a spool, the caller's context bounds the wait for the broker
-	} // with one, an accepted record is delivered or spooled, never abandoned because its caller left
+	case span != nil: // with one, an accepted record is delivered or spooled, never abandoned because its caller left
+		rec.Context = trace.ContextWithSpan(context.Background(), span)
+	}
 	return rec, nil
 }
 
@@ -315,15 +337,22 @@ func (p *Producer) spoolFirst(recs []*kgo.Record, results []Result, errs []error
 	for i, rec := range recs {
 		if err != nil {
 			errs[i] = err
-			continue
+		} else {
+			results[i] = Result{EventID: eventIDOf(rec), Topic: rec.Topic, Spooled: true, Seq: seqs[i]}
 		}
-		results[i] = Result{EventID: eventIDOf(rec), Topic: rec.Topic, Spooled: true, Seq: seqs[i]}
+		for _, o := range p.cfg.observers {
+			o.ObservePublish(p.system, rec, results[i], errs[i])
+		}
 	}
 	return true
 }
 
-// produce hands one record to franz-go, or to the spool while offline; done runs exactly once.
+// produce hands one record to franz-go, or to the spool while offline; done runs exactly once,
+// after the observers.
 func (p *Producer) produce(ctx context.Context, rec *kgo.Record, done func(Result, error)) {
+	if len(p.cfg.observers) > 0 {
+		done = p.observed(rec, done)
+	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -385,6 +414,16 @@ func (p *Producer) produce(ctx context.Context, rec *kgo.Record, done func(Resul
 		client.TryProduce(ctx, rec, promise)
 	} else {
 		client.Produce(ctx, rec, promise)
+	}
+}
+
+// observed wraps done to tell the observers first.
+func (p *Producer) observed(rec *kgo.Record, done func(Result, error)) func(Result, error) {
+	return func(r Result, err error) {
+		for _, o := range p.cfg.observers {
+			o.ObservePublish(p.system, rec, r, err)
+		}
+		done(r, err)
 	}
 }
 

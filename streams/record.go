@@ -32,11 +32,7 @@ func (s *Serde) Record(ctx context.Context, env *Envelope) (*kgo.Record, error) 
 // Headers returns the envelope headers of env. The traceparent's span id is derived from the
 // eventId (FNV-1a), so the same event always carries the same parent span.
 func Headers(env *Envelope) []kgo.RecordHeader {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(env.EventID); i++ {
-		h ^= uint64(env.EventID[i])
-		h *= 1099511628211
-	}
+	h := eventSpanID(env.EventID)
 	var tp [55]byte // 00-<32 hex trace id>-<16 hex span id>-01
 	b := append(append(tp[:0], "00-"...), env.Metadata.TraceID...)
 	b = append(b, '-')
@@ -52,6 +48,16 @@ func Headers(env *Envelope) []kgo.RecordHeader {
 		{Key: HeaderCorrelationID, Value: []byte(env.Metadata.CorrelationID)},
 		{Key: HeaderTraceparent, Value: bytes.Clone(b)},
 	}
+}
+
+// eventSpanID derives the parent span id of an event's traceparent from its eventId (FNV-1a).
+func eventSpanID(eventID string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(eventID); i++ {
+		h ^= uint64(eventID[i])
+		h *= 1099511628211
+	}
+	return h
 }
 
 // Header returns the value of the first header named key in r ("" when absent).

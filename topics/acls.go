@@ -73,6 +73,12 @@ func ACLs(c *Catalog, principal func(system string) string) []ACL {
 		}
 	}
 	for _, t := range c.Topics {
+		if t.Kind == KindAudit {
+			for _, s := range c.Systems {
+				add(s.Name, "topic", t.Name, "WRITE")
+			}
+			continue
+		}
 		add(t.Owner, "topic", t.Name, "WRITE")
 	}
 	for _, s := range c.Systems {

@@ -43,6 +43,7 @@ func TestACLsDerivedFromOwnership(t *testing.T) {
 	}
 	wantPMS := []string{
 		"User:hotel-pms READ group hotelbus.hotel-pms",
+		"User:hotel-pms WRITE topic hotelbus.audit",
 		"User:hotel-pms READ topic hotelbus.dlq.hotel-pms",
 		"User:hotel-pms WRITE topic hotelbus.dlq.hotel-pms",
 		"User:hotel-pms READ topic hotelbus.member.customers",
@@ -57,10 +58,10 @@ func TestACLsDerivedFromOwnership(t *testing.T) {
 		t.Errorf("hotel-pms ACLs:\n got %q\nwant %q", pms, wantPMS)
 	}
 
-	// Every system: WRITE exactly on what it owns, READ exactly on what it subscribes to plus its
-	// dead letters and redrive topic, READ on its own group, nothing else.
+	// Every system: WRITE exactly on what it owns and the audit log, READ exactly on what it
+	// subscribes to plus its dead letters and redrive topic, READ on its own group, nothing else.
 	for _, s := range c.Systems {
-		var want []string
+		want := []string{"User:" + s.Name + " WRITE topic " + c.AuditTopic}
 		for _, tp := range c.Topics {
 			if tp.Owner == s.Name {
 				want = append(want, "User:"+s.Name+" WRITE topic "+tp.Name)
@@ -97,6 +98,12 @@ func TestACLsDerivedFromOwnership(t *testing.T) {
 		}
 	}
 	for _, tp := range c.Topics {
+		if tp.Kind == topics.KindAudit {
+			if len(writers[tp.Name]) != len(c.Systems) {
+				t.Errorf("%s writers %v, want every system", tp.Name, writers[tp.Name])
+			}
+			continue
+		}
 		if w := writers[tp.Name]; len(w) != 1 || w[0] != "User:"+tp.Owner {
 			t.Errorf("%s writers %v, want only its owner %s", tp.Name, w, tp.Owner)
 		}

@@ -34,6 +34,7 @@ type topicsFile struct {
 	Topics       []topicDecl            `yaml:"topics"`
 	DeadLetters  deadLetterDecl         `yaml:"deadLetters"`
 	Redrive      deadLetterDecl         `yaml:"redrive"`
+	Audit        deadLetterDecl         `yaml:"audit"`
 	GroupPrefix  string                 `yaml:"groupPrefix"`
 }
 
@@ -246,6 +247,15 @@ func (c *Catalog) loadTopics(tf topicsFile, env string) error {
 			return invalid(TopicsFile, d.key+".name", "must contain {system}, got %q", d.decl.Name)
 		}
 	}
+	audit := Topic{Name: tf.Audit.Name, Kind: KindAudit, Description: "every publish and handling outcome of every system"}
+	if _, dup := c.topics[audit.Name]; dup || !topicRe.MatchString(audit.Name) {
+		return invalid(TopicsFile, "audit.name", "topic %q clashes with a declared topic or is not a valid name", audit.Name)
+	}
+	if err := resolve(&audit, "audit", tf.Defaults, tf.Audit.settings, envSet.settings); err != nil {
+		return err
+	}
+	c.add(audit)
+	c.AuditTopic = audit.Name
 	for i := range c.Systems {
 		s := &c.Systems[i]
 		s.Group = groupPrefix + s.Name

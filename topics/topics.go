@@ -35,6 +35,7 @@ const (
 	KindEvents     = "events"
 	KindDeadLetter = "deadletter"
 	KindRedrive    = "redrive"
+	KindAudit      = "audit"
 )
 
 // Catalog is the validated, environment-resolved view of the declarations.
@@ -43,6 +44,8 @@ type Catalog struct {
 	Env     string
 	Systems []System
 	Topics  []Topic
+	// AuditTopic is the audit log every system writes (see streams.AuditRecord).
+	AuditTopic string
 
 	systems map[string]int
 	topics  map[string]int
@@ -217,6 +220,7 @@ func (c *Catalog) WithPrefix(prefix string) *Catalog {
 		}
 		out.Systems[i] = s
 	}
+	out.AuditTopic = prefix + c.AuditTopic
 	out.Topics = make([]Topic, len(c.Topics))
 	for i, t := range c.Topics {
 		t.Name = prefix + t.Name
