@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Option configures a Dispatcher.
@@ -21,6 +23,7 @@ type config struct {
 	maxRetryAfter   time.Duration
 	responseExcerpt int
 	logger          *slog.Logger
+	tracer          trace.Tracer
 	errs            []string
 }
 
@@ -97,6 +100,17 @@ func Logger(l *slog.Logger) Option {
 	return func(c *config) {
 		if l != nil {
 			c.logger = l
+		}
+	}
+}
+
+// Tracing records an OpenTelemetry client span "deliver <eventType>" per delivery with tp, child
+// of the consumer's span in the handler's context, and sends its context in the traceparent
+// header. Default: off (nil): no span, and traceparent is the record's own.
+func Tracing(tp trace.TracerProvider) Option {
+	return func(c *config) {
+		if tp != nil {
+			c.tracer = tp.Tracer("github.com/hotelbus/hotelbus/streams/dispatch")
 		}
 	}
 }

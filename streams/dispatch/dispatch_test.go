@@ -21,9 +21,14 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/hotelbus/hotelbus/schemas"
 	"github.com/hotelbus/hotelbus/streams"
@@ -265,6 +270,22 @@ func TestDispatchDelivers(t *testing.T) {
 			if h.Get("ce-type") != "service.ordered" || h.Get("ce-source") != "/hotelbus/hotel-saas" || h.Get("ce-tenantid") != "tenant-000" {
 				t.Fatalf("first delivery's headers: %v", h)
 			}
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(d.Collector("hotel-pms"))
+			want := fmt.Sprintf(`
+# HELP hotelbus_dispatch_circuit_state The dispatcher's circuit: 0 closed, 1 open, 2 probing.
+# TYPE hotelbus_dispatch_circuit_state gauge
+hotelbus_dispatch_circuit_state{system="hotel-pms",target=%q} 0
+# HELP hotelbus_dispatch_deliveries_total Delivery attempts by the class of the target's answer.
+# TYPE hotelbus_dispatch_deliveries_total counter
+hotelbus_dispatch_deliveries_total{status_class="2xx",system="hotel-pms"} %d
+hotelbus_dispatch_deliveries_total{status_class="4xx",system="hotel-pms"} 0
+hotelbus_dispatch_deliveries_total{status_class="5xx",system="hotel-pms"} 0
+hotelbus_dispatch_deliveries_total{status_class="error",system="hotel-pms"} 0
+`, tg.srv.URL, tenants*per)
+			if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
+				t.Fatal(err)
+			}
 		})
 	}
 }
@@ -490,5 +511,40 @@ func TestNewRefusesBadConfig(t *testing.T) {
 	}
 	if _, err := dispatch.New("ftp://x", serde, dispatch.Secret(secret)); !errors.Is(err, dispatch.ErrConfig) {
 		t.Errorf("ftp target: %v", err)
+	}
+}
+
+// TestDispatchTracing: with Tracing, a delivery is a client span, child of the handler's span,
+// and the target receives that span's context in traceparent.
+func TestDispatchTracing(t *testing.T) {
+	var got string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Get("traceparent")
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	serde, m := message(t)
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	d, err := dispatch.New(srv.URL, serde, dispatch.Secret(secret), dispatch.Tracing(tp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, handle := tp.Tracer("test").Start(context.Background(), "handle service.ordered")
+	if err := d.Handler()(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	handle.End()
+	var deliver sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		if s.Name() == "deliver service.ordered" {
+			deliver = s
+		}
+	}
+	if deliver == nil || deliver.Parent().SpanID() != handle.SpanContext().SpanID() || deliver.SpanKind() != trace.SpanKindClient {
+		t.Fatalf("deliver span %v, want a client span child of the handler's", deliver)
+	}
+	if want := fmt.Sprintf("00-%s-%s-01", deliver.SpanContext().TraceID(), deliver.SpanContext().SpanID()); got != want {
+		t.Fatalf("traceparent %q, want %q", got, want)
 	}
 }

@@ -12,6 +12,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/hotelbus/hotelbus/streams"
 )
 
@@ -25,6 +31,23 @@ type Dispatcher struct {
 	br     *breaker
 
 	delivered, refused, transient atomic.Int64
+	byClass                       [4]atomic.Int64 // answers by statusClasses
+}
+
+// statusClasses label hotelbus_dispatch_deliveries_total: the target's answer by class, or
+// "error" when there was none (connection refused, timeout).
+var statusClasses = [4]string{"2xx", "4xx", "5xx", "error"}
+
+func classOf(status int) int {
+	switch {
+	case status == 0:
+		return 3
+	case status < 300:
+		return 0
+	case status < 500:
+		return 1
+	}
+	return 2
 }
 
 // New returns a dispatcher POSTing to target, rendering envelopes as JSON with serde.
@@ -128,11 +151,35 @@ func (d *Dispatcher) deliver(ctx context.Context, m *streams.Message, body []byt
 	if tp := streams.Header(m.Record, streams.HeaderTraceparent); tp != "" {
 		h.Set("traceparent", tp)
 	}
+	var span trace.Span
+	if d.cfg.tracer != nil {
+		ctx, span = d.cfg.tracer.Start(ctx, "deliver "+env.EventType, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+			attribute.String("http.request.method", http.MethodPost), attribute.String("url.full", d.target),
+			attribute.String("messaging.message.id", env.EventID), attribute.String("hotelbus.event_type", env.EventType)))
+		defer span.End()
+		propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(h))
+	}
 	h.Set(HeaderSignature, Sign(d.cfg.secret, time.Now(), body))
 	resp, err := d.client.Do(req)
+	if span != nil {
+		switch {
+		case err != nil:
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		default:
+			span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
+			if resp.StatusCode >= 300 {
+				span.SetStatus(codes.Error, resp.Status)
+			}
+		}
+	}
 	if err != nil {
+		if ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			d.byClass[classOf(0)].Add(1)
+		}
 		return fmt.Errorf("dispatch: delivering %s to %s: %w", env.EventID, d.target, err)
 	}
+	d.byClass[classOf(resp.StatusCode)].Add(1)
 	defer resp.Body.Close()
 	excerpt, _ := io.ReadAll(io.LimitReader(resp.Body, int64(d.cfg.responseExcerpt)))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // lets the connection be reused
@@ -172,4 +219,34 @@ func (d *Dispatcher) Stats() Stats {
 	defer d.br.mu.Unlock()
 	return Stats{Delivered: d.delivered.Load(), Refused: d.refused.Load(), Transient: d.transient.Load(),
 		Opened: d.br.opened, Probes: d.br.probesSent}
+}
+
+// Collector returns the dispatcher's metrics for system, read at each scrape:
+//
+//	hotelbus_dispatch_circuit_state{system,target}          0 closed, 1 open, 2 probing
+//	hotelbus_dispatch_deliveries_total{system,status_class} 2xx | 4xx | 5xx | error
+func (d *Dispatcher) Collector(system string) prometheus.Collector {
+	return &collector{d: d, system: system,
+		state: prometheus.NewDesc("hotelbus_dispatch_circuit_state", "The dispatcher's circuit: 0 closed, 1 open, 2 probing.",
+			nil, prometheus.Labels{"system": system, "target": d.target}),
+		deliveries: prometheus.NewDesc("hotelbus_dispatch_deliveries_total", "Delivery attempts by the class of the target's answer.",
+			[]string{"status_class"}, prometheus.Labels{"system": system})}
+}
+
+type collector struct {
+	d                 *Dispatcher
+	system            string
+	state, deliveries *prometheus.Desc
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.state
+	ch <- c.deliveries
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, float64(c.d.State()))
+	for i, class := range statusClasses {
+		ch <- prometheus.MustNewConstMetric(c.deliveries, prometheus.CounterValue, float64(c.d.byClass[i].Load()), class)
+	}
 }

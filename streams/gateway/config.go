@@ -1,6 +1,9 @@
 package gateway
 
 import (
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+
 	"fmt"
 	"log/slog"
 	"time"
@@ -27,6 +30,13 @@ type Config struct {
 	Registry *sr.Client
 	// Logger receives server-side failures (never request bodies). Default slog.Default().
 	Logger *slog.Logger
+	// Metrics are served on /metrics beside the gateway's own (the producers' streams.Metrics
+	// registry). Default: none.
+	Metrics prometheus.Gatherer
+	// TracerProvider, when set, records a server span per publish request, child of the request's
+	// traceparent; the producers' publish spans (streams.Tracing) become its children. Default:
+	// off.
+	TracerProvider trace.TracerProvider
 
 	// MaxBodyBytes bounds a request body. Default 4 MiB.
 	MaxBodyBytes int64

@@ -32,7 +32,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/hotelbus/hotelbus/streams"
 )
@@ -114,7 +119,11 @@ func New(cfg Config) (*Server, error) {
 		s.writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET "+RouteReady, s.serveReady)
-	mux.Handle("GET "+RouteMetrics, promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	gatherers := prometheus.Gatherers{s.metrics.reg}
+	if c.Metrics != nil {
+		gatherers = append(gatherers, c.Metrics)
+	}
+	mux.Handle("GET "+RouteMetrics, promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET "+RouteOpenAPI, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openAPI)
@@ -163,12 +172,30 @@ func (s *Server) serveUnrouted(w http.ResponseWriter, r *http.Request) {
 // instrument counts, times and tracks the requests of a publishing route.
 func (s *Server) instrument(route string, h http.HandlerFunc) http.Handler {
 	dur := s.metrics.duration.WithLabelValues(route)
+	var tracer trace.Tracer
+	if s.cfg.TracerProvider != nil {
+		tracer = s.cfg.TracerProvider.Tracer("github.com/hotelbus/hotelbus/streams/gateway")
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		s.metrics.inFlight.Inc()
 		defer s.metrics.inFlight.Dec()
 		sw := &statusWriter{ResponseWriter: w}
+		var span trace.Span
+		if tracer != nil {
+			ctx := propagation.TraceContext{}.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+			ctx, span = tracer.Start(ctx, "POST "+route, trace.WithSpanKind(trace.SpanKindServer),
+				trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("http.route", route)))
+			r = r.WithContext(ctx)
+		}
 		h(sw, r)
+		if span != nil {
+			span.SetAttributes(attribute.Int("http.response.status_code", sw.status))
+			if sw.status >= 500 {
+				span.SetStatus(codes.Error, http.StatusText(sw.status))
+			}
+			span.End()
+		}
 		dur.Observe(time.Since(start).Seconds())
 		s.metrics.requests.WithLabelValues(route, strconv.Itoa(sw.status)).Inc()
 	})

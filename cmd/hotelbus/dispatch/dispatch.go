@@ -36,6 +36,7 @@ type options struct {
 	parkKey         bool
 	maxInFlight     int
 	shutdownTimeout time.Duration
+	listen          string
 }
 
 // New returns the dispatch command.
@@ -80,6 +81,7 @@ the group.`,
 	fl.BoolVar(&o.parkKey, "park-key", false, "after a dead letter, dead-letter the key's later events too until redrive (default: continue)")
 	fl.IntVar(&o.maxInFlight, "max-in-flight", 256, "deliveries running at once (different keys)")
 	fl.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a shutdown waits for deliveries in flight")
+	fl.StringVar(&o.listen, "listen", "127.0.0.1:9091", "address serving /metrics, /healthz and /readyz (`host:port`)")
 	o.kafka = cmdutil.AddKafkaFlags(cmd)
 	return cmd
 }
@@ -107,8 +109,13 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(f.ErrOut, nil))
+	tp, stopTracing, err := f.Tracing(ctx, "dispatch")
+	if err != nil {
+		return err
+	}
+	defer stopTracing(context.Background())
 	d, err := dispatch.New(o.target, serde, dispatch.Secret(secret), dispatch.Timeout(o.timeout),
-		dispatch.Breaker(o.threshold, o.probe, o.probeMax), dispatch.Logger(log))
+		dispatch.Breaker(o.threshold, o.probe, o.probeMax), dispatch.Logger(log), dispatch.Tracing(tp))
 	if err != nil {
 		return cmdutil.Usagef("%v", err)
 	}
@@ -134,9 +141,22 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	if err != nil {
 		return err
 	}
+	ops := cmdutil.NewOps()
+	metrics, err := streams.NewMetrics(ops.Registry)
+	if err != nil {
+		return err
+	}
+	ops.Registry.MustRegister(d.Collector(o.system))
+	ops.Ready(kcl.Ping)
+	ops.Ready(func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
+	audit, err := streams.NewAuditLog(kcl, cat.AuditTopic, o.system, log)
+	if err != nil {
+		return err
+	}
 	c, err := streams.NewConsumer(o.system, serde, streams.Brokers(seeds...), streams.KafkaOptions(kopts...), streams.Logger(log),
-		streams.MaxInFlight(o.maxInFlight), streams.ShutdownTimeout(o.shutdownTimeout),
-		streams.Use(dedup.Middleware(), dl.Middleware(), streams.Retry(streams.RetryMaxAttempts(o.attempts))), streams.UsePreparer(dedup))
+		streams.MaxInFlight(o.maxInFlight), streams.ShutdownTimeout(o.shutdownTimeout), streams.Tracing(tp),
+		streams.Use(metrics.Middleware(), audit.Middleware(), dedup.Middleware(), dl.Middleware(), streams.Retry(streams.RetryMaxAttempts(o.attempts))),
+		streams.UsePreparer(dedup))
 	if err != nil {
 		if errors.Is(err, streams.ErrConfig) {
 			return cmdutil.Usagef("%v", err)
@@ -144,9 +164,20 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 		return err
 	}
 	d.HandleAll(c, sys.Subscribes)
-	fmt.Fprintf(f.ErrOut, "dispatching %s's events (group %s, topics %s) to %s\n", o.system, c.Group(), strings.Join(c.Topics(), ", "), o.target)
+	addr, err := ops.Serve(o.listen)
+	if err != nil {
+		return err
+	}
+	defer ops.Close(context.Background())
+	fmt.Fprintf(f.ErrOut, "dispatching %s's events (group %s, topics %s) to %s; metrics on http://%s/metrics\n",
+		o.system, c.Group(), strings.Join(c.Topics(), ", "), o.target, addr)
 	if err := c.Run(ctx); err != nil {
 		return err
+	}
+	fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := audit.Flush(fctx); err != nil {
+		fmt.Fprintf(f.ErrOut, "audit log: %v\n", err)
 	}
 	st := d.Stats()
 	fmt.Fprintf(f.ErrOut, "dispatch stopped: %d delivered, %d refused (dead-lettered), %d transient failures, circuit opened %d times\n",

@@ -2,7 +2,9 @@ package dispatch_test
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -109,9 +111,15 @@ func TestDispatchCommandDelivers(t *testing.T) {
 	defer srv.Close()
 	env := map[string]string{"HOTELBUS_BROKERS": strings.Join(b.Brokers, ","), "HOTELBUS_REGISTRY": regURL,
 		"HOTELBUS_REDIS": "redis://" + miniredis.RunT(t).Addr(), "HOTELBUS_DISPATCH_SECRET": secret}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opsAddr := ln.Addr().String()
+	ln.Close()
 	done := make(chan cmdtest.Result, 1)
 	go func() {
-		done <- cmdtest.Run(t, env, "", "dispatch", "--system", "hotel-pms", "--target", srv.URL, "--prefix", prefix)
+		done <- cmdtest.Run(t, env, "", "dispatch", "--system", "hotel-pms", "--target", srv.URL, "--prefix", prefix, "--listen", opsAddr)
 	}()
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -130,6 +138,19 @@ func TestDispatchCommandDelivers(t *testing.T) {
 			t.Fatalf("%d of %d events delivered", n, events)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	res, err := http.Get("http://" + opsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	wantLine := fmt.Sprintf("hotelbus_events_handled_total{event_type=\"service.ordered\",group=\"%shotelbus.hotel-pms\",outcome=\"handled\"} 50", prefix)
+	if !strings.Contains(string(metrics), wantLine) || !strings.Contains(string(metrics), `hotelbus_dispatch_deliveries_total{status_class="2xx",system="hotel-pms"} 50`) {
+		t.Errorf("/metrics lacks %q or the 50 2xx deliveries:\n%s", wantLine, metrics)
+	}
+	if res, err := http.Get("http://" + opsAddr + "/readyz"); err != nil || res.StatusCode != 200 {
+		t.Errorf("/readyz: %v %v", res, err)
 	}
 	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
 		t.Fatal(err)

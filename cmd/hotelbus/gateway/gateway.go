@@ -10,6 +10,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/cmdutil"
@@ -127,7 +128,26 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 		return err
 	}
 	defer kcl.Close()
-	popts := []streams.ProducerOption{streams.Brokers(seeds...), streams.KafkaOptions(kopts...)}
+	tp, stopTracing, err := f.Tracing(ctx, "gateway")
+	if err != nil {
+		return err
+	}
+	defer stopTracing(context.Background())
+	reg := prometheus.NewRegistry()
+	metrics, err := streams.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	audit, err := streams.NewAuditLog(kcl, cat.AuditTopic, "gateway", nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = audit.Flush(fctx)
+	}()
+	popts := []streams.ProducerOption{streams.Brokers(seeds...), streams.KafkaOptions(kopts...), streams.Tracing(tp), streams.Observe(metrics, audit)}
 	if o.spoolDir != "" {
 		popts = append(popts, streams.SpoolDir(o.spoolDir), streams.SpoolAfter(o.spoolAfter))
 	}
@@ -142,9 +162,10 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 			return err
 		}
 		producers[sys] = p
+		metrics.ObserveSpool(p)
 	}
 	log := slog.New(slog.NewTextHandler(f.ErrOut, nil))
-	server, err := gw.New(gw.Config{Producers: producers, Credentials: creds, Redis: rdb, Kafka: kcl, Registry: serde.Registry(), Logger: log,
+	server, err := gw.New(gw.Config{Producers: producers, Credentials: creds, Redis: rdb, Kafka: kcl, Registry: serde.Registry(), Metrics: reg, TracerProvider: tp, Logger: log,
 		MaxBodyBytes: o.maxBodyBytes, MaxEventBytes: o.maxEventBytes, MaxBatchEvents: o.maxBatchEvents, PublishTimeout: o.publishTimeout,
 		WriteTimeout: o.publishTimeout + 15*time.Second})
 	if err != nil {
