@@ -112,6 +112,34 @@ ensure_debs() {
 	fi
 }
 
+# ensure_chromium: installs Debian's chromium when no Chromium is in PATH, for the dashboard's
+# headless browser test (chromedp finds it in PATH). Like ensure_debs, the package lists are only
+# refreshed when it has to be installed.
+ensure_chromium() {
+	if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
+		return 0
+	fi
+	need_cmd apt-get
+	local sudo=()
+	if ((EUID != 0)); then
+		need_cmd sudo
+		sudo=(sudo -n)
+	fi
+	log "installing chromium with apt-get"
+	local out
+	out=$(mktemp)
+	if ! {
+		retry env DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get update -qq &&
+			retry env DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends chromium
+	} >"$out" 2>&1 </dev/null; then
+		cat "$out" >&2
+		rm -f "$out"
+		die "apt-get install chromium failed"
+	fi
+	rm -f "$out"
+	command -v chromium >/dev/null || die "chromium still missing after install"
+}
+
 # ensure_kafka_jars: resolves the broker jars with Maven unless the cache already holds the jars
 # resolved from the current pom.xml.
 ensure_kafka_jars() {

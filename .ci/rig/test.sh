@@ -35,6 +35,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+locked ensure_chromium
 rig_start "$state"
 # shellcheck source=/dev/null
 source "$state/env"

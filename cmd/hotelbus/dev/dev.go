@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/cmdutil"
 	"github.com/hotelbus/hotelbus/schemas"
+	"github.com/hotelbus/hotelbus/streams/monitor"
 	"github.com/hotelbus/hotelbus/streams/registry"
 	"github.com/hotelbus/hotelbus/topics"
 )
@@ -38,8 +40,8 @@ type Options struct {
 	Redis string
 	// Host is the interface every endpoint listens on.
 	Host string
-	// KafkaPort and RegistryPort pin the ports (0: any free port).
-	KafkaPort, RegistryPort int
+	// KafkaPort, RegistryPort and MonitorPort pin the ports (0: any free port).
+	KafkaPort, RegistryPort, MonitorPort int
 }
 
 // Stack is a running dev platform.
@@ -52,6 +54,9 @@ type Stack struct {
 	registry *registry.Registry
 	redis    *miniredis.Miniredis
 	dataDir  string
+	// monitor serves the dashboard; stopMonitor ends its polling and serving.
+	monitor     *http.Server
+	stopMonitor func()
 }
 
 // Start brings up the broker, the registry and Redis, applies the dev topics, registers the
@@ -132,10 +137,43 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	if err := schemas.Register(ctx, src, states, schemas.DefaultLevel); err != nil {
 		return nil, fmt.Errorf("dev: registering schemas: %w", err)
 	}
+	if err := s.startMonitor(cat, net.JoinHostPort(o.Host, strconv.Itoa(o.MonitorPort))); err != nil {
+		return nil, err
+	}
 	if err := writeEndpoints(o.DataDir, s.Endpoints); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// startMonitor serves the dashboard and lag metrics (hotelbus monitor) on addr until Close.
+func (s *Stack) startMonitor(cat *topics.Catalog, addr string) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.Endpoints.Kafka))
+	if err != nil {
+		return fmt.Errorf("dev: monitor client: %w", err)
+	}
+	m, err := monitor.New(monitor.Config{Catalog: cat, Client: cl})
+	if err != nil {
+		cl.Close()
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		cl.Close()
+		return fmt.Errorf("dev: monitor: %w", err)
+	}
+	s.monitor = &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { _ = s.monitor.Serve(ln) }() // returns ErrServerClosed after Close
+	go func() { _ = m.Run(ctx); close(ran) }()
+	s.stopMonitor = func() {
+		cancel()
+		<-ran
+		cl.Close()
+	}
+	s.Endpoints.Monitor = "http://" + ln.Addr().String()
+	return nil
 }
 
 func writeEndpoints(dir string, e cmdutil.Endpoints) error {
@@ -157,6 +195,10 @@ func writeEndpoints(dir string, e cmdutil.Endpoints) error {
 // Close stops everything the stack started, saving the broker's state, and removes
 // endpoints.json (the endpoints are gone).
 func (s *Stack) Close() {
+	if s.monitor != nil {
+		_ = s.monitor.Close()
+		s.stopMonitor()
+	}
 	if s.kafka != nil {
 		s.kafka.Close()
 	}
@@ -174,6 +216,7 @@ func (s *Stack) Print(w io.Writer) {
 	fmt.Fprintf(w, "kafka     %s\n", s.Endpoints.Kafka)
 	fmt.Fprintf(w, "registry  %s\n", s.Endpoints.Registry)
 	fmt.Fprintf(w, "redis     %s\n", s.Endpoints.Redis)
+	fmt.Fprintf(w, "monitor   %s\n", s.Endpoints.Monitor)
 	fmt.Fprintf(w, "endpoints %s\n", filepath.Join(s.dataDir, cmdutil.EndpointsFile))
 }
 
@@ -185,9 +228,10 @@ func New(f *cmdutil.Factory) *cobra.Command {
 		Short: "Run the platform in one process on its embedded default (Kafka, registry, Redis)",
 		Long: `dev starts an in-process Kafka broker (franz-go's kfake, data on disk), the embedded schema
 registry (ids stable across restarts) and an in-process Redis, creates the dev topics, registers
-every schema, prints one line per endpoint and writes <data-dir>/endpoints.json, which the other
-commands read when given no --brokers/--registry/--redis. Ctrl-C stops it cleanly; a restart with
-the same --data-dir keeps every record, offset and schema id.`,
+every schema, serves the live dashboard and lag metrics (as ` + "`hotelbus monitor`" + `), prints one
+line per endpoint and writes <data-dir>/endpoints.json, which the other commands read when given
+no --brokers/--registry/--redis. Ctrl-C stops it cleanly; a restart with the same --data-dir keeps
+every record, offset and schema id.`,
 		Example: `  go run ./cmd/hotelbus dev
   hotelbus dev --data-dir /tmp/hb --fresh
   hotelbus dev --kafka-port 9092 --registry-port 8081`,
@@ -204,6 +248,7 @@ the same --data-dir keeps every record, offset and schema id.`,
 	cmd.Flags().StringVar(&o.Host, "host", "127.0.0.1", "interface to listen on")
 	cmd.Flags().IntVar(&o.KafkaPort, "kafka-port", 0, "Kafka port (0: any free port)")
 	cmd.Flags().IntVar(&o.RegistryPort, "registry-port", 0, "schema registry port (0: any free port)")
+	cmd.Flags().IntVar(&o.MonitorPort, "monitor-port", 0, "dashboard and lag metrics port (0: any free port)")
 	return cmd
 }
 
@@ -211,7 +256,7 @@ func run(ctx context.Context, f *cmdutil.Factory, o Options) error {
 	if o.Redis != "" && !strings.HasPrefix(o.Redis, "redis://") && !strings.HasPrefix(o.Redis, "rediss://") {
 		return cmdutil.Usagef("--redis: %q is not a redis:// URL", o.Redis)
 	}
-	for flag, p := range map[string]int{"--kafka-port": o.KafkaPort, "--registry-port": o.RegistryPort} {
+	for flag, p := range map[string]int{"--kafka-port": o.KafkaPort, "--registry-port": o.RegistryPort, "--monitor-port": o.MonitorPort} {
 		if p < 0 || p > 65535 {
 			return cmdutil.Usagef("%s: %d is not a port", flag, p)
 		}

@@ -15,11 +15,14 @@ import (
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/dispatch"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/dlq"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/gateway"
+	"github.com/hotelbus/hotelbus/cmd/hotelbus/lag"
+	"github.com/hotelbus/hotelbus/cmd/hotelbus/monitor"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/produce"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/replay"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/resync"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/schemas"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/topics"
+	"github.com/hotelbus/hotelbus/cmd/hotelbus/trace"
 )
 
 // Main runs the binary's command line and returns the exit code.
@@ -68,7 +71,7 @@ HOTELBUS_BROKERS, HOTELBUS_REGISTRY, HOTELBUS_REDIS); given none, they use a run
 	cmd.SetOut(f.Out)
 	cmd.SetErr(f.ErrOut)
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &cmdutil.UsageError{Err: err} })
-	cmd.AddCommand(catalog.New(f), schemas.New(f), dev.New(f), topics.New(f), acls.New(f), produce.New(f), replay.New(f), resync.New(f), gateway.New(f), dispatch.New(f), dlq.New(f))
+	cmd.AddCommand(catalog.New(f), schemas.New(f), dev.New(f), topics.New(f), acls.New(f), produce.New(f), replay.New(f), resync.New(f), gateway.New(f), dispatch.New(f), dlq.New(f), lag.New(f), monitor.New(f), trace.New(f))
 	wrapArgs(cmd)
 	return cmd
 }

@@ -1,0 +1,115 @@
+// Package lag implements `hotelbus lag`: how far each consumer group is behind, in records and in
+// seconds.
+package lag
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hotelbus/hotelbus/cmd/hotelbus/cmdutil"
+	"github.com/hotelbus/hotelbus/streams/lag"
+)
+
+type options struct {
+	groups []string
+	prefix string
+	json   bool
+	kafka  *cmdutil.KafkaFlags
+}
+
+// New returns the lag command.
+func New(f *cmdutil.Factory) *cobra.Command {
+	o := &options{}
+	cmd := &cobra.Command{
+		Use:   "lag [--group G]... [--json]",
+		Short: "Show how far consumer groups are behind, in records and seconds",
+		Long: `lag prints, for each consumer group, its state and members, and for every partition it has
+committed to or is assigned: the committed offset, the end offset, the lag in records, and the lag
+in seconds, the age of the oldest record the group has not consumed (the record at its committed
+offset; 0 when the group is caught up), as kafka-lag-exporter measures it.
+
+Without --group it shows the group of every system in the catalog. A group the cluster does not
+know is shown as Dead. Exit 1 when a group or partition could not be measured.`,
+		Example: `  hotelbus lag
+  hotelbus lag --group hotelbus.hotel-member
+  hotelbus lag --json | jq '.groups[] | {group, lag, lagSeconds}'`,
+		Args: cobra.NoArgs,
+		RunE: cmdutil.Interruptible(func(ctx context.Context) error { return run(ctx, f, o) }),
+	}
+	fl := cmd.Flags()
+	fl.StringArrayVar(&o.groups, "group", nil, "consumer group to show (repeatable; default: every system's group)")
+	fl.StringVar(&o.prefix, "prefix", "", "topic and group name prefix (an isolated copy, as `topics apply --prefix`)")
+	fl.BoolVar(&o.json, "json", false, "print JSON")
+	o.kafka = cmdutil.AddKafkaFlags(cmd)
+	return cmd
+}
+
+func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
+	groups := o.groups
+	if len(groups) == 0 {
+		cat, err := cmdutil.Catalog(o.prefix)
+		if err != nil {
+			return err
+		}
+		for _, s := range cat.Systems {
+			if len(s.Subscribes) > 0 {
+				groups = append(groups, s.Group)
+			}
+		}
+	}
+	cl, err := f.KafkaClient(o.kafka)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	rep, err := lag.NewReader(cl).Read(ctx, groups...)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		err = cmdutil.WriteJSON(f.Out, rep)
+	} else {
+		err = table(f.Out, rep)
+	}
+	if err != nil {
+		return err
+	}
+	return rep.Err()
+}
+
+// table writes the report: one line per partition, and one per group without any.
+func table(w io.Writer, rep *lag.Report) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "GROUP\tSTATE\tMEMBERS\tTOPIC\tPARTITION\tCOMMITTED\tEND\tLAG\tLAG-SECONDS\tMEMBER")
+	for _, g := range rep.Groups {
+		if g.Error != "" {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", g.Group, "error", len(g.Members), g.Error)
+			continue
+		}
+		if len(g.Partitions) == 0 {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t-\t-\t-\t-\t-\t-\t-\n", g.Group, g.State, len(g.Members))
+			continue
+		}
+		for _, p := range g.Partitions {
+			committed, lagStr := "-", strconv.FormatInt(p.Lag, 10)
+			if p.Committed >= 0 {
+				committed = strconv.FormatInt(p.Committed, 10)
+			}
+			if p.Error != "" {
+				lagStr = "error: " + p.Error
+			}
+			member := p.Member
+			if member == "" {
+				member = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%d\t%s\t%.3f\t%s\n", g.Group, g.State, len(g.Members), p.Topic, p.Partition,
+				committed, p.End, lagStr, p.LagSeconds, member)
+		}
+	}
+	return tw.Flush()
+}
