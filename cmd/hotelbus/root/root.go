@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/acls"
+	"github.com/hotelbus/hotelbus/cmd/hotelbus/bench"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/catalog"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/cmdutil"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/dev"
@@ -21,6 +22,7 @@ import (
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/replay"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/resync"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/schemas"
+	"github.com/hotelbus/hotelbus/cmd/hotelbus/simulate"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/topics"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/trace"
 )
@@ -71,7 +73,7 @@ HOTELBUS_BROKERS, HOTELBUS_REGISTRY, HOTELBUS_REDIS); given none, they use a run
 	cmd.SetOut(f.Out)
 	cmd.SetErr(f.ErrOut)
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &cmdutil.UsageError{Err: err} })
-	cmd.AddCommand(catalog.New(f), schemas.New(f), dev.New(f), topics.New(f), acls.New(f), produce.New(f), replay.New(f), resync.New(f), gateway.New(f), dispatch.New(f), dlq.New(f), lag.New(f), monitor.New(f), trace.New(f))
+	cmd.AddCommand(catalog.New(f), schemas.New(f), dev.New(f), topics.New(f), acls.New(f), produce.New(f), replay.New(f), resync.New(f), gateway.New(f), dispatch.New(f), dlq.New(f), simulate.New(f), bench.New(f), lag.New(f), monitor.New(f), trace.New(f))
 	wrapArgs(cmd)
 	return cmd
 }
