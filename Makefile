@@ -3,7 +3,7 @@
 
 GO ?= go
 
-.PHONY: test test-fast vet bench cluster3-up cluster3-down rig-up rig-down
+.PHONY: test test-fast vet bench chart chart-topology cluster3-up cluster3-down rig-up rig-down
 
 # The real thing: Apache Kafka + redis-server + the Python interop peer, race detector on.
 test:
@@ -20,6 +20,15 @@ vet:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# The Helm chart: helm lint --strict over charts/hotelbus/ci, helm unittest, strict decoding of the
+# rendered manifests, the alert rules evaluated (helm and helm-unittest are built into the cache).
+chart:
+	bash .ci/rig/helm.sh
+
+# Regenerate charts/hotelbus/files/topology.yaml after a change to topics/.
+chart-topology:
+	cd charts/hotelbus/test && $(GO) run ./cmd/gentopology ../files/topology.yaml
 
 cluster3-up:
 	bash .ci/rig/cluster3.sh start

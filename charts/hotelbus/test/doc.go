@@ -1,0 +1,6 @@
+// Package chart tests the hotelbus Helm chart from outside: the manifests helm renders for each
+// values file of charts/hotelbus/ci (read from $HOTELBUS_CHART_RENDERED, written by
+// .ci/rig/helm.sh) decode strictly into their API types and keep the chart's guarantees; the
+// PrometheusRule's alerts fire on recorded series; files/topology.yaml matches topics/; the image's
+// Dockerfile and ignore file agree with the chart and the build.
+package chart
