@@ -269,6 +269,7 @@ func (st *run) consume(parts []span, base []kgo.Opt) (interrupted bool, err erro
 	workers := min(st.cfg.Workers, len(parts))
 	queues := make([]chan []*kgo.Record, workers)
 	var wg sync.WaitGroup
+	var skipped atomic.Bool // a batch fetched before ctx ended was not written
 	for i := range queues {
 		queues[i] = make(chan []*kgo.Record, 4)
 		wg.Add(1)
@@ -277,6 +278,7 @@ func (st *run) consume(parts []span, base []kgo.Opt) (interrupted bool, err erro
 			w := st.newWorker()
 			for recs := range q {
 				if st.ctx.Err() != nil || st.work.Err() != nil {
+					skipped.Store(st.ctx.Err() != nil)
 					continue
 				}
 				if err := w.batch(recs); err != nil {
@@ -293,6 +295,7 @@ func (st *run) consume(parts []span, base []kgo.Opt) (interrupted bool, err erro
 		if cause := context.Cause(st.work); cause != nil && err == nil {
 			err = cause
 		}
+		interrupted = interrupted || skipped.Load()
 	}()
 
 	// A worker's failure must end a poll that waits for records.
