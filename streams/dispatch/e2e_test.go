@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -133,92 +132,4 @@ func TestGatewayToTargetAcrossBrokerRestart(t *testing.T) {
 			t.Logf("%s: %d events posted, %d answered spooled, all delivered once in order", b.Name, tenants*per, spooled.Load())
 		})
 	}
-}
-
-// BenchmarkGatewayToTarget measures the gateway's peak rate of single-event posts (32 clients),
-// then the end-to-end latency from post to the dispatcher's target at half that rate, and reports
-// p50 and p99 in milliseconds.
-func BenchmarkGatewayToTarget(b *testing.B) {
-	b.ReportAllocs()
-	for _, be := range streamstest.Backends(b) {
-		b.Run(be.Name, func(b *testing.B) {
-			b.ReportAllocs()
-			var peak, p50, p99 float64
-			for range b.N {
-				peak, p50, p99 = gatewayToTarget(b, be)
-			}
-			b.ReportMetric(peak, "peak-posts/s")
-			b.ReportMetric(p50, "p50-ms")
-			b.ReportMetric(p99, "p99-ms")
-		})
-	}
-}
-
-func gatewayToTarget(b *testing.B, be streamstest.Backend) (peak, p50, p99 float64) {
-	f := newFixture(b, be)
-	var mu sync.Mutex
-	arrived := map[string]time.Time{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		arrived[r.Header.Get("ce-id")] = time.Now()
-		mu.Unlock()
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	b.Cleanup(srv.Close)
-	f.dispatcher(b, srv.URL)
-	url := f.startGateway(b, be.Brokers)
-	example := f.example(b)
-
-	const peakPosts, clients = 4000, 32
-	start := time.Now()
-	var wg sync.WaitGroup
-	for c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range peakPosts / clients {
-				post(b, url, example, fmt.Sprintf("tenant-%03d", c), i)
-			}
-		}()
-	}
-	wg.Wait()
-	peak = peakPosts / time.Since(start).Seconds()
-	streamstest.Eventually(b, time.Minute, "the peak phase delivered", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(arrived) >= peakPosts
-	})
-
-	const paced = 2000
-	interval := time.Duration(float64(time.Second) / (peak / 2))
-	sentAt := make(map[string]time.Time, paced)
-	var smu sync.Mutex
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for i := range paced {
-		<-tick.C
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			at := time.Now()
-			_, id := post(b, url, example, fmt.Sprintf("tenant-%03d", i%200), peakPosts+i)
-			smu.Lock()
-			sentAt[id] = at
-			smu.Unlock()
-		}()
-	}
-	wg.Wait()
-	streamstest.Eventually(b, time.Minute, "the paced phase delivered", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(arrived) >= peakPosts+paced
-	})
-	lat := make([]float64, 0, paced)
-	mu.Lock()
-	for id, at := range sentAt {
-		lat = append(lat, float64(arrived[id].Sub(at).Microseconds())/1000)
-	}
-	mu.Unlock()
-	slices.Sort(lat)
-	return peak, lat[len(lat)/2], lat[len(lat)*99/100]
 }
