@@ -238,11 +238,27 @@ func (d *Dedup) Prepare(ctx context.Context, batch []*Message) error {
 }
 
 // Release gives up the leases a batch's messages acquired in Prepare and never used (the consumer
-// abandons them, for example because their partition was revoked), in one round trip, so that the
-// next owner of the partition does not wait for them to expire. Messages already handled are left
-// alone; none of them may be in the chain during the call. Errors are returned, not retried: an
-// unreleased lease expires by itself.
+// abandons them, for example because their partition was revoked), pipelined (one round trip
+// per releaseChunk messages), so that the next owner of the partition does not wait for them to
+// expire. Messages already handled are left alone; none of them may be in the chain during the
+// call. A failed round trip does not stop the others; the first error is returned, not retried:
+// an unreleased lease expires by itself.
 func (d *Dedup) Release(ctx context.Context, batch []*Message) error {
+	var first error
+	for start := 0; start < len(batch); start += releaseChunk {
+		if err := d.release(ctx, batch[start:min(start+releaseChunk, len(batch))]); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// releaseChunk bounds the leases released in one pipeline, so that a large release (a partition
+// lost with thousands of prepared records) is many short round trips, none of them long enough
+// to hit the client's read timeout.
+const releaseChunk = 500
+
+func (d *Dedup) release(ctx context.Context, batch []*Message) error {
 	var n int
 	cmds, err := d.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, m := range batch {
