@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -485,25 +486,38 @@ func (c *Consumer) partsOf(fs kgo.Fetches) map[topicPartition]*partState {
 	return out
 }
 
-// jobs turns the polled records into jobs, decoding those that reach a handler, and returns them
-// in fetch order with the messages that will enter the chain (the batch for the preparers).
+// jobs turns the polled records into jobs, decoding those that reach a handler (on up to
+// GOMAXPROCS goroutines: decoding is the poll loop's main cost), and returns them in fetch order
+// with the messages that will enter the chain (the batch for the preparers).
 func (c *Consumer) jobs(ctx context.Context, fs kgo.Fetches, parts map[topicPartition]*partState) ([]*job, []*Message) {
 	var jobs []*job
-	var batch []*Message
+	var recs []*kgo.Record
 	fs.EachRecord(func(r *kgo.Record) {
-		p := parts[topicPartition{r.Topic, r.Partition}]
-		if p == nil {
-			return
+		if p := parts[topicPartition{r.Topic, r.Partition}]; p != nil {
+			jobs = append(jobs, &job{part: p, offset: r.Offset, epoch: r.LeaderEpoch, key: string(r.Key)})
+			recs = append(recs, r)
 		}
-		j := &job{part: p, offset: r.Offset, epoch: r.LeaderEpoch, key: string(r.Key)}
-		jobs = append(jobs, j)
-		c.route(ctx, j, r)
+	})
+	workers := min(runtime.GOMAXPROCS(0), len(jobs)/64+1)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(jobs); i += workers {
+				c.route(ctx, jobs[i], recs[i])
+			}
+		}()
+	}
+	wg.Wait()
+	var batch []*Message
+	for _, j := range jobs {
 		if j.chain == nil {
 			j.done = true
-			return
+			continue
 		}
 		batch = append(batch, j.msg)
-	})
+	}
 	return jobs, batch
 }
 
