@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -41,9 +42,11 @@ type childKey struct{ group, eventType string }
 // children are the label-resolved metrics of one group and event type, so the hot path does not
 // hash labels for every event.
 type children struct {
+	group, eventType  string
 	consumed, retries prometheus.Counter
 	duration, latency prometheus.Observer
-	handled           sync.Map // outcome -> prometheus.Counter
+	handled           sync.Map // outcome -> prometheus.Counter, for outcomes other than the usual
+	handledOK, dup    prometheus.Counter
 }
 
 type publishKey struct{ system, eventType, outcome string }
@@ -128,28 +131,37 @@ func (c *spoolCollector) Collect(ch chan<- prometheus.Metric) {
 // abandoned by a shutdown or a lost partition are not counted as handled.
 func (m *Metrics) Middleware() Middleware {
 	return func(next Handler) Handler {
+		var last atomic.Pointer[children] // a chain mostly sees one group and event type
 		return func(ctx context.Context, msg *Message) error {
 			obs, err, abandoned := observeChain(ctx, msg, next)
 			if abandoned {
 				return err
 			}
-			ch := m.childrenOf(msg.Group, obs.eventType)
+			ch := last.Load()
+			if ch == nil || ch.group != msg.Group || ch.eventType != obs.eventType {
+				ch = m.childrenOf(msg.Group, obs.eventType)
+				last.Store(ch)
+			}
 			ch.consumed.Inc()
 			ch.duration.Observe(obs.took.Seconds())
-			c, ok := ch.handled.Load(obs.outcome)
-			if !ok {
-				c, _ = ch.handled.LoadOrStore(obs.outcome, m.handled.WithLabelValues(msg.Group, obs.eventType, obs.outcome))
-			}
-			c.(prometheus.Counter).Inc()
 			switch obs.outcome {
 			case OutcomeHandled:
+				ch.handledOK.Inc()
 				if obs.latency > 0 {
 					ch.latency.Observe(obs.latency.Seconds())
 				}
 			case OutcomeDuplicate:
+				ch.dup.Inc()
 				m.dedupHits.WithLabelValues(msg.Group).Inc()
-			case OutcomeDeadLettered:
-				m.deadLetters.WithLabelValues(msg.Group, obs.detail).Inc()
+			default:
+				c, ok := ch.handled.Load(obs.outcome)
+				if !ok {
+					c, _ = ch.handled.LoadOrStore(obs.outcome, m.handled.WithLabelValues(msg.Group, obs.eventType, obs.outcome))
+				}
+				c.(prometheus.Counter).Inc()
+				if obs.outcome == OutcomeDeadLettered {
+					m.deadLetters.WithLabelValues(msg.Group, obs.detail).Inc()
+				}
 			}
 			if msg.Attempt > 1 {
 				ch.retries.Add(float64(msg.Attempt - 1))
@@ -165,10 +177,14 @@ func (m *Metrics) childrenOf(group, eventType string) *children {
 		return c.(*children)
 	}
 	c, _ := m.children.LoadOrStore(k, &children{
-		consumed: m.consumed.WithLabelValues(group, eventType),
-		retries:  m.retries.WithLabelValues(group, eventType),
-		duration: m.duration.WithLabelValues(group, eventType),
-		latency:  m.latency.WithLabelValues(group, eventType),
+		group:     group,
+		eventType: eventType,
+		consumed:  m.consumed.WithLabelValues(group, eventType),
+		retries:   m.retries.WithLabelValues(group, eventType),
+		duration:  m.duration.WithLabelValues(group, eventType),
+		latency:   m.latency.WithLabelValues(group, eventType),
+		handledOK: m.handled.WithLabelValues(group, eventType, OutcomeHandled),
+		dup:       m.handled.WithLabelValues(group, eventType, OutcomeDuplicate),
 	})
 	return c.(*children)
 }
