@@ -571,11 +571,19 @@ func (p *Producer) drainOnce() (backoff bool) {
 	client := p.client
 	p.mu.Unlock()
 	res := client.ProduceSync(ctx, recs...)
-	// delete the acknowledged prefix; the rest is sent again (a record acknowledged after a failed
-	// one is then written twice, with the same eventId)
-	done := -1
-	for i, r := range res {
+	// Delete the acknowledged prefix in spool order; the rest is sent again (a record acknowledged
+	// after a failed one is then written twice, with the same eventId). ProduceSync lists results
+	// in the order the promises completed, not in recs' order: when one partition fails and
+	// another succeeds, its first results can be acknowledgements of records behind a failure.
+	failed := make(map[*kgo.Record]bool, len(res))
+	for _, r := range res {
 		if r.Err != nil {
+			failed[r.Record] = true
+		}
+	}
+	done := -1
+	for i, r := range recs {
+		if failed[r] {
 			break
 		}
 		done = i
