@@ -36,6 +36,7 @@ type options struct {
 	parkKey         bool
 	maxInFlight     int
 	shutdownTimeout time.Duration
+	sessionTimeout  time.Duration
 	listen          string
 }
 
@@ -81,6 +82,7 @@ the group.`,
 	fl.BoolVar(&o.parkKey, "park-key", false, "after a dead letter, dead-letter the key's later events too until redrive (default: continue)")
 	fl.IntVar(&o.maxInFlight, "max-in-flight", 256, "deliveries running at once (different keys)")
 	fl.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a shutdown waits for deliveries in flight")
+	fl.DurationVar(&o.sessionTimeout, "session-timeout", 45*time.Second, "how long the group waits for a silent member (a crashed replica) before its partitions move")
 	fl.StringVar(&o.listen, "listen", "127.0.0.1:9091", "address serving /metrics, /healthz and /readyz (`host:port`)")
 	o.kafka = cmdutil.AddKafkaFlags(cmd)
 	return cmd
@@ -154,7 +156,7 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 		return err
 	}
 	c, err := streams.NewConsumer(o.system, serde, streams.Brokers(seeds...), streams.KafkaOptions(kopts...), streams.Logger(log),
-		streams.MaxInFlight(o.maxInFlight), streams.ShutdownTimeout(o.shutdownTimeout), streams.Tracing(tp),
+		streams.MaxInFlight(o.maxInFlight), streams.ShutdownTimeout(o.shutdownTimeout), streams.SessionTimeout(o.sessionTimeout), streams.Tracing(tp),
 		streams.Use(metrics.Middleware(), audit.Middleware(), dedup.Middleware(), dl.Middleware(), streams.Retry(streams.RetryMaxAttempts(o.attempts))),
 		streams.UsePreparer(dedup))
 	if err != nil {
