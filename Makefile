@@ -3,11 +3,17 @@
 
 GO ?= go
 
-.PHONY: test test-fast vet bench chart chart-topology cluster3-up cluster3-down rig-up rig-down
+.PHONY: test test-fast faults vet bench chart chart-topology cluster3-up cluster3-down rig-up rig-down
 
 # The real thing: Apache Kafka + redis-server + the Python interop peer, race detector on.
 test:
 	bash .ci/rig/test.sh
+
+# The fault-injection suite (streams/faults, opt-in): kill -9 of brokers (one, and a three-node
+# cluster), dispatchers and Redis, a failing target, a stalled dispatcher; 50,000 events each through
+# the real gateway and dispatcher binaries; prints a table per scenario. Also run by `make test`.
+faults:
+	bash .ci/rig/faults.sh
 
 # Embedded components only (kfake, srfake, miniredis).
 test-fast:

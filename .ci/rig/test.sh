@@ -51,4 +51,5 @@ wait "$gotest" || rc=$?
 gotest=
 # The Helm chart checks (no rig needed); skipped when the Go tests failed, so that exits fast.
 ((rc != 0)) || bash "$RIG_DIR/helm.sh" || rc=$?
+((rc != 0)) || bash "$RIG_DIR/faults.sh" || rc=$? # the fault-injection suite (its own rig), once all above passed
 exit "$rc"

@@ -1,0 +1,183 @@
+package faults
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// runScript runs one of the rig's scripts (.ci/rig/NAME) with args and extra environment and
+// returns its standard output; an error carries the script's standard error.
+func runScript(root string, env []string, name string, args ...string) (string, error) {
+	cmd := exec.Command("bash", append([]string{filepath.Join(root, ".ci", "rig", name)}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("faults: %s %s: %w\n%s", name, strings.Join(args, " "), err, stderr.String())
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// script is runScript failing t on an error.
+func script(t testing.TB, env []string, name string, args ...string) string {
+	t.Helper()
+	out, err := runScript(ModuleRoot(t), env, name, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func readPid(t testing.TB, file string) int {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatalf("faults: pid file: %v", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("faults: pid file %s: %v", file, err)
+	}
+	return pid
+}
+
+// Broker is a private single-node Apache Kafka (.ci/rig/broker.sh) that a scenario may kill.
+type Broker struct {
+	Addr  string
+	state string
+}
+
+// StartBroker starts a private broker; it is stopped when the test ends.
+func StartBroker(t testing.TB) *Broker {
+	t.Helper()
+	b := &Broker{state: StateDir(t, "broker")}
+	t.Cleanup(func() {
+		_ = exec.Command("bash", filepath.Join(ModuleRoot(t), ".ci", "rig", "broker.sh"), "stop", b.state).Run()
+	})
+	b.Addr = script(t, nil, "broker.sh", "start", b.state)
+	return b
+}
+
+// Kill9 kills the broker's JVM with SIGKILL (no shutdown) and waits until it is gone.
+func (b *Broker) Kill9(t testing.TB) {
+	t.Helper()
+	if err := killPid(readPid(t, filepath.Join(b.state, "kafka", "pid"))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Restart starts the broker again on its data and address and waits until it serves metadata.
+func (b *Broker) Restart(t testing.TB) {
+	t.Helper()
+	script(t, nil, "broker.sh", "start", b.state)
+}
+
+// Cluster is the rig's three-node cluster (.ci/rig/cluster3.sh: replication 3, min.insync.replicas
+// 2), with its state in a private directory so that it never touches another run's cluster.
+type Cluster struct {
+	Brokers []string
+	runDir  string
+}
+
+// StartCluster3 starts the three-node cluster; it is stopped when the test ends. Its ports are
+// fixed (19192/19292/19392): a cluster already running there fails the test.
+func StartCluster3(t testing.TB) *Cluster {
+	t.Helper()
+	c := &Cluster{runDir: StateDir(t, "cluster3")}
+	env := []string{"HOTELBUS_RIG_TMP=" + c.runDir}
+	t.Cleanup(func() {
+		cmd := exec.Command("bash", filepath.Join(ModuleRoot(t), ".ci", "rig", "cluster3.sh"), "stop")
+		cmd.Env = append(os.Environ(), env...)
+		_ = cmd.Run()
+	})
+	script(t, env, "cluster3.sh", "start")
+	for n := 1; n <= 3; n++ {
+		c.Brokers = append(c.Brokers, c.addr(n))
+	}
+	return c
+}
+
+func (c *Cluster) addr(node int) string { return "127.0.0.1:" + strconv.Itoa(19092+100*node) }
+
+func (c *Cluster) dir(node int) string {
+	return filepath.Join(c.runDir, "hotelbus-cluster3", "node"+strconv.Itoa(node))
+}
+
+// Kill9 kills node's JVM with SIGKILL and waits until it is gone.
+func (c *Cluster) Kill9(t testing.TB, node int) {
+	t.Helper()
+	if err := killPid(readPid(t, filepath.Join(c.dir(node), "pid"))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Restart starts nodes again on their data (faults.sh node-start), in parallel, and waits until
+// each one is registered.
+func (c *Cluster) Restart(t testing.TB, nodes ...int) {
+	t.Helper()
+	root := ModuleRoot(t)
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Go(func() {
+			_, errs[i] = runScript(root, nil, "faults.sh", "node-start", c.dir(n), c.addr(n), strconv.Itoa(n))
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Redis is a private redis-server that a scenario may kill: like the rig's, without persistence,
+// so a restart comes back empty (the dedup keys are gone).
+type Redis struct {
+	URL  string
+	port int
+	dir  string
+	proc *Proc
+}
+
+// StartRedis starts a private redis-server and waits until it answers PING.
+func StartRedis(t testing.TB) *Redis {
+	t.Helper()
+	r := &Redis{port: FreePort(t), dir: t.TempDir()}
+	r.URL = fmt.Sprintf("redis://127.0.0.1:%d/0", r.port)
+	r.Restart(t)
+	return r
+}
+
+// Kill9 kills redis-server with SIGKILL.
+func (r *Redis) Kill9(t testing.TB) { t.Helper(); r.proc.Kill9(t) }
+
+// Restart starts redis-server on the same port and waits until it answers PING.
+func (r *Redis) Restart(t testing.TB) {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("faults: redis-server: %v", err)
+	}
+	r.proc = Start(t, "redis-server", nil, bin, "--bind", "127.0.0.1", "--port", strconv.Itoa(r.port),
+		"--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", r.dir)
+	cl := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", r.port)})
+	defer cl.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for cl.Ping(context.Background()).Err() != nil {
+		if r.proc.Exited() || time.Now().After(deadline) {
+			t.Fatalf("faults: redis-server on port %d did not answer PING:\n%s", r.port, r.proc.Tail(20))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
