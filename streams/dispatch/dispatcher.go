@@ -89,15 +89,17 @@ func (d *Dispatcher) Handler() streams.Handler {
 			if err != nil {
 				return fmt.Errorf("dispatch: waiting for the target to recover: %w", err)
 			}
-			err = d.deliver(ctx, m, body)
+			// A delivery that has started is not canceled with ctx (the partition revoked or lost, a
+			// shutdown): the target may already have acted on it, so its answer must reach dedup's
+			// done mark; otherwise the partition's next owner delivers the event again. Timeout
+			// bounds it.
+			err = d.deliver(context.WithoutCancel(ctx), m, body)
 			var te *TargetError
 			switch {
 			case err == nil:
 				d.delivered.Add(1)
 				d.br.success(probe)
 				return nil
-			case ctx.Err() != nil:
-				return err
 			case errors.As(err, &te) && !te.Retryable():
 				d.refused.Add(1)
 				d.br.success(probe) // the target answered: it is up
