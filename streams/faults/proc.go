@@ -46,30 +46,11 @@ func Binary(t testing.TB) string {
 	}
 	out := filepath.Join(t.TempDir(), "hotelbus")
 	cmd := exec.Command("go", "build", "-o", out, "./cmd/hotelbus")
-	cmd.Dir = ModuleRoot(t)
+	cmd.Dir = streamstest.ModuleRoot(t)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("faults: go build ./cmd/hotelbus: %v\n%s", err, b)
 	}
 	return out
-}
-
-// ModuleRoot returns the directory holding go.mod, searching up from the working directory.
-func ModuleRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("faults: go.mod not found above the working directory")
-		}
-		dir = parent
-	}
 }
 
 // StateDir returns a fresh directory for t's private brokers: under HOTELBUS_FAULTS_STATE (which

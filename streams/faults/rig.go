@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/hotelbus/hotelbus/streams/streamstest"
 )
 
 // runScript runs one of the rig's scripts (.ci/rig/NAME) with args and extra environment and
@@ -33,7 +35,7 @@ func runScript(root string, env []string, name string, args ...string) (string, 
 // script is runScript failing t on an error.
 func script(t testing.TB, env []string, name string, args ...string) string {
 	t.Helper()
-	out, err := runScript(ModuleRoot(t), env, name, args...)
+	out, err := runScript(streamstest.ModuleRoot(t), env, name, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +66,7 @@ func StartBroker(t testing.TB) *Broker {
 	t.Helper()
 	b := &Broker{state: StateDir(t, "broker")}
 	t.Cleanup(func() {
-		_ = exec.Command("bash", filepath.Join(ModuleRoot(t), ".ci", "rig", "broker.sh"), "stop", b.state).Run()
+		_ = exec.Command("bash", filepath.Join(streamstest.ModuleRoot(t), ".ci", "rig", "broker.sh"), "stop", b.state).Run()
 	})
 	b.Addr = script(t, nil, "broker.sh", "start", b.state)
 	return b
@@ -98,7 +100,7 @@ func StartCluster3(t testing.TB) *Cluster {
 	c := &Cluster{runDir: StateDir(t, "cluster3")}
 	env := []string{"HOTELBUS_RIG_TMP=" + c.runDir}
 	t.Cleanup(func() {
-		cmd := exec.Command("bash", filepath.Join(ModuleRoot(t), ".ci", "rig", "cluster3.sh"), "stop")
+		cmd := exec.Command("bash", filepath.Join(streamstest.ModuleRoot(t), ".ci", "rig", "cluster3.sh"), "stop")
 		cmd.Env = append(os.Environ(), env...)
 		_ = cmd.Run()
 	})
@@ -127,7 +129,7 @@ func (c *Cluster) Kill9(t testing.TB, node int) {
 // each one is registered.
 func (c *Cluster) Restart(t testing.TB, nodes ...int) {
 	t.Helper()
-	root := ModuleRoot(t)
+	root := streamstest.ModuleRoot(t)
 	errs := make([]error, len(nodes))
 	var wg sync.WaitGroup
 	for i, n := range nodes {

@@ -75,7 +75,7 @@ func restartableKfake(t testing.TB) *Restartable {
 
 func privateKafka(t testing.TB) *Restartable {
 	t.Helper()
-	script := filepath.Join(moduleRoot(t), ".ci", "rig", "broker.sh")
+	script := filepath.Join(ModuleRoot(t), ".ci", "rig", "broker.sh")
 	state := t.TempDir()
 	run := func(t testing.TB, args ...string) string {
 		t.Helper()
@@ -104,8 +104,8 @@ func privateKafka(t testing.TB) *Restartable {
 	return r
 }
 
-// moduleRoot returns the directory holding go.mod, searching up from the working directory.
-func moduleRoot(t testing.TB) string {
+// ModuleRoot returns the directory holding go.mod, searching up from the working directory.
+func ModuleRoot(t testing.TB) string {
 	t.Helper()
 	dir, err := os.Getwd()
 	if err != nil {
