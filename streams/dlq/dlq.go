@@ -315,58 +315,12 @@ func (q *DLQ) scan(ctx context.Context, m *matcher, serde *streams.Serde, fn fun
 // readSpans reads every span of topic to its end and calls fn with each record, in offset order
 // within a partition.
 func readSpans(ctx context.Context, cfg *Config, topic string, parts []span, fn func(*kgo.Record) error) error {
-	if len(parts) == 0 {
-		return nil
-	}
-	offsets := map[int32]kgo.Offset{}
-	ends := map[int32]int64{}
+	ranges := make(map[int32]streams.OffsetRange, len(parts))
 	for _, p := range parts {
-		offsets[p.partition] = kgo.NewOffset().At(p.start)
-		ends[p.partition] = p.end
+		ranges[p.partition] = streams.OffsetRange{Start: p.start, End: p.end}
 	}
-	cl, err := kgo.NewClient(append(cfg.base(), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offsets}),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
-	if err != nil {
-		return fmt.Errorf("dlq: kafka client: %w", err)
-	}
-	defer cl.Close()
-	for left := len(parts); left > 0; {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("dlq: reading %s: %w", topic, err)
-		}
-		var ferr error
-		fs.EachError(func(t string, p int32, e error) {
-			if ferr == nil {
-				ferr = fmt.Errorf("dlq: reading %s[%d]: %w", t, p, e)
-			}
-		})
-		if ferr != nil {
-			return ferr
-		}
-		var cbErr error
-		fs.EachPartition(func(fp kgo.FetchTopicPartition) {
-			end, ok := ends[fp.Partition]
-			if !ok || cbErr != nil {
-				return
-			}
-			for _, r := range fp.Records {
-				if r.Offset >= end {
-					break
-				}
-				if cbErr = fn(r); cbErr != nil {
-					return
-				}
-			}
-			if n := len(fp.Records); n > 0 && fp.Records[n-1].Offset >= end-1 {
-				delete(ends, fp.Partition)
-				left--
-				cl.PauseFetchPartitions(map[string][]int32{topic: {fp.Partition}})
-			}
-		})
-		if cbErr != nil {
-			return cbErr
-		}
+	if err := streams.ReadRanges(ctx, cfg.base(), topic, ranges, fn); err != nil {
+		return fmt.Errorf("dlq: %w", err)
 	}
 	return nil
 }

@@ -159,54 +159,26 @@ func ReadAudit(ctx context.Context, cl *kgo.Client, topic string, from time.Time
 	if err != nil {
 		return nil, 0, fmt.Errorf("monitor: audit topic %s: start offsets: %w", topic, err)
 	}
-	parts := map[int32]kgo.Offset{}
-	remaining := map[int32]int64{}
+	ranges := map[int32]streams.OffsetRange{}
 	starts.Each(func(o kadm.ListedOffset) {
 		end, _ := ends.Lookup(topic, o.Partition)
-		if o.Offset < end.Offset {
-			parts[o.Partition] = kgo.NewOffset().At(o.Offset)
-			remaining[o.Partition] = end.Offset
-		}
+		ranges[o.Partition] = streams.OffsetRange{Start: o.Offset, End: end.Offset}
 	})
 	var out []streams.AuditRecord
-	if len(parts) == 0 {
-		return out, 0, nil
-	}
-	reader, err := kgo.NewClient(append(cl.Opts(), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}))...)
+	err = streams.ReadRanges(ctx, cl.Opts(), topic, ranges, func(r *kgo.Record) error {
+		if !keep(r.Key) {
+			return nil
+		}
+		a, err := streams.ParseAuditRecord(r.Value)
+		if err != nil {
+			undecodable++
+			return nil
+		}
+		out = append(out, a)
+		return nil
+	})
 	if err != nil {
-		return nil, 0, fmt.Errorf("monitor: audit reader: %w", err)
-	}
-	defer reader.Close()
-	for len(remaining) > 0 {
-		fs := reader.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return nil, 0, fmt.Errorf("monitor: reading audit topic %s: %w", topic, err)
-		}
-		var ferr error
-		fs.EachError(func(t string, p int32, err error) {
-			ferr = fmt.Errorf("monitor: reading audit topic %s/%d: %w", t, p, err)
-		})
-		if ferr != nil {
-			return nil, 0, ferr
-		}
-		for r := range fs.RecordsAll() {
-			end, ok := remaining[r.Partition]
-			if !ok || r.Offset >= end {
-				continue
-			}
-			if r.Offset+1 >= end {
-				delete(remaining, r.Partition)
-			}
-			if !keep(r.Key) {
-				continue
-			}
-			a, err := streams.ParseAuditRecord(r.Value)
-			if err != nil {
-				undecodable++
-				continue
-			}
-			out = append(out, a)
-		}
+		return nil, 0, fmt.Errorf("monitor: audit topic: %w", err)
 	}
 	return out, undecodable, nil
 }
