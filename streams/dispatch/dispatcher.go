@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptrace"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -110,6 +112,7 @@ func (d *Dispatcher) Handler() streams.Handler {
 			if te != nil {
 				after = te.After
 			}
+			d.logTransient(m, err)
 			if !d.br.failure(probe, after) {
 				return err
 			}
@@ -162,6 +165,9 @@ func (d *Dispatcher) deliver(ctx context.Context, m *streams.Message, body []byt
 		propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(h))
 	}
 	h.Set(HeaderSignature, Sign(d.cfg.secret, time.Now(), body))
+	var wrote atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		WroteRequest: func(i httptrace.WroteRequestInfo) { wrote.Store(i.Err == nil) }}))
 	resp, err := d.client.Do(req)
 	if span != nil {
 		switch {
@@ -179,7 +185,7 @@ func (d *Dispatcher) deliver(ctx context.Context, m *streams.Message, body []byt
 		if ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			d.byClass[classOf(0)].Add(1)
 		}
-		return fmt.Errorf("dispatch: delivering %s to %s: %w", env.EventID, d.target, err)
+		return &DeliveryError{EventID: env.EventID, Target: d.target, Sent: wrote.Load(), Err: err}
 	}
 	d.byClass[classOf(resp.StatusCode)].Add(1)
 	defer resp.Body.Close()
@@ -190,6 +196,22 @@ func (d *Dispatcher) deliver(ctx context.Context, m *streams.Message, body []byt
 	}
 	return &TargetError{Status: resp.StatusCode, Excerpt: string(bytes.ToValidUTF8(excerpt, nil)),
 		After: min(retryAfter(resp.Header.Get("Retry-After"), time.Now()), d.cfg.maxRetryAfter)}
+}
+
+// logTransient logs one transient delivery failure with its class (see failureClass), so that
+// every retry of an event can be traced to its cause. A failure whose outcome is unknown (the
+// request was sent and no answer came) is logged at warn: the target may have acted on it, and
+// the retry may run the side effect again; receivers deduplicate on ce-id.
+func (d *Dispatcher) logTransient(m *streams.Message, err error) {
+	class := failureClass(err)
+	level := slog.LevelInfo
+	msg := "dispatch: transient delivery failure, retrying"
+	if class == ClassUnknownOutcome {
+		level = slog.LevelWarn
+		msg = "dispatch: delivery outcome unknown (request sent, no answer), retrying: the target may see this event twice"
+	}
+	d.cfg.logger.Log(context.Background(), level, msg, "class", class, "eventId", m.Envelope.EventID,
+		"topic", m.Record.Topic, "partition", m.Record.Partition, "offset", m.Record.Offset, "err", err)
 }
 
 // retryAfter parses a Retry-After value: delay seconds or an HTTP date (0 when absent or invalid).

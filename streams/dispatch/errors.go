@@ -49,3 +49,48 @@ func (e *TargetError) DeadLetterHeaders() []kgo.RecordHeader {
 }
 
 func transientStatus(s int) bool { return s == 408 || s == 429 || s >= 500 }
+
+// Classes of transient delivery failures, as logged by the dispatcher (key "class").
+const (
+	// ClassStatus: the target answered 408, 429 or 5xx.
+	ClassStatus = "status"
+	// ClassNotSent: the request failed before it was completely written (connection refused,
+	// DNS, a reset while writing): the target cannot have acted on it.
+	ClassNotSent = "not-sent"
+	// ClassUnknownOutcome: the request was written and no answer came (timeout, connection
+	// broken while waiting): the target may have acted on it.
+	ClassUnknownOutcome = "unknown-outcome"
+)
+
+// DeliveryError is a delivery that got no answer from the target. It is retryable.
+type DeliveryError struct {
+	EventID, Target string
+	// Sent: the request was completely written before the failure, so its outcome is unknown.
+	Sent bool
+	Err  error
+}
+
+func (e *DeliveryError) Error() string {
+	state := "not sent"
+	if e.Sent {
+		state = "sent, no answer"
+	}
+	return fmt.Sprintf("dispatch: delivering %s to %s (%s): %v", e.EventID, e.Target, state, e.Err)
+}
+
+func (e *DeliveryError) Unwrap() error { return e.Err }
+
+// Retryable reports true: a delivery without an answer is tried again.
+func (e *DeliveryError) Retryable() bool { return true }
+
+// failureClass names the class of a transient delivery failure.
+func failureClass(err error) string {
+	var de *DeliveryError
+	if errors.As(err, &de) {
+		if de.Sent {
+			return ClassUnknownOutcome
+		}
+		return ClassNotSent
+	}
+	return ClassStatus
+}
