@@ -22,8 +22,15 @@ import (
 //	hotelbus:dedup:{<group>}:<eventId>
 //
 // (the group is a hash tag, so every key of a batch lives in one Redis Cluster slot and a batch is
-// one pipeline). The key holds an owner token while a consumer handles the event (a lease, taken
-// with SET NX PX), and "done" once it succeeded (kept for the done TTL).
+// one pipeline). The key holds a lease while a consumer handles the event, "<owner token>|<deadline
+// in Unix ms>" taken with SET NX, and "done" once it succeeded; both live for the done TTL. A lease
+// ends at its deadline, not when the key expires: the key outlives it so that the next owner of
+// the event knows that an earlier attempt started and never finished (its owner crashed, was
+// stopped, or lost the lease while its handler ran). Taking such a lease over is logged at warn
+// with the eventId ("took over the expired lease") and counted (TakeOvers): the earlier
+// attempt's outcome is unknown, so a handler with external side effects may repeat one. Deadlines
+// are the consumers' clocks: keep them within a small fraction of the lease of each other. A
+// lease without a deadline (written by an older version) ends when its key expires.
 //
 // Protocol, per message:
 //   - Prepare checks a whole polled batch in one Redis round trip: for each distinct eventId it
@@ -32,7 +39,8 @@ import (
 //     batch with the same eventId).
 //   - The middleware commits a done event without calling the handler (returns nil). It waits for
 //     a lease held by another owner, polling with backoff, until the key is done (skip), free (take
-//     it and handle) or the context ends: a live foreign lease is never skipped.
+//     it and handle), past its deadline (take it over, compare-and-set, and handle) or the context
+//     ends: a live foreign lease is never skipped.
 //   - An acquired message is handled; while the handler runs the lease is extended (owner-checked)
 //     every third of the lease. On success an owner-checked script turns the key into "done" with
 //     the done TTL; on failure the lease is deleted (owner-checked) so that redelivery handles the
@@ -65,7 +73,7 @@ type Dedup struct {
 	seq    atomic.Uint64
 	fin    finisher
 
-	hits, acquired, waits, roundTrips atomic.Int64
+	hits, acquired, waits, roundTrips, takeOvers atomic.Int64
 }
 
 // dedupStatus is what the middleware knows about a message's key.
@@ -77,6 +85,7 @@ const (
 	statusDone                        // handled before: skip
 	statusBusy                        // another owner holds the lease: wait
 	statusOpen                        // Redis was unreachable with fail-open: handle without dedup
+	statusExpired                     // another owner's lease is past its deadline: take it over
 )
 
 // dedupState is what a Dedup records in a Message (state key: the *Dedup).
@@ -86,16 +95,25 @@ type dedupState struct {
 	status  dedupStatus
 	at      time.Time               // when the lease was taken or last extended (before the request was sent)
 	effects func(p redis.Pipeliner) // registered by the handler with OnDone
+	seen    string                  // statusExpired: the expired lease's value, for the compare-and-set
 }
 
 const doneValue = "done"
 
-// finishSrc turns the caller's lease into "done". A missing key (the lease expired, or Redis
-// lost it) is marked done too: the event was handled. Returns 1 when the key is now done by this
-// call, 2 when it was already done, 0 when another owner holds it.
-const finishSrc = `
+// The scripts below recognise the caller's lease by its owner token (ARGV[1]): the value is the
+// token followed by "|" and the deadline, or the token alone (a lease of an older version).
+const ownsLua = `
+local function owns(v, tok)
+  return v == tok or string.sub(v, 1, #tok + 1) == tok .. "|"
+end
+`
+
+// finishSrc turns the caller's lease into "done" for ARGV[2] ms. A missing key (Redis lost it) is
+// marked done too: the event was handled. Returns 1 when the key is now done by this call, 2 when
+// it was already done, 0 when another owner holds it.
+const finishSrc = ownsLua + `
 local v = redis.call("GET", KEYS[1])
-if v == ARGV[1] or v == false then
+if v == false or owns(v, ARGV[1]) then
   redis.call("SET", KEYS[1], "done", "PX", ARGV[2])
   return 1
 end
@@ -103,20 +121,45 @@ if v == "done" then return 2 end
 return 0`
 
 // releaseScript deletes the caller's lease and nothing else. Returns 1 when deleted.
-const releaseSrc = `
-if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end
+const releaseSrc = ownsLua + `
+local v = redis.call("GET", KEYS[1])
+if v and owns(v, ARGV[1]) then return redis.call("DEL", KEYS[1]) end
 return 0`
 
 var releaseScript = redis.NewScript(releaseSrc)
 
-// extendScript renews the caller's lease for ARGV[2] ms, or takes it again when the key vanished
-// (Redis restarted without persistence). Returns 1 when the caller holds the lease, 0 when another
-// owner does or the event is done.
-var extendScript = redis.NewScript(`
+// extendScript sets the caller's lease to ARGV[2] (its new value, with the new deadline) for
+// ARGV[3] ms, also when the key vanished (Redis restarted without persistence). Returns 1 when
+// the caller holds the lease, 0 when another owner does or the event is done.
+var extendScript = redis.NewScript(ownsLua + `
 local v = redis.call("GET", KEYS[1])
-if v == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end
-if v == false then redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2]) return 1 end
+if v == false or owns(v, ARGV[1]) then redis.call("SET", KEYS[1], ARGV[2], "PX", ARGV[3]) return 1 end
 return 0`)
+
+// takeOverScript replaces an expired lease (ARGV[1], the value read) by the caller's (ARGV[2]) for
+// ARGV[3] ms, unless the key changed meanwhile. Returns 1 when the caller holds the lease.
+var takeOverScript = redis.NewScript(`
+if redis.call("GET", KEYS[1]) == ARGV[1] then redis.call("SET", KEYS[1], ARGV[2], "PX", ARGV[3]) return 1 end
+return 0`)
+
+// leaseValue is the value of the lease token holds until at + the lease.
+func (d *Dedup) leaseValue(token string, at time.Time) string {
+	return token + "|" + strconv.FormatInt(at.Add(d.cfg.lease).UnixMilli(), 10)
+}
+
+// leaseExpired reports whether a foreign lease value is past its deadline at now; a value without
+// a deadline (an older version's lease) ends with its key instead.
+func leaseExpired(v string, now time.Time) bool {
+	i := strings.LastIndexByte(v, '|')
+	if i < 0 {
+		return false
+	}
+	ms, err := strconv.ParseInt(v[i+1:], 10, 64)
+	return err == nil && now.UnixMilli() >= ms
+}
+
+// keyTTL is how long a dedup key lives: the done TTL, for done marks and leases alike (see Dedup).
+func (d *Dedup) keyTTL() time.Duration { return d.cfg.doneTTL }
 
 // NewDedup returns the dedup middleware of a consumer group, storing its keys in rdb (a single
 // Redis, a Redis Cluster, or a failover client). group must be non-empty and free of '{' and '}'
@@ -163,6 +206,10 @@ func (d *Dedup) Waits() int64 { return d.waits.Load() }
 // RoundTrips counts Prepare calls that got Redis's answer (one per batch, outages excepted).
 func (d *Dedup) RoundTrips() int64 { return d.roundTrips.Load() }
 
+// TakeOvers counts expired leases of other owners taken over: events whose earlier attempt started
+// and never finished, so that its outcome is unknown.
+func (d *Dedup) TakeOvers() int64 { return d.takeOvers.Load() }
+
 func (d *Dedup) token() string {
 	return d.owner + ":" + strconv.FormatUint(d.seq.Add(1), 36)
 }
@@ -204,7 +251,7 @@ func (d *Dedup) Prepare(ctx context.Context, batch []*Message) error {
 		cmds, err := d.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i := range checks {
 				c := &checks[i]
-				c.set = p.SetNX(ctx, c.st.key, c.st.token, d.cfg.lease)
+				c.set = p.SetNX(ctx, c.st.key, d.leaseValue(c.st.token, at), d.keyTTL())
 				c.get = p.Get(ctx, c.st.key)
 			}
 			return nil
@@ -214,7 +261,7 @@ func (d *Dedup) Prepare(ctx context.Context, batch []*Message) error {
 			d.roundTrips.Add(1)
 			for _, c := range checks {
 				c.st.at = at
-				c.st.status = d.classify(c.set.Val(), c.get.Val(), c.st.token)
+				d.classify(c.st, c.set.Val(), c.get.Val())
 			}
 			return nil
 		}
@@ -304,20 +351,24 @@ func (d *Dedup) OnDone(m *Message, effects func(p redis.Pipeliner)) {
 // OnDone effects: a key containing "{" + Tag() + "}" is in the slot of the group's dedup keys.
 func (d *Dedup) Tag() string { return d.tag }
 
-// classify maps a SET NX result and the key's value read right after it to a status.
-func (d *Dedup) classify(set bool, value, token string) dedupStatus {
+// classify records in st the status that a SET NX of st's lease (taken at st.at) and the key's
+// value read right after it mean.
+func (d *Dedup) classify(st *dedupState, set bool, value string) {
 	switch {
-	case set || value == token:
-		// value == token without set: go-redis resent a SET NX whose first reply was lost.
+	case set || value == d.leaseValue(st.token, st.at):
+		// The value without set: go-redis resent a SET NX whose first reply was lost.
 		d.acquired.Add(1)
-		return statusAcquired
+		st.status = statusAcquired
 	case value == doneValue:
-		return statusDone
+		st.status = statusDone
 	case value == "":
-		// The key expired between SET and GET: check again.
-		return statusUnknown
+		// The key was deleted between SET and GET: check again.
+		st.status = statusUnknown
+	case leaseExpired(value, time.Now()):
+		st.status, st.seen = statusExpired, value
+	default:
+		st.status = statusBusy
 	}
-	return statusBusy
 }
 
 // Middleware returns the dedup middleware (outermost in the chain). See Dedup for the protocol.
@@ -363,7 +414,7 @@ func (d *Dedup) handle(ctx context.Context, m *Message, st *dedupState, next Han
 			}
 			// The lease may have expired while the message waited its turn: confirm it first.
 			at := time.Now()
-			held, err := extendScript.Run(ctx, d.rdb, []string{st.key}, st.token, d.cfg.lease.Milliseconds()).Int()
+			held, err := extendScript.Run(ctx, d.rdb, []string{st.key}, st.token, d.leaseValue(st.token, at), d.keyTTL().Milliseconds()).Int()
 			if err != nil {
 				if err := d.unreachable(ctx, m, st, redisBO, "confirm lease", err); err != nil {
 					return err
@@ -384,12 +435,30 @@ func (d *Dedup) handle(ctx context.Context, m *Message, st *dedupState, next Han
 				return fmt.Errorf("streams: dedup: waiting for the lease of %s: %w", st.key, err)
 			}
 			st.status = statusUnknown
+		case statusExpired:
+			at := time.Now()
+			took, err := takeOverScript.Run(ctx, d.rdb, []string{st.key}, st.seen, d.leaseValue(st.token, at), d.keyTTL().Milliseconds()).Int()
+			if err != nil {
+				if err := d.unreachable(ctx, m, st, redisBO, "take over lease", err); err != nil {
+					return err
+				}
+				continue
+			}
+			redisBO.reset()
+			st.status = statusUnknown
+			if took == 1 {
+				d.acquired.Add(1)
+				d.takeOvers.Add(1)
+				d.cfg.logger.Warn("streams: dedup: took over the expired lease of another owner: its attempt started and never finished, so its outcome is unknown and the handler may repeat a side effect",
+					"eventId", eventID(m), "key", st.key, "previous", st.seen, "topic", m.Record.Topic, "partition", m.Record.Partition, "offset", m.Record.Offset)
+				st.at, st.status = at, statusAcquired
+			}
 		case statusUnknown:
 			at := time.Now()
 			var set *redis.BoolCmd
 			var get *redis.StringCmd
 			cmds, err := d.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-				set = p.SetNX(ctx, st.key, st.token, d.cfg.lease)
+				set = p.SetNX(ctx, st.key, d.leaseValue(st.token, at), d.keyTTL())
 				get = p.Get(ctx, st.key)
 				return nil
 			})
@@ -401,7 +470,7 @@ func (d *Dedup) handle(ctx context.Context, m *Message, st *dedupState, next Han
 			}
 			redisBO.reset()
 			st.at = at
-			st.status = d.classify(set.Val(), get.Val(), st.token)
+			d.classify(st, set.Val(), get.Val())
 		}
 	}
 }
@@ -489,7 +558,7 @@ func (d *Dedup) finish(ctx context.Context, st *dedupState) (int, error) {
 			case v == doneValue:
 				res = 2
 				return nil
-			case v != "" && v != st.token:
+			case v != "" && v != st.token && !strings.HasPrefix(v, st.token+"|"):
 				res = 0
 				return nil
 			}
@@ -524,7 +593,7 @@ func (d *Dedup) keepLease(ctx context.Context, m *Message, st *dedupState) (stop
 		}
 		at := time.Now()
 		rctx, cancel := context.WithTimeout(octx, every)
-		held, err := extendScript.Run(rctx, d.rdb, []string{st.key}, st.token, d.cfg.lease.Milliseconds()).Int()
+		held, err := extendScript.Run(rctx, d.rdb, []string{st.key}, st.token, d.leaseValue(st.token, at), d.keyTTL().Milliseconds()).Int()
 		cancel()
 		switch {
 		case err != nil:

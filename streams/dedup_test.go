@@ -1,11 +1,13 @@
 package streams_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -455,7 +457,10 @@ func TestDedupExtendsLease(t *testing.T) {
 					running.Store(1)
 					defer running.Store(0)
 					time.Sleep(time.Second) // the slow handler under test: 3 leases long
-					ttlSeen.Store(int64(rdbA.PTTL(ctx, a.Key(env.EventID)).Val()))
+					// The lease's deadline is the end of its value ("<token>|<Unix ms>").
+					v := rdbA.Get(ctx, a.Key(env.EventID)).Val()
+					ms, _ := strconv.ParseInt(v[strings.LastIndexByte(v, '|')+1:], 10, 64)
+					ttlSeen.Store(int64(time.Until(time.UnixMilli(ms))))
 					return nil
 				})(ctx, mA)
 			}()
@@ -486,7 +491,7 @@ func TestDedupExtendsLease(t *testing.T) {
 				t.Fatalf("B handled %d times (Hits=%d): want skipped as done", bCalls.Load(), b.Hits())
 			}
 			if ttl := time.Duration(ttlSeen.Load()); ttl <= 0 || ttl > lease {
-				t.Fatalf("lease TTL after 1s of handling = %v, want within (0, %v]", ttl, lease)
+				t.Fatalf("lease deadline after 1s of handling in %v, want within (0, %v]", ttl, lease)
 			}
 		})
 	}
@@ -875,4 +880,66 @@ func TestDedupOnDoneLostLease(t *testing.T) {
 	if v := rdb.Get(ctx, d.Key(env.EventID)).Val(); v != "another-owner:1" {
 		t.Fatalf("key = %q, want the other owner's lease untouched", v)
 	}
+}
+
+// TestDedupTakesOverExpiredLease: a lease whose owner crashed (never finished, never released) is
+// taken over at its deadline, and the takeover is logged with the eventId and counted, because the
+// crashed owner's attempt may have run its side effect. A live lease is never taken over.
+func TestDedupTakesOverExpiredLease(t *testing.T) {
+	events := goldenEvents(t, "reservation.created")
+	for _, rb := range dedupBackends(t) {
+		t.Run(rb.name, func(t *testing.T) {
+			ctx := testCtx(t)
+			group := streamstest.Name(t, "g")
+			rdbA, _ := countedRedis(t, rb.url)
+			rdbB, _ := countedRedis(t, rb.url)
+			const lease = 400 * time.Millisecond
+			var logs bytes.Buffer
+			var mu sync.Mutex
+			logger := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))
+			crashed := newDedup(t, rdbA, group, streams.DedupLease(lease))
+			b := newDedup(t, rdbB, group, streams.DedupLease(lease), streams.DedupLogger(logger),
+				streams.DedupBackoff(20*time.Millisecond, 50*time.Millisecond))
+			env := events()
+			// The crashed owner took the lease and died before marking the event done.
+			if err := crashed.Prepare(ctx, []*streams.Message{dedupMsg(env, group, "t.reservations", 0, 7)}); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			m := dedupMsg(env, group, "t.reservations", 0, 7)
+			if err := b.Prepare(ctx, []*streams.Message{m}); err != nil {
+				t.Fatal(err)
+			}
+			calls := 0
+			if err := b.Middleware()(func(context.Context, *streams.Message) error { calls++; return nil })(ctx, m); err != nil || calls != 1 {
+				t.Fatalf("err=%v calls=%d, want the event handled once", err, calls)
+			}
+			if el := time.Since(start); el < lease*3/4 {
+				t.Fatalf("took the lease over after %v, before its deadline (%v)", el, lease)
+			}
+			if b.TakeOvers() != 1 {
+				t.Fatalf("TakeOvers = %d, want 1", b.TakeOvers())
+			}
+			mu.Lock()
+			out := logs.String()
+			mu.Unlock()
+			if !strings.Contains(out, "took over the expired lease") || !strings.Contains(out, "eventId="+env.EventID) {
+				t.Fatalf("the takeover was not logged with the eventId:\n%s", out)
+			}
+			if v := rdbB.Get(ctx, b.Key(env.EventID)).Val(); v != "done" {
+				t.Fatalf("key = %q after the handler, want done", v)
+			}
+		})
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -69,8 +69,10 @@ func New(target string, serde *streams.Serde, opts ...Option) (*Dispatcher, erro
 	}
 	cl := cfg.client
 	if cl == nil {
+		// One target, up to the consumer's MaxInFlight deliveries at once: keep that many
+		// connections (DefaultTransport keeps 100 in all, so bursts would close and dial again).
 		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConnsPerHost = 256
+		tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 256, 256
 		cl = &http.Client{Transport: tr}
 	}
 	return &Dispatcher{target: target, serde: serde, cfg: cfg, client: cl,
