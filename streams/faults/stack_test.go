@@ -461,7 +461,8 @@ func (s *stack) finish(in *ingestion, drain time.Duration) streamstest.CheckerRe
 // class unknown-outcome: a timeout or a broken connection after the request was written), and a
 // lease taken over from an owner that started the event and never finished it (dedup's "took
 // over the expired lease": the owner was killed or stopped, or lost its lease while delivering).
-// It also counts the transient failures by class for the table.
+// It also counts, for the table, the transient failures by class and the group's troubles (lost
+// partitions, failed commits).
 func (s *stack) unknownOutcomes() (byEvent map[string][]string, classes map[string]int) {
 	byEvent, classes = map[string][]string{}, map[string]int{}
 	for _, r := range s.replicas {
@@ -478,6 +479,10 @@ func (s *stack) unknownOutcomes() (byEvent map[string][]string, classes map[stri
 				classes[dispatch.ClassNotSent]++
 			case strings.Contains(line, "class="+dispatch.ClassStatus):
 				classes[dispatch.ClassStatus]++
+			case strings.Contains(line, "partitions lost"):
+				classes["partitions lost"]++
+			case strings.Contains(line, "commit failed"):
+				classes["commit failed"]++
 			}
 			if id := logValue(line, "eventId"); reason != "" && id != "" {
 				byEvent[id] = append(byEvent[id], reason)
@@ -538,7 +543,7 @@ func (s *stack) expectClean(rep streamstest.CheckerReport) {
 		}
 		bad = append(bad, fmt.Sprintf("%s %s", id, describe(s.target.Deliveries(id))))
 	}
-	s.note("transient delivery failures and takeovers logged by the dispatchers: %s; duplicates: %d, %d of them after an unknown outcome",
+	s.note("dispatcher logs: %s; duplicates: %d, %d of them after an unknown outcome",
 		formatCounts(classes), len(rep.Duplicated), allowed)
 	if len(bad) > 0 {
 		s.t.Errorf("%d events had their side effect run more than once with no unknown outcome recorded for an earlier delivery, e.g. %v",
@@ -719,4 +724,17 @@ func (s *stack) locate(ids []string) []string {
 			s.statusOf(id), s.answeredIn(id), strings.Join(w, ", "), key)
 	}
 	return out
+}
+
+// TestLogValue: the rule for allowed duplicates reads the dispatchers' log lines with logValue.
+func TestLogValue(t *testing.T) {
+	line := `time=2026-12-03T17:00:00.000Z level=WARN msg="dispatch: delivery outcome unknown" class=unknown-outcome eventId=0192a7f0-0000-7000-8000-000000000001 topic=t err="dispatch: delivering x (sent, no answer): context deadline exceeded"`
+	for key, want := range map[string]string{
+		"class": "unknown-outcome", "eventId": "0192a7f0-0000-7000-8000-000000000001",
+		"err": "dispatch: delivering x (sent, no answer): context deadline exceeded", "missing": "",
+	} {
+		if got := logValue(line, key); got != want {
+			t.Errorf("logValue(%s) = %q, want %q", key, got, want)
+		}
+	}
 }
