@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/hotelbus/hotelbus/schemas"
 	"github.com/hotelbus/hotelbus/streams"
@@ -68,6 +69,7 @@ type stack struct {
 	cat    *topics.Catalog
 	set    *schemas.Set
 	regURL string
+	reg    *sr.Client
 	gen    *simulate.Generator
 	chk    *streamstest.Checker
 	target *faults.Target
@@ -80,6 +82,8 @@ type stack struct {
 
 	mu       sync.Mutex
 	acked    []string          // eventIds answered 202, in the order of the answers
+	ackedAt  map[string]time.Time
+	system   map[string]string // eventId -> its publishing system
 	status   map[string]string // eventId -> the gateway's status ("published", "spooled")
 	answered map[string]string // eventId -> the phase in which the gateway answered
 	phase    string
@@ -112,7 +116,7 @@ func newStack(t *testing.T, cfg config) *stack {
 		cfg.spoolAfter = 3 * time.Second
 	}
 	s := &stack{t: t, cfg: cfg, bin: faults.Binary(t), chk: streamstest.NewChecker(), status: map[string]string{}, answered: map[string]string{},
-		outcomes: map[string]map[string]int{}, phase: "start", tokens: map[string]string{}}
+		outcomes: map[string]map[string]int{}, phase: "start", tokens: map[string]string{}, ackedAt: map[string]time.Time{}, system: map[string]string{}}
 	t.Cleanup(s.record)
 
 	s.prefix = streamstest.Name(t, "f") + "."
@@ -128,7 +132,7 @@ func newStack(t *testing.T, cfg config) *stack {
 	}
 	streamstest.CreateTopics(t, streamstest.Backend{Name: "kafka", Brokers: cfg.brokers, Real: true}, s.cat)
 	regCl, regURL := streamstest.Registry(t)
-	s.regURL, s.set = regURL, streamstest.RegisterSchemas(t, regCl, s.cat)
+	s.regURL, s.reg, s.set = regURL, regCl, streamstest.RegisterSchemas(t, regCl, s.cat)
 	s.gen, err = simulate.New(s.cat, s.set, simulate.Options{Seed: cfg.seed, Tenants: 40, Skew: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -282,6 +286,8 @@ func (s *stack) ingest(count int64, rate float64) *ingestion {
 				return
 			}
 			s.acked = append(s.acked, ev.Envelope.EventID)
+			s.ackedAt[ev.Envelope.EventID] = time.Now()
+			s.system[ev.Envelope.EventID] = ev.System
 			s.chk.Published(ev.Key, ev.Envelope.EventID, int(ev.Seq))
 		}}
 	in := &ingestion{done: make(chan struct{})}

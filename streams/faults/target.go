@@ -48,6 +48,9 @@ type Target struct {
 	mode atomic.Int32
 
 	refused, hung, foreign atomic.Int64
+	owner                  func(topic string) string // see CheckSource
+
+	collisions []string // see Collisions
 
 	mu         sync.Mutex
 	deliveries map[string][]Delivery
@@ -64,6 +67,19 @@ func NewTarget(t testing.TB, gen *simulate.Generator, chk *streamstest.Checker) 
 	t.Cleanup(srv.Close)
 	tg.URL = srv.URL
 	return tg
+}
+
+// CheckSource makes the target tell a delivery of another system's event that reuses a
+// generated eventId (a colliding client eventId) from the generated event: a request whose
+// ce-source is not "/hotelbus/" + owner(the generated event's topic) is answered 204 and recorded
+// as a collision, not as a side effect of the generated event.
+func (tg *Target) CheckSource(owner func(topic string) string) { tg.owner = owner }
+
+// Collisions returns the ce-ids delivered by another system than the generated event's owner.
+func (tg *Target) Collisions() []string {
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	return slices.Clone(tg.collisions)
 }
 
 // SetMode switches how the target answers from now on.
@@ -94,6 +110,12 @@ func (tg *Target) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	replica := r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]
 	tg.mu.Lock()
+	if tg.owner != nil && r.Header.Get("ce-source") != "/hotelbus/"+tg.owner(pos.Topic) {
+		tg.collisions = append(tg.collisions, id)
+		tg.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
 	tg.chk.Handled(pos.Key, id, int(pos.Seq))
 	tg.deliveries[id] = append(tg.deliveries[id], Delivery{Replica: replica, At: time.Now()})
 	tg.effects++
