@@ -82,9 +82,10 @@ type Config struct {
 	Out    string
 	Stdout io.Writer
 
-	// Redact replaces every field marked "pii": true in the data schema with a keyed hash
-	// (HMAC-SHA256 under RedactKey, as "h:" and 32 hex digits): equal values hash equally, so
-	// analysts can still join on them. Null stays null.
+	// Redact replaces every field marked "pii": true in the data schema or the envelope
+	// (metadata.userId), marks of schemas.PIIMarksFile included, with a keyed hash (HMAC-SHA256
+	// under RedactKey, as "h:" and 32 hex digits): equal values hash equally, so analysts can still
+	// join on them. Null stays null. No error or summary then quotes a value of an event.
 	Redact    bool
 	RedactKey []byte
 

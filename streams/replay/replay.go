@@ -432,7 +432,7 @@ func (w *worker) batch(recs []*kgo.Record) error {
 			return err
 		}
 		if w.redact != nil {
-			w.redact.redact(p.version.Data, env.Data)
+			w.redact.redactEnvelope(p.version, env)
 		}
 		key := p.file
 		if w.single {

@@ -113,7 +113,7 @@ func newFixture(t testing.TB, b streamstest.Backend, n int) *fixture {
 
 // fixtureEvent returns event i: its type's golden example with tenant-(i%3), corr-(i%5), a fresh
 // eventId, timestamp t0+i*step, grossTotal i*1000 for billing.created, and a unique marker in every
-// string under a pii field.
+// string under a pii field and in metadata.userId.
 func (f *fixture) fixtureEvent(t testing.TB, i int) *streams.Envelope {
 	t.Helper()
 	et := fixtureTypes[i%len(fixtureTypes)]
@@ -130,12 +130,14 @@ func (f *fixture) fixtureEvent(t testing.TB, i int) *streams.Envelope {
 		env.Data["grossTotal"].(map[string]any)["amount"] = big.NewRat(int64(i)*1000+25, 100)
 	}
 	k := 0
-	f.markPII(v.Data, env.Data, false, func() string {
+	next := func() string {
 		k++
 		m := fmt.Sprintf("PIIMARK%03dx%02d", i, k)
 		f.pii = append(f.pii, m)
 		return m
-	})
+	}
+	f.markPII(v.Data, env.Data, false, next)
+	env.Metadata.UserID = next()
 	return env
 }
 
@@ -501,7 +503,7 @@ func (f *fixture) testCSV(t *testing.T) {
 
 func (f *fixture) testRedact(t *testing.T) {
 	key := []byte("0123456789abcdef-test-key")
-	types := []string{"customer.created", "billing.created", "reservation.created"}
+	types := []string{"customer.created", "billing.created", "reservation.created", "billing.paid"}
 	var written [][]byte
 	var python string
 	for _, format := range replay.Formats {
@@ -537,8 +539,10 @@ func (f *fixture) testRedact(t *testing.T) {
 			t.Errorf("personal value %q appears in the redacted output", v)
 		}
 	}
-	if !bytes.Contains(all, []byte(`"email":"h:`)) {
-		t.Errorf("no hashed email in the output")
+	for _, field := range []string{"email", "userId", "token", "last4"} {
+		if !bytes.Contains(all, []byte(`"`+field+`":"h:`)) {
+			t.Errorf("no hashed %s in the output", field)
+		}
 	}
 	// The hash is keyed and stable: the same run gives the same bytes; another key other hashes.
 	c := f.config()
