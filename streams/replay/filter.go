@@ -73,7 +73,7 @@ func evalWhere(prg cel.Program, env *streams.Envelope, r *kgo.Record) (bool, err
 	}
 	b, ok := out.Value().(bool)
 	if !ok {
-		return false, fmt.Errorf("the expression gave %v, not a bool", out.Value())
+		return false, fmt.Errorf("the expression gave a %s, not a bool", out.Type().TypeName())
 	}
 	return b, nil
 }

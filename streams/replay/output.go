@@ -153,7 +153,7 @@ func encode(e *encoded, p *plan, f Format, env *streams.Envelope) error {
 				"correlationId": env.Metadata.CorrelationID, "userId": user, "traceId": env.Metadata.TraceID},
 		})
 		if err != nil {
-			return fmt.Errorf("replay: parquet: %s %s: %w", env.EventType, env.EventID, err)
+			return fmt.Errorf("parquet: %w", err)
 		}
 		e.rows = append(e.rows, row)
 	case CSV:

@@ -384,6 +384,35 @@ func (st *run) printProgress(w io.Writer, elapsed time.Duration) {
 		read, st.total, pct, float64(st.bytes.Load())/1e6, rate, eta, st.match.Load())
 }
 
+// withhold returns err placed at where (topic, offset, type, eventId: never a field value), or,
+// under --redact, an error that gives where and the error's class but not its message, which
+// can quote a value of the event (CEL's `invalid RFC 3339 timestamp "<value>"`, a decoder's bad
+// symbol). The original stays reachable through errors.Is and errors.As.
+func (st *run) withhold(where string, err error) error {
+	if !st.cfg.Redact {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	return &withheldError{where: where, err: err}
+}
+
+type withheldError struct {
+	where string
+	err   error
+}
+
+func (e *withheldError) Error() string {
+	class := "failed"
+	for _, s := range []error{streams.ErrMalformedRecord, streams.ErrUnknownEventType, streams.ErrNotRegistered, streams.ErrRegistry, streams.ErrInvalidEvent} {
+		if errors.Is(e.err, s) {
+			class = s.Error()
+			break
+		}
+	}
+	return e.where + ": " + class + " (details withheld under --redact: they can quote a field value; replay this record without --redact to see them)"
+}
+
+func (e *withheldError) Unwrap() error { return e.err }
+
 func (st *run) problem(counter *atomic.Int64, err error) {
 	if counter.Add(1) == 1 {
 		st.probMu.Lock()
@@ -445,7 +474,7 @@ func (w *worker) batch(recs []*kgo.Record) error {
 			keys = append(keys, key)
 		}
 		if err := encode(e, p, w.cfg.Format, env); err != nil {
-			return err
+			return w.withhold(fmt.Sprintf("replay: writing %s[%d]@%d (%s %s) as %s", rec.Topic, rec.Partition, rec.Offset, env.EventType, env.EventID, w.cfg.Format), err)
 		}
 	}
 	for _, k := range keys {
@@ -471,7 +500,7 @@ func (w *worker) keep(rec *kgo.Record) (*streams.Envelope, bool) {
 	}
 	env, err := w.serde.Decode(w.work, rec.Value)
 	if err != nil {
-		w.problem(&w.undec, fmt.Errorf("%s[%d]@%d: %w", rec.Topic, rec.Partition, rec.Offset, err))
+		w.problem(&w.undec, w.withhold(fmt.Sprintf("%s[%d]@%d", rec.Topic, rec.Partition, rec.Offset), err))
 		return nil, false
 	}
 	switch {
@@ -483,7 +512,7 @@ func (w *worker) keep(rec *kgo.Record) (*streams.Envelope, bool) {
 	if w.where != nil {
 		ok, err := evalWhere(w.where, env, rec)
 		if err != nil {
-			w.problem(&w.whereE, fmt.Errorf("--where on %s[%d]@%d (%s): %w", rec.Topic, rec.Partition, rec.Offset, env.EventType, err))
+			w.problem(&w.whereE, w.withhold(fmt.Sprintf("--where on %s[%d]@%d (%s %s)", rec.Topic, rec.Partition, rec.Offset, env.EventType, env.EventID), err))
 		}
 		return env, ok
 	}

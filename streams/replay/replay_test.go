@@ -240,6 +240,7 @@ func TestReplay(t *testing.T) {
 			t.Run("Parquet", f.testParquet)
 			t.Run("CSV", f.testCSV)
 			t.Run("Redact", f.testRedact)
+			t.Run("RedactedErrors", f.testRedactedErrors)
 			t.Run("ToTopic", f.testToTopic)
 		})
 	}
@@ -553,6 +554,30 @@ func (f *fixture) testRedact(t *testing.T) {
 	_, other := f.run(t, c)
 	if !bytes.Equal(sortedLines(a.Bytes()), sortedLines(b.Bytes())) || bytes.Equal(sortedLines(a.Bytes()), sortedLines(other.Bytes())) {
 		t.Errorf("redaction is not stable per key")
+	}
+}
+
+// testRedactedErrors: --where errors that quote a field value (CEL's timestamp() quotes the string it
+// cannot parse; a non-bool result used to be printed) do so without --redact and never with it.
+func (f *fixture) testRedactedErrors(t *testing.T) {
+	for _, where := range []string{
+		`timestamp(metadata.userId) > timestamp("2026-01-01T00:00:00Z")`,
+		`eventType == "billing.paid" ? data.card.token : false`,
+	} {
+		for _, redact := range []bool{false, true} {
+			c := f.config()
+			c.EventTypes, c.Where, c.Redact, c.RedactKey = []string{"billing.paid"}, where, redact, []byte("0123456789abcdef-test-key")
+			sum, _ := f.run(t, c)
+			quoted := strings.Contains(sum.Problem, "PIIMARK")
+			switch {
+			case sum.WhereErrors == 0 || !strings.Contains(sum.Problem, "billing.paid"):
+				t.Errorf("--where %s, redact %v: summary %q, problem %q: want where errors placed by event", where, redact, sum, sum.Problem)
+			case redact && (quoted || !strings.Contains(sum.Problem, "withheld under --redact")):
+				t.Errorf("--where %s under --redact: problem %q quotes a value or does not say it withheld the details", where, sum.Problem)
+			case !redact && where[0] == 't' && !quoted:
+				t.Errorf("--where %s: problem %q; the test expects CEL to quote the value without --redact", where, sum.Problem)
+			}
+		}
 	}
 }
 
