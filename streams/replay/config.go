@@ -78,7 +78,8 @@ type Config struct {
 	// Out is where the output goes: Stdout ("-", JSONL only), a file (JSONL only) or a directory
 	// (created when missing; one file per event type and major version: <eventType>.v<major>.<ext>).
 	// CSV and Parquet always write to a directory. A path that ends in a separator or names an
-	// existing directory is a directory.
+	// existing directory is a directory. Files are created (or truncated) with mode 0600, a missing
+	// directory with 0700.
 	Out    string
 	Stdout io.Writer
 

@@ -206,19 +206,35 @@ func newSink(c *Config) (*sink, error) {
 		s.one = bufio.NewWriterSize(c.Stdout, 1<<20)
 		return s, nil
 	case c.Format == JSONL && !isDir(c.Out):
-		f, err := os.Create(c.Out)
+		f, err := createOutput(c.Out)
 		if err != nil {
-			return nil, fmt.Errorf("replay: --out: %w", err)
+			return nil, err
 		}
 		s.file, s.one = f, bufio.NewWriterSize(f, 1<<20)
 		s.order = append(s.order, c.Out)
 		return s, nil
 	}
-	if err := os.MkdirAll(c.Out, 0o755); err != nil {
+	if err := os.MkdirAll(c.Out, 0o700); err != nil {
 		return nil, fmt.Errorf("replay: --out: %w", err)
 	}
 	s.dir = c.Out
 	return s, nil
+}
+
+// createOutput creates or truncates an output file readable by its owner only (0600, whatever the
+// umask, also when the file existed with wider permissions): the output holds events, personal data
+// unless --redact. Every file replay writes is opened here; it writes no temporary files.
+func createOutput(name string) (*os.File, error) {
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err == nil {
+		if err = f.Chmod(0o600); err != nil {
+			_ = f.Close()
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("replay: --out: %w", err)
+	}
+	return f, nil
 }
 
 func isDir(p string) bool {
@@ -261,9 +277,9 @@ func (s *sink) open(p *plan) (*outFile, error) {
 		return of, nil
 	}
 	name := filepath.Join(s.dir, p.file)
-	f, err := os.Create(name)
+	f, err := createOutput(name)
 	if err != nil {
-		return nil, fmt.Errorf("replay: --out: %w", err)
+		return nil, err
 	}
 	of := &outFile{f: f, w: bufio.NewWriterSize(f, 1<<20)}
 	switch s.cfg.Format {

@@ -241,6 +241,7 @@ func TestReplay(t *testing.T) {
 			t.Run("CSV", f.testCSV)
 			t.Run("Redact", f.testRedact)
 			t.Run("RedactedErrors", f.testRedactedErrors)
+			t.Run("FileModes", f.testFileModes)
 			t.Run("ToTopic", f.testToTopic)
 		})
 	}
@@ -578,6 +579,35 @@ func (f *fixture) testRedactedErrors(t *testing.T) {
 				t.Errorf("--where %s: problem %q; the test expects CEL to quote the value without --redact", where, sum.Problem)
 			}
 		}
+	}
+}
+
+// testFileModes: every output file, in every format, is readable by its owner only (0600), also
+// one that existed before with mode 0644.
+func (f *fixture) testFileModes(t *testing.T) {
+	dir := t.TempDir()
+	jsonl := filepath.Join(dir, "out.jsonl")
+	if err := os.WriteFile(jsonl, []byte("old\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	outs := map[replay.Format]string{replay.JSONL: jsonl, replay.CSV: filepath.Join(dir, "csv") + "/", replay.Parquet: filepath.Join(dir, "pq", "new") + "/"}
+	var files []string
+	for _, format := range replay.Formats {
+		c := f.config()
+		c.EventTypes, c.Format, c.Out = []string{"billing.*"}, format, outs[format]
+		sum, _ := f.run(t, c)
+		if len(sum.Files) == 0 {
+			t.Fatalf("%s: no files written", format)
+		}
+		files = append(files, sum.Files...)
+	}
+	for _, file := range files {
+		if st, err := os.Stat(file); err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, mode %v; want 0600", file, err, st.Mode().Perm())
+		}
+	}
+	if st, err := os.Stat(filepath.Join(dir, "pq", "new")); err != nil || st.Mode().Perm() != 0o700 {
+		t.Errorf("created output directory: %v, mode %v; want 0700", err, st.Mode().Perm())
 	}
 }
 
