@@ -26,6 +26,9 @@ const (
 	JSONL Format = "jsonl"
 	// CSV writes one file per event type and major version, one column per leaf field of the
 	// envelope ("data.totalAmount.amount"); arrays and maps are one column of canonical JSON.
+	// Cells are defused against formula injection (OWASP): one that starts with =, +, -, @, tab,
+	// carriage return or ' (but is not a plain number) has a ' added in front; drop the first
+	// character of a cell that starts with ' to get the raw value (JSONL and Parquet hold it as is).
 	CSV Format = "csv"
 	// Parquet writes one file per event type and major version with typed columns derived from the
 	// Avro schema: decimal as DECIMAL, date as DATE, timestamp-millis as TIMESTAMP(MILLIS, UTC),

