@@ -13,10 +13,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// ErrConfig is wrapped by every error New returns for a Config that cannot work; the message names
-// the setting (by its command-line flag).
-var ErrConfig = errors.New("replay: invalid configuration")
-
 // Format is an output format.
 type Format string
 
@@ -75,6 +71,11 @@ type Config struct {
 	// Where is a CEL expression over the decoded envelope that must be true for a record to be kept
 	// (see the package documentation for its variables).
 	Where string
+	// WhereCostLimit bounds the work of Where on one record, in CEL cost units (cel.CostLimit:
+	// about one per operation, more for string and list work, times the iterations of a
+	// comprehension). A record that needs more stops the replay with ErrWhereCost (default
+	// DefaultWhereCostLimit; must be positive).
+	WhereCostLimit uint64
 
 	// Format of the output files (default JSONL).
 	Format Format
@@ -110,9 +111,11 @@ type Config struct {
 	Now func() time.Time
 }
 
-// DefaultConfig returns the defaults: JSONL to Stdout, no bounds, GOMAXPROCS workers.
+// DefaultConfig returns the defaults: JSONL to Stdout, no bounds, GOMAXPROCS workers,
+// DefaultWhereCostLimit.
 func DefaultConfig() Config {
-	return Config{FromOffset: -1, Format: JSONL, Out: Stdout, Workers: runtime.GOMAXPROCS(0), ProgressInterval: time.Second, Now: time.Now}
+	return Config{FromOffset: -1, Format: JSONL, Out: Stdout, Workers: runtime.GOMAXPROCS(0), ProgressInterval: time.Second, Now: time.Now,
+		WhereCostLimit: DefaultWhereCostLimit}
 }
 
 func (c *Config) validate() error {
@@ -128,6 +131,8 @@ func (c *Config) validate() error {
 		return bad("--from-offset: %d is negative", c.FromOffset)
 	case c.FromOffset >= 0 && !c.From.IsZero():
 		return bad("--from and --from-offset exclude each other")
+	case c.Where != "" && c.WhereCostLimit == 0:
+		return bad("--where-cost-limit: must be positive")
 	case c.Workers < 1:
 		return bad("Workers: must be at least 1")
 	case c.ProgressInterval <= 0:

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/big"
 	"os"
 	"os/exec"
@@ -804,4 +805,76 @@ func TestReplayCSVInjection(t *testing.T) {
 	if len(raw) > 0 {
 		t.Errorf("columns missing from the CSV: %v", raw)
 	}
+}
+
+// nestedAll is a --where expression that loops 10^depth times on every record.
+func nestedAll(depth int) string {
+	expr := "true"
+	for i := depth; i > 0; i-- {
+		expr = fmt.Sprintf("[0,1,2,3,4,5,6,7,8,9].all(v%d, v%d >= 0 && %s)", i, i, expr)
+	}
+	return expr
+}
+
+// runWithin runs r with ctx and fails the test when it has not returned after limit.
+func runWithin(t *testing.T, ctx context.Context, r *replay.Replay, limit time.Duration) (replay.Summary, time.Duration, error) {
+	t.Helper()
+	type result struct {
+		sum replay.Summary
+		err error
+	}
+	done := make(chan result, 1)
+	start := time.Now()
+	go func() { s, err := r.Run(ctx); done <- result{s, err} }()
+	select {
+	case res := <-done:
+		return res.sum, time.Since(start), res.err
+	case <-time.After(limit):
+		t.Fatalf("the replay was still running after %s", limit)
+	}
+	panic("unreachable")
+}
+
+// TestReplayWhereCost: an expression too expensive for one record stops the replay promptly with
+// ErrWhereCost naming the limit and its flag; a cheap one passes under the same limit.
+func TestReplayWhereCost(t *testing.T) {
+	f := newFixture(t, streamstest.Kfake(t), 4)
+	c := f.config()
+	c.Topics, c.Where = f.topicNames(), nestedAll(8)
+	r, err := replay.New(f.serde, f.cat, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, took, err := runWithin(t, context.Background(), r, 10*time.Second)
+	if !errors.Is(err, replay.ErrWhereCost) || !strings.Contains(fmt.Sprint(err), "cost limit of 1000000 (--where-cost-limit)") || sum.Written != 0 {
+		t.Fatalf("summary %s, error %v; want ErrWhereCost naming 1000000 and --where-cost-limit", sum, err)
+	}
+	t.Logf("stopped after %s: %v", took.Round(time.Millisecond), err)
+	c.Where = nestedAll(3)
+	if sum, _ := f.run(t, c); sum.Written != 4 {
+		t.Errorf("a thousand iterations: summary %s, want the 4 events", sum)
+	}
+	c.WhereCostLimit = 0
+	if _, err := replay.New(f.serde, f.cat, c); !errors.Is(err, replay.ErrConfig) || !strings.Contains(err.Error(), "--where-cost-limit") {
+		t.Errorf("WhereCostLimit 0: %v, want ErrConfig naming --where-cost-limit", err)
+	}
+}
+
+// TestReplayWhereInterrupted: canceling the context (Ctrl-C) stops a --where evaluation that is
+// running, however long it would take: the replay returns promptly, marked interrupted.
+func TestReplayWhereInterrupted(t *testing.T) {
+	f := newFixture(t, streamstest.Kfake(t), 4)
+	c := f.config()
+	c.Topics, c.Where, c.WhereCostLimit = f.topicNames(), nestedAll(9), math.MaxUint64
+	r, err := replay.New(f.serde, f.cat, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(500*time.Millisecond, cancel)
+	sum, took, err := runWithin(t, ctx, r, 5*time.Second)
+	if err != nil || !sum.Interrupted || sum.Written != 0 {
+		t.Fatalf("summary %s, error %v; want interrupted with nothing written", sum, err)
+	}
+	t.Logf("returned %s after the start, canceled at 500ms", took.Round(time.Millisecond))
 }

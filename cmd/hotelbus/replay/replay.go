@@ -45,7 +45,8 @@ or relative ones (-24h, -90m, -7d) and select by the Kafka record timestamp: a r
 
 Filters: --tenant (repeatable), --correlation-id, and --where, a CEL expression over the decoded
 envelope with the variables eventId, eventType, version, timestamp, data, metadata, topic, partition
-and offset (decimals are doubles, dates and instants timestamps).
+and offset (decimals are doubles, dates and instants timestamps). An expression that needs more than
+--where-cost-limit on one event stops the replay (exit 1), and Ctrl-C stops a running evaluation.
 
 Output: --format jsonl (default; the seed's JSON envelope, one per line) to --out (- for standard
 output, a file, or a directory), csv or parquet (one file per event type and major version,
@@ -82,6 +83,7 @@ cleanly: the files are complete (Parquet footers written) and the exit status is
 	fl.StringArrayVar(&c.Tenants, "tenant", nil, "keep only this tenant (repeatable)")
 	fl.StringVar(&c.CorrelationID, "correlation-id", "", "keep only events with this correlation id")
 	fl.StringVar(&c.Where, "where", "", "keep only events for which this CEL expression is true")
+	fl.Uint64Var(&c.WhereCostLimit, "where-cost-limit", c.WhereCostLimit, "most CEL cost units --where may use on one event; past it the replay stops")
 	fl.StringVar(&o.format, "format", string(replay.JSONL), "output format: jsonl, csv or parquet")
 	fl.StringVar(&c.Out, "out", replay.Stdout, "output: - (standard output, jsonl only), a file (jsonl only) or a directory")
 	fl.BoolVar(&c.Redact, "redact", redactDefault, "replace personal data (fields marked pii) with a keyed hash (default from "+EnvRedact+")")
