@@ -2,8 +2,11 @@ package schemas_test
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -115,11 +118,24 @@ func TestConventionEventTypes(t *testing.T) {
 	}
 }
 
+// TestConventionLintClean lints every version as Load gives it: with the marks of
+// schemas.PIIMarksFile, which hold the pii marks of fields published before they were marked.
 func TestConventionLintClean(t *testing.T) {
-	for _, f := range conventionFiles(t) {
-		for _, p := range schemas.Lint(f.rec) {
-			t.Errorf("%s: %s", f.path, p)
+	set, err := schemas.Load(os.DirFS("."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, sub := range set.Subjects {
+		for _, v := range sub.Versions {
+			n++
+			for _, p := range schemas.Lint(v.Data) {
+				t.Errorf("%s: %s", v.File, p)
+			}
 		}
+	}
+	if files := len(conventionFiles(t)); n != files {
+		t.Errorf("Load gave %d versions, events/ has %d files", n, files)
 	}
 }
 
@@ -550,4 +566,56 @@ func conventionJoin(path, name string) string {
 		return name
 	}
 	return path + "." + name
+}
+
+// conventionPublishedFile records the SHA-256 of every version's registered text.
+const conventionPublishedFile = "testdata/published-texts.sha256"
+
+var conventionRecord = flag.Bool("record-published", false, "append the text digests of new schema versions to "+conventionPublishedFile)
+
+// TestConventionPublishedTexts: the registered text of a published version never changes (the
+// registry keeps it and the serde looks its id up by it): every version's Text has the digest
+// recorded when it was added. A new version is recorded with
+// `go test ./schemas -run TestConventionPublishedTexts -record-published`, which never rewrites a
+// recorded digest.
+func TestConventionPublishedTexts(t *testing.T) {
+	set, err := schemas.Load(os.DirFS("."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded := map[string]string{}
+	b, err := os.ReadFile(conventionPublishedFile)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if file, sum, ok := strings.Cut(l, " "); ok {
+			recorded[file] = sum
+		}
+	}
+	var added []string
+	for _, sub := range set.Subjects {
+		for _, v := range sub.Versions {
+			d := sha256.Sum256([]byte(v.Text))
+			sum := hex.EncodeToString(d[:])
+			switch old, ok := recorded[v.File]; {
+			case !ok && *conventionRecord:
+				added = append(added, v.File+" "+sum+"\n")
+			case !ok:
+				t.Errorf("%s: no recorded digest: a new version? record it with -record-published", v.File)
+			case old != sum:
+				t.Errorf("%s: the registered text changed (a published version was edited): a mark added later goes to %s, any other change to a new version", v.File, schemas.PIIMarksFile)
+			}
+		}
+	}
+	if len(added) > 0 {
+		f, err := os.OpenFile(conventionPublishedFile, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err == nil {
+			_, err = f.WriteString(strings.Join(added, ""))
+			err = errors.Join(err, f.Close())
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 }

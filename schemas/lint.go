@@ -29,11 +29,13 @@ const MoneyFullName = "hotelbus.types.Money"
 // ends with one in camel case (guestEmail, billingAddress, mobilePhone), must carry "pii": true; an
 // explicit "pii": false records a reviewed exception. Matching is by name only: free-text fields
 // with other names (specialRequests is listed, but not every note) still need a human to mark them.
+// userId is a person's account; token and last4 are a payment card's vault token and last digits.
 var lintPIINames = []string{
 	"givenName", "familyName", "surname", "firstName", "lastName", "middleName", "fullName",
 	"displayName", "email", "emails", "emailAddress", "phone", "phones", "phoneNumber",
 	"phoneNumbers", "address", "addresses", "birthDate", "dateOfBirth", "nationality", "userName",
 	"passportNumber", "documentNumber", "specialRequests", "notes", "comment",
+	"userId", "token", "last4",
 }
 
 // Lint checks a parsed schema (a data record, or a data record composed into the envelope) against

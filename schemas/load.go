@@ -7,6 +7,7 @@
 //	envelope.avsc                                   the envelope every event is wrapped in
 //	events/<eventType>/v<major>/<major>.<minor>.avsc the data record of one version
 //	events/<eventType>/v<major>/example.json         a golden JSON envelope of the newest minor
+//	pii-marks.txt                                   personal-data marks added after publication
 //
 // A major version is its own subject (an incompatible change is a new major, never a new version of
 // a subject); minors are the subject's versions, oldest first.
@@ -27,7 +28,7 @@ import (
 	"github.com/hamba/avro/v2"
 )
 
-//go:embed envelope.avsc events
+//go:embed envelope.avsc events pii-marks.txt
 var embedded embed.FS
 
 // Embedded returns the schema tree compiled into the binary.
@@ -63,7 +64,8 @@ type Version struct {
 	Major, Minor int
 	// File is the data record's path within the schema tree.
 	File string
-	// Data is the event's data record; Envelope is the composed record that is registered.
+	// Data is the event's data record; Envelope is the composed record that is registered. Both
+	// carry the "pii" marks of PIIMarksFile besides those of their files; Text does not.
 	Data     *avro.RecordSchema
 	Envelope *avro.RecordSchema
 	// Text is the composed envelope schema as registered (docs and custom attributes kept).
@@ -97,10 +99,24 @@ func Load(fsys fs.FS) (*Set, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	var envelope map[string]any
+	var envelope, marked map[string]any
 	if err := json.Unmarshal(envText, &envelope); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, EnvelopeFile, err)
 	}
+	marks, err := loadPIIMarks(fsys)
+	if err != nil {
+		return nil, err
+	}
+	_ = json.Unmarshal(envText, &marked)
+	for _, m := range marks[EnvelopeFile] {
+		if strings.HasPrefix(m.path, "data.") {
+			return nil, m.errorf("a data field is marked in its event type's file, not in %s", EnvelopeFile)
+		}
+	}
+	if err := applyPIIMarks(marked, marks[EnvelopeFile]); err != nil {
+		return nil, err
+	}
+	envs := envelopes{published: envelope, marked: marked}
 	types, err := fs.ReadDir(fsys, "events")
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -121,12 +137,15 @@ func Load(fsys fs.FS) (*Set, error) {
 				return nil, fmt.Errorf("%w: %s: expected a directory named v<major>", ErrInvalid, dir)
 			}
 			major, _ := strconv.Atoi(mm[1])
-			sub, err := loadSubject(fsys, envelope, dir, t.Name(), major)
+			sub, err := loadSubject(fsys, envs, marks, dir, t.Name(), major)
 			if err != nil {
 				return nil, err
 			}
 			set.Subjects = append(set.Subjects, sub)
 		}
+	}
+	if err := unusedPIIMark(marks); err != nil {
+		return nil, err
 	}
 	slices.SortFunc(set.Subjects, func(a, b *Subject) int {
 		if c := strings.Compare(a.EventType, b.EventType); c != 0 {
@@ -137,7 +156,10 @@ func Load(fsys fs.FS) (*Set, error) {
 	return set, nil
 }
 
-func loadSubject(fsys fs.FS, envelope map[string]any, dir, eventType string, major int) (*Subject, error) {
+// envelopes are the envelope template as published and with the pii marks of PIIMarksFile.
+type envelopes struct{ published, marked map[string]any }
+
+func loadSubject(fsys fs.FS, envs envelopes, marks map[string][]*piiMark, dir, eventType string, major int) (*Subject, error) {
 	files, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -156,7 +178,7 @@ func loadSubject(fsys fs.FS, envelope map[string]any, dir, eventType string, maj
 			return nil, fmt.Errorf("%w: %s: major version %s in a v%d directory", ErrInvalid, name, fm[1], major)
 		}
 		minor, _ := strconv.Atoi(fm[2])
-		v, err := loadVersion(fsys, envelope, name, eventType, major, minor)
+		v, err := loadVersion(fsys, envs, marks[name], name, eventType, major, minor)
 		if err != nil {
 			return nil, err
 		}
@@ -179,26 +201,41 @@ func loadSubject(fsys fs.FS, envelope map[string]any, dir, eventType string, maj
 	return sub, nil
 }
 
-func loadVersion(fsys fs.FS, envelope map[string]any, file, eventType string, major, minor int) (*Version, error) {
+func loadVersion(fsys fs.FS, envs envelopes, marks []*piiMark, file, eventType string, major, minor int) (*Version, error) {
 	b, err := fs.ReadFile(fsys, file)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	var dataJSON, marked map[string]any
+	if err := json.Unmarshal(b, &dataJSON); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, file, err)
+	}
+	_ = json.Unmarshal(b, &marked)
+	if err := applyPIIMarks(marked, marks); err != nil {
+		return nil, err
+	}
+	if len(marks) > 0 {
+		b, _ = json.Marshal(marked)
 	}
 	data, err := parseRecord(b)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, file, err)
 	}
-	var dataJSON map[string]any
-	if err := json.Unmarshal(b, &dataJSON); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, file, err)
-	}
-	text, err := Compose(envelope, dataJSON)
+	text, err := Compose(envs.published, dataJSON)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, file, err)
 	}
-	env, err := parseRecord([]byte(text))
+	published, err := parseRecord([]byte(text))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: composed envelope: %v", ErrInvalid, file, err)
+	}
+	markedText, _ := Compose(envs.marked, marked)
+	env, err := parseRecord([]byte(markedText))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: composed envelope with the marks of %s: %v", ErrInvalid, file, PIIMarksFile, err)
+	}
+	if env.Fingerprint() != published.Fingerprint() {
+		return nil, fmt.Errorf("%w: %s: the marks of %s change the schema", ErrInvalid, file, PIIMarksFile)
 	}
 	return &Version{EventType: eventType, Major: major, Minor: minor, File: file, Data: data, Envelope: env, Text: text,
 		name: strconv.Itoa(major) + "." + strconv.Itoa(minor)}, nil

@@ -13,10 +13,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// ErrConfig is wrapped by every error New returns for a Config that cannot work; the message names
-// the setting (by its command-line flag).
-var ErrConfig = errors.New("replay: invalid configuration")
-
 // Format is an output format.
 type Format string
 
@@ -26,6 +22,9 @@ const (
 	JSONL Format = "jsonl"
 	// CSV writes one file per event type and major version, one column per leaf field of the
 	// envelope ("data.totalAmount.amount"); arrays and maps are one column of canonical JSON.
+	// Cells are defused against formula injection (OWASP): one that starts with =, +, -, @, tab,
+	// carriage return or ' (but is not a plain number) has a ' added in front; drop the first
+	// character of a cell that starts with ' to get the raw value (JSONL and Parquet hold it as is).
 	CSV Format = "csv"
 	// Parquet writes one file per event type and major version with typed columns derived from the
 	// Avro schema: decimal as DECIMAL, date as DATE, timestamp-millis as TIMESTAMP(MILLIS, UTC),
@@ -72,19 +71,26 @@ type Config struct {
 	// Where is a CEL expression over the decoded envelope that must be true for a record to be kept
 	// (see the package documentation for its variables).
 	Where string
+	// WhereCostLimit bounds the work of Where on one record, in CEL cost units (cel.CostLimit:
+	// about one per operation, more for string and list work, times the iterations of a
+	// comprehension). A record that needs more stops the replay with ErrWhereCost (default
+	// DefaultWhereCostLimit; must be positive).
+	WhereCostLimit uint64
 
 	// Format of the output files (default JSONL).
 	Format Format
 	// Out is where the output goes: Stdout ("-", JSONL only), a file (JSONL only) or a directory
 	// (created when missing; one file per event type and major version: <eventType>.v<major>.<ext>).
 	// CSV and Parquet always write to a directory. A path that ends in a separator or names an
-	// existing directory is a directory.
+	// existing directory is a directory. Files are created (or truncated) with mode 0600, a missing
+	// directory with 0700.
 	Out    string
 	Stdout io.Writer
 
-	// Redact replaces every field marked "pii": true in the data schema with a keyed hash
-	// (HMAC-SHA256 under RedactKey, as "h:" and 32 hex digits): equal values hash equally, so
-	// analysts can still join on them. Null stays null.
+	// Redact replaces every field marked "pii": true in the data schema or the envelope
+	// (metadata.userId), marks of schemas.PIIMarksFile included, with a keyed hash (HMAC-SHA256
+	// under RedactKey, as "h:" and 32 hex digits): equal values hash equally, so analysts can still
+	// join on them. Null stays null. No error or summary then quotes a value of an event.
 	Redact    bool
 	RedactKey []byte
 
@@ -105,9 +111,11 @@ type Config struct {
 	Now func() time.Time
 }
 
-// DefaultConfig returns the defaults: JSONL to Stdout, no bounds, GOMAXPROCS workers.
+// DefaultConfig returns the defaults: JSONL to Stdout, no bounds, GOMAXPROCS workers,
+// DefaultWhereCostLimit.
 func DefaultConfig() Config {
-	return Config{FromOffset: -1, Format: JSONL, Out: Stdout, Workers: runtime.GOMAXPROCS(0), ProgressInterval: time.Second, Now: time.Now}
+	return Config{FromOffset: -1, Format: JSONL, Out: Stdout, Workers: runtime.GOMAXPROCS(0), ProgressInterval: time.Second, Now: time.Now,
+		WhereCostLimit: DefaultWhereCostLimit}
 }
 
 func (c *Config) validate() error {
@@ -123,6 +131,8 @@ func (c *Config) validate() error {
 		return bad("--from-offset: %d is negative", c.FromOffset)
 	case c.FromOffset >= 0 && !c.From.IsZero():
 		return bad("--from and --from-offset exclude each other")
+	case c.Where != "" && c.WhereCostLimit == 0:
+		return bad("--where-cost-limit: must be positive")
 	case c.Workers < 1:
 		return bad("Workers: must be at least 1")
 	case c.ProgressInterval <= 0:

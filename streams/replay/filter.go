@@ -1,12 +1,15 @@
 package replay
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"math/big"
 	"strings"
 	"time"
 
 	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/interpreter"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/hotelbus/hotelbus/streams"
@@ -32,9 +35,19 @@ var whereVars = []cel.EnvOption{
 	cel.Variable("offset", cel.IntType),
 }
 
-// compileWhere compiles a --where expression once. Errors quote the expression with a caret under
-// the bad part.
-func compileWhere(expr string) (cel.Program, error) {
+// DefaultWhereCostLimit is the default Config.WhereCostLimit. A usual filter costs under 100 on
+// one event; a million leaves room for nested loops over an event's arrays and is reached in about
+// a tenth of a second (ten million iterations of a comprehension are refused, not run for minutes).
+const DefaultWhereCostLimit = 1_000_000
+
+// whereInterruptEvery is how many comprehension iterations CEL runs between two looks at the
+// context (cel.InterruptCheckFrequency): a canceled replay stops a running evaluation within that.
+const whereInterruptEvery = 100
+
+// compileWhere compiles a --where expression once, bounded by costLimit per evaluation. Errors
+// quote the expression with a caret under the bad part: the expression is the caller's own text,
+// never a field value.
+func compileWhere(expr string, costLimit uint64) (cel.Program, error) {
 	env, err := cel.NewEnv(append(whereVars, cel.CrossTypeNumericComparisons(true), cel.DefaultUTCTimeZone(true))...)
 	if err != nil {
 		return nil, fmt.Errorf("replay: --where: %w", err)
@@ -47,7 +60,7 @@ func compileWhere(expr string) (cel.Program, error) {
 	if t := ast.OutputType(); t != cel.BoolType && t != cel.DynType {
 		return nil, fmt.Errorf("%w: --where: the expression is a %s, it must be a bool (a condition)", ErrConfig, t)
 	}
-	prg, err := env.Program(ast)
+	prg, err := env.Program(ast, cel.CostLimit(costLimit), cel.InterruptCheckFrequency(whereInterruptEvery))
 	if err != nil {
 		return nil, fmt.Errorf("%w: --where: %v", ErrConfig, err)
 	}
@@ -55,25 +68,31 @@ func compileWhere(expr string) (cel.Program, error) {
 }
 
 // evalWhere reports whether env satisfies prg. A record the expression cannot be evaluated on (a
-// field another event type does not have, a null) does not match; the error says why.
-func evalWhere(prg cel.Program, env *streams.Envelope, r *kgo.Record) (bool, error) {
+// field another event type does not have, a null) does not match; the error says why. An
+// evaluation over the cost limit fails with ErrWhereCost; one that ctx ends stops within
+// whereInterruptEvery iterations with an error that wraps ctx's.
+func evalWhere(ctx context.Context, prg cel.Program, costLimit uint64, env *streams.Envelope, r *kgo.Record) (bool, error) {
 	var user any
 	if env.Metadata.UserID != "" {
 		user = env.Metadata.UserID
 	}
-	out, _, err := prg.Eval(map[string]any{
+	out, _, err := prg.ContextEval(ctx, map[string]any{
 		"eventId": env.EventID, "eventType": env.EventType, "version": env.Version, "timestamp": env.Timestamp,
 		"data": celValue(env.Data),
 		"metadata": map[string]any{"tenantId": env.Metadata.TenantID, "source": env.Metadata.Source,
 			"correlationId": env.Metadata.CorrelationID, "userId": user, "traceId": env.Metadata.TraceID},
 		"topic": r.Topic, "partition": int64(r.Partition), "offset": r.Offset,
 	})
+	var canceled interpreter.EvalCancelledError
+	if errors.As(err, &canceled) && canceled.Cause == interpreter.CostLimitExceeded {
+		return false, fmt.Errorf("%w of %d (--where-cost-limit)", ErrWhereCost, costLimit)
+	}
 	if err != nil {
 		return false, err
 	}
 	b, ok := out.Value().(bool)
 	if !ok {
-		return false, fmt.Errorf("the expression gave %v, not a bool", out.Value())
+		return false, fmt.Errorf("the expression gave a %s, not a bool", out.Type().TypeName())
 	}
 	return b, nil
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/hamba/avro/v2"
@@ -97,9 +98,30 @@ func (p *plan) csvRow(canon []byte) ([]string, error) {
 	}
 	row := make([]string, len(p.csvCols))
 	for i, c := range p.csvCols {
-		row[i] = cells[c]
+		row[i] = csvCell(cells[c])
 	}
 	return row, nil
+}
+
+// csvNumber is a plain decimal number: a spreadsheet reads it as a number, never as a formula.
+var csvNumber = regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$`)
+
+// csvCell defuses a cell against CSV (formula) injection, after OWASP: a cell that starts with =,
+// +, -, @, tab or carriage return gets a leading single quote, so a spreadsheet shows it as text
+// instead of running it (=HYPERLINK(...) in a tenantId). A cell that already starts with a single
+// quote gets one too, so the rule is reversible: the raw value of any cell that starts with ' is
+// the cell without its first character. Plain numbers (-12.50) are left as they are. The header
+// needs no escaping: column names are Avro field names. encoding/csv then quotes the cell as CSV
+// requires.
+func csvCell(v string) string {
+	if v == "" || csvNumber.MatchString(v) {
+		return v
+	}
+	switch v[0] {
+	case '=', '+', '-', '@', '\t', '\r', '\'':
+		return "'" + v
+	}
+	return v
 }
 
 func (p *plan) flatten(path string, raw json.RawMessage, cells map[string]string) error {
@@ -153,7 +175,7 @@ func encode(e *encoded, p *plan, f Format, env *streams.Envelope) error {
 				"correlationId": env.Metadata.CorrelationID, "userId": user, "traceId": env.Metadata.TraceID},
 		})
 		if err != nil {
-			return fmt.Errorf("replay: parquet: %s %s: %w", env.EventType, env.EventID, err)
+			return fmt.Errorf("parquet: %w", err)
 		}
 		e.rows = append(e.rows, row)
 	case CSV:
@@ -206,19 +228,35 @@ func newSink(c *Config) (*sink, error) {
 		s.one = bufio.NewWriterSize(c.Stdout, 1<<20)
 		return s, nil
 	case c.Format == JSONL && !isDir(c.Out):
-		f, err := os.Create(c.Out)
+		f, err := createOutput(c.Out)
 		if err != nil {
-			return nil, fmt.Errorf("replay: --out: %w", err)
+			return nil, err
 		}
 		s.file, s.one = f, bufio.NewWriterSize(f, 1<<20)
 		s.order = append(s.order, c.Out)
 		return s, nil
 	}
-	if err := os.MkdirAll(c.Out, 0o755); err != nil {
+	if err := os.MkdirAll(c.Out, 0o700); err != nil {
 		return nil, fmt.Errorf("replay: --out: %w", err)
 	}
 	s.dir = c.Out
 	return s, nil
+}
+
+// createOutput creates or truncates an output file readable by its owner only (0600, whatever the
+// umask, also when the file existed with wider permissions): the output holds events, personal data
+// unless --redact. Every file replay writes is opened here; it writes no temporary files.
+func createOutput(name string) (*os.File, error) {
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err == nil {
+		if err = f.Chmod(0o600); err != nil {
+			_ = f.Close()
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("replay: --out: %w", err)
+	}
+	return f, nil
 }
 
 func isDir(p string) bool {
@@ -261,9 +299,9 @@ func (s *sink) open(p *plan) (*outFile, error) {
 		return of, nil
 	}
 	name := filepath.Join(s.dir, p.file)
-	f, err := os.Create(name)
+	f, err := createOutput(name)
 	if err != nil {
-		return nil, fmt.Errorf("replay: --out: %w", err)
+		return nil, err
 	}
 	of := &outFile{f: f, w: bufio.NewWriterSize(f, 1<<20)}
 	switch s.cfg.Format {

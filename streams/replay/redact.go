@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/hamba/avro/v2"
+
+	"github.com/hotelbus/hotelbus/schemas"
+	"github.com/hotelbus/hotelbus/streams"
 )
 
 // piiProp is the field property that marks personal data.
@@ -95,6 +98,41 @@ type redactor struct {
 }
 
 func newRedactor(key []byte) *redactor { return &redactor{mac: hmac.New(sha256.New, key)} }
+
+// redactEnvelope replaces, in place, the pii values of env, an event of version v: its data as
+// the data record marks them, and its metadata as the envelope's metadata record does (userId;
+// see schemas.PIIMarksFile).
+func (r *redactor) redactEnvelope(v *schemas.Version, env *streams.Envelope) {
+	r.redact(v.Data, env.Data)
+	for _, f := range v.Envelope.Fields() {
+		md, ok := f.Type().(*avro.RecordSchema)
+		if f.Name() != "metadata" || !ok {
+			continue
+		}
+		for _, mf := range md.Fields() {
+			if p := metadataValue(&env.Metadata, mf.Name()); p != nil && *p != "" && isPII(mf) {
+				*p = r.hash(*p)
+			}
+		}
+	}
+}
+
+// metadataValue returns the field of m that holds the envelope's metadata field name.
+func metadataValue(m *streams.Metadata, name string) *string {
+	switch name {
+	case "tenantId":
+		return &m.TenantID
+	case "source":
+		return &m.Source
+	case "correlationId":
+		return &m.CorrelationID
+	case "userId":
+		return &m.UserID
+	case "traceId":
+		return &m.TraceID
+	}
+	return nil
+}
 
 // redact replaces, in place, the pii fields of v (a value of schema s, see streams.Envelope) and
 // returns v.

@@ -16,7 +16,8 @@
 //
 // for example `data.grossTotal.amount > 50000 && metadata.source == "hotel-pms"`. A record the
 // expression cannot be evaluated on (a field its type lacks) does not match and is counted in
-// Summary.WhereErrors.
+// Summary.WhereErrors. One that needs more than Config.WhereCostLimit stops the replay
+// (ErrWhereCost); canceling Run's context stops an evaluation in progress.
 //
 // Resync moves a system's consumer group to the first offsets at or after a time.
 package replay
@@ -101,7 +102,7 @@ func New(serde *streams.Serde, cat *topics.Catalog, cfg Config) (*Replay, error)
 		return nil, err
 	}
 	if cfg.Where != "" {
-		if r.where, err = compileWhere(cfg.Where); err != nil {
+		if r.where, err = compileWhere(cfg.Where, cfg.WhereCostLimit); err != nil {
 			return nil, err
 		}
 	}
@@ -131,7 +132,9 @@ type run struct {
 	*Replay
 	ctx    context.Context // ends on the caller's cancellation
 	work   context.Context // for decoding and encoding: not cancelled by the caller
+	eval   context.Context // for --where: ends with ctx or work
 	stop   context.CancelCauseFunc
+	cut    atomic.Bool // ctx ended a batch midway; what it had kept before is written
 	out    chan *encoded
 	single bool // the output is one stream, not a file per event type
 	prod   *kgo.Client
@@ -175,7 +178,10 @@ func (r *Replay) Run(ctx context.Context) (Summary, error) {
 	}
 	work, stop := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer stop(nil)
-	st := &run{Replay: r, ctx: ctx, work: work, stop: stop}
+	eval, cancelEval := context.WithCancel(ctx)
+	defer cancelEval()
+	defer context.AfterFunc(work, cancelEval)()
+	st := &run{Replay: r, ctx: ctx, work: work, eval: eval, stop: stop}
 	for _, p := range parts {
 		st.total += p.end - p.start
 	}
@@ -295,7 +301,7 @@ func (st *run) consume(parts []span, base []kgo.Opt) (interrupted bool, err erro
 		if cause := context.Cause(st.work); cause != nil && err == nil {
 			err = cause
 		}
-		interrupted = interrupted || skipped.Load()
+		interrupted = interrupted || skipped.Load() || st.cut.Load()
 	}()
 
 	// A worker's failure must end a poll that waits for records.
@@ -384,6 +390,35 @@ func (st *run) printProgress(w io.Writer, elapsed time.Duration) {
 		read, st.total, pct, float64(st.bytes.Load())/1e6, rate, eta, st.match.Load())
 }
 
+// withhold returns err placed at where (topic, offset, type, eventId: never a field value), or,
+// under --redact, an error that gives where and the error's class but not its message, which
+// can quote a value of the event (CEL's `invalid RFC 3339 timestamp "<value>"`, a decoder's bad
+// symbol). The original stays reachable through errors.Is and errors.As.
+func (st *run) withhold(where string, err error) error {
+	if !st.cfg.Redact {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	return &withheldError{where: where, err: err}
+}
+
+type withheldError struct {
+	where string
+	err   error
+}
+
+func (e *withheldError) Error() string {
+	class := "failed"
+	for _, s := range []error{streams.ErrMalformedRecord, streams.ErrUnknownEventType, streams.ErrNotRegistered, streams.ErrRegistry, streams.ErrInvalidEvent} {
+		if errors.Is(e.err, s) {
+			class = s.Error()
+			break
+		}
+	}
+	return e.where + ": " + class + " (details withheld under --redact: they can quote a field value; replay this record without --redact to see them)"
+}
+
+func (e *withheldError) Unwrap() error { return e.err }
+
 func (st *run) problem(counter *atomic.Int64, err error) {
 	if counter.Add(1) == 1 {
 		st.probMu.Lock()
@@ -416,7 +451,13 @@ func (w *worker) batch(recs []*kgo.Record) error {
 	for _, rec := range recs {
 		w.read.Add(1)
 		w.bytes.Add(int64(len(rec.Value)))
-		env, ok := w.keep(rec)
+		env, ok, err := w.keep(rec)
+		if errors.Is(err, errStopped) {
+			break
+		}
+		if err != nil {
+			return err
+		}
 		if !ok {
 			continue
 		}
@@ -432,7 +473,7 @@ func (w *worker) batch(recs []*kgo.Record) error {
 			return err
 		}
 		if w.redact != nil {
-			w.redact.redact(p.version.Data, env.Data)
+			w.redact.redactEnvelope(p.version, env)
 		}
 		key := p.file
 		if w.single {
@@ -445,7 +486,7 @@ func (w *worker) batch(recs []*kgo.Record) error {
 			keys = append(keys, key)
 		}
 		if err := encode(e, p, w.cfg.Format, env); err != nil {
-			return err
+			return w.withhold(fmt.Sprintf("replay: writing %s[%d]@%d (%s %s) as %s", rec.Topic, rec.Partition, rec.Offset, env.EventType, env.EventID, w.cfg.Format), err)
 		}
 	}
 	for _, k := range keys {
@@ -454,40 +495,54 @@ func (w *worker) batch(recs []*kgo.Record) error {
 	return nil
 }
 
+// errStopped is keep's answer when the replay ended (Ctrl-C, or another worker's failure) while
+// --where was evaluating: the batch stops there.
+var errStopped = errors.New("replay: stopped during --where")
+
 // keep applies the filters; it decodes only records that pass those the headers and key can
-// decide.
-func (w *worker) keep(rec *kgo.Record) (*streams.Envelope, bool) {
+// decide. An error ends the batch: errStopped, or --where over its cost limit.
+func (w *worker) keep(rec *kgo.Record) (*streams.Envelope, bool, error) {
 	if !w.cfg.From.IsZero() && rec.Timestamp.Before(w.cfg.From) || !w.cfg.To.IsZero() && !rec.Timestamp.Before(w.cfg.To) {
-		return nil, false
+		return nil, false, nil
 	}
 	if w.tenants != nil && !w.tenants[string(rec.Key)] {
-		return nil, false
+		return nil, false, nil
 	}
 	if h := streams.Header(rec, streams.HeaderEventType); h != "" && w.sel.types != nil && !w.sel.types[h] {
-		return nil, false
+		return nil, false, nil
 	}
 	if h := streams.Header(rec, streams.HeaderCorrelationID); h != "" && w.cfg.CorrelationID != "" && h != w.cfg.CorrelationID {
-		return nil, false
+		return nil, false, nil
 	}
 	env, err := w.serde.Decode(w.work, rec.Value)
 	if err != nil {
-		w.problem(&w.undec, fmt.Errorf("%s[%d]@%d: %w", rec.Topic, rec.Partition, rec.Offset, err))
-		return nil, false
+		w.problem(&w.undec, w.withhold(fmt.Sprintf("%s[%d]@%d", rec.Topic, rec.Partition, rec.Offset), err))
+		return nil, false, nil
 	}
 	switch {
 	case w.sel.types != nil && !w.sel.types[env.EventType],
 		w.tenants != nil && !w.tenants[env.Metadata.TenantID],
 		w.cfg.CorrelationID != "" && env.Metadata.CorrelationID != w.cfg.CorrelationID:
-		return nil, false
+		return nil, false, nil
 	}
-	if w.where != nil {
-		ok, err := evalWhere(w.where, env, rec)
-		if err != nil {
-			w.problem(&w.whereE, fmt.Errorf("--where on %s[%d]@%d (%s): %w", rec.Topic, rec.Partition, rec.Offset, env.EventType, err))
+	if w.where == nil {
+		return env, true, nil
+	}
+	ok, err := evalWhere(w.eval, w.where, w.cfg.WhereCostLimit, env, rec)
+	at := fmt.Sprintf("%s[%d]@%d (%s %s)", rec.Topic, rec.Partition, rec.Offset, env.EventType, env.EventID)
+	switch {
+	case err == nil:
+	case w.eval.Err() != nil:
+		if w.ctx.Err() != nil {
+			w.cut.Store(true)
 		}
-		return env, ok
+		return nil, false, errStopped
+	case errors.Is(err, ErrWhereCost):
+		return nil, false, fmt.Errorf("%w on %s", err, at)
+	default:
+		w.problem(&w.whereE, w.withhold("--where on "+at, err))
 	}
-	return env, true
+	return env, ok, nil
 }
 
 // plan returns the output plan of env's schema version, building it once.

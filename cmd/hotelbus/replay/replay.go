@@ -45,12 +45,16 @@ or relative ones (-24h, -90m, -7d) and select by the Kafka record timestamp: a r
 
 Filters: --tenant (repeatable), --correlation-id, and --where, a CEL expression over the decoded
 envelope with the variables eventId, eventType, version, timestamp, data, metadata, topic, partition
-and offset (decimals are doubles, dates and instants timestamps).
+and offset (decimals are doubles, dates and instants timestamps). An expression that needs more than
+--where-cost-limit on one event stops the replay (exit 1), and Ctrl-C stops a running evaluation.
 
 Output: --format jsonl (default; the seed's JSON envelope, one per line) to --out (- for standard
 output, a file, or a directory), csv or parquet (one file per event type and major version,
-<eventType>.v<major>.csv|parquet, in the --out directory). Parquet columns are typed from the Avro
-schema: DECIMAL, DATE, TIMESTAMP(MILLIS). --redact replaces every field marked "pii": true with a
+<eventType>.v<major>.csv|parquet, in the --out directory), each readable by its owner only (0600).
+CSV cells that a spreadsheet would run as a formula (starting with =, +, -, @, tab or carriage return)
+get a leading ', as does a cell starting with '; drop the first character of such a cell for the raw
+value. Parquet columns are typed from the Avro schema: DECIMAL, DATE, TIMESTAMP(MILLIS). --redact replaces every field marked "pii": true (in the
+schemas or in schemas/pii-marks.txt: metadata.userId, card tokens, names, addresses...) with a
 keyed hash (HMAC-SHA256 under the key in the variable --redact-key-env names), so equal values still
 join; ` + EnvRedact + `=1 makes it the default.
 
@@ -79,6 +83,7 @@ cleanly: the files are complete (Parquet footers written) and the exit status is
 	fl.StringArrayVar(&c.Tenants, "tenant", nil, "keep only this tenant (repeatable)")
 	fl.StringVar(&c.CorrelationID, "correlation-id", "", "keep only events with this correlation id")
 	fl.StringVar(&c.Where, "where", "", "keep only events for which this CEL expression is true")
+	fl.Uint64Var(&c.WhereCostLimit, "where-cost-limit", c.WhereCostLimit, "most CEL cost units --where may use on one event; past it the replay stops")
 	fl.StringVar(&o.format, "format", string(replay.JSONL), "output format: jsonl, csv or parquet")
 	fl.StringVar(&c.Out, "out", replay.Stdout, "output: - (standard output, jsonl only), a file (jsonl only) or a directory")
 	fl.BoolVar(&c.Redact, "redact", redactDefault, "replace personal data (fields marked pii) with a keyed hash (default from "+EnvRedact+")")

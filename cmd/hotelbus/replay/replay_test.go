@@ -2,6 +2,7 @@ package replay_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,6 +24,7 @@ func TestReplayUsage(t *testing.T) {
 		{[]string{"--topic", "x", "--format", "xml"}, "--format"},
 		{[]string{"--topic", "x", "--from", "yesterday"}, "--from"},
 		{[]string{"--topic", "x", "--redact"}, "--redact-key-env"},
+		{[]string{"--topic", "x", "--where", "true", "--where-cost-limit", "0"}, "--where-cost-limit"},
 		{[]string{"--event-type", "nosuch.*"}, "--event-type"},
 		{[]string{"--system", "hotel-pms", "--to-topic", "hotelbus.pms.billing"}, "--allow-owner-topic"},
 	} {
@@ -62,6 +64,15 @@ func TestReplayCommand(t *testing.T) {
 	out := strings.Split(strings.TrimSpace(r.Out), "\n")
 	if len(out) != 2 || !strings.Contains(r.ErrOut, "replay: read 5, matched 2, written 2") {
 		t.Errorf("replay printed %d lines, stderr %q; want 2 lines of tenant-1 and the summary", len(out), r.ErrOut)
+	}
+	// Ten million iterations on the first event: stopped at the cost limit, exit 1, naming the flag.
+	expensive := "true"
+	for i := range 7 {
+		expensive = fmt.Sprintf("[0,1,2,3,4,5,6,7,8,9].all(v%d, %s)", i, expensive)
+	}
+	r2 := cmdtest.Run(t, nil, "", append([]string{"replay", "--event-type", "points.*", "--where", expensive}, flags...)...)
+	if r2.Code != 1 || !strings.Contains(r2.ErrOut, "cost limit of 1000000 (--where-cost-limit)") {
+		t.Errorf("replay --where <10^7 iterations>: exit %d, want 1 naming --where-cost-limit\n%s", r2.Code, r2.ErrOut)
 	}
 	for _, l := range out {
 		var e struct {
