@@ -154,6 +154,13 @@ func TestParseJSONStrict(t *testing.T) {
 			}
 		})
 	}
+	// the producer reads the text before the owner: of two eventType keys, neither is believed
+	b := streamstest.Kfake(t)
+	pserde, _ := isolated(t, b)
+	twoTypes := strings.Replace(golden, `"eventType": "reservation.created",`, `"eventType": "reservation.created", "eventType": "service.ordered",`, 1)
+	if _, err := newProducer(t, "hotel-pms", b, pserde).ParseJSON([]byte(twoTypes)); !errors.Is(err, streams.ErrInvalidEvent) || errors.Is(err, streams.ErrNotOwner) {
+		t.Errorf("two eventType keys: %v, want ErrInvalidEvent (malformed JSON)", err)
+	}
 	// long client values are quoted in part only, wherever they are refused
 	for name, in := range map[string]string{
 		"unknown 10 KB key":     strings.Replace(golden, `"data": {`, `"data": {"`+long+`\r\n": 1, `, 1),

@@ -49,9 +49,14 @@ type DataSchema func(eventType, version string) (data *avro.RecordSchema, resolv
 // eventId, timestamp, metadata.source, correlationId and traceId ("" or zero in the result), and
 // version (the newest is used). An unknown eventType or version yields ErrUnknownEventType.
 func ParseJSON(b []byte, lookup DataSchema) (*Envelope, error) {
-	if msg := strictJSONProblem(b); msg != "" {
-		return nil, &InvalidEventError{Fields: []FieldError{{Path: "$", Message: msg}}}
+	if err := checkStrictJSON(b); err != nil {
+		return nil, err
 	}
+	return parseJSON(b, lookup)
+}
+
+// parseJSON is ParseJSON for input checkStrictJSON accepted.
+func parseJSON(b []byte, lookup DataSchema) (*Envelope, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var raw any
@@ -107,23 +112,23 @@ func ParseJSON(b []byte, lookup DataSchema) (*Envelope, error) {
 	return env, nil
 }
 
-// strictJSONProblem returns why b is not one I-JSON value ("" when it is, or when it is malformed
-// in a way encoding/json reports itself: trailing data, a truncated document). jsontext is the
-// JSON v2 tokenizer, which refuses invalid UTF-8, lone surrogates and duplicate keys by default.
-func strictJSONProblem(b []byte) string {
+// checkStrictJSON refuses, at path "$", b that is not one I-JSON value; it lets through what
+// encoding/json reports itself (trailing data after the value). jsontext is the JSON v2
+// tokenizer, which refuses invalid UTF-8, lone surrogates and duplicate keys by default.
+func checkStrictJSON(b []byte) error {
 	_, err := jsontext.NewDecoder(bytes.NewReader(b)).ReadValue()
 	var se *jsontext.SyntacticError
 	if !errors.As(err, &se) {
-		return ""
+		return nil
 	}
-	where := ""
-	if se.JSONPointer != "" {
-		where = " at " + cut(string(se.JSONPointer))
-	}
+	msg := "malformed JSON: " + cut(se.Err.Error())
 	if errors.Is(se.Err, jsontext.ErrDuplicateName) {
-		return "malformed JSON: duplicate key" + where
+		msg = "malformed JSON: duplicate key"
 	}
-	return "malformed JSON: " + cut(se.Err.Error()) + where
+	if se.JSONPointer != "" {
+		msg += " at " + cut(string(se.JSONPointer))
+	}
+	return &InvalidEventError{Fields: []FieldError{{Path: "$", Message: msg}}}
 }
 
 // cut quotes s (escaped) when it is longer than identifierExcerpt bytes or holds a byte that is

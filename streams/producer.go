@@ -256,9 +256,14 @@ func (p *Producer) checkOwner(eventType, source string) error {
 	return nil
 }
 
-// ParseJSON decodes a JSON envelope for this producer: ownership (event type and source) is
-// checked before the data, so a foreign event is refused as such whatever its payload.
+// ParseJSON decodes a JSON envelope for this producer (see the package function ParseJSON):
+// ownership (event type and source) is checked after the JSON text (so a duplicated eventType
+// key cannot pick the one checked) and before the data, so a foreign event is refused as such
+// whatever its payload.
 func (p *Producer) ParseJSON(b []byte) (*Envelope, error) {
+	if err := checkStrictJSON(b); err != nil {
+		return nil, err
+	}
 	var head struct {
 		EventType string `json:"eventType"`
 		Metadata  struct {
@@ -270,7 +275,7 @@ func (p *Producer) ParseJSON(b []byte) (*Envelope, error) {
 			return nil, err
 		}
 	}
-	return p.serde.ParseJSON(b)
+	return parseJSON(b, p.serde.DataSchema)
 }
 
 // record prepares, validates and encodes env.
