@@ -244,7 +244,7 @@ func TestDedupBatch(t *testing.T) {
 				if c := cnt.get(env.EventID); c != 1 {
 					t.Fatalf("event %s handled %d times", env.EventID, c)
 				}
-				key := "hotelbus:dedup:{" + group + "}:" + env.EventID
+				key := "hotelbus:dedup:{" + group + "}:" + env.Metadata.Source + ":" + env.EventID // the documented key
 				if v, err := rdb.Get(ctx, key).Result(); err != nil || v != "done" {
 					t.Fatalf("%s = %q, %v; want done", key, v, err)
 				}
