@@ -152,7 +152,7 @@ func conformPerKeyOrder(t *testing.T, b streamstest.Backend) {
 	for i := range perTenant {
 		for tn := range tenants {
 			env := *base
-			env.EventID = fmt.Sprintf("%s-%d-%d", base.EventID, tn, i)
+			env.EventID = fmt.Sprintf("%s%04x%04x", base.EventID[:28], tn, i) // a UUID per event
 			env.Metadata.TenantID = fmt.Sprintf("tenant-%02d", tn)
 			env.Metadata.CorrelationID = strconv.Itoa(i)
 			rec, err := serde.Record(ctx, &env)

@@ -28,6 +28,10 @@ import (
 //
 // Guarantees:
 //
+//   - A record whose key, envelope headers or envelope identifiers break the grammar of
+//     identifiers.go (written by another client around the producer) reaches the chain with
+//     DecodeErr wrapping ErrInvalidIdentifier: it is dead-lettered (class "invalid-identifier")
+//     or, without the dead-letter middleware, logged and finished; the handler never sees it.
 //   - Records of a type the system does not subscribe to are skipped by their eventType header,
 //     without decoding. A subscribed event with no handler for its major version is logged at warn
 //     and skipped. Skipped records count as finished.
@@ -359,7 +363,7 @@ func (c *Consumer) wrap(h Handler) Handler {
 
 // final is the innermost handler of a chain: it returns Permanent(DecodeErr) for a record that
 // does not decode (decoding it again first when the failure was retryable, such as the registry
-// being unreachable), turns a panic of h into a permanent error, and otherwise calls h. With a nil
+// being unreachable, and then checking its identifiers), turns a panic of h into a permanent error, and otherwise calls h. With a nil
 // h it finds the handler from the decoded envelope, for records whose headers did not name it.
 func (c *Consumer) final(h Handler) Handler {
 	return func(ctx context.Context, m *Message) (err error) {
@@ -375,6 +379,10 @@ func (c *Consumer) final(h Handler) Handler {
 					return Permanent(derr)
 				}
 				return derr
+			}
+			if err := recordIdentifiers(c.cat, m.Record, env); err != nil {
+				m.DecodeErr = err
+				return Permanent(err)
 			}
 			m.Envelope, m.DecodeErr = env, nil
 		}
@@ -551,6 +559,13 @@ func (c *Consumer) route(ctx context.Context, j *job, r *kgo.Record) {
 				c.log.Warn("streams: consumer: no handler found; event skipped", recordAttrs(r, et, version)...)
 				return
 			}
+		}
+	}
+	if m.DecodeErr == nil || IsRetryable(m.DecodeErr) {
+		// A record that does not decode is dead-lettered as such; one that does (or may, once
+		// decoded again) must also carry identifiers the handler can put in a header or a key.
+		if err := recordIdentifiers(c.cat, r, m.Envelope); err != nil {
+			m.Envelope, m.DecodeErr = nil, err
 		}
 	}
 	j.msg = m

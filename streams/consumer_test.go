@@ -55,22 +55,24 @@ func buildEvents(t testing.TB, serde *streams.Serde, chk *streamstest.Checker, s
 	ctx := context.Background()
 	var recs []*kgo.Record
 	seqs := map[string]int{}
+	_, cat := loadAll(t)
 	for _, sp := range specs {
 		topic, err := serde.Topic(sp.eventType)
 		if err != nil {
 			t.Fatal(err)
 		}
 		base := example(t, serde, sp.eventType)
-		owner, _ := serde.Schemas().Latest(sp.eventType)
+		latest, _ := serde.Schemas().Latest(sp.eventType)
+		owner, _ := cat.Owner(sp.eventType)
 		for i := range perTenant {
 			for tn := range tenants {
 				env := *base
 				env.Data = copyData(base.Data)
 				env.EventID = uuid.NewString()
-				env.Version = owner.String()
+				env.Version = latest.String()
 				env.Timestamp = time.Now()
 				env.Metadata.TenantID = fmt.Sprintf("tenant-%03d", tn)
-				env.Metadata.Source = "test"
+				env.Metadata.Source = owner
 				env.Metadata.TraceID = "4bf92f3577b34da6a3ce929d0e0e4736"
 				key := sp.key(topic, tn, i, &env)
 				seq := seqs[key]

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"regexp"
 )
 
 type ctxKey int
@@ -14,17 +13,15 @@ const (
 	correlationKey
 )
 
-var traceparentRe = regexp.MustCompile(`^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$`)
-
 // ContextWithTraceparent returns a context carrying a W3C traceparent
 // ("00-<trace-id>-<parent-id>-<flags>"); events published with it take its trace id. A malformed
 // value is ignored, so a bad incoming header never fails a publish.
 func ContextWithTraceparent(ctx context.Context, traceparent string) context.Context {
-	m := traceparentRe.FindStringSubmatch(traceparent)
-	if m == nil || m[1] == "00000000000000000000000000000000" {
+	id, ok := parseTraceparent(traceparent)
+	if !ok {
 		return ctx
 	}
-	return context.WithValue(ctx, traceKey, m[1])
+	return context.WithValue(ctx, traceKey, id)
 }
 
 // TraceID returns the trace id carried by ctx ("" when none).

@@ -53,6 +53,10 @@ const (
 	// schema id, corrupt body; or a transient decoding failure that outlasted the retries); the
 	// user handler was not called.
 	ClassDecode = "decode"
+	// ClassInvalidIdentifier: the record's key, envelope headers or envelope identifiers break the
+	// identifier grammar (ErrInvalidIdentifier: written around the producer); the user handler was
+	// not called, and the record is never retried.
+	ClassInvalidIdentifier = "invalid-identifier"
 	// ClassInvalidEvent: the handler failed with ErrInvalidEvent.
 	ClassInvalidEvent = "invalid-event"
 	// ClassUnknownEventType: the handler failed with ErrUnknownEventType.
@@ -73,8 +77,8 @@ const maxErrorMessage = 4096
 // gives up on to the system's dead-letter topic and lets their offsets be committed, so that a
 // poison record or a permanently failing event never stops its partition.
 //
-// A message is dead-lettered when it has a non-retryable DecodeErr (a poison record: the inner
-// handler is not called), or when the inner handler (the retry middleware, then the consumer's
+// A message is dead-lettered when it has a non-retryable DecodeErr (a poison record, or one whose
+// identifiers break the grammar: the inner handler is not called), or when the inner handler (the retry middleware, then the consumer's
 // final handler, which decodes again a record whose DecodeErr was retryable, then the user
 // handler) returns an error, unless ctx has ended
 // (shutdown or lost partition: the error is returned as is, the record stays uncommitted and is
@@ -175,7 +179,7 @@ func (d *DeadLetters) Middleware() Middleware {
 			}
 			if m.DecodeErr != nil && !IsRetryable(m.DecodeErr) {
 				now := time.Now()
-				return d.park(ctx, m, pk, ClassDecode, m.DecodeErr.Error(), 0, now, now)
+				return d.park(ctx, m, pk, decodeClass(m.DecodeErr), m.DecodeErr.Error(), 0, now, now)
 			}
 			err := next(ctx, m)
 			if err == nil {
@@ -200,7 +204,7 @@ func (d *DeadLetters) Middleware() Middleware {
 			}
 			class := errorClass(err)
 			if m.DecodeErr != nil {
-				class = ClassDecode
+				class = decodeClass(m.DecodeErr)
 			}
 			var extra []kgo.RecordHeader
 			var dh DeadLetterHeaderer
@@ -265,6 +269,8 @@ func (d *DeadLetters) send(ctx context.Context, m *Message, class, msg string, a
 // errorClass names the reason a handler error is dead-lettered.
 func errorClass(err error) string {
 	switch {
+	case errors.Is(err, ErrInvalidIdentifier):
+		return ClassInvalidIdentifier
 	case errors.Is(err, ErrInvalidEvent):
 		return ClassInvalidEvent
 	case errors.Is(err, ErrUnknownEventType):
@@ -273,6 +279,14 @@ func errorClass(err error) string {
 		return ClassRetriesExhausted
 	}
 	return ClassPermanent
+}
+
+// decodeClass names the reason a message whose DecodeErr is set is dead-lettered.
+func decodeClass(err error) string {
+	if errors.Is(err, ErrInvalidIdentifier) {
+		return ClassInvalidIdentifier
+	}
+	return ClassDecode
 }
 
 func formatMillis(t time.Time) string {

@@ -373,7 +373,7 @@ func TestDeadLetterChain(t *testing.T) {
 			if err := broken(ctx, m1); err == nil {
 				t.Fatal("a failed dead-letter write was reported as handled")
 			}
-			if rdb.Exists(ctx, d.Key(m.Envelope.EventID)).Val() != 0 {
+			if rdb.Exists(ctx, d.Key(m.Envelope.Metadata.Source, m.Envelope.EventID)).Val() != 0 {
 				t.Fatal("the event kept its dedup key after a failed dead-letter write")
 			}
 			// Delivered again: handled (2 attempts), dead-lettered, done.
@@ -384,8 +384,8 @@ func TestDeadLetterChain(t *testing.T) {
 			if err := chain(ctx, m2); err != nil {
 				t.Fatal(err)
 			}
-			if calls != 4 || rdb.Get(ctx, d.Key(m.Envelope.EventID)).Val() != "done" {
-				t.Fatalf("%d handler calls, key %q; want 4 and done", calls, rdb.Get(ctx, d.Key(m.Envelope.EventID)).Val())
+			if calls != 4 || rdb.Get(ctx, d.Key(m.Envelope.Metadata.Source, m.Envelope.EventID)).Val() != "done" {
+				t.Fatalf("%d handler calls, key %q; want 4 and done", calls, rdb.Get(ctx, d.Key(m.Envelope.Metadata.Source, m.Envelope.EventID)).Val())
 			}
 			// Delivered once more: skipped.
 			m3 := copyOf(m)

@@ -15,22 +15,28 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Dedup is the deduplication middleware: it makes a consumer group handle each eventId once, even
-// when the event is delivered again (after a crash, a rebalance, or as the other version of a
-// dual-published event), by keeping per group and eventId a Redis key
+// Dedup is the deduplication middleware: it makes a consumer group handle each event once, even
+// when it is delivered again (after a crash, a rebalance, or as the other version of a
+// dual-published event), by keeping per group, publishing system and eventId a Redis key
 //
-//	hotelbus:dedup:{<group>}:<eventId>
+//	hotelbus:dedup:{<group>}:<source>:<eventId>
 //
-// (the group is a hash tag, so every key of a batch lives in one Redis Cluster slot and a batch is
-// one pipeline). The key holds a lease while a consumer handles the event, "<owner token>|<deadline
-// in Unix ms>" taken with SET NX, and "done" once it succeeded; both live for the done TTL. A lease
-// ends at its deadline, not when the key expires: the key outlives it so that the next owner of
-// the event knows that an earlier attempt started and never finished (its owner crashed, was
-// stopped, or lost the lease while its handler ran). Taking such a lease over is logged at warn
-// with the eventId ("took over the expired lease") and counted (TakeOvers): the earlier
-// attempt's outcome is unknown, so a handler with external side effects may repeat one. Deadlines
-// are the consumers' clocks: keep them within a small fraction of the lease of each other. A
-// lease without a deadline (written by an older version) ends when its key expires.
+// The group is a hash tag, so every key of a batch lives in one Redis Cluster slot and a batch is
+// one pipeline. The source (metadata.source: the system whose credential published the event, set
+// by its Producer, never by the payload; a system of the catalog, which the Consumer checks) is a
+// namespace: eventIds may be chosen by clients, and one system publishing another's eventId must
+// not make a group drop that other system's event as a duplicate. Dual-published copies share
+// eventId and source, so they stay one event.
+//
+// The key holds a lease while a consumer handles the event, "<owner token>|<deadline in Unix ms>"
+// taken with SET NX, and "done" once it succeeded; both live for the done TTL. A lease ends at its
+// deadline, not when the key expires: the key outlives it so that the next owner of the event
+// knows that an earlier attempt started and never finished (its owner crashed, was stopped, or
+// lost the lease while its handler ran). Taking such a lease over is logged at warn with the
+// eventId ("took over the expired lease") and counted (TakeOvers): the earlier attempt's outcome is
+// unknown, so a handler with external side effects may repeat one. Deadlines are the consumers'
+// clocks: keep them within a small fraction of the lease of each other. A lease without a
+// deadline (written by an older version) ends when its key expires.
 //
 // Protocol, per message:
 //   - Prepare checks a whole polled batch in one Redis round trip: for each distinct eventId it
@@ -51,9 +57,11 @@ import (
 // handled without its lease. With DedupFailOpen, a batch prepared while Redis is unreachable is
 // handled without deduplication, logged at error level once per batch.
 //
-// The eventId is the envelope's; for a record whose decoding failed transiently (a retryable
-// DecodeErr, such as the registry being unreachable) it is the record's eventId header. Records
-// that cannot decode (a non-retryable DecodeErr) or carry no eventId pass through without
+// The source and eventId are the envelope's; for a record whose decoding failed transiently (a
+// retryable DecodeErr, such as the registry being unreachable) they are the record's source and
+// eventId headers (checked against the identifier grammar by the Consumer). A redriven record's
+// key adds its redrive id (see HeaderRedriveID). Records that cannot decode or break the
+// identifier grammar (a non-retryable DecodeErr) or carry no eventId pass through without
 // deduplication: they have no eventId to trust.
 //
 // Wiring: Dedup is the outermost middleware and the consumer's BatchPreparer,
@@ -191,8 +199,8 @@ func NewDedup(rdb redis.UniversalClient, group string, opts ...DedupOption) (*De
 	}, nil
 }
 
-// Key returns the Redis key that deduplicates eventID.
-func (d *Dedup) Key(eventID string) string { return d.prefix + eventID }
+// Key returns the Redis key that deduplicates the event eventID published by source.
+func (d *Dedup) Key(source, eventID string) string { return d.prefix + source + ":" + eventID }
 
 // Hits counts messages committed without calling the handler because their event was done.
 func (d *Dedup) Hits() int64 { return d.hits.Load() }
@@ -227,11 +235,11 @@ func (d *Dedup) Prepare(ctx context.Context, batch []*Message) error {
 	var checks []check
 	first := map[string]bool{}
 	for _, m := range batch {
-		id := eventID(m)
+		source, id := eventID(m)
 		if id == "" {
 			continue
 		}
-		key := d.Key(id)
+		key := d.Key(source, id)
 		if first[key] {
 			// The same event twice in one batch (dual publishing): wait for the first copy.
 			m.SetValue(d, &dedupState{key: key, token: d.token(), status: statusBusy})
@@ -377,11 +385,11 @@ func (d *Dedup) Middleware() Middleware {
 		return func(ctx context.Context, m *Message) error {
 			st, ok := m.Value(d).(*dedupState)
 			if !ok {
-				id := eventID(m)
+				source, id := eventID(m)
 				if id == "" {
 					st = &dedupState{status: statusOpen}
 				} else {
-					st = &dedupState{key: d.Key(id), token: d.token()}
+					st = &dedupState{key: d.Key(source, id), token: d.token()}
 				}
 				m.SetValue(d, st)
 			}
@@ -450,7 +458,7 @@ func (d *Dedup) handle(ctx context.Context, m *Message, st *dedupState, next Han
 				d.acquired.Add(1)
 				d.takeOvers.Add(1)
 				d.cfg.logger.Warn("streams: dedup: took over the expired lease of another owner: its attempt started and never finished, so its outcome is unknown and the handler may repeat a side effect",
-					"eventId", eventID(m), "key", st.key, "previous", st.seen, "topic", m.Record.Topic, "partition", m.Record.Partition, "offset", m.Record.Offset)
+					"eventId", Header(m.Record, HeaderEventID), "key", st.key, "previous", st.seen, "topic", m.Record.Topic, "partition", m.Record.Partition, "offset", m.Record.Offset)
 				st.at, st.status = at, statusAcquired
 			}
 		case statusUnknown:
@@ -682,24 +690,24 @@ func (d *Dedup) flushDone(batch []*finishReq) {
 	}
 }
 
-// eventID returns the id a message is deduplicated by ("" for none): the envelope's, or the
-// eventId header of a record whose decoding failed transiently (the consumer decodes it again
-// inside the chain); for a redriven record, followed by its redrive id (see HeaderRedriveID).
-func eventID(m *Message) string {
-	var id string
+// eventID returns the publishing system and the id a message is deduplicated by (id "" for
+// none): the envelope's, or the source and eventId headers of a record whose decoding failed
+// transiently (the consumer decodes it again inside the chain); for a redriven record, the id is
+// followed by its redrive id (see HeaderRedriveID).
+func eventID(m *Message) (source, id string) {
 	switch {
 	case m.DecodeErr == nil && m.Envelope != nil:
-		id = m.Envelope.EventID
+		source, id = m.Envelope.Metadata.Source, m.Envelope.EventID
 	case m.DecodeErr != nil && IsRetryable(m.DecodeErr) && m.Record != nil:
-		id = Header(m.Record, HeaderEventID)
+		source, id = Header(m.Record, HeaderSource), Header(m.Record, HeaderEventID)
 	}
 	if id == "" || m.Record == nil {
-		return id
+		return source, id
 	}
 	if r := Header(m.Record, HeaderRedriveID); r != "" {
-		return id + "/redrive/" + r
+		return source, id + "/redrive/" + r
 	}
-	return id
+	return source, id
 }
 
 // pipelineErr returns the first real error of a pipeline (a missing key is not one).

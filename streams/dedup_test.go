@@ -246,7 +246,7 @@ func TestDedupBatch(t *testing.T) {
 				if c := cnt.get(env.EventID); c != 1 {
 					t.Fatalf("event %s handled %d times", env.EventID, c)
 				}
-				key := "hotelbus:dedup:{" + group + "}:" + env.EventID
+				key := "hotelbus:dedup:{" + group + "}:" + env.Metadata.Source + ":" + env.EventID // the documented key
 				if v, err := rdb.Get(ctx, key).Result(); err != nil || v != "done" {
 					t.Fatalf("%s = %q, %v; want done", key, v, err)
 				}
@@ -326,7 +326,7 @@ func TestDedupFailureReleases(t *testing.T) {
 			if err := h(ctx, m); !errors.Is(err, boom) {
 				t.Fatalf("handler error = %v, want %v", err, boom)
 			}
-			if n := rdb.Exists(ctx, d.Key(env.EventID)).Val(); n != 0 {
+			if n := rdb.Exists(ctx, d.Key(env.Metadata.Source, env.EventID)).Val(); n != 0 {
 				t.Fatalf("lease still held after the failure")
 			}
 			m = dedupMsg(env, group, "t.billing", 0, 5)
@@ -336,7 +336,7 @@ func TestDedupFailureReleases(t *testing.T) {
 			if err := h(ctx, m); err != nil || calls != 2 {
 				t.Fatalf("redelivery: err=%v calls=%d, want handled again", err, calls)
 			}
-			if v := rdb.Get(ctx, d.Key(env.EventID)).Val(); v != "done" {
+			if v := rdb.Get(ctx, d.Key(env.Metadata.Source, env.EventID)).Val(); v != "done" {
 				t.Fatalf("key = %q after the successful redelivery", v)
 			}
 		})
@@ -412,7 +412,7 @@ func TestDedupWaitsForForeignLease(t *testing.T) {
 			}
 			// A crashed owner's lease (never finished, never released) is taken once expired.
 			env := events()
-			if err := rdbA.Set(ctx, a.Key(env.EventID), "crashed-owner", 200*time.Millisecond).Err(); err != nil {
+			if err := rdbA.Set(ctx, a.Key(env.Metadata.Source, env.EventID), "crashed-owner", 200*time.Millisecond).Err(); err != nil {
 				t.Fatal(err)
 			}
 			m := dedupMsg(env, group, "t.customers", 2, 3)
@@ -458,7 +458,7 @@ func TestDedupExtendsLease(t *testing.T) {
 					defer running.Store(0)
 					time.Sleep(time.Second) // the slow handler under test: 3 leases long
 					// The lease's deadline is the end of its value ("<token>|<Unix ms>").
-					v := rdbA.Get(ctx, a.Key(env.EventID)).Val()
+					v := rdbA.Get(ctx, a.Key(env.Metadata.Source, env.EventID)).Val()
 					ms, _ := strconv.ParseInt(v[strings.LastIndexByte(v, '|')+1:], 10, 64)
 					ttlSeen.Store(int64(time.Until(time.UnixMilli(ms))))
 					return nil
@@ -709,7 +709,7 @@ func TestDedupFailClosed(t *testing.T) {
 		if c := cnt.get(m.Envelope.EventID); c != 1 {
 			t.Fatalf("event handled %d times after Redis came back", c)
 		}
-		if v := mr2.Exists(d.Key(m.Envelope.EventID)); !v {
+		if v := mr2.Exists(d.Key(m.Envelope.Metadata.Source, m.Envelope.EventID)); !v {
 			t.Fatalf("no dedup key for %s after Redis came back", m.Envelope.EventID)
 		}
 	}
@@ -845,7 +845,7 @@ func TestDedupOnDone(t *testing.T) {
 			if attempt != 2 || d.Hits() != 2 {
 				t.Fatalf("handler ran %d times, %d dedup hits; want 2 and 2", attempt, d.Hits())
 			}
-			if v := rdb.Get(ctx, d.Key(env.EventID)).Val(); v != "done" {
+			if v := rdb.Get(ctx, d.Key(env.Metadata.Source, env.EventID)).Val(); v != "done" {
 				t.Fatalf("key = %q, want done", v)
 			}
 		})
@@ -864,7 +864,7 @@ func TestDedupOnDoneLostLease(t *testing.T) {
 	ledger := "ledger:{" + d.Tag() + "}"
 	h := d.Middleware()(func(_ context.Context, m *streams.Message) error {
 		d.OnDone(m, func(p redis.Pipeliner) { p.RPush(ctx, ledger, "first owner") })
-		rdb.Set(ctx, d.Key(env.EventID), "another-owner:1", time.Minute) // the lease moved on
+		rdb.Set(ctx, d.Key(env.Metadata.Source, env.EventID), "another-owner:1", time.Minute) // the lease moved on
 		return nil
 	})
 	m := dedupMsg(env, group, "t.billing", 0, 5)
@@ -877,7 +877,7 @@ func TestDedupOnDoneLostLease(t *testing.T) {
 	if n := rdb.LLen(ctx, ledger).Val(); n != 0 {
 		t.Fatalf("effects applied by an owner that had lost the lease: %v", rdb.LRange(ctx, ledger, 0, -1).Val())
 	}
-	if v := rdb.Get(ctx, d.Key(env.EventID)).Val(); v != "another-owner:1" {
+	if v := rdb.Get(ctx, d.Key(env.Metadata.Source, env.EventID)).Val(); v != "another-owner:1" {
 		t.Fatalf("key = %q, want the other owner's lease untouched", v)
 	}
 }
@@ -926,7 +926,7 @@ func TestDedupTakesOverExpiredLease(t *testing.T) {
 			if !strings.Contains(out, "took over the expired lease") || !strings.Contains(out, "eventId="+env.EventID) {
 				t.Fatalf("the takeover was not logged with the eventId:\n%s", out)
 			}
-			if v := rdbB.Get(ctx, b.Key(env.EventID)).Val(); v != "done" {
+			if v := rdbB.Get(ctx, b.Key(env.Metadata.Source, env.EventID)).Val(); v != "done" {
 				t.Fatalf("key = %q after the handler, want done", v)
 			}
 		})

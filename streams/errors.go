@@ -47,6 +47,14 @@ var (
 	// reached its size bound; the event was not accepted. Retryable once the spool drains.
 	ErrSpoolFull = spool.ErrFull
 
+	// ErrInvalidIdentifier: a consumed record carries an identifier that breaks the envelope
+	// identifier grammar (see identifiers.go): its key, an envelope identifier (eventId, tenantId,
+	// source, correlationId, userId, traceId) or a header repeating one (eventId, source,
+	// correlationId, version, traceparent). Such a record was written around the producer, which
+	// refuses these events as ErrInvalidEvent. Not retryable: the consumer never calls the handler
+	// with it; the dead-letter middleware writes it with class "invalid-identifier".
+	ErrInvalidIdentifier = errors.New("streams: invalid identifier")
+
 	// ErrConfig: an option has an invalid value; the message names the option. Not retryable.
 	ErrConfig = errors.New("streams: invalid configuration")
 
@@ -64,7 +72,7 @@ func IsRetryable(err error) bool {
 		return false
 	case errors.Is(err, ErrInvalidEvent), errors.Is(err, ErrUnknownEventType),
 		errors.Is(err, ErrNotRegistered), errors.Is(err, ErrMalformedRecord),
-		errors.Is(err, ErrNotOwner), errors.Is(err, ErrMissingTenant),
+		errors.Is(err, ErrNotOwner), errors.Is(err, ErrMissingTenant), errors.Is(err, ErrInvalidIdentifier),
 		errors.Is(err, ErrConfig), errors.Is(err, ErrClosed):
 		return false
 	case errors.Is(err, ErrRegistry), errors.Is(err, ErrSpoolFull):

@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/hamba/avro/v2"
 )
 
@@ -38,12 +39,24 @@ var metadataKeys = []string{"tenantId", "source", "correlationId", "userId", "tr
 // It returns the version it resolved.
 type DataSchema func(eventType, version string) (data *avro.RecordSchema, resolved string, err error)
 
-// ParseJSON decodes one JSON envelope. Structural problems and every field that does not match the
+// ParseJSON decodes one JSON envelope. The input must be I-JSON (RFC 7493): valid UTF-8, no
+// escaped lone surrogate, no object with the same key twice at any depth; anything else is refused
+// at path "$" (malformed JSON) instead of being repaired, because encoding/json would replace bad
+// bytes with U+FFFD (two identifiers collapse into one) and keep the last of two keys (the value
+// checked is not the value used). Structural problems and every field that does not match the
 // data schema are reported together in an *InvalidEventError (ErrInvalidEvent) naming JSON paths.
 // eventType, data and metadata.tenantId are required. What a Producer fills in may be absent:
 // eventId, timestamp, metadata.source, correlationId and traceId ("" or zero in the result), and
 // version (the newest is used). An unknown eventType or version yields ErrUnknownEventType.
 func ParseJSON(b []byte, lookup DataSchema) (*Envelope, error) {
+	if err := checkStrictJSON(b); err != nil {
+		return nil, err
+	}
+	return parseJSON(b, lookup)
+}
+
+// parseJSON is ParseJSON for input checkStrictJSON accepted.
+func parseJSON(b []byte, lookup DataSchema) (*Envelope, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var raw any
@@ -99,6 +112,35 @@ func ParseJSON(b []byte, lookup DataSchema) (*Envelope, error) {
 	return env, nil
 }
 
+// checkStrictJSON refuses, at path "$", b that is not one I-JSON value; it lets through what
+// encoding/json reports itself (trailing data after the value). jsontext is the JSON v2
+// tokenizer, which refuses invalid UTF-8, lone surrogates and duplicate keys by default.
+func checkStrictJSON(b []byte) error {
+	_, err := jsontext.NewDecoder(bytes.NewReader(b)).ReadValue()
+	var se *jsontext.SyntacticError
+	if !errors.As(err, &se) {
+		return nil
+	}
+	msg := "malformed JSON: " + cut(se.Err.Error())
+	if errors.Is(se.Err, jsontext.ErrDuplicateName) {
+		msg = "malformed JSON: duplicate key"
+	}
+	if se.JSONPointer != "" {
+		msg += " at " + cut(string(se.JSONPointer))
+	}
+	return &InvalidEventError{Fields: []FieldError{{Path: "$", Message: msg}}}
+}
+
+// cut quotes s (escaped) when it is longer than identifierExcerpt bytes or holds a byte that is
+// not printable ASCII, cutting it to identifierExcerpt bytes; otherwise it returns s as is. Error
+// messages show client input only through it or excerpt, never whole.
+func cut(s string) string {
+	if len(s) <= identifierExcerpt && textIDProblem(s) == "" {
+		return s
+	}
+	return excerpt(s)
+}
+
 func unknownKeys(m map[string]any, known []string, path string, errs *fieldErrs) {
 	for k := range m {
 		found := false
@@ -106,7 +148,7 @@ func unknownKeys(m map[string]any, known []string, path string, errs *fieldErrs)
 			found = found || k == kk
 		}
 		if !found {
-			errs.add(join(path, k), "unknown field")
+			errs.add(join(path, cut(k)), "unknown field")
 		}
 	}
 }
@@ -144,7 +186,7 @@ func jsonTime(v any, path string, errs *fieldErrs) (time.Time, bool) {
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		errs.add(path, "expected an RFC 3339 timestamp like 2026-11-27T09:15:00.000Z, got %q", s)
+		errs.add(path, "expected an RFC 3339 timestamp like 2026-11-27T09:15:00.000Z, got %s", excerpt(s))
 		return time.Time{}, false
 	}
 	return t.UTC().Truncate(time.Millisecond), true
@@ -178,7 +220,7 @@ func fromJSON(s avro.Schema, v any, path string, errs *fieldErrs) any {
 		}
 		for k := range m {
 			if !hasField(s, k) {
-				errs.add(join(path, k), "unknown field (not in schema %s)", s.FullName())
+				errs.add(join(path, cut(k)), "unknown field (not in schema %s)", s.FullName())
 			}
 		}
 		return out
@@ -202,7 +244,7 @@ func fromJSON(s avro.Schema, v any, path string, errs *fieldErrs) any {
 				return str
 			}
 		}
-		errs.add(path, "%q is not one of %v", str, s.Symbols())
+		errs.add(path, "%s is not one of %v", excerpt(str), s.Symbols())
 		return nil
 	case *avro.ArraySchema:
 		a, ok := v.([]any)
@@ -223,7 +265,7 @@ func fromJSON(s avro.Schema, v any, path string, errs *fieldErrs) any {
 		}
 		out := make(map[string]any, len(m))
 		for k, e := range m {
-			out[k] = fromJSON(s.Values(), e, join(path, k), errs)
+			out[k] = fromJSON(s.Values(), e, join(path, cut(k)), errs)
 		}
 		return out
 	case *avro.PrimitiveSchema:
@@ -243,7 +285,7 @@ func primitiveFromJSON(s *avro.PrimitiveSchema, v any, path string, errs *fieldE
 				return nil
 			}
 			if !decimalRe.MatchString(str) {
-				errs.add(path, "expected decimal string like \"1234.50\", got %q", str)
+				errs.add(path, "expected decimal string like \"1234.50\", got %s", excerpt(str))
 				return nil
 			}
 			r, _ := new(big.Rat).SetString(str)
@@ -256,7 +298,7 @@ func primitiveFromJSON(s *avro.PrimitiveSchema, v any, path string, errs *fieldE
 			}
 			t, err := time.Parse(time.DateOnly, str)
 			if err != nil {
-				errs.add(path, "expected a date YYYY-MM-DD, got %q", str)
+				errs.add(path, "expected a date YYYY-MM-DD, got %s", excerpt(str))
 				return nil
 			}
 			return t
@@ -286,7 +328,7 @@ func primitiveFromJSON(s *avro.PrimitiveSchema, v any, path string, errs *fieldE
 		}
 		i, err := strconv.ParseInt(string(n), 10, 64)
 		if err != nil {
-			errs.add(path, "expected a whole number, got %s", n)
+			errs.add(path, "expected a whole number, got %s", cut(string(n)))
 			return nil
 		}
 		if s.Type() == avro.Long {

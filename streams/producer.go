@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -184,7 +185,7 @@ func (p *Producer) PublishAsync(ctx context.Context, env *Envelope, done func(Re
 
 // Prepare fills in what the producer owns and checks what it must refuse, without sending:
 //
-//   - eventId: a new UUIDv7 (time-ordered) when empty;
+//   - eventId: a new UUIDv7 (time-ordered) when empty; a given UUID is lowercased;
 //   - timestamp: now when zero;
 //   - version: the newest schema version of the event type when empty;
 //   - metadata.source: the producer's system (ErrNotOwner when the envelope names another);
@@ -192,8 +193,10 @@ func (p *Producer) PublishAsync(ctx context.Context, env *Envelope, done func(Re
 //   - metadata.traceId: from ctx (an OpenTelemetry span, else ContextWithTraceparent), else a new
 //     trace id.
 //
-// It refuses with ErrNotOwner an event type the system does not publish, with ErrMissingTenant an
-// empty tenantId, and with ErrInvalidEvent data that does not match the schema.
+// It refuses with ErrNotOwner an event type the system does not publish and with ErrMissingTenant
+// an empty tenantId. Publishing then refuses with ErrInvalidEvent an identifier that breaks the
+// grammar of identifiers.go (a client-chosen eventId that is no UUID, a tenantId with a slash or a
+// CR, ...) and data that does not match the schema, naming every bad field.
 func (p *Producer) Prepare(ctx context.Context, env *Envelope) error {
 	if err := p.checkOwner(env.EventType, env.Metadata.Source); err != nil {
 		return err
@@ -208,6 +211,8 @@ func (p *Producer) Prepare(ctx context.Context, env *Envelope) error {
 			return fmt.Errorf("streams: eventId: %w", err)
 		}
 		env.EventID = id.String()
+	} else if isUUID(env.EventID) {
+		env.EventID = strings.ToLower(env.EventID) // one spelling per UUID, so one dedup key
 	}
 	if env.Timestamp.IsZero() {
 		env.Timestamp = p.cfg.now()
@@ -251,9 +256,14 @@ func (p *Producer) checkOwner(eventType, source string) error {
 	return nil
 }
 
-// ParseJSON decodes a JSON envelope for this producer: ownership (event type and source) is
-// checked before the data, so a foreign event is refused as such whatever its payload.
+// ParseJSON decodes a JSON envelope for this producer (see the package function ParseJSON):
+// ownership (event type and source) is checked after the JSON text (so a duplicated eventType
+// key cannot pick the one checked) and before the data, so a foreign event is refused as such
+// whatever its payload.
 func (p *Producer) ParseJSON(b []byte) (*Envelope, error) {
+	if err := checkStrictJSON(b); err != nil {
+		return nil, err
+	}
 	var head struct {
 		EventType string `json:"eventType"`
 		Metadata  struct {
@@ -265,7 +275,7 @@ func (p *Producer) ParseJSON(b []byte) (*Envelope, error) {
 			return nil, err
 		}
 	}
-	return p.serde.ParseJSON(b)
+	return parseJSON(b, p.serde.DataSchema)
 }
 
 // record prepares, validates and encodes env.

@@ -108,7 +108,8 @@ func (s *Serde) Topic(eventType string) (string, error) {
 	return t.Name, nil
 }
 
-// AppendEncode validates env and appends its wire-format value to b. It returns the topic the event
+// AppendEncode validates env (its identifiers against the grammar of identifiers.go, its data
+// against the schema) and appends its wire-format value to b. It returns the topic the event
 // is routed to. It blocks on the registry only the first time a schema version is used.
 func (s *Serde) AppendEncode(ctx context.Context, b []byte, env *Envelope) (topic string, out []byte, err error) {
 	v, err := s.version(env.EventType, env.Version)
@@ -134,17 +135,12 @@ func (s *Serde) AppendEncode(ctx context.Context, b []byte, env *Envelope) (topi
 // encode appends the Avro body of env written with v. On any problem it names every bad field.
 func (s *Serde) encode(b []byte, env *Envelope, v *schemas.Version) ([]byte, error) {
 	errs := &fieldErrs{}
-	if env.EventID == "" {
-		errs.add("eventId", "must not be empty")
-	}
+	checkIdentifiers(env, errs)
 	if env.Timestamp.IsZero() {
 		errs.add("timestamp", "must be set")
 	}
-	for _, f := range []struct{ path, val string }{{"metadata.tenantId", env.Metadata.TenantID}, {"metadata.source", env.Metadata.Source},
-		{"metadata.correlationId", env.Metadata.CorrelationID}, {"metadata.traceId", env.Metadata.TraceID}} {
-		if f.val == "" {
-			errs.add(f.path, "must not be empty")
-		}
+	if p := sourceProblem(s.cat, env.Metadata.Source); p != "" {
+		errs.add("metadata.source", "%s", p)
 	}
 	if env.Data == nil {
 		errs.add("data", "must be set")

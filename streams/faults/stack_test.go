@@ -715,6 +715,10 @@ func (s *stack) locate(ids []string) []string {
 	opts, _ := redis.ParseURL(s.cfg.dedupRedis)
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
+	dedup, err := streams.NewDedup(rdb, sys.Group)
+	if err != nil {
+		return []string{err.Error()}
+	}
 	out := make([]string, len(ids))
 	for i, id := range ids {
 		pos, _ := s.gen.Seq(id)
@@ -722,7 +726,7 @@ func (s *stack) locate(ids []string) []string {
 		if len(w) == 0 {
 			w = []string{"not in the spool, " + inKafka}
 		}
-		key, err := rdb.Get(ctx, "hotelbus:dedup:{"+sys.Group+"}:"+id).Result()
+		key, err := rdb.Get(ctx, dedup.Key(s.system[id], id)).Result()
 		if err != nil {
 			key = err.Error()
 		}

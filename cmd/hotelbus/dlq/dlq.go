@@ -85,8 +85,8 @@ func addFilterFlags(cmd *cobra.Command, ff *filterFlags) {
 	fl.StringArrayVar(&ff.at, "at", nil, "only the dead letter at `PARTITION@OFFSET` (or TOPIC/PARTITION@OFFSET) (repeatable)")
 }
 
-var classes = []string{streams.ClassDecode, streams.ClassInvalidEvent, streams.ClassUnknownEventType, streams.ClassPermanent,
-	streams.ClassRetriesExhausted, streams.ClassParked}
+var classes = []string{streams.ClassDecode, streams.ClassInvalidIdentifier, streams.ClassInvalidEvent, streams.ClassUnknownEventType,
+	streams.ClassPermanent, streams.ClassRetriesExhausted, streams.ClassParked}
 
 func (ff *filterFlags) filter(now time.Time) (dlq.Filter, error) {
 	f := dlq.Filter{EventTypes: ff.eventTypes, ErrorClasses: ff.classes, Tenants: ff.tenants, EventIDs: ff.eventIDs}
