@@ -28,6 +28,36 @@ func get(url string) (int, string, error) {
 	return res.StatusCode, string(b), err
 }
 
+// start runs `hotelbus monitor` with args on a free loopback port over b until it is ready, and
+// returns its address and its result.
+func start(t *testing.T, b streamstest.Backend, args ...string) (string, <-chan cmdtest.Result) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	env := map[string]string{"HOTELBUS_BROKERS": strings.Join(b.Brokers, ",")}
+	done := make(chan cmdtest.Result, 1)
+	go func() { done <- cmdtest.Run(t, env, "", append([]string{"monitor", "--listen", addr}, args...)...) }()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if code, _, err := get("http://" + addr + "/readyz"); err == nil && code == http.StatusOK {
+			return addr, done
+		}
+		select {
+		case r := <-done:
+			t.Fatalf("monitor exited: %d %s", r.Code, r.ErrOut)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("monitor never became ready")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // TestMonitorCommandServes runs `hotelbus monitor` until SIGINT: it becomes ready, exports the
 // lag of a group with a commit, serves the dashboard, and stops cleanly.
 func TestMonitorCommandServes(t *testing.T) {
@@ -42,33 +72,8 @@ func TestMonitorCommandServes(t *testing.T) {
 			if _, err := kadm.NewClient(b.Client(t)).CommitOffsets(context.Background(), pms.Group, offsets); err != nil {
 				t.Fatal(err)
 			}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			addr := ln.Addr().String()
-			ln.Close()
-			env := map[string]string{"HOTELBUS_BROKERS": strings.Join(b.Brokers, ",")}
-			done := make(chan cmdtest.Result, 1)
-			go func() {
-				done <- cmdtest.Run(t, env, "", "monitor", "--listen", addr, "--prefix", prefix, "--interval", "100ms")
-			}()
+			addr, done := start(t, b, "--prefix", prefix, "--interval", "100ms")
 			base := "http://" + addr
-			deadline := time.Now().Add(time.Minute)
-			for {
-				if code, _, err := get(base + "/readyz"); err == nil && code == http.StatusOK {
-					break
-				}
-				select {
-				case r := <-done:
-					t.Fatalf("monitor exited: %d %s", r.Code, r.ErrOut)
-				default:
-				}
-				if time.Now().After(deadline) {
-					t.Fatal("monitor never became ready")
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
 			_, body, err := get(base + "/metrics")
 			if err != nil {
 				t.Fatal(err)
@@ -130,33 +135,8 @@ func TestMonitorCommandToken(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	env := map[string]string{"HOTELBUS_BROKERS": strings.Join(b.Brokers, ",")}
-	done := make(chan cmdtest.Result, 1)
-	go func() {
-		done <- cmdtest.Run(t, env, "", "monitor", "--listen", addr, "--prefix", prefix, "--interval", "100ms", "--token-file", tokenFile)
-	}()
+	addr, done := start(t, b, "--prefix", prefix, "--interval", "100ms", "--token-file", tokenFile)
 	base := "http://" + addr
-	deadline := time.Now().Add(time.Minute)
-	for {
-		if code, _, err := get(base + "/readyz"); err == nil && code == http.StatusOK {
-			break
-		}
-		select {
-		case r := <-done:
-			t.Fatalf("monitor exited: %d %s", r.Code, r.ErrOut)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("monitor never became ready")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	if code, _, err := get(base + "/api/snapshot"); err != nil || code != http.StatusUnauthorized {
 		t.Errorf("snapshot without the token: %d %v", code, err)
 	}
