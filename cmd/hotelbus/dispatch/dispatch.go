@@ -55,8 +55,9 @@ the seed's JSON envelope as the body; ce-id, ce-type, ce-source, ce-time, ce-sub
 ce-correlationid and traceparent headers; and Hotelbus-Signature: t=<unix>,v2=<hex>, the
 HMAC-SHA256 of the lines "<t>", ce-id, ce-type, ce-source, ce-tenantid and the body joined by "\n"
 (see the dispatch package's Sign and Verify), under the first (newest) secret of --secret-file (one
-secret per line) or ` + EnvSecret + ` (comma-separated). To rotate, give receivers the new secret next
-to the old one, then list the new secret first here, then drop the old one.
+secret per line) or ` + EnvSecret + ` (comma-separated), read at start. To rotate, give receivers the
+new secret next to the old one, then list the new secret first here and restart, then drop the old
+one.
 
 The target authenticates the dispatcher with the headers of --target-auth-file ("Name: value"
 lines, e.g. "Authorization: Bearer <token>"), checked for a change every second and reread (a
