@@ -2,6 +2,8 @@ package dispatch_test
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -75,7 +77,7 @@ func (tg *target) serve(w http.ResponseWriter, r *http.Request) {
 			CorrelationID string `json:"correlationId"`
 		} `json:"metadata"`
 	}
-	err := dispatch.Verify(secret, r.Header.Get(dispatch.HeaderSignature), body, time.Now(), time.Minute)
+	err := dispatch.Verify([][]byte{secret}, r.Header, body, time.Now(), time.Minute)
 	if err == nil {
 		err = json.Unmarshal(body, &env)
 	}
@@ -279,9 +281,13 @@ hotelbus_dispatch_circuit_state{system="hotel-pms",target=%q} 0
 # HELP hotelbus_dispatch_deliveries_total Delivery attempts by the class of the target's answer.
 # TYPE hotelbus_dispatch_deliveries_total counter
 hotelbus_dispatch_deliveries_total{status_class="2xx",system="hotel-pms"} %d
+hotelbus_dispatch_deliveries_total{status_class="3xx",system="hotel-pms"} 0
 hotelbus_dispatch_deliveries_total{status_class="4xx",system="hotel-pms"} 0
 hotelbus_dispatch_deliveries_total{status_class="5xx",system="hotel-pms"} 0
 hotelbus_dispatch_deliveries_total{status_class="error",system="hotel-pms"} 0
+# HELP hotelbus_dispatch_invalid_events_total Events not sent because a request header would be invalid (dead-lettered as invalid events).
+# TYPE hotelbus_dispatch_invalid_events_total counter
+hotelbus_dispatch_invalid_events_total{system="hotel-pms"} 0
 `, tg.srv.URL, tenants*per)
 			if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
 				t.Fatal(err)
@@ -477,19 +483,37 @@ func TestDispatchClassifies(t *testing.T) {
 	}
 }
 
-// TestVerify: a signature is refused when the body, the secret or the time differ.
+// TestVerify: a v2 signature is refused when the body, a signed header, the secret or the time
+// differ, or when it is a v1 signature (the body only); any of several secrets verifies it.
 func TestVerify(t *testing.T) {
 	body := []byte(`{"eventId":"1"}`)
 	now := time.Now()
-	sig := dispatch.Sign(secret, now, body)
-	if err := dispatch.Verify(secret, sig, body, now, time.Minute); err != nil {
-		t.Fatal(err)
+	h := http.Header{"Ce-Id": {"1"}, "Ce-Type": {"service.ordered"}, "Ce-Source": {"/hotelbus/hotel-saas"}, "Ce-Tenantid": {"sakura"}}
+	h.Set(dispatch.HeaderSignature, dispatch.Sign(secret, now, h, body))
+	old := []byte("the-previous-secret-0123456789")
+	if err := dispatch.Verify([][]byte{old, secret}, h, body, now, time.Minute); err != nil {
+		t.Fatalf("with the old and the new secret: %v", err)
 	}
+	with := func(k, v string) http.Header {
+		c := h.Clone()
+		c.Set(k, v)
+		return c
+	}
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte(strconv.FormatInt(now.Unix(), 10) + "." + string(body)))
+	v1 := with(dispatch.HeaderSignature, fmt.Sprintf("t=%d,v1=%x", now.Unix(), mac.Sum(nil)))
 	for name, err := range map[string]error{
-		"body":      dispatch.Verify(secret, sig, []byte(`{"eventId":"2"}`), now, time.Minute),
-		"secret":    dispatch.Verify([]byte("another-secret-of-some-length"), sig, body, now, time.Minute),
-		"too old":   dispatch.Verify(secret, sig, body, now.Add(2*time.Minute), time.Minute),
-		"malformed": dispatch.Verify(secret, "v1=abc", body, now, time.Minute),
+		"body":       dispatch.Verify([][]byte{secret}, h, []byte(`{"eventId":"2"}`), now, time.Minute),
+		"ce-id":      dispatch.Verify([][]byte{secret}, with("ce-id", "2"), body, now, time.Minute),
+		"ce-type":    dispatch.Verify([][]byte{secret}, with("ce-type", "room.cleaned"), body, now, time.Minute),
+		"ce-source":  dispatch.Verify([][]byte{secret}, with("ce-source", "/hotelbus/hotel-pms"), body, now, time.Minute),
+		"ce-tenant":  dispatch.Verify([][]byte{secret}, with("ce-tenantid", "kyoto"), body, now, time.Minute),
+		"secret":     dispatch.Verify([][]byte{old}, h, body, now, time.Minute),
+		"no secret":  dispatch.Verify(nil, h, body, now, time.Minute),
+		"too old":    dispatch.Verify([][]byte{secret}, h, body, now.Add(2*time.Minute), time.Minute),
+		"malformed":  dispatch.Verify([][]byte{secret}, with(dispatch.HeaderSignature, "v2=abc"), body, now, time.Minute),
+		"v1 (body)":  dispatch.Verify([][]byte{secret}, v1, body, now, time.Minute),
+		"line break": dispatch.Verify([][]byte{secret}, with("ce-type", "a\nb"), body, now, time.Minute),
 	} {
 		if !errors.Is(err, dispatch.ErrBadSignature) {
 			t.Errorf("%s: %v, want ErrBadSignature", name, err)

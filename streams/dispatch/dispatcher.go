@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptrace"
+	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/hotelbus/hotelbus/streams"
 )
@@ -26,30 +29,34 @@ import (
 // Dispatcher delivers events to one HTTP target (see the package documentation). It is safe for
 // concurrent use; its counters are for metrics.
 type Dispatcher struct {
-	target string
-	serde  *streams.Serde
-	cfg    config
-	client *http.Client
-	br     *breaker
+	target   string // as given: the address requests go to
+	redacted string // target without userinfo and query: the form every output shows
+	serde    *streams.Serde
+	cfg      config
+	client   *http.Client
+	auth     *authFile // nil: no TargetAuthFile
+	br       *breaker
 
-	delivered, refused, transient atomic.Int64
-	byClass                       [4]atomic.Int64 // answers by statusClasses
+	delivered, refused, transient, invalid atomic.Int64
+	byClass                                [5]atomic.Int64 // answers by statusClasses
 }
 
 // statusClasses label hotelbus_dispatch_deliveries_total: the target's answer by class, or
 // "error" when there was none (connection refused, timeout).
-var statusClasses = [4]string{"2xx", "4xx", "5xx", "error"}
+var statusClasses = [5]string{"2xx", "3xx", "4xx", "5xx", "error"}
 
 func classOf(status int) int {
 	switch {
 	case status == 0:
-		return 3
+		return 4
 	case status < 300:
 		return 0
-	case status < 500:
+	case status < 400:
 		return 1
+	case status < 500:
+		return 2
 	}
-	return 2
+	return 3
 }
 
 // New returns a dispatcher POSTing to target, rendering envelopes as JSON with serde.
@@ -61,32 +68,52 @@ func New(target string, serde *streams.Serde, opts ...Option) (*Dispatcher, erro
 		}
 		o(&cfg)
 	}
-	if err := cfg.validate(target); err != nil {
+	u, err := cfg.validate(target)
+	if err != nil {
 		return nil, err
 	}
 	if serde == nil {
 		return nil, fmt.Errorf("%w: nil serde", ErrConfig)
 	}
-	cl := cfg.client
-	if cl == nil {
+	var cl http.Client
+	if cfg.client != nil {
+		cl = *cfg.client
+	} else {
 		// One target, up to the consumer's MaxInFlight deliveries at once: keep that many
 		// connections (DefaultTransport keeps 100 in all, so bursts would close and dial again).
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 256, 256
-		cl = &http.Client{Transport: tr}
+		cl.Transport = tr
 	}
-	return &Dispatcher{target: target, serde: serde, cfg: cfg, client: cl,
-		br: newBreaker(cfg.threshold, cfg.probeInitial, cfg.probeMax, cfg.logger)}, nil
+	// A redirect would send the body, its signature and the authentication headers elsewhere.
+	cl.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	d := &Dispatcher{target: target, redacted: redact(u), serde: serde, cfg: cfg, client: &cl,
+		br: newBreaker(cfg.threshold, cfg.probeInitial, cfg.probeMax, cfg.logger)}
+	if cfg.authFile != "" {
+		if d.auth, err = loadAuthFile(cfg.authFile, cfg.logger); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+	}
+	return d, nil
 }
+
+// Target returns the target URL without userinfo and query, as logs and metrics show it.
+func (d *Dispatcher) Target() string { return d.redacted }
 
 // Handler returns the final handler of the consumer chain: it delivers m, waiting while the
 // circuit is open, and returns nil (delivered), a retryable error (transient failure with the
-// circuit closed), or a permanent *TargetError (refused).
+// circuit closed), a permanent *TargetError (refused) or a permanent *InvalidHeaderError (the
+// event cannot be sent; checked before the breaker, which never sees it).
 func (d *Dispatcher) Handler() streams.Handler {
 	return func(ctx context.Context, m *streams.Message) error {
 		body, err := d.serde.JSON(m.Envelope)
 		if err != nil {
-			return streams.Permanent(fmt.Errorf("dispatch: rendering %s as JSON: %w", m.Envelope.EventID, err))
+			return streams.Permanent(fmt.Errorf("dispatch: rendering %s as JSON: %w", cut(m.Envelope.EventID, 64), err))
+		}
+		h, err := eventHeaders(m)
+		if err != nil {
+			d.invalid.Add(1)
+			return err
 		}
 		for {
 			probe, err := d.br.acquire(ctx)
@@ -97,7 +124,7 @@ func (d *Dispatcher) Handler() streams.Handler {
 			// shutdown): the target may already have acted on it, so its answer must reach dedup's
 			// done mark; otherwise the partition's next owner delivers the event again. Timeout
 			// bounds it.
-			err = d.deliver(context.WithoutCancel(ctx), m, body)
+			err = d.deliver(context.WithoutCancel(ctx), m, h, body)
 			var te *TargetError
 			switch {
 			case err == nil:
@@ -134,16 +161,11 @@ func (d *Dispatcher) HandleAll(c *streams.Consumer, eventTypes []string) {
 	}
 }
 
-// deliver sends one CloudEvents binary-mode request.
-func (d *Dispatcher) deliver(ctx context.Context, m *streams.Message, body []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, d.cfg.timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.target, bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("dispatch: %w", err)
-	}
+// eventHeaders returns the CloudEvents headers of m, or an *InvalidHeaderError when one of them
+// cannot be sent (Go's HTTP client would refuse the request).
+func eventHeaders(m *streams.Message) (http.Header, error) {
 	env := m.Envelope
-	h := req.Header
+	h := http.Header{}
 	h.Set("Content-Type", "application/json")
 	h.Set("ce-specversion", "1.0")
 	h.Set("ce-id", env.EventID)
@@ -158,19 +180,57 @@ func (d *Dispatcher) deliver(ctx context.Context, m *streams.Message, body []byt
 	if tp := streams.Header(m.Record, streams.HeaderTraceparent); tp != "" {
 		h.Set("traceparent", tp)
 	}
+	for k, vs := range h {
+		for _, v := range vs {
+			reason := ""
+			switch {
+			case len(v) > maxHeaderValue:
+				reason = fmt.Sprintf("is longer than %d bytes (%d)", maxHeaderValue, len(v))
+			case !httpguts.ValidHeaderFieldValue(v):
+				reason = "holds a control character (CR, LF, NUL...)"
+			default:
+				continue
+			}
+			return nil, &InvalidHeaderError{EventID: env.EventID, Header: strings.ToLower(k), Reason: reason}
+		}
+	}
+	return h, nil
+}
+
+// deliver sends one CloudEvents binary-mode request with the event's headers h.
+func (d *Dispatcher) deliver(ctx context.Context, m *streams.Message, h http.Header, body []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.target, bytes.NewReader(body))
+	if err != nil {
+		// Unreachable with a validated target and a constant method; never the URL's error, which
+		// quotes the whole URL.
+		return streams.Permanent(fmt.Errorf("dispatch: building a request to %s failed", d.redacted))
+	}
+	env := m.Envelope
+	req.Header = h.Clone()
+	if d.auth != nil {
+		for k, vs := range d.auth.headers() {
+			req.Header[k] = vs
+		}
+	}
 	var span trace.Span
 	if d.cfg.tracer != nil {
 		ctx, span = d.cfg.tracer.Start(ctx, "deliver "+env.EventType, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
-			attribute.String("http.request.method", http.MethodPost), attribute.String("url.full", d.target),
+			attribute.String("http.request.method", http.MethodPost), attribute.String("url.full", d.redacted),
 			attribute.String("messaging.message.id", env.EventID), attribute.String("hotelbus.event_type", env.EventType)))
 		defer span.End()
-		propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(h))
+		propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(req.Header))
 	}
-	h.Set(HeaderSignature, Sign(d.cfg.secret, time.Now(), body))
+	req.Header.Set(HeaderSignature, Sign(d.cfg.secrets[0], time.Now(), req.Header, body))
 	var wrote atomic.Bool
-	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		WroteRequest: func(i httptrace.WroteRequestInfo) { wrote.Store(i.Err == nil) }}))
 	resp, err := d.client.Do(req)
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		ue.URL = d.redacted // the client's error shows the query
+	}
 	if span != nil {
 		switch {
 		case err != nil:
@@ -187,7 +247,7 @@ func (d *Dispatcher) deliver(ctx context.Context, m *streams.Message, body []byt
 		if ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			d.byClass[classOf(0)].Add(1)
 		}
-		return &DeliveryError{EventID: env.EventID, Target: d.target, Sent: wrote.Load(), Err: err}
+		return &DeliveryError{EventID: env.EventID, Target: d.redacted, Sent: wrote.Load(), Err: err}
 	}
 	d.byClass[classOf(resp.StatusCode)].Add(1)
 	defer resp.Body.Close()
@@ -236,6 +296,7 @@ func (d *Dispatcher) State() State { return d.br.current() }
 // Stats are the dispatcher's counters since New.
 type Stats struct {
 	Delivered, Refused, Transient int64 // 2xx answers; permanent refusals; transient failures
+	Invalid                       int64 // events not sent: an *InvalidHeaderError
 	Opened, Probes                int64 // times the circuit opened; probe deliveries sent
 }
 
@@ -244,34 +305,39 @@ func (d *Dispatcher) Stats() Stats {
 	d.br.mu.Lock()
 	defer d.br.mu.Unlock()
 	return Stats{Delivered: d.delivered.Load(), Refused: d.refused.Load(), Transient: d.transient.Load(),
-		Opened: d.br.opened, Probes: d.br.probesSent}
+		Invalid: d.invalid.Load(), Opened: d.br.opened, Probes: d.br.probesSent}
 }
 
 // Collector returns the dispatcher's metrics for system, read at each scrape:
 //
-//	hotelbus_dispatch_circuit_state{system,target}          0 closed, 1 open, 2 probing
-//	hotelbus_dispatch_deliveries_total{system,status_class} 2xx | 4xx | 5xx | error
+//	hotelbus_dispatch_circuit_state{system,target}          0 closed, 1 open, 2 probing (target: Target, redacted)
+//	hotelbus_dispatch_deliveries_total{system,status_class} 2xx | 3xx | 4xx | 5xx | error
+//	hotelbus_dispatch_invalid_events_total{system}          events not sent (InvalidHeaderError)
 func (d *Dispatcher) Collector(system string) prometheus.Collector {
 	return &collector{d: d, system: system,
 		state: prometheus.NewDesc("hotelbus_dispatch_circuit_state", "The dispatcher's circuit: 0 closed, 1 open, 2 probing.",
-			nil, prometheus.Labels{"system": system, "target": d.target}),
+			nil, prometheus.Labels{"system": system, "target": d.redacted}),
 		deliveries: prometheus.NewDesc("hotelbus_dispatch_deliveries_total", "Delivery attempts by the class of the target's answer.",
-			[]string{"status_class"}, prometheus.Labels{"system": system})}
+			[]string{"status_class"}, prometheus.Labels{"system": system}),
+		invalid: prometheus.NewDesc("hotelbus_dispatch_invalid_events_total", "Events not sent because a request header would be invalid (dead-lettered as invalid events).",
+			nil, prometheus.Labels{"system": system})}
 }
 
 type collector struct {
-	d                 *Dispatcher
-	system            string
-	state, deliveries *prometheus.Desc
+	d                          *Dispatcher
+	system                     string
+	state, deliveries, invalid *prometheus.Desc
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.state
 	ch <- c.deliveries
+	ch <- c.invalid
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, float64(c.d.State()))
+	ch <- prometheus.MustNewConstMetric(c.invalid, prometheus.CounterValue, float64(c.d.invalid.Load()))
 	for i, class := range statusClasses {
 		ch <- prometheus.MustNewConstMetric(c.deliveries, prometheus.CounterValue, float64(c.d.byClass[i].Load()), class)
 	}

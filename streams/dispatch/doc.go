@@ -6,11 +6,28 @@
 // runtime's. Each event is POSTed as a CloudEvents 1.0 HTTP binary-mode message: the body is the
 // seed's JSON envelope, and the headers are ce-specversion, ce-id (eventId), ce-type (eventType),
 // ce-source (/hotelbus/<publishing system>), ce-time (the event's timestamp), ce-subject (the
-// record key, the tenantId), the extensions ce-tenantid and ce-correlationid, traceparent, and
-// Hotelbus-Signature (see Sign).
+// record key, the tenantId), the extensions ce-tenantid and ce-correlationid, traceparent,
+// Hotelbus-Signature (see Sign), and the headers of the TargetAuthFile.
+//
+// Signature: "Hotelbus-Signature: t=<unix seconds>,v2=<hex>", the HMAC-SHA256 under the first
+// (newest) Secret of the lines t, ce-id, ce-type, ce-source, ce-tenantid and the body joined by
+// "\n". A receiver calls Verify with every secret it accepts (two during a rotation) and refuses
+// the request unless it returns nil; it also deduplicates on ce-id. The v1 scheme (the body only)
+// is neither sent nor accepted: it let a replayed body be paired with other headers.
+//
+// Nothing in an event is trusted: an event whose identifiers cannot be sent as request headers (a
+// control character such as CR, LF or NUL, which Go's HTTP client refuses, or more than 4096 bytes)
+// is refused before any request with a permanent InvalidHeaderError: dead-lettered as an invalid
+// event, never retried, never counted by the circuit breaker, so a poisoned event cannot stop the
+// delivery of the others.
+//
+// The target's address is shown redacted everywhere (Target: no userinfo, no query) in logs,
+// metrics, errors, dead letters and spans; credentials in the URL are refused: the target
+// authenticates the dispatcher with TargetAuthFile's headers instead.
 //
 // Answers: 2xx is done. 408, 429, 5xx, connection errors and timeouts are transient: the error is
-// retryable (and carries Retry-After, which the retry middleware honours). Any other status is
+// retryable (and carries Retry-After, which the retry middleware honours). Any other status,
+// 3xx included (redirects are never followed: the signed body must not go elsewhere), is
 // permanent: a TargetError that adds the status and the start of the answer to the dead-letter
 // record.
 //

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/hotelbus/hotelbus/streams"
 )
 
 // ErrConfig: an option or the target is invalid.
@@ -15,15 +17,17 @@ var ErrConfig = errors.New("dispatch: invalid configuration")
 // ErrBadSignature: Verify found the signature header missing, malformed, too old or not matching.
 var ErrBadSignature = errors.New("dispatch: bad signature")
 
-// Dead-letter headers added for an event the target refused (see TargetError).
+// Dead-letter headers added for an event the target refused (see TargetError) or that could not
+// be sent (see InvalidHeaderError).
 const (
-	HeaderHTTPStatus   = "hotelbus.dlq.http.status"   // the target's HTTP status, decimal
-	HeaderHTTPResponse = "hotelbus.dlq.http.response" // the start of the target's answer
+	HeaderHTTPStatus    = "hotelbus.dlq.http.status"             // the target's HTTP status, decimal
+	HeaderHTTPResponse  = "hotelbus.dlq.http.response"           // the start of the target's answer
+	HeaderInvalidHeader = "hotelbus.dlq.dispatch.invalid-header" // the request header that could not be sent
 )
 
 // TargetError is a delivery the target answered with a status other than 2xx. 408, 429 and 5xx
-// are retryable (Retryable); other statuses are permanent: the event goes to the dead-letter topic
-// with HeaderHTTPStatus and HeaderHTTPResponse.
+// are retryable (Retryable); other statuses, 3xx included (redirects are never followed), are
+// permanent: the event goes to the dead-letter topic with HeaderHTTPStatus and HeaderHTTPResponse.
 type TargetError struct {
 	Status  int
 	Excerpt string        // the start of the answer's body
@@ -50,6 +54,38 @@ func (e *TargetError) DeadLetterHeaders() []kgo.RecordHeader {
 
 func transientStatus(s int) bool { return s == 408 || s == 429 || s >= 500 }
 
+// maxHeaderValue bounds one request header value the dispatcher sends (bytes).
+const maxHeaderValue = 4096
+
+// InvalidHeaderError is an event whose identifiers (eventId, eventType, source, tenantId,
+// correlationId, the record's key or traceparent) cannot be sent as a request header: a control
+// character (CR, LF, NUL...) that Go's HTTP client refuses, or more than 4096 bytes. It is
+// permanent, never retried and never counted by the circuit breaker (no request was made, so it
+// says nothing about the target): the event goes to the dead-letter topic as an invalid event
+// (errors.Is(err, streams.ErrInvalidEvent), class streams.ClassInvalidEvent) with
+// HeaderInvalidHeader naming the header. The error names the header and the reason, never the
+// value.
+type InvalidHeaderError struct {
+	EventID string
+	Header  string // the request header, e.g. ce-tenantid
+	Reason  string
+}
+
+func (e *InvalidHeaderError) Error() string {
+	return fmt.Sprintf("dispatch: event %s cannot be sent: request header %s %s", cut(e.EventID, 64), e.Header, e.Reason)
+}
+
+// Is makes errors.Is(err, streams.ErrInvalidEvent) true.
+func (e *InvalidHeaderError) Is(target error) bool { return target == streams.ErrInvalidEvent }
+
+// Retryable reports false: the same event can never be sent.
+func (e *InvalidHeaderError) Retryable() bool { return false }
+
+// DeadLetterHeaders names the header in the dead-letter record.
+func (e *InvalidHeaderError) DeadLetterHeaders() []kgo.RecordHeader {
+	return []kgo.RecordHeader{{Key: HeaderInvalidHeader, Value: []byte(e.Header)}}
+}
+
 // Classes of transient delivery failures, as logged by the dispatcher (key "class").
 const (
 	// ClassStatus: the target answered 408, 429 or 5xx.
@@ -64,7 +100,8 @@ const (
 
 // DeliveryError is a delivery that got no answer from the target. It is retryable.
 type DeliveryError struct {
-	EventID, Target string
+	EventID string
+	Target  string // redacted: no userinfo, no query
 	// Sent: the request was completely written before the failure, so its outcome is unknown.
 	Sent bool
 	Err  error

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -40,7 +41,10 @@ func (m *Monitor) initHTTP() {
 	m.reg = prometheus.NewRegistry()
 	m.pollErrs = prometheus.NewCounter(prometheus.CounterOpts{Name: "hotelbus_monitor_poll_errors_total",
 		Help: "Polls of the consumer groups' lag and the topics' offsets that failed."})
-	m.reg.MustRegister(m.pollErrs, lagCollector{m}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	tokenErrs := prometheus.NewCounter(prometheus.CounterOpts{Name: "hotelbus_monitor_token_reload_errors_total",
+		Help: "Reads of the token file that failed or found no usable token (no bearer token is accepted then)."})
+	m.reg.MustRegister(m.pollErrs, tokenErrs, lagCollector{m}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.journeys = make(chan struct{}, m.cfg.JourneyConcurrency)
 
 	static, err := fs.Sub(assets, "assets")
 	if err != nil {
@@ -64,7 +68,15 @@ func (m *Monitor) initHTTP() {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	m.handler = mux
+	m.handler = &access{cfg: &m.cfg, next: mux, reloadErrs: tokenErrs}
+}
+
+// writeProblem answers an RFC 9457 problem.
+func writeProblem(w http.ResponseWriter, status int, title, detail string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"type": "about:blank", "title": title, "status": status, "detail": detail})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -113,24 +125,46 @@ func (m *Monitor) serveEvents(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// serveJourney answers the journey of ?correlationId= read from the audit topic.
+// maxCorrelationID bounds the correlationId a journey is asked for (bytes).
+const maxCorrelationID = 256
+
+// serveJourney answers the journey of ?correlationId= read from the audit topic, within the
+// journey bounds (see Config).
 func (m *Monitor) serveJourney(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	id := strings.TrimSpace(q.Get("correlationId"))
-	if id == "" {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "monitor: correlationId is required"})
+	if id == "" || len(id) > maxCorrelationID || strings.ContainsFunc(id, unicode.IsControl) {
+		writeProblem(w, http.StatusBadRequest, "Bad Request", fmt.Sprintf("monitor: correlationId is required: printable, at most %d bytes", maxCorrelationID))
 		return
 	}
-	var from time.Time
+	now := time.Now()
+	oldest := now.Add(-m.cfg.JourneyMaxRange)
+	from := oldest
 	if s := q.Get("from"); s != "" {
 		var err error
-		if from, err = replay.ParseTime(s, time.Now()); err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "monitor: from: " + err.Error()})
+		if from, err = replay.ParseTime(s, now); err != nil {
+			writeProblem(w, http.StatusBadRequest, "Bad Request", "monitor: from: want RFC 3339 or a negative duration such as -24h")
+			return
+		}
+		if from.Before(oldest) {
+			writeProblem(w, http.StatusBadRequest, "Bad Request", fmt.Sprintf("monitor: from: a journey reads at most %s back (the monitor's journey range)", m.cfg.JourneyMaxRange))
 			return
 		}
 	}
 	if m.cfg.Catalog.AuditTopic == "" {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "monitor: the catalog declares no audit topic"})
+		writeProblem(w, http.StatusNotFound, "Not Found", "monitor: the catalog declares no audit topic")
+		return
+	}
+	wait := time.NewTimer(time.Second)
+	defer wait.Stop()
+	select {
+	case m.journeys <- struct{}{}:
+		defer func() { <-m.journeys }()
+	case <-wait.C:
+		w.Header().Set("Retry-After", "2")
+		writeProblem(w, http.StatusTooManyRequests, "Too Many Requests", fmt.Sprintf("monitor: %d journeys are being read; try again shortly", cap(m.journeys)))
+		return
+	case <-r.Context().Done():
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), m.cfg.JourneyTimeout)
@@ -141,7 +175,7 @@ func (m *Monitor) serveJourney(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, context.DeadlineExceeded) {
 			status = http.StatusGatewayTimeout
 		}
-		writeJSON(w, status, map[string]string{"error": err.Error()})
+		writeProblem(w, status, http.StatusText(status), err.Error())
 		return
 	}
 	writeJSON(w, http.StatusOK, j)

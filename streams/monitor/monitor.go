@@ -14,10 +14,23 @@
 //	GET /                  the dashboard (HTML, CSS and JS embedded in the binary)
 //	GET /events            server-sent events: one "snapshot" event per update (query: tenant, type, correlationId filter the tail)
 //	GET /api/snapshot      the current Snapshot as JSON (same query)
-//	GET /api/journey       the Journey of ?correlationId= from the audit topic (&from= RFC 3339 or -24h)
+//	GET /api/journey       the Journey of ?correlationId= from the audit topic (&from= RFC 3339 or -24h, within JourneyMaxRange)
+//	POST /login            form field token: sets the session cookie (browsers cannot send a bearer token on EventSource)
 //	GET /metrics           Prometheus: hotelbus_consumer_group_lag, _lag_seconds, _members, _state
 //	GET /healthz           the process serves requests
 //	GET /readyz            the last poll of the cluster succeeded recently (503 otherwise)
+//
+// Access: every answer carries a Content-Security-Policy (own scripts, styles and connections
+// only, frame-ancestors 'none'), X-Frame-Options DENY, X-Content-Type-Options nosniff and
+// Referrer-Policy no-referrer. /metrics, /healthz and /readyz answer anyone (the probes and the
+// Prometheus scrape; they show names and counts, no secret, no tenant). Every other route needs a
+// Host that is an IP address, localhost or one of AllowedHosts (421 otherwise: DNS rebinding), and
+// authentication: the bearer token of TokenFile (or its session cookie), or a request from one of
+// TrustedProxies carrying UserHeader; with neither configured, only loopback clients are served
+// (hotelbus dev, kubectl port-forward). Refusals are application/problem+json.
+//
+// Journeys are bounded: at most JourneyConcurrency read at once (429 when saturated), each over
+// at most JourneyMaxRange of the audit topic and within JourneyTimeout (504).
 package monitor
 
 import (
@@ -29,6 +42,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -62,8 +76,30 @@ type Config struct {
 	// Backlog is how many records per partition of the event and audit topics the tail reads back
 	// when the Monitor starts. Default 20.
 	Backlog int64
-	// JourneyTimeout bounds a journey read from the audit topic. Default 30s.
+	// JourneyTimeout bounds a journey read from the audit topic: past it the answer is 504.
+	// Default 15s.
 	JourneyTimeout time.Duration
+	// JourneyMaxRange is how far back a journey reads the audit topic: the default and the oldest
+	// accepted ?from= (older is 400). Default 24h.
+	JourneyMaxRange time.Duration
+	// JourneyConcurrency bounds the journeys read at once; a request that finds them all busy for
+	// a second is answered 429 with Retry-After. Default 2.
+	JourneyConcurrency int
+
+	// TokenFile is a file holding the bearer token that authenticates requests to the dashboard
+	// and its API (Authorization: Bearer <token>, or the session cookie POST /login sets for
+	// browsers), at least 16 bytes. It is reread when it changes (checked every second); while it
+	// is unreadable or too short no token is accepted. Default: none.
+	TokenFile string
+	// TrustedProxies are the networks of an authenticating proxy (oauth2-proxy, an ingress): a
+	// request from one of them is authenticated when it carries UserHeader. Default: none.
+	TrustedProxies []netip.Prefix
+	// UserHeader is the header a trusted proxy sets to the authenticated user. Default
+	// X-Forwarded-User.
+	UserHeader string
+	// AllowedHosts are the Host names (without port) the dashboard answers besides IP addresses
+	// and localhost; any other Host is refused (421), against DNS rebinding. Default: none.
+	AllowedHosts []string
 	// Logger receives poll failures; default: discarded.
 	Logger *slog.Logger
 }
@@ -83,11 +119,14 @@ func (c *Config) defaults() error {
 	c.RateWindow = cmp.Or(c.RateWindow, 10*time.Second)
 	c.TailSize = cmp.Or(c.TailSize, 500)
 	c.Backlog = cmp.Or(c.Backlog, 20)
-	c.JourneyTimeout = cmp.Or(c.JourneyTimeout, 30*time.Second)
+	c.JourneyTimeout = cmp.Or(c.JourneyTimeout, 15*time.Second)
+	c.JourneyMaxRange = cmp.Or(c.JourneyMaxRange, 24*time.Hour)
+	c.JourneyConcurrency = cmp.Or(c.JourneyConcurrency, 2)
+	c.UserHeader = cmp.Or(c.UserHeader, "X-Forwarded-User")
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	if c.Interval < 0 || c.RateWindow < 0 || c.TailSize < 0 || c.Backlog < 0 || c.JourneyTimeout < 0 {
+	if c.Interval < 0 || c.RateWindow < 0 || c.TailSize < 0 || c.Backlog < 0 || c.JourneyTimeout < 0 || c.JourneyMaxRange < 0 || c.JourneyConcurrency < 0 {
 		return errors.New("monitor: Config durations and sizes must not be negative")
 	}
 	return nil
@@ -178,6 +217,7 @@ type Monitor struct {
 	handler  http.Handler
 	reg      *prometheus.Registry
 	pollErrs prometheus.Counter
+	journeys chan struct{} // a slot per journey read at once
 
 	mu      sync.Mutex
 	report  *lag.Report

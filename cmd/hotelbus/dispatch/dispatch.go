@@ -2,6 +2,7 @@
 package dispatch
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -17,13 +18,15 @@ import (
 	"github.com/hotelbus/hotelbus/streams/dispatch"
 )
 
-// EnvSecret is the environment variable holding the signing secret when --secret-file is not given.
+// EnvSecret is the environment variable holding the signing secrets, comma-separated, newest
+// first, when --secret-file is not given.
 const EnvSecret = "HOTELBUS_DISPATCH_SECRET"
 
 type options struct {
 	system          string
 	target          string
 	secretFile      string
+	authFile        string
 	kafka           *cmdutil.KafkaFlags
 	registry        string
 	redis           string
@@ -49,11 +52,23 @@ func New(f *cmdutil.Factory) *cobra.Command {
 		Long: `dispatch runs the consumer runtime for one system (its consumer group, per-key order, dedup on
 Redis, retries, dead letters) and POSTs each event to --target as a CloudEvents binary-mode request:
 the seed's JSON envelope as the body; ce-id, ce-type, ce-source, ce-time, ce-subject, ce-tenantid,
-ce-correlationid and traceparent headers; and Hotelbus-Signature: t=<unix>,v1=<hex>, the
-HMAC-SHA256 of "<t>.<body>" under the secret from --secret-file or ` + EnvSecret + `.
+ce-correlationid and traceparent headers; and Hotelbus-Signature: t=<unix>,v2=<hex>, the
+HMAC-SHA256 of the lines "<t>", ce-id, ce-type, ce-source, ce-tenantid and the body joined by "\n"
+(see the dispatch package's Sign and Verify), under the first (newest) secret of --secret-file (one
+secret per line) or ` + EnvSecret + ` (comma-separated), read at start. To rotate, give receivers the
+new secret next to the old one, then list the new secret first here and restart, then drop the old
+one.
+
+The target authenticates the dispatcher with the headers of --target-auth-file ("Name: value"
+lines, e.g. "Authorization: Bearer <token>"), checked for a change every second and reread (a
+reread that fails keeps the previous headers and is logged at error). Credentials in the --target
+URL are refused; its query string is sent but shown nowhere (logs, metrics, errors, spans).
+An event whose identifiers cannot be sent as headers (a control character, more than 4096 bytes)
+is dead-lettered at once as an invalid event (hotelbus.dlq.dispatch.invalid-header names the
+header); it never counts as a failure of the target.
 
 2xx is done. 408, 429 (Retry-After honoured), 5xx, connection errors and timeouts are retried with
-backoff up to --attempts; other answers send the event to the system's dead-letter topic with the
+backoff up to --attempts; other answers, 3xx included (redirects are never followed), send the event to the system's dead-letter topic with the
 status and the start of the answer in headers (hotelbus.dlq.http.status, hotelbus.dlq.http.response).
 After --breaker-threshold consecutive transient failures the target counts as down: deliveries wait
 (no dead letters, no busy loop) and one probe goes out after --probe-interval, doubling up to
@@ -62,14 +77,16 @@ After --breaker-threshold consecutive transient failures the target counts as do
 SIGINT or SIGTERM finishes the deliveries in flight (within --shutdown-timeout), commits and leaves
 the group.`,
 		Example: `  HOTELBUS_DISPATCH_SECRET=$(cat /run/secrets/pms-hook) hotelbus dispatch --system hotel-pms --target https://pms.internal/hooks/hotelbus
-  hotelbus dispatch --system hotel-saas --target http://localhost:3000/events --secret-file ./dev-secret`,
+  hotelbus dispatch --system hotel-saas --target http://localhost:3000/events --secret-file ./dev-secret
+  hotelbus dispatch --system hotel-pms --target https://pms.internal/hooks --secret-file /run/secrets/signing --target-auth-file /run/secrets/pms-auth`,
 		Args: cobra.NoArgs,
 		RunE: cmdutil.Interruptible(func(ctx context.Context) error { return run(ctx, f, o) }),
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&o.system, "system", "", "the receiving system (required): its subscriptions are delivered")
 	fl.StringVar(&o.target, "target", "", "the endpoint events are POSTed to (required), http:// or https://")
-	fl.StringVar(&o.secretFile, "secret-file", "", "file holding the signing secret (default: $"+EnvSecret+"); at least 16 bytes")
+	fl.StringVar(&o.secretFile, "secret-file", "", "file holding the signing secrets, one per line, newest first (default: $"+EnvSecret+", comma-separated); each at least 16 bytes")
+	fl.StringVar(&o.authFile, "target-auth-file", "", "file of \"Name: value\" header lines sent to the target, e.g. \"Authorization: Bearer <token>\" (reread on change)")
 	fl.StringVar(&o.registry, "registry", "", "schema registry URL (env HOTELBUS_REGISTRY)")
 	fl.StringVar(&o.redis, "redis", "", "Redis URL for dedup, redis://host:port/db (env HOTELBUS_REDIS)")
 	fl.StringVar(&o.prefix, "prefix", "", "topic and group name prefix (an isolated copy of the topics, as `topics apply --prefix`)")
@@ -102,7 +119,7 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	case o.target == "":
 		return cmdutil.Usagef("--target is required")
 	}
-	secret, err := readSecret(f, o.secretFile)
+	secrets, err := readSecrets(f, o.secretFile)
 	if err != nil {
 		return err
 	}
@@ -116,8 +133,12 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 		return err
 	}
 	defer stopTracing(context.Background())
-	d, err := dispatch.New(o.target, serde, dispatch.Secret(secret), dispatch.Timeout(o.timeout),
-		dispatch.Breaker(o.threshold, o.probe, o.probeMax), dispatch.Logger(log), dispatch.Tracing(tp))
+	dopts := []dispatch.Option{dispatch.Secret(secrets...), dispatch.Timeout(o.timeout),
+		dispatch.Breaker(o.threshold, o.probe, o.probeMax), dispatch.Logger(log), dispatch.Tracing(tp)}
+	if o.authFile != "" {
+		dopts = append(dopts, dispatch.TargetAuthFile(o.authFile))
+	}
+	d, err := dispatch.New(o.target, serde, dopts...)
 	if err != nil {
 		return cmdutil.Usagef("%v", err)
 	}
@@ -172,7 +193,7 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	}
 	defer ops.Close(context.Background())
 	fmt.Fprintf(f.ErrOut, "dispatching %s's events (group %s, topics %s) to %s; metrics on http://%s/metrics\n",
-		o.system, c.Group(), strings.Join(c.Topics(), ", "), o.target, addr)
+		o.system, c.Group(), strings.Join(c.Topics(), ", "), d.Target(), addr)
 	if err := c.Run(ctx); err != nil {
 		return err
 	}
@@ -187,18 +208,36 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	return nil
 }
 
-// readSecret reads the signing secret from path, or from EnvSecret when path is "".
-func readSecret(f *cmdutil.Factory, path string) ([]byte, error) {
+// readSecrets reads the signing secrets, newest first: the lines of path (blank lines and lines
+// starting with # skipped), or the comma-separated EnvSecret when path is "". Errors never show a
+// secret.
+func readSecrets(f *cmdutil.Factory, path string) ([][]byte, error) {
+	var parts []string
 	if path == "" {
 		s := f.Getenv(EnvSecret)
 		if s == "" {
 			return nil, cmdutil.Usagef("no signing secret: pass --secret-file or set %s", EnvSecret)
 		}
-		return []byte(s), nil
+		parts = strings.Split(s, ",")
+	} else {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, cmdutil.Usagef("--secret-file: %v", err)
+		}
+		for line := range strings.Lines(string(b)) {
+			if !strings.HasPrefix(strings.TrimSpace(line), "#") {
+				parts = append(parts, line)
+			}
+		}
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, cmdutil.Usagef("--secret-file: %v", err)
+	var secrets [][]byte
+	for _, p := range parts {
+		if p = strings.TrimSpace(p); p != "" {
+			secrets = append(secrets, []byte(p))
+		}
 	}
-	return []byte(strings.TrimSpace(string(b))), nil
+	if len(secrets) == 0 {
+		return nil, cmdutil.Usagef("no signing secret in %s", cmp.Or(path, "$"+EnvSecret))
+	}
+	return secrets, nil
 }

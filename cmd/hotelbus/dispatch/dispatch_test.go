@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,7 +26,10 @@ import (
 	"github.com/hotelbus/hotelbus/topics"
 )
 
-const secret = "command-test-secret-0123456789"
+const (
+	secret    = "command-test-secret-0123456789"
+	oldSecret = "the-previous-secret-0123456789"
+)
 
 // TestDispatchCommandUsage: bad invocations exit 2 naming the flag at fault.
 func TestDispatchCommandUsage(t *testing.T) {
@@ -39,10 +43,12 @@ func TestDispatchCommandUsage(t *testing.T) {
 		{env, []string{"dispatch", "--target", "http://x/"}, "--system is required"},
 		{env, []string{"dispatch", "--system", "hotel-spa", "--target", "http://x/"}, `--system: topics: unknown system "hotel-spa"`},
 		{env, []string{"dispatch", "--system", "hotel-pms"}, "--target is required"},
-		{env, []string{"dispatch", "--system", "hotel-pms", "--target", "ftp://x/"}, `target "ftp://x/"`},
+		{env, []string{"dispatch", "--system", "hotel-pms", "--target", "ftp://x/"}, `target ftp://x/: want an http`},
+		{env, []string{"dispatch", "--system", "hotel-pms", "--target", "http://hook:p4ss@x/", "--registry", "http://127.0.0.1:1"}, "TargetAuthFile"},
+		{env, []string{"dispatch", "--system", "hotel-pms", "--target", "http://x/", "--target-auth-file", "/nonexistent"}, "TargetAuthFile"},
 		{nil, []string{"dispatch", "--system", "hotel-pms", "--target", "http://x/"}, "--secret-file or set HOTELBUS_DISPATCH_SECRET"},
 		{env, []string{"dispatch", "--system", "hotel-pms", "--target", "http://x/", "--secret-file", "/nonexistent"}, "--secret-file"},
-		{map[string]string{"HOTELBUS_DISPATCH_SECRET": "short"}, []string{"dispatch", "--system", "hotel-pms", "--target", "http://x/", "--registry", "http://127.0.0.1:1"}, "Secret"},
+		{map[string]string{"HOTELBUS_DISPATCH_SECRET": secret + ",short"}, []string{"dispatch", "--system", "hotel-pms", "--target", "http://x/", "--registry", "http://127.0.0.1:1"}, "Secret"},
 	} {
 		r := cmdtest.Run(t, tc.env, "", tc.args...)
 		if r.Code != 2 || !strings.Contains(r.ErrOut, tc.want) {
@@ -100,7 +106,11 @@ func TestDispatchCommandDelivers(t *testing.T) {
 		body, _ := io.ReadAll(r.Body)
 		mu.Lock()
 		defer mu.Unlock()
-		if err := dispatch.Verify([]byte(secret), r.Header.Get(dispatch.HeaderSignature), body, time.Now(), time.Minute); err != nil {
+		err := dispatch.Verify([][]byte{[]byte(secret)}, r.Header, body, time.Now(), time.Minute)
+		if err == nil && r.Header.Get("Authorization") != "Bearer cmd-auth-token" {
+			err = fmt.Errorf("authorization %q", r.Header.Get("Authorization"))
+		}
+		if err != nil {
 			bad = append(bad, err.Error())
 			w.WriteHeader(http.StatusUnauthorized)
 			return
@@ -110,7 +120,12 @@ func TestDispatchCommandDelivers(t *testing.T) {
 	}))
 	defer srv.Close()
 	env := map[string]string{"HOTELBUS_BROKERS": strings.Join(b.Brokers, ","), "HOTELBUS_REGISTRY": regURL,
-		"HOTELBUS_REDIS": "redis://" + miniredis.RunT(t).Addr(), "HOTELBUS_DISPATCH_SECRET": secret}
+		"HOTELBUS_REDIS": "redis://" + miniredis.RunT(t).Addr(), "HOTELBUS_DISPATCH_SECRET": secret + "," + oldSecret}
+	authFile := filepath.Join(t.TempDir(), "auth")
+	if err := os.WriteFile(authFile, []byte("Authorization: Bearer cmd-auth-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const queryToken = "cmd-query-token"
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +134,8 @@ func TestDispatchCommandDelivers(t *testing.T) {
 	ln.Close()
 	done := make(chan cmdtest.Result, 1)
 	go func() {
-		done <- cmdtest.Run(t, env, "", "dispatch", "--system", "hotel-pms", "--target", srv.URL, "--prefix", prefix, "--listen", opsAddr)
+		done <- cmdtest.Run(t, env, "", "dispatch", "--system", "hotel-pms", "--target", srv.URL+"/hook?token="+queryToken,
+			"--target-auth-file", authFile, "--prefix", prefix, "--listen", opsAddr)
 	}()
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -149,6 +165,9 @@ func TestDispatchCommandDelivers(t *testing.T) {
 	if !strings.Contains(string(metrics), wantLine) || !strings.Contains(string(metrics), `hotelbus_dispatch_deliveries_total{status_class="2xx",system="hotel-pms"} 50`) {
 		t.Errorf("/metrics lacks %q or the 50 2xx deliveries:\n%s", wantLine, metrics)
 	}
+	if strings.Contains(string(metrics), queryToken) {
+		t.Errorf("/metrics shows the target's query token")
+	}
 	if res, err := http.Get("http://" + opsAddr + "/readyz"); err != nil || res.StatusCode != 200 {
 		t.Errorf("/readyz: %v %v", res, err)
 	}
@@ -157,7 +176,8 @@ func TestDispatchCommandDelivers(t *testing.T) {
 	}
 	select {
 	case r := <-done:
-		if r.Code != 0 || !strings.Contains(r.ErrOut, "dispatch stopped: 50 delivered, 0 refused") {
+		if r.Code != 0 || !strings.Contains(r.ErrOut, "dispatch stopped: 50 delivered, 0 refused") || strings.Contains(r.ErrOut, queryToken) ||
+			!strings.Contains(r.ErrOut, "to "+srv.URL+"/hook;") {
 			t.Errorf("after SIGINT: exit %d\n%s", r.Code, r.ErrOut)
 		}
 	case <-time.After(time.Minute):

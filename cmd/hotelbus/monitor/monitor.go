@@ -8,6 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -17,11 +20,17 @@ import (
 )
 
 type options struct {
-	listen   string
-	prefix   string
-	groups   []string
-	interval time.Duration
-	kafka    *cmdutil.KafkaFlags
+	listen         string
+	prefix         string
+	groups         []string
+	interval       time.Duration
+	tokenFile      string
+	trustedProxies []string
+	userHeader     string
+	allowedHosts   []string
+	journeyRange   time.Duration
+	journeyMax     int
+	kafka          *cmdutil.KafkaFlags
 }
 
 // New returns the monitor command.
@@ -43,9 +52,20 @@ func New(f *cmdutil.Factory) *cobra.Command {
   /readyz         the last poll of the cluster succeeded
 
 Lag is polled every --interval; the time lag is the age of the oldest record a group has not
-consumed, as kafka-lag-exporter measures it.`,
+consumed, as kafka-lag-exporter measures it.
+
+Access: /metrics, /healthz and /readyz answer anyone (probes, the Prometheus scrape; names and
+counts, no secret). The dashboard and its API need a Host that is an IP address, localhost or an
+--allowed-host (421 otherwise: DNS rebinding), and authentication: the bearer token of
+--token-file (Authorization: Bearer <token>; browsers sign in with it once and get a cookie),
+reread when the file changes (an unreadable or empty file accepts no token), or the
+--user-header of a request coming from a --trusted-proxy network (oauth2-proxy, an ingress).
+With neither, only loopback clients are served (the default --listen, kubectl port-forward).
+Every answer carries a Content-Security-Policy, X-Frame-Options DENY and nosniff. A journey reads
+at most --journey-range of the audit topic, --journey-concurrency at once (429 beyond).`,
 		Example: `  hotelbus monitor
-  hotelbus monitor --listen :9300 --brokers kafka:9092 --interval 10s
+  hotelbus monitor --listen :9300 --brokers kafka:9092 --interval 10s --token-file /run/secrets/monitor-token
+  hotelbus monitor --listen :9300 --trusted-proxy 10.42.0.0/16 --allowed-host monitor.hotel.example
   curl -s localhost:9300/metrics | grep hotelbus_consumer_group_lag_seconds`,
 		Args: cobra.NoArgs,
 		RunE: cmdutil.Interruptible(func(ctx context.Context) error { return run(ctx, f, o) }),
@@ -55,13 +75,39 @@ consumed, as kafka-lag-exporter measures it.`,
 	fl.StringVar(&o.prefix, "prefix", "", "topic and group name prefix (an isolated copy, as `topics apply --prefix`)")
 	fl.StringArrayVar(&o.groups, "group", nil, "consumer group to measure (repeatable; default: every system's group)")
 	fl.DurationVar(&o.interval, "interval", 2*time.Second, "how often lag is polled and the dashboard updated")
+	fl.StringVar(&o.tokenFile, "token-file", "", "file holding the bearer token of the dashboard and its API (at least 16 bytes; reread on change)")
+	fl.StringArrayVar(&o.trustedProxies, "trusted-proxy", nil, "network (`CIDR`) of an authenticating proxy whose --user-header is trusted (repeatable)")
+	fl.StringVar(&o.userHeader, "user-header", "X-Forwarded-User", "header a trusted proxy sets to the authenticated user")
+	fl.StringArrayVar(&o.allowedHosts, "allowed-host", nil, "Host name the dashboard answers besides IP addresses and localhost (repeatable)")
+	fl.DurationVar(&o.journeyRange, "journey-range", 24*time.Hour, "how far back a journey reads the audit topic")
+	fl.IntVar(&o.journeyMax, "journey-concurrency", 2, "journeys read at once (429 beyond)")
 	o.kafka = cmdutil.AddKafkaFlags(cmd)
 	return cmd
 }
 
 func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
-	if o.interval <= 0 {
+	switch {
+	case o.interval <= 0:
 		return cmdutil.Usagef("--interval must be positive")
+	case o.journeyRange <= 0:
+		return cmdutil.Usagef("--journey-range must be positive")
+	case o.journeyMax < 1:
+		return cmdutil.Usagef("--journey-concurrency must be at least 1")
+	case strings.TrimSpace(o.userHeader) == "":
+		return cmdutil.Usagef("--user-header must not be empty")
+	}
+	var proxies []netip.Prefix
+	for _, c := range o.trustedProxies {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return cmdutil.Usagef("--trusted-proxy %q: want a CIDR such as 10.42.0.0/16", c)
+		}
+		proxies = append(proxies, p.Masked())
+	}
+	if o.tokenFile != "" {
+		if _, err := os.Stat(o.tokenFile); err != nil {
+			return cmdutil.Usagef("--token-file: %v", err)
+		}
 	}
 	cat, err := cmdutil.Catalog(o.prefix)
 	if err != nil {
@@ -73,6 +119,8 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	}
 	defer cl.Close()
 	m, err := monitor.New(monitor.Config{Catalog: cat, Client: cl, Groups: o.groups, Interval: o.interval,
+		TokenFile: o.tokenFile, TrustedProxies: proxies, UserHeader: o.userHeader, AllowedHosts: o.allowedHosts,
+		JourneyMaxRange: o.journeyRange, JourneyConcurrency: o.journeyMax,
 		Logger: slog.New(slog.NewTextHandler(f.ErrOut, nil))})
 	if err != nil {
 		return err
@@ -87,6 +135,9 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln); stop() }()
 	fmt.Fprintf(f.Out, "monitor listening on http://%s\n", ln.Addr())
+	if o.tokenFile == "" && len(proxies) == 0 {
+		fmt.Fprintln(f.ErrOut, "monitor: no --token-file or --trusted-proxy: the dashboard serves loopback clients only (/metrics and the probes serve everyone)")
+	}
 	err = m.Run(ctx)
 	// The dashboard's event streams never go idle, so there is nothing to wait for: Close ends them.
 	_ = srv.Close()

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -27,6 +28,36 @@ func get(url string) (int, string, error) {
 	return res.StatusCode, string(b), err
 }
 
+// start runs `hotelbus monitor` with args on a free loopback port over b until it is ready, and
+// returns its address and its result.
+func start(t *testing.T, b streamstest.Backend, args ...string) (string, <-chan cmdtest.Result) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	env := map[string]string{"HOTELBUS_BROKERS": strings.Join(b.Brokers, ",")}
+	done := make(chan cmdtest.Result, 1)
+	go func() { done <- cmdtest.Run(t, env, "", append([]string{"monitor", "--listen", addr}, args...)...) }()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if code, _, err := get("http://" + addr + "/readyz"); err == nil && code == http.StatusOK {
+			return addr, done
+		}
+		select {
+		case r := <-done:
+			t.Fatalf("monitor exited: %d %s", r.Code, r.ErrOut)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("monitor never became ready")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // TestMonitorCommandServes runs `hotelbus monitor` until SIGINT: it becomes ready, exports the
 // lag of a group with a commit, serves the dashboard, and stops cleanly.
 func TestMonitorCommandServes(t *testing.T) {
@@ -41,33 +72,8 @@ func TestMonitorCommandServes(t *testing.T) {
 			if _, err := kadm.NewClient(b.Client(t)).CommitOffsets(context.Background(), pms.Group, offsets); err != nil {
 				t.Fatal(err)
 			}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			addr := ln.Addr().String()
-			ln.Close()
-			env := map[string]string{"HOTELBUS_BROKERS": strings.Join(b.Brokers, ",")}
-			done := make(chan cmdtest.Result, 1)
-			go func() {
-				done <- cmdtest.Run(t, env, "", "monitor", "--listen", addr, "--prefix", prefix, "--interval", "100ms")
-			}()
+			addr, done := start(t, b, "--prefix", prefix, "--interval", "100ms")
 			base := "http://" + addr
-			deadline := time.Now().Add(time.Minute)
-			for {
-				if code, _, err := get(base + "/readyz"); err == nil && code == http.StatusOK {
-					break
-				}
-				select {
-				case r := <-done:
-					t.Fatalf("monitor exited: %d %s", r.Code, r.ErrOut)
-				default:
-				}
-				if time.Now().After(deadline) {
-					t.Fatal("monitor never became ready")
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
 			_, body, err := get(base + "/metrics")
 			if err != nil {
 				t.Fatal(err)
@@ -105,5 +111,56 @@ func TestMonitorCommandUsage(t *testing.T) {
 	}
 	if r := cmdtest.Run(t, env, "", "monitor", "--listen", "256.0.0.1:99999"); r.Code != 2 || !strings.Contains(r.ErrOut, "--listen") {
 		t.Errorf("bad listen address: %d %s", r.Code, r.ErrOut)
+	}
+	for flag, args := range map[string][]string{
+		"--trusted-proxy":       {"--trusted-proxy", "10.0.0.0/33"},
+		"--token-file":          {"--token-file", "/nonexistent/token"},
+		"--journey-range":       {"--journey-range", "0s"},
+		"--journey-concurrency": {"--journey-concurrency", "0"},
+	} {
+		if r := cmdtest.Run(t, env, "", append([]string{"monitor"}, args...)...); r.Code != 2 || !strings.Contains(r.ErrOut, flag) {
+			t.Errorf("%v: %d %s", args, r.Code, r.ErrOut)
+		}
+	}
+}
+
+// TestMonitorCommandToken: with --token-file the dashboard's API needs the bearer token, the
+// probes and /metrics do not, and every answer carries the frame and content-type headers.
+func TestMonitorCommandToken(t *testing.T) {
+	b := streamstest.Kfake(t)
+	prefix := streamstest.Name(t, "montok") + "."
+	streamstest.PrefixedCatalog(t, b, prefix)
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	const token = "monitor-command-token-0123456789"
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr, done := start(t, b, "--prefix", prefix, "--interval", "100ms", "--token-file", tokenFile)
+	base := "http://" + addr
+	if code, _, err := get(base + "/api/snapshot"); err != nil || code != http.StatusUnauthorized {
+		t.Errorf("snapshot without the token: %d %v", code, err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, base+"/api/snapshot", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil || res.StatusCode != http.StatusOK || res.Header.Get("X-Frame-Options") != "DENY" || res.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("snapshot with the token: %v %v", res, err)
+	}
+	if res != nil {
+		res.Body.Close()
+	}
+	if code, body, err := get(base + "/metrics"); err != nil || code != http.StatusOK || strings.Contains(body, token) {
+		t.Errorf("/metrics without the token: %d %v", code, err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if r.Code != 0 || strings.Contains(r.Out+r.ErrOut, token) {
+			t.Errorf("after SIGINT: exit %d\n%s%s", r.Code, r.Out, r.ErrOut)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("monitor did not stop on SIGINT")
 	}
 }

@@ -204,7 +204,7 @@ async function showJourney(id) {
   try {
     const resp = await fetch("api/journey?correlationId=" + encodeURIComponent(id));
     j = await resp.json();
-    if (!resp.ok) throw new Error(j.error || resp.statusText);
+    if (!resp.ok) throw new Error(j.detail || j.error || resp.statusText);
   } catch (err) {
     out.replaceChildren(el("p", { class: "outcome-failed" }, String(err.message || err)));
     return;
