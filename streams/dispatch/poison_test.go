@@ -20,35 +20,35 @@ import (
 	"github.com/hotelbus/hotelbus/streams/streamstest"
 )
 
-// poisons are envelope identifiers and record headers Go's HTTP client refuses as header values,
-// each applied to an event before its record is built (other clients than the SDK can write them).
+// setHeader replaces the value of a record header.
+func setHeader(rec *kgo.Record, key, value string) {
+	for i := range rec.Headers {
+		if rec.Headers[i].Key == key {
+			rec.Headers[i].Value = []byte(value)
+		}
+	}
+}
+
+// poisons are record keys and headers Go's HTTP client refuses as header values, applied to a
+// valid record after the SDK built it (other clients than the SDK can write them; the SDK's writer
+// refuses them).
 var poisons = []struct {
 	name  string
-	apply func(env *streams.Envelope, rec *kgo.Record)
+	apply func(rec *kgo.Record)
 }{
-	{"tenantId CR/LF", func(env *streams.Envelope, rec *kgo.Record) {
-		env.Metadata.TenantID = "sakura\r\nX-Injected: 1"
-		rec.Key = []byte(env.Metadata.TenantID)
-	}},
-	{"tenantId NUL", func(env *streams.Envelope, rec *kgo.Record) {
-		env.Metadata.TenantID = "kyoto\x00grand"
-		rec.Key = []byte(env.Metadata.TenantID)
-	}},
-	{"correlationId LF", func(env *streams.Envelope, _ *kgo.Record) { env.Metadata.CorrelationID = "c\nd" }},
-	{"source CR", func(env *streams.Envelope, _ *kgo.Record) { env.Metadata.Source = "hotel-saas\r" }},
-	{"traceparent NUL", func(_ *streams.Envelope, rec *kgo.Record) {
-		for i := range rec.Headers {
-			if rec.Headers[i].Key == streams.HeaderTraceparent {
-				rec.Headers[i].Value = []byte("00-\x00")
-			}
-		}
-	}},
+	{"tenantId CR/LF", func(rec *kgo.Record) { rec.Key = []byte("sakura\r\nX-Injected: 1") }},
+	{"tenantId NUL", func(rec *kgo.Record) { rec.Key = []byte("kyoto\x00grand") }},
+	{"correlationId LF", func(rec *kgo.Record) { setHeader(rec, streams.HeaderCorrelationID, "c\nd") }},
+	{"source CR", func(rec *kgo.Record) { setHeader(rec, streams.HeaderSource, "hotel-saas\r") }},
+	{"traceparent NUL", func(rec *kgo.Record) { setHeader(rec, streams.HeaderTraceparent, "00-\x00") }},
 }
 
 // TestDispatchPoisonedHeadersArePermanent: 40 events whose identifiers Go's HTTP client refuses
 // as header values, written by a raw client among 400 valid events of 40 tenants. The breaker
 // never opens, every valid event is delivered once and in order, and exactly the poisoned ones
-// are dead-lettered as invalid events, never retried.
+// are dead-lettered, never retried: the consumer refuses them by the identifier grammar before
+// the dispatcher builds a request (TestDispatchInvalidHeaderIsPermanent covers the dispatcher's
+// own check behind it).
 func TestDispatchPoisonedHeadersArePermanent(t *testing.T) {
 	for _, b := range streamstest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
@@ -82,13 +82,11 @@ func TestDispatchPoisonedHeadersArePermanent(t *testing.T) {
 					env.Metadata.TenantID = fmt.Sprintf("tenant-%03d", (k*7+i)%tenants)
 					env.Metadata.Source = "hotel-saas"
 					env.Metadata.CorrelationID = "poison"
-					p := poisons[(i*per+k)%len(poisons)]
-					p.apply(&env, &kgo.Record{})
 					rec, err := f.serde.Record(context.Background(), &env)
 					if err != nil {
-						t.Fatalf("%s: %v", p.name, err)
+						t.Fatal(err)
 					}
-					p.apply(&env, rec)
+					poisons[(i*per+k)%len(poisons)].apply(rec)
 					poison[env.EventID] = true
 					recs = append(recs, rec)
 				}
@@ -115,11 +113,11 @@ func TestDispatchPoisonedHeadersArePermanent(t *testing.T) {
 			}()
 			eventually(t, time.Minute, "every event delivered or refused", func() bool {
 				st := d.Stats()
-				return st.Delivered >= tenants*per && st.Invalid >= poisoned
+				return st.Delivered >= tenants*per && len(f.deadLetters(t)) >= poisoned
 			})
 			noAnomalies(t, f.chk.Report(), nil)
-			if st := d.Stats(); opened.Load() || st.Opened != 0 || st.Transient != 0 || st.Delivered != tenants*per || st.Invalid != poisoned {
-				t.Fatalf("stats %+v, breaker seen open %v; want %d delivered, %d invalid, no transient failure, never open", st, opened.Load(), tenants*per, poisoned)
+			if st := d.Stats(); opened.Load() || st.Opened != 0 || st.Transient != 0 || st.Delivered != tenants*per || st.Invalid != 0 {
+				t.Fatalf("stats %+v, breaker seen open %v; want %d delivered, none invalid at the dispatcher, no transient failure, never open", st, opened.Load(), tenants*per)
 			}
 			if n := tg.requests.Load(); n != tenants*per {
 				t.Fatalf("the target saw %d requests, want the %d valid events only", n, tenants*per)
@@ -130,8 +128,8 @@ func TestDispatchPoisonedHeadersArePermanent(t *testing.T) {
 			}
 			for _, r := range dls {
 				id := streams.Header(r, streams.HeaderEventID)
-				if !poison[id] || streams.Header(r, streams.HeaderDLQErrorClass) != streams.ClassInvalidEvent ||
-					streams.Header(r, streams.HeaderDLQAttempts) != "1" || streams.Header(r, dispatch.HeaderInvalidHeader) == "" {
+				if !poison[id] || streams.Header(r, streams.HeaderDLQErrorClass) != streams.ClassInvalidIdentifier ||
+					streams.Header(r, streams.HeaderDLQAttempts) != "0" {
 					t.Fatalf("dead letter %s: headers %v", id, r.Headers)
 				}
 			}
@@ -154,7 +152,21 @@ func TestDispatchInvalidHeaderIsPermanent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range poisons {
+	// Envelopes written by other clients than the SDK, as the dispatcher would see them if the
+	// consumer's identifier check let them through.
+	for _, p := range []struct {
+		name  string
+		apply func(env *streams.Envelope, rec *kgo.Record)
+	}{
+		{"tenantId CR/LF", func(env *streams.Envelope, rec *kgo.Record) {
+			env.Metadata.TenantID = "sakura\r\nX-Injected: 1"
+			rec.Key = []byte(env.Metadata.TenantID)
+		}},
+		{"tenantId NUL", func(env *streams.Envelope, _ *kgo.Record) { env.Metadata.TenantID = "kyoto\x00grand" }},
+		{"correlationId LF", func(env *streams.Envelope, _ *kgo.Record) { env.Metadata.CorrelationID = "c\nd" }},
+		{"source CR", func(env *streams.Envelope, _ *kgo.Record) { env.Metadata.Source = "hotel-saas\r" }},
+		{"traceparent NUL", func(_ *streams.Envelope, rec *kgo.Record) { setHeader(rec, streams.HeaderTraceparent, "00-\x00") }},
+	} {
 		pm := *m
 		env := *m.Envelope
 		rec := *m.Record
