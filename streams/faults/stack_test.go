@@ -81,7 +81,7 @@ type stack struct {
 	replicas []*replica
 
 	mu       sync.Mutex
-	acked    []string          // eventIds answered 202, in the order of the answers
+	acked    []string // eventIds answered 202, in the order of the answers
 	ackedAt  map[string]time.Time
 	system   map[string]string // eventId -> its publishing system
 	status   map[string]string // eventId -> the gateway's status ("published", "spooled")
