@@ -263,9 +263,14 @@ type publishRequest struct {
 	system  string
 	tenants tenantScope
 	body    []byte
-	// parsed returns the body's share of MaxBufferedBytes once its events are parsed (and
-	// handed to the producer); called again, it does nothing.
-	parsed func()
+	release func() // returns the body's share of MaxBufferedBytes, once
+}
+
+// parsed drops the body and returns its share of MaxBufferedBytes, once its events are parsed
+// and handed to the producer (the parsed events and answers hold no part of it).
+func (r *publishRequest) parsed() {
+	r.body = nil
+	r.release()
 }
 
 // maxQueueWait bounds how long a request waits for room in MaxBufferedBytes or MaxParseBytes
@@ -309,9 +314,7 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request, route stri
 		s.write(w, problemAnswer(p))
 		return
 	}
-	var once sync.Once
-	req := &publishRequest{system: cred.system, tenants: cred.tenants,
-		parsed: func() { once.Do(func() { s.bodies.Release(share) }) }}
+	req := &publishRequest{system: cred.system, tenants: cred.tenants, release: sync.OnceFunc(func() { s.bodies.Release(share) })}
 	defer req.parsed()
 	body, p := readBody(w, r, limit, tooLarge)
 	if p != nil {
@@ -464,7 +467,6 @@ func (s *Server) publishBatch(ctx context.Context, req *publishRequest) *answer 
 			items[i].Code, items[i].Accepted, items[i].Problem = s.outcome(req.system, eventType, res, err)
 		})
 	}
-	raws = nil
 	req.parsed()
 	wg.Wait()
 	code, retry := http.StatusAccepted, false

@@ -140,6 +140,9 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	if err != nil {
 		return cmdutil.Usagef("%v (--credentials)", err)
 	}
+	if creds.Count() == 0 {
+		fmt.Fprintf(f.ErrOut, "gateway: %s holds no credential: every publish is refused (401) until it lists some\n", o.credentials)
+	}
 	seeds, kopts, err := f.KafkaOpts(o.kafka)
 	if err != nil {
 		return err
