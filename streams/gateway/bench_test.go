@@ -5,6 +5,14 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -71,4 +79,116 @@ func BenchmarkPublishBatch(b *testing.B) {
 		benchPost(b, f, batch, body)
 	}
 	b.ReportMetric(float64(b.N*100)/time.Since(start).Seconds(), "events/s")
+}
+
+// hostileBatch returns a batch body of about maxBody bytes: events of about maxEvent bytes each,
+// every one invalid in each element of a long array (childrenAges: strings where ints belong), so
+// that parsing one yields a field error per element.
+func hostileBatch(b *testing.B, maxBody, maxEvent int) []byte {
+	env := envelope(b, "reservation.updated", "tenant-a")
+	env["data"].(map[string]any)["childrenAges"] = []any{}
+	shell := mustJSON(b, env)
+	i := bytes.Index(shell, []byte(`"childrenAges":[]`)) + len(`"childrenAges":[`)
+	n := (maxEvent - len(shell) - 64) / 4
+	elems := bytes.Repeat([]byte(`"x",`), n)
+	event := append(append(append([]byte{}, shell[:i]...), elems[:len(elems)-1]...), shell[i:]...)
+	var body bytes.Buffer
+	body.WriteString(`{"events":[`)
+	for body.Len()+len(event)+4 < maxBody {
+		if body.Len() > len(`{"events":[`) {
+			body.WriteByte(',')
+		}
+		body.Write(event)
+	}
+	body.WriteString(`]}`)
+	return body.Bytes()
+}
+
+// BenchmarkHostileBatchMemory posts 8 maximum-size batches of invalid events with long arrays at
+// once (the default limits: 4 MiB bodies, 512 KiB events) and reports the process's peak RSS
+// (VmHWM, reset before each round through /proc/self/clear_refs) and peak Go heap (sampled every
+// millisecond) in MiB. The process includes the client and kfake, so the figures bound the
+// gateway's from above. The goal is a peak RSS at most 128 MiB.
+func BenchmarkHostileBatchMemory(b *testing.B) {
+	f := newFixture(b, streamstest.Kfake(b), "redis://"+miniredis.RunT(b).Addr(), fxOpts{})
+	body := hostileBatch(b, 4<<20, 512<<10)
+	const parallel = 8
+	var peakRSS, peakHeap uint64
+	var busy atomic.Int64 // answers 503: waited more than 10s for room to read or parse
+	for b.Loop() {
+		runtime.GC()
+		debug.FreeOSMemory()
+		if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+			b.Skipf("cannot reset the peak RSS: %v", err)
+		}
+		stop := make(chan struct{})
+		sampled := make(chan uint64)
+		go func() { sampled <- sampleHeap(stop) }()
+		var wg sync.WaitGroup
+		for range parallel {
+			wg.Go(func() {
+				req, _ := http.NewRequest("POST", f.url+batch, bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Authorization", "Bearer "+f.tokens["hotel-pms"])
+				res, err := http.DefaultClient.Do(req)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				switch res.StatusCode {
+				case http.StatusMultiStatus:
+				case http.StatusServiceUnavailable:
+					busy.Add(1)
+				default:
+					b.Errorf("status %d", res.StatusCode)
+				}
+			})
+		}
+		wg.Wait()
+		close(stop)
+		peakHeap = max(peakHeap, <-sampled)
+		peakRSS = max(peakRSS, vmHWM(b))
+	}
+	b.ReportMetric(float64(peakRSS)/(1<<20), "peak-RSS-MiB")
+	b.ReportMetric(float64(peakHeap)/(1<<20), "peak-heap-MiB")
+	b.ReportMetric(float64(busy.Load())/float64(b.N), "503/op")
+}
+
+// sampleHeap returns the largest heap (objects, live and not yet swept) seen every millisecond
+// until stop is closed.
+func sampleHeap(stop <-chan struct{}) uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	var peak uint64
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		metrics.Read(s)
+		peak = max(peak, s[0].Value.Uint64())
+		select {
+		case <-stop:
+			return peak
+		case <-tick.C:
+		}
+	}
+}
+
+// vmHWM returns the process's peak resident set size since the last reset, from /proc/self/status.
+func vmHWM(b *testing.B) uint64 {
+	st, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.Lines(string(st)) {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	b.Fatal("no VmHWM in /proc/self/status")
+	return 0
 }

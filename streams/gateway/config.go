@@ -1,12 +1,13 @@
 package gateway
 
 import (
-	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/otel/trace"
-
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -47,6 +48,19 @@ type Config struct {
 	MaxBatchEvents int
 	// MaxJSONDepth bounds the nesting of objects and arrays in a body. Default 32.
 	MaxJSONDepth int
+	// MaxBufferedBytes bounds the request bodies held at once, from before their reading until
+	// their events are parsed and handed to the producer (a body of unknown length counts as its
+	// limit). A request waits up to 10s for room, then gets 503. Default 2 × MaxBodyBytes, at
+	// least MaxBodyBytes.
+	MaxBufferedBytes int64
+	// MaxParseBytes bounds the bytes of the events parsed at once (JSON decoding and schema
+	// validation). A parse's memory grows with its event: up to about 75 times the event's bytes
+	// for an event of long arrays of invalid items, one field error each. An event waits up to
+	// 10s for room, then gets 503. Default MaxEventBytes (one largest event, or many small ones,
+	// at a time), at least MaxEventBytes.
+	MaxParseBytes int64
+	// Limits are the rate limits per system and per tenant. Default: none.
+	Limits Limits
 
 	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout are the http.Server's. Defaults
 	// 5s, 30s, 45s, 120s.
@@ -93,6 +107,13 @@ func (c *Config) withDefaults() Config {
 	if d.MaxJSONDepth == 0 {
 		d.MaxJSONDepth = 32
 	}
+	if d.MaxBufferedBytes == 0 {
+		d.MaxBufferedBytes = 2 * d.MaxBodyBytes
+	}
+	if d.MaxParseBytes == 0 {
+		d.MaxParseBytes = d.MaxEventBytes
+	}
+	d.Limits = d.Limits.withDefaults(d.MaxBatchEvents)
 	set(&d.ReadHeaderTimeout, 5*time.Second)
 	set(&d.ReadTimeout, 30*time.Second)
 	set(&d.WriteTimeout, 45*time.Second)
@@ -125,6 +146,16 @@ func (c *Config) validate() error {
 		return fmt.Errorf("gateway: MaxEventBytes: %d must be between 256 and MaxBodyBytes (%d)", c.MaxEventBytes, c.MaxBodyBytes)
 	case c.MaxBatchEvents < 1:
 		return fmt.Errorf("gateway: MaxBatchEvents: must be at least 1")
+	case c.MaxBufferedBytes < c.MaxBodyBytes:
+		return fmt.Errorf("gateway: MaxBufferedBytes: %d is below MaxBodyBytes (%d): a largest body could never be read", c.MaxBufferedBytes, c.MaxBodyBytes)
+	case c.MaxParseBytes < c.MaxEventBytes:
+		return fmt.Errorf("gateway: MaxParseBytes: %d is below MaxEventBytes (%d): a largest event could never be parsed", c.MaxParseBytes, c.MaxEventBytes)
+	case c.Limits.SystemRate < 0 || c.Limits.TenantRate < 0 || math.IsNaN(c.Limits.SystemRate) || math.IsNaN(c.Limits.TenantRate):
+		return fmt.Errorf("gateway: Limits: rates must not be negative (0 = unlimited)")
+	case c.Limits.SystemBurst < 1 || c.Limits.TenantBurst < 1:
+		return fmt.Errorf("gateway: Limits: bursts must be at least 1")
+	case c.Limits.TenantBuckets < 1:
+		return fmt.Errorf("gateway: Limits: TenantBuckets must be at least 1")
 	case c.MaxJSONDepth < 4:
 		return fmt.Errorf("gateway: MaxJSONDepth: %d is below 4 (an envelope nests at least 3 deep)", c.MaxJSONDepth)
 	case c.ReadHeaderTimeout < 0 || c.ReadTimeout < 0 || c.IdleTimeout < 0:

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
@@ -49,13 +51,58 @@ var (
 	kindInvalid      = kind{"invalid-event", http.StatusUnprocessableEntity, "Event does not match its schema"}
 	kindUnknownType  = kind{"unknown-event-type", http.StatusUnprocessableEntity, "Unknown event type or version"}
 	kindKeyReused    = kind{"idempotency-key-reused", http.StatusUnprocessableEntity, "Idempotency-Key reused for a different request"}
+	kindTenantScope  = kind{"tenant-not-allowed", http.StatusForbidden, "Tenant outside the credential's scope"}
+	kindRateLimited  = kind{"rate-limited", http.StatusTooManyRequests, "Rate limit exceeded"}
+	kindHeaderLarge  = kind{"headers-too-large", http.StatusRequestHeaderFieldsTooLarge, "Request header fields too large"}
 	kindSpoolFull    = kind{"spool-full", http.StatusTooManyRequests, "Broker unreachable and spool full"}
 	kindInternal     = kind{"internal", http.StatusInternalServerError, "Internal error"}
+	kindNotImpl      = kind{"not-implemented", http.StatusNotImplemented, "Not implemented"}
 	kindUnavailable  = kind{"unavailable", http.StatusServiceUnavailable, "Temporarily unavailable"}
 )
 
+// Bounds of a problem's text: a refusal names what is wrong without echoing the input back, so a
+// 100 KB field gives a short answer.
+const (
+	// maxFieldErrors is the most field errors one problem lists; the rest are counted.
+	maxFieldErrors = 10
+	// maxProblemText bounds the detail and each field error's path and message, in bytes.
+	maxProblemText = 256
+	// maxExcerpt bounds a client value quoted in a detail, in bytes.
+	maxExcerpt = 64
+)
+
+// problem returns a problem of kind k, its detail and fields cut to the bounds above.
 func (k kind) problem(detail string, fields ...FieldError) *Problem {
-	return &Problem{Type: problemPrefix + k.slug, Title: k.title, Status: k.status, Detail: detail, Errors: fields}
+	if len(fields) > maxFieldErrors+1 {
+		fields = append(fields[:maxFieldErrors:maxFieldErrors], moreErrors(len(fields)-maxFieldErrors))
+	}
+	for i, f := range fields {
+		fields[i] = FieldError{cut(f.Path, maxProblemText), cut(f.Message, maxProblemText)}
+	}
+	return &Problem{Type: problemPrefix + k.slug, Title: k.title, Status: k.status, Detail: cut(detail, maxProblemText), Errors: fields}
+}
+
+func moreErrors(n int) FieldError {
+	return FieldError{"$", strconv.Itoa(n) + " more errors not shown"}
+}
+
+// cut returns s when it has at most n bytes, or its first bytes up to n (on a UTF-8 boundary)
+// followed by how many bytes were left out.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…(" + strconv.Itoa(len(s)-i) + " more bytes)"
+}
+
+// excerpt quotes a client value for a detail: at most maxExcerpt bytes of it, control characters
+// escaped.
+func excerpt(s string) string {
+	return strconv.Quote(cut(s, maxExcerpt))
 }
 
 // problemFor maps an error of the producer (ParseJSON, Publish) to the answer for that event. Every
@@ -69,11 +116,17 @@ func problemFor(err error) *Problem {
 	case errors.Is(err, streams.ErrMissingTenant):
 		return kindMalformed.problem(trimPkg(err), FieldError{"metadata.tenantId", "required field is missing"})
 	case errors.As(err, &inv):
-		fields := make([]FieldError, len(inv.Fields))
+		// An event with a long array of bad items has an error per item: copy only what is shown.
+		fields := make([]FieldError, 0, min(len(inv.Fields), maxFieldErrors)+2)
 		envelope := false
 		for i, f := range inv.Fields {
-			fields[i] = FieldError{f.Path, f.Message}
+			if i < maxFieldErrors {
+				fields = append(fields, FieldError{f.Path, f.Message})
+			}
 			envelope = envelope || !inData(f.Path)
+		}
+		if n := len(inv.Fields) - maxFieldErrors; n > 0 {
+			fields = append(fields, moreErrors(n))
 		}
 		if errors.Is(err, streams.ErrUnknownEventType) {
 			fields = append(fields, FieldError{"eventType", unknownTypeMessage(err)})

@@ -12,9 +12,16 @@
 //	GET  /openapi.json     the OpenAPI document
 //
 // The credential decides the source system: an envelope naming another system in metadata.source,
-// or an event type the system does not own, is refused with 403. Refusals are RFC 9457
-// problem+json and never reach Kafka. A request with an Idempotency-Key gets the first answer given
-// to the same key of the same system within the TTL, and publishes nothing new.
+// an event type the system does not own, or a tenant outside the credential's scope is refused
+// with 403. Token buckets per system and per (system, tenant) refuse what exceeds their rate with
+// 429 and Retry-After (Limits). Refusals are RFC 9457 problem+json, their text cut to a few
+// hundred bytes, and never reach Kafka. A request with an Idempotency-Key gets the first answer
+// given to the same key of the same system within the TTL, and publishes nothing new.
+//
+// Memory is bounded whatever the input: request bodies are read only while their bytes fit
+// Config.MaxBufferedBytes, and events are parsed only while their bytes fit Config.MaxParseBytes
+// (a parse's memory grows with the event's arrays), so hostile bodies wait or get 503 instead of
+// growing the heap.
 package gateway
 
 import (
@@ -24,6 +31,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"net"
 	"net/http"
@@ -38,6 +46,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/hotelbus/hotelbus/streams"
 )
@@ -96,6 +105,9 @@ type Server struct {
 	cfg     Config
 	idem    *idempotency
 	metrics *metrics
+	limits  *limiter
+	bodies  *semaphore.Weighted // bytes of request bodies held (MaxBufferedBytes)
+	parses  *semaphore.Weighted // bytes of the events being parsed (MaxParseBytes)
 	handler http.Handler
 	http    *http.Server
 
@@ -109,7 +121,12 @@ func New(cfg Config) (*Server, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: c, full: map[string]int{},
+	systems := make([]string, 0, len(c.Producers))
+	for sys := range c.Producers {
+		systems = append(systems, sys)
+	}
+	s := &Server{cfg: c, full: map[string]int{}, limits: newLimiter(c.Limits, systems),
+		bodies: semaphore.NewWeighted(c.MaxBufferedBytes), parses: semaphore.NewWeighted(c.MaxParseBytes),
 		idem: &idempotency{rdb: c.Redis, ttl: c.IdempotencyTTL, lease: c.IdempotencyLease, wait: c.PublishTimeout}}
 	s.metrics = newMetrics(s)
 	mux := http.NewServeMux()
@@ -129,14 +146,14 @@ func New(cfg Config) (*Server, error) {
 		_, _ = w.Write(openAPI)
 	})
 	mux.HandleFunc("/", s.serveUnrouted)
-	s.handler = mux
+	s.handler = s.limitHeaders(mux)
 	s.http = &http.Server{
-		Handler:           mux,
+		Handler:           s.handler,
 		ReadHeaderTimeout: c.ReadHeaderTimeout,
 		ReadTimeout:       c.ReadTimeout,
 		WriteTimeout:      c.WriteTimeout,
 		IdleTimeout:       c.IdleTimeout,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(c.Logger.Handler(), slog.LevelWarn),
 	}
 	return s, nil
@@ -145,9 +162,11 @@ func New(cfg Config) (*Server, error) {
 // Handler returns the gateway's routes, for tests (httptest) or a caller's own http.Server.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Serve answers requests on ln until Shutdown; it returns nil after a Shutdown.
+// Serve answers requests on ln until Shutdown; it returns nil after a Shutdown. The answers
+// net/http gives itself, before a handler runs (431 for headers above 64 KiB, 400 for a malformed
+// request), are problem+json too.
 func (s *Server) Serve(ln net.Listener) error {
-	if err := s.http.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+	if err := s.http.Serve(problemListener{ln}); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
@@ -167,6 +186,26 @@ func (s *Server) serveUnrouted(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Allow", allow)
 	s.write(w, problemAnswer(kindMethod.problem(r.Method+" is not allowed on "+r.URL.Path+"; use "+allow)))
+}
+
+// limitHeaders answers 431 to a request whose line and header fields exceed maxHeaderBytes.
+// http.Server.MaxHeaderBytes alone does not hold on a kept-alive connection, whose next request
+// net/http may read past the limit.
+func (s *Server) limitHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := len(r.Method) + len(r.RequestURI) + len(r.Proto) + len(r.Host) + 4
+		for k, vs := range r.Header {
+			for _, v := range vs {
+				n += len(k) + len(v) + 4
+			}
+		}
+		if n > maxHeaderBytes {
+			w.Header().Set("Connection", "close")
+			s.write(w, problemAnswer(headersTooLarge()))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // instrument counts, times and tracks the requests of a publishing route.
@@ -219,12 +258,32 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) {
 	s.servePublish(w, r, RouteBatch, s.cfg.MaxBodyBytes, 2, s.publishBatch)
 }
 
-// servePublish runs what both publishing routes share, in this order: authentication (401), media
-// type (415), body size (413), JSON depth (400), Idempotency-Key (replay, 422 for a reused key,
-// 503 when Redis is unreachable), then publish.
+// publishRequest is an authenticated request's body, to parse and publish.
+type publishRequest struct {
+	system  string
+	tenants tenantScope
+	body    []byte
+	release func() // returns the body's share of MaxBufferedBytes, once
+}
+
+// parsed drops the body and returns its share of MaxBufferedBytes, once its events are parsed
+// and handed to the producer (the parsed events and answers hold no part of it).
+func (r *publishRequest) parsed() {
+	r.body = nil
+	r.release()
+}
+
+// maxQueueWait bounds how long a request waits for room in MaxBufferedBytes or MaxParseBytes
+// before it is answered 503.
+const maxQueueWait = 10 * time.Second
+
+// servePublish runs what both publishing routes share, in this order: authentication (401), the
+// system's rate limit (429), media type (415), body size (413), room to buffer the body (503), JSON
+// depth (400), Idempotency-Key (replay, 422 for a reused key, 503 when Redis is unreachable), then
+// publish.
 func (s *Server) servePublish(w http.ResponseWriter, r *http.Request, route string, limit int64, extraDepth int,
-	publish func(ctx context.Context, system string, body []byte) *answer) {
-	system, ok := s.cfg.Credentials.Authenticate(r.Header.Get("Authorization"))
+	publish func(ctx context.Context, req *publishRequest) *answer) {
+	cred, ok := s.cfg.Credentials.lookup(r.Header.Get("Authorization"))
 	if !ok {
 		msg := "send Authorization: Bearer <your system's token>"
 		if r.Header.Get("Authorization") != "" {
@@ -233,11 +292,31 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request, route stri
 		s.write(w, problemAnswer(kindUnauthorized.problem(msg)))
 		return
 	}
+	if wait, ok := s.limits.admit(cred.system, time.Now()); !ok {
+		s.metrics.limited.WithLabelValues(cred.system, "system").Inc()
+		s.write(w, rateAnswer(s.limits.rateProblem(cred.system, "system"), wait))
+		return
+	}
 	if !isJSON(r.Header.Get("Content-Type")) {
 		s.write(w, problemAnswer(kindMediaType.problem("send Content-Type: application/json (UTF-8)")))
 		return
 	}
-	body, p := readBody(w, r, limit)
+	tooLarge := kindTooLarge.problem("the body exceeds " + strconv.FormatInt(limit, 10) + " bytes")
+	if r.ContentLength > limit {
+		s.write(w, problemAnswer(tooLarge))
+		return
+	}
+	share := limit // a body of unknown length may take up to limit
+	if r.ContentLength >= 0 {
+		share = max(r.ContentLength, 1)
+	}
+	if p := s.acquire(r.Context(), s.bodies, share); p != nil {
+		s.write(w, problemAnswer(p))
+		return
+	}
+	req := &publishRequest{system: cred.system, tenants: cred.tenants, release: sync.OnceFunc(func() { s.bodies.Release(share) })}
+	defer req.parsed()
+	body, p := readBody(w, r, limit, tooLarge)
 	if p != nil {
 		s.write(w, problemAnswer(p))
 		return
@@ -247,6 +326,7 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request, route stri
 			FieldError{"$", "nested too deep"})))
 		return
 	}
+	req.body = body
 	// Once publishing starts, the request's events are published or spooled and the answer stored
 	// even if the client goes away.
 	ctx := context.WithoutCancel(r.Context())
@@ -258,13 +338,13 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request, route stri
 			return
 		}
 		var replay *answer
-		l, replay, p = s.idem.begin(r.Context(), system, key, fingerprint(route, body))
+		l, replay, p = s.idem.begin(r.Context(), cred.system, key, fingerprint(route, body))
 		switch {
 		case p != nil:
 			s.write(w, problemAnswer(p))
 			return
 		case replay != nil:
-			s.metrics.replays.WithLabelValues(system).Inc()
+			s.metrics.replays.WithLabelValues(cred.system).Inc()
 			w.Header().Set(HeaderReplayed, "true")
 			s.write(w, replay)
 			return
@@ -276,29 +356,71 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request, route stri
 	if cid := r.Header.Get(HeaderCorrelationID); cid != "" {
 		ctx = streams.ContextWithCorrelationID(ctx, cid)
 	}
-	a := publish(ctx, system, body)
+	a := publish(ctx, req)
 	if l != nil {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		if err := s.idem.finish(sctx, l, a); err != nil {
-			s.cfg.Logger.Error("gateway: Idempotency-Key answer not stored; a retry will publish again", "system", system, "err", err)
+			s.cfg.Logger.Error("gateway: Idempotency-Key answer not stored; a retry will publish again", "system", cred.system, "err", err)
 		}
 		cancel()
 	}
 	s.write(w, a)
 }
 
-// publishOne parses and publishes the body of /v1/events.
-func (s *Server) publishOne(ctx context.Context, system string, body []byte) *answer {
-	p := s.cfg.Producers[system]
-	env, err := p.ParseJSON(body)
+// acquire takes n of sem, waiting up to maxQueueWait; it fails with 503 when there is no room by
+// then or the client went away.
+func (s *Server) acquire(ctx context.Context, sem *semaphore.Weighted, n int64) *Problem {
+	if sem.TryAcquire(n) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, maxQueueWait)
+	defer cancel()
+	if sem.Acquire(ctx, n) != nil {
+		s.metrics.busy.Inc()
+		return kindUnavailable.problem("the gateway is busy parsing other requests; retry later")
+	}
+	return nil
+}
+
+// parse parses one event of req while holding its bytes of MaxParseBytes, then checks the
+// credential's tenant scope (403) and takes its tokens from the rate limits (429, with the wait).
+// raw is at most MaxEventBytes long.
+func (s *Server) parse(ctx context.Context, req *publishRequest, raw []byte) (*streams.Envelope, *Problem, time.Duration) {
+	share := max(int64(len(raw)), 1)
+	if p := s.acquire(ctx, s.parses, share); p != nil {
+		return nil, p, 0
+	}
+	env, err := s.cfg.Producers[req.system].ParseJSON(raw)
+	s.parses.Release(share)
 	if err != nil {
-		s.metrics.events.WithLabelValues(system, "", "refused").Inc()
-		return problemAnswer(problemFor(err))
+		s.metrics.events.WithLabelValues(req.system, "", "refused").Inc()
+		return nil, problemFor(err), 0
+	}
+	tenant := env.Metadata.TenantID
+	if !req.tenants.allows(tenant) {
+		s.metrics.events.WithLabelValues(req.system, env.EventType, "refused").Inc()
+		return nil, kindTenantScope.problem("the credential of "+req.system+" may not publish for tenant "+excerpt(tenant),
+			FieldError{"metadata.tenantId", "outside the tenants of the credential"}), 0
+	}
+	if bucket, wait := s.limits.take(req.system, tenant, time.Now()); bucket != "" {
+		s.metrics.limited.WithLabelValues(req.system, bucket).Inc()
+		s.metrics.events.WithLabelValues(req.system, env.EventType, "refused").Inc()
+		return nil, s.limits.rateProblem(req.system, bucket), wait
+	}
+	return env, nil, 0
+}
+
+// publishOne parses and publishes the body of /v1/events.
+func (s *Server) publishOne(ctx context.Context, req *publishRequest) *answer {
+	env, prob, wait := s.parse(ctx, req, req.body)
+	req.parsed()
+	if prob != nil {
+		return rateAnswer(prob, wait)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	defer cancel()
-	res, err := p.Publish(ctx, env)
-	code, acc, prob := s.outcome(system, env.EventType, res, err)
+	res, err := s.cfg.Producers[req.system].Publish(ctx, env)
+	code, acc, prob := s.outcome(req.system, env.EventType, res, err)
 	if prob != nil {
 		return problemAnswer(prob)
 	}
@@ -306,51 +428,46 @@ func (s *Server) publishOne(ctx context.Context, system string, body []byte) *an
 }
 
 // publishBatch parses every item and publishes the valid ones in order; each gets its result.
-func (s *Server) publishBatch(ctx context.Context, system string, body []byte) *answer {
-	var req struct {
-		Events []json.RawMessage `json:"events"`
+func (s *Server) publishBatch(ctx context.Context, req *publishRequest) *answer {
+	raws, prob := batchItems(req.body)
+	if prob != nil {
+		return problemAnswer(prob)
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return problemAnswer(kindMalformed.problem(`the body must be {"events": [envelope, ...]}`, FieldError{"$", err.Error()}))
-	}
-	if dec.More() {
-		return problemAnswer(kindMalformed.problem("trailing data after the JSON object", FieldError{"$", "trailing data"}))
-	}
-	switch n := len(req.Events); {
+	switch n := len(raws); {
 	case n == 0:
 		return problemAnswer(kindMalformed.problem("a batch needs at least one event", FieldError{"events", "required, non-empty"}))
 	case n > s.cfg.MaxBatchEvents:
 		return problemAnswer(kindTooLarge.problem("a batch holds at most "+strconv.Itoa(s.cfg.MaxBatchEvents)+" events, this one "+strconv.Itoa(n),
 			FieldError{"events", "too many events"}))
 	}
-	p := s.cfg.Producers[system]
+	p := s.cfg.Producers[req.system]
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	defer cancel()
-	items := make([]BatchItem, len(req.Events))
+	items := make([]BatchItem, len(raws))
 	var wg sync.WaitGroup
-	for i, raw := range req.Events {
+	var retryIn time.Duration
+	for i, raw := range raws {
 		items[i].Index = i
 		if int64(len(raw)) > s.cfg.MaxEventBytes {
 			items[i].Code, items[i].Problem = http.StatusRequestEntityTooLarge,
 				kindTooLarge.problem("the event exceeds "+strconv.FormatInt(s.cfg.MaxEventBytes, 10)+" bytes")
-			s.metrics.events.WithLabelValues(system, "", "refused").Inc()
+			s.metrics.events.WithLabelValues(req.system, "", "refused").Inc()
 			continue
 		}
-		env, err := p.ParseJSON(raw)
-		if err != nil {
-			prob := problemFor(err)
+		env, prob, wait := s.parse(ctx, req, raw)
+		if prob != nil {
 			items[i].Code, items[i].Problem = prob.Status, prob
-			s.metrics.events.WithLabelValues(system, "", "refused").Inc()
+			retryIn = max(retryIn, wait)
 			continue
 		}
 		wg.Add(1)
+		eventType := env.EventType // the callback keeps no reference to the parsed event
 		p.PublishAsync(ctx, env, func(res streams.Result, err error) {
 			defer wg.Done()
-			items[i].Code, items[i].Accepted, items[i].Problem = s.outcome(system, env.EventType, res, err)
+			items[i].Code, items[i].Accepted, items[i].Problem = s.outcome(req.system, eventType, res, err)
 		})
 	}
+	req.parsed()
 	wg.Wait()
 	code, retry := http.StatusAccepted, false
 	for _, it := range items {
@@ -360,9 +477,69 @@ func (s *Server) publishBatch(ctx context.Context, system string, body []byte) *
 		}
 	}
 	a := jsonAnswer(code, BatchResult{Results: items})
-	a.RetryAfter = retry
+	a.RetryAfter, a.retryIn = retry, retryIn
 	return a
 }
+
+// batchItems returns the items of a batch body {"events": [envelope, ...]}, each a slice of body
+// (nothing is copied, so a batch costs its body and one item's parse at a time).
+func batchItems(body []byte) ([][]byte, *Problem) {
+	malformed := func(msg string) *Problem {
+		return kindMalformed.problem(`the body must be {"events": [envelope, ...]}`, FieldError{"$", msg})
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, malformed("expected a JSON object")
+	}
+	var items [][]byte
+	seen := false
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			return nil, malformed(err.Error())
+		}
+		switch {
+		case k != "events":
+			return nil, malformed("unknown field " + excerpt(k.(string)))
+		case seen:
+			return nil, malformed(`duplicate field "events"`)
+		}
+		seen = true
+		t, err := dec.Token()
+		if err != nil {
+			return nil, malformed(err.Error())
+		}
+		if t == nil {
+			continue
+		}
+		if t != json.Delim('[') {
+			return nil, malformed(`"events" must be an array`)
+		}
+		for dec.More() {
+			var v span
+			if err := dec.Decode(&v); err != nil {
+				return nil, malformed(err.Error())
+			}
+			end := int(dec.InputOffset())
+			items = append(items, body[end-v.n:end])
+		}
+		if _, err := dec.Token(); err != nil {
+			return nil, malformed(err.Error())
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, malformed(err.Error())
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, kindMalformed.problem("trailing data after the JSON object", FieldError{"$", "trailing data"})
+	}
+	return items, nil
+}
+
+// span measures a JSON value without copying it: the decoder hands it the value's bytes.
+type span struct{ n int }
+
+func (s *span) UnmarshalJSON(b []byte) error { s.n = len(b); return nil }
 
 // outcome turns a publish result into the answer's parts, counting it.
 func (s *Server) outcome(system, eventType string, res streams.Result, err error) (int, *Accepted, *Problem) {
@@ -459,12 +636,8 @@ func isJSON(contentType string) bool {
 	return !ok || strings.EqualFold(cs, "utf-8")
 }
 
-// readBody reads at most limit bytes of body; a longer body is a 413.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, *Problem) {
-	tooLarge := kindTooLarge.problem("the body exceeds " + strconv.FormatInt(limit, 10) + " bytes")
-	if r.ContentLength > limit {
-		return nil, tooLarge
-	}
+// readBody reads at most limit bytes of body; a longer body is tooLarge.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64, tooLarge *Problem) ([]byte, *Problem) {
 	buf := bytes.NewBuffer(make([]byte, 0, max(r.ContentLength, 512)))
 	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit)); err != nil {
 		var mbe *http.MaxBytesError
@@ -514,6 +687,13 @@ func problemAnswer(p *Problem) *answer {
 	return a
 }
 
+// rateAnswer is the answer for p, with the Retry-After of a rate limit's wait when there is one.
+func rateAnswer(p *Problem, wait time.Duration) *answer {
+	a := problemAnswer(p)
+	a.retryIn = wait
+	return a
+}
+
 func jsonAnswer(status int, v any) *answer {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -529,8 +709,12 @@ func (s *Server) write(w http.ResponseWriter, a *answer) {
 	h := w.Header()
 	h.Set("Content-Type", a.ContentType)
 	h.Set("Content-Length", strconv.Itoa(len(a.Body)))
-	if a.RetryAfter {
-		h.Set("Retry-After", strconv.Itoa(int(s.cfg.RetryAfter/time.Second)))
+	if a.RetryAfter || a.retryIn > 0 {
+		secs := int(s.cfg.RetryAfter / time.Second)
+		if a.retryIn > 0 {
+			secs = max(int(math.Ceil(a.retryIn.Seconds())), 1)
+		}
+		h.Set("Retry-After", strconv.Itoa(secs))
 	}
 	if a.Status == http.StatusUnauthorized {
 		h.Set("WWW-Authenticate", `Bearer realm="hotelbus"`)

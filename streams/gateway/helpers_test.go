@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sort"
@@ -160,7 +159,8 @@ type fxOpts struct {
 	brokers      []string // instead of the backend's (an unreachable address)
 	spoolAfter   time.Duration
 	spoolMax     int64
-	unregistered bool // leave the registry empty: publishing fails with ErrNotRegistered
+	unregistered bool              // leave the registry empty: publishing fails with ErrNotRegistered
+	scope        map[string]string // system -> tenants= patterns of its credential
 	config       func(*gateway.Config)
 }
 
@@ -230,7 +230,11 @@ func newFixture(t testing.TB, b streamstest.Backend, redisURL string, o fxOpts) 
 		f.producers[sys.Name] = p
 		systems = append(systems, sys.Name)
 		f.tokens[sys.Name] = rand.Text()
-		lines = append(lines, sys.Name+" "+gateway.HashToken(f.tokens[sys.Name]))
+		line := sys.Name + " " + gateway.HashToken(f.tokens[sys.Name])
+		if sc, ok := o.scope[sys.Name]; ok {
+			line += " tenants=" + sc
+		}
+		lines = append(lines, line)
 	}
 	f.credPath = filepath.Join(t.TempDir(), "credentials")
 	if err := os.WriteFile(f.credPath, []byte("# test credentials\n"+strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
@@ -257,9 +261,19 @@ func newFixture(t testing.TB, b streamstest.Backend, redisURL string, o fxOpts) 
 	if f.gw, err = gateway.New(cfg); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(f.gw.Handler())
-	t.Cleanup(srv.Close)
-	f.url = srv.URL
+	// Served as in production (Serve: its http.Server limits and problem+json for net/http's own
+	// answers), not through httptest's server.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = f.gw.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = f.gw.Shutdown(ctx)
+	})
+	f.url = "http://" + ln.Addr().String()
 	return f
 }
 

@@ -19,6 +19,8 @@ type answer struct {
 	ContentType string `json:"contentType"`
 	RetryAfter  bool   `json:"retryAfter,omitempty"`
 	Body        []byte `json:"body"`
+	// retryIn, when set, is the Retry-After instead of Config.RetryAfter (a rate limit's wait).
+	retryIn time.Duration
 }
 
 // replayable reports whether an answer is final for its request: anything but an overload or a

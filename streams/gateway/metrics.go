@@ -14,6 +14,8 @@ type metrics struct {
 	inFlight prometheus.Gauge
 	events   *prometheus.CounterVec // system, event_type, outcome
 	replays  *prometheus.CounterVec // system
+	limited  *prometheus.CounterVec // system, bucket (system, tenant): never the tenant itself
+	busy     prometheus.Counter
 }
 
 func newMetrics(s *Server) *metrics {
@@ -36,15 +38,36 @@ func newMetrics(s *Server) *metrics {
 		replays: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hotelbus_gateway_idempotent_replays_total", Help: "Answers replayed for a repeated Idempotency-Key, by system.",
 		}, []string{"system"}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hotelbus_gateway_rate_limited_total",
+			Help: "Requests and events refused with 429 by a rate limit, by system and bucket (system or tenant).",
+		}, []string{"system", "bucket"}),
+		busy: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hotelbus_gateway_busy_total",
+			Help: "Requests and events answered 503 because the body or parse budget stayed full (MaxBufferedBytes, MaxParseBytes).",
+		}),
 	}
 	spool := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hotelbus_gateway_spool_depth", Help: "Events waiting in the durable spool, by system."}, []string{"system"})
-	m.reg.MustRegister(m.requests, m.duration, m.inFlight, m.events, m.replays,
+	creds := s.cfg.Credentials
+	m.reg.MustRegister(m.requests, m.duration, m.inFlight, m.events, m.replays, m.limited, m.busy,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "hotelbus_gateway_credential_reloads_total", Help: "Successful loads of the credentials.",
-		}, func() float64 { return float64(s.cfg.Credentials.reloads.Load()) }),
+		}, func() float64 { return float64(creds.reloads.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "hotelbus_gateway_credential_reload_failures_total", Help: "Failed loads of the credentials (the previous ones stayed in force).",
-		}, func() float64 { return float64(s.cfg.Credentials.failures.Load()) }),
+		}, func() float64 { return float64(creds.failures.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "hotelbus_gateway_credentials_stale",
+			Help: "1 while the last load of the credentials failed: the ones in force are older than the file.",
+		}, func() float64 {
+			if creds.stale.Load() {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "hotelbus_gateway_credentials", Help: "Credentials in force (0: every publish is refused with 401).",
+		}, func() float64 { return float64(creds.Count()) }),
 		spoolCollector{s: s, desc: spool},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -133,7 +133,7 @@ func asSlice(v any) []any { s, _ := v.([]any); return s }
 type contractCase struct {
 	name, method, route string
 	status              int
-	fx                  string // the fixture it needs: "" (normal), "spoolfull", "unregistered", "redisdown"
+	fx                  string // the fixture it needs: "" (normal), "spoolfull", "unregistered", "redisdown", "scoped", "ratelimited"
 	published           int64  // records it adds to the topics (checked on the normal fixture)
 	do                  func(t *testing.T, f *fixture) resp
 	check               func(t *testing.T, r resp)
@@ -213,6 +213,9 @@ var contractCases = []contractCase{
 			m["metadata"].(map[string]any)["source"] = "hotel-saas"
 			return m
 		}), check: wantType("not-owner")},
+	{name: "tenant outside the credential's scope", method: "POST", route: evs, status: 403, fx: "scoped",
+		do:    postEnv("hotel-pms", func(t *testing.T) map[string]any { return envelope(t, "reservation.created", "kyoto-grand-annex") }),
+		check: func(t *testing.T, r resp) { wantType("tenant-not-allowed")(t, r); wantPaths("metadata.tenantId")(t, r) }},
 	{name: "event too large", method: "POST", route: evs, status: 413, do: postEnv("hotel-pms", func(t *testing.T) map[string]any {
 		m := pmsEvent(t)
 		m["metadata"].(map[string]any)["correlationId"] = strings.Repeat("x", 20<<10)
@@ -239,7 +242,13 @@ var contractCases = []contractCase{
 			f.post(t, evs, "hotel-pms", mustJSON(t, pmsEvent(t)), "Idempotency-Key", key).accepted(t)
 			return f.post(t, evs, "hotel-pms", mustJSON(t, envelope(t, "reservation.created", "tenant-b")), "Idempotency-Key", key)
 		}, check: wantType("idempotency-key-reused")},
-	{name: "spool full", method: "POST", route: evs, status: 429, fx: "spoolfull", do: postEnv("hotel-pms", pmsEvent)},
+	{name: "header fields too large", method: "POST", route: evs, status: 431, do: postEnv("hotel-pms", pmsEvent, "X-Padding", strings.Repeat("p", 70<<10)),
+		check: wantType("headers-too-large")},
+	{name: "spool full", method: "POST", route: evs, status: 429, fx: "spoolfull", do: postEnv("hotel-pms", pmsEvent), check: wantType("spool-full")},
+	{name: "system rate limit", method: "POST", route: evs, status: 429, fx: "ratelimited", do: func(t *testing.T, f *fixture) resp {
+		f.post(t, evs, "hotel-pms", mustJSON(t, pmsEvent(t))).accepted(t)
+		return f.post(t, evs, "hotel-pms", mustJSON(t, pmsEvent(t)))
+	}, check: wantType("rate-limited")},
 	{name: "schema not registered", method: "POST", route: evs, status: 500, fx: "unregistered", do: postEnv("hotel-pms", pmsEvent)},
 	{name: "Redis down with Idempotency-Key", method: "POST", route: evs, status: 503, fx: "redisdown",
 		do: postEnv("hotel-pms", pmsEvent, "Idempotency-Key", "k-1")},
@@ -307,6 +316,15 @@ var contractCases = []contractCase{
 		}
 		return f.post(t, batch, "hotel-member", batchOf(t, envelope(t, "points.added", "t2")), "Idempotency-Key", key)
 	}, check: wantType("idempotency-key-reused")},
+	{name: "batch header fields too large", method: "POST", route: batch, status: 431, do: func(t *testing.T, f *fixture) resp {
+		return f.post(t, batch, "hotel-member", batchOf(t, envelope(t, "points.added", "t1")), "X-Padding", strings.Repeat("p", 70<<10))
+	}, check: wantType("headers-too-large")},
+	{name: "batch system rate limit", method: "POST", route: batch, status: 429, fx: "ratelimited", do: func(t *testing.T, f *fixture) resp {
+		if r := f.post(t, batch, "hotel-member", batchOf(t, envelope(t, "points.added", "t1"))); r.code != 202 {
+			t.Fatalf("first: %s", r)
+		}
+		return f.post(t, batch, "hotel-member", batchOf(t, envelope(t, "points.added", "t1")))
+	}, check: wantType("rate-limited")},
 	{name: "batch Redis down", method: "POST", route: batch, status: 503, fx: "redisdown", do: func(t *testing.T, f *fixture) resp {
 		return f.post(t, batch, "hotel-member", batchOf(t, envelope(t, "points.added", "t1")), "Idempotency-Key", "k-2")
 	}},
@@ -379,6 +397,12 @@ func TestContract(t *testing.T) {
 					f = newFixture(t, p.kafka, p.redisURL, fxOpts{brokers: unreachable(t), spoolAfter: 1100 * time.Millisecond, spoolMax: 1, config: limits})
 				case "unregistered":
 					f = newFixture(t, p.kafka, p.redisURL, fxOpts{unregistered: true})
+				case "scoped":
+					f = newFixture(t, p.kafka, p.redisURL, fxOpts{scope: map[string]string{"hotel-pms": "sakura-*,kyoto-grand"}})
+				case "ratelimited":
+					f = newFixture(t, p.kafka, p.redisURL, fxOpts{config: func(c *gateway.Config) {
+						c.Limits = gateway.Limits{SystemRate: 0.001, SystemBurst: 1}
+					}})
 				case "redisdown":
 					mr := miniredis.RunT(t)
 					f = newFixture(t, p.kafka, "redis://"+mr.Addr(), fxOpts{})

@@ -81,6 +81,14 @@ hotelbus_gateway_requests_total{` + ns + `,route="/v1/events",code="503"} 0+10x1
 		{"1% 5xx", `hotelbus_gateway_requests_total{` + ns + `,route="/v1/events",code="202"} 0+99x15
 hotelbus_gateway_requests_total{` + ns + `,route="/v1/events",code="500"} 0+1x15`, 15 * time.Minute, nil},
 	},
+	"HotelbusGatewayCredentialsStale": {
+		{"stale for 5m", `hotelbus_gateway_credentials_stale{` + ns + `,pod="gw-1"} 0 0 1x5
+hotelbus_gateway_credential_reload_failures_total{` + ns + `,pod="gw-1"} 0 0 1x5`,
+			7 * time.Minute, map[string]string{"pod": "gw-1", "severity": "critical"}},
+		{"loaded again", `hotelbus_gateway_credentials_stale{` + ns + `,pod="gw-1"} 1x3 0x20
+hotelbus_gateway_credential_reload_failures_total{` + ns + `,pod="gw-1"} 0 1x22`,
+			23 * time.Minute, nil},
+	},
 	"HotelbusSpoolNotDraining": {
 		{"oldest 20m", `hotelbus_spool_oldest_age_seconds{` + ns + `,system="hotel-pms",pod="gw-1"} 0+60x20`,
 			20 * time.Minute, map[string]string{"system": "hotel-pms", "pod": "gw-1", "severity": "critical"}},

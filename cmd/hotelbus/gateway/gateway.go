@@ -34,6 +34,9 @@ type options struct {
 	maxBatchEvents  int
 	publishTimeout  time.Duration
 	shutdownTimeout time.Duration
+	maxBuffered     int64
+	maxParse        int64
+	limits          gw.Limits
 }
 
 // New returns the gateway command.
@@ -47,11 +50,25 @@ envelope in, Avro on Kafka out, published as the system whose bearer token the r
 The OpenAPI document is at /openapi.json; /healthz, /readyz and /metrics are for operators.
 
 Credentials (one or more tokens per system) come from --credentials, a file of
-"<system> <token or sha256:digest>" lines or a directory with one file per system (a mounted
-Kubernetes secret), re-read every --reload-interval so tokens rotate without a restart; from
+"<system> <token or sha256:digest> [tenants=<patterns>]" lines or a directory with one file per
+system (a mounted Kubernetes secret) of "<token or sha256:digest> [tenants=<patterns>]" lines; from
 HOTELBUS_GATEWAY_TOKEN_<SYSTEM> variables (HOTELBUS_GATEWAY_TOKEN_HOTEL_PMS); or, given neither, from
 a running ` + "`hotelbus dev`" + ` stack's tokens. Keep digests at rest: print one with
   printf %s "$TOKEN" | sha256sum        (and write it as sha256:<hex>)
+tenants= scopes a credential: a comma-separated list of tenantIds and prefixes ending in "*"
+(tenants=sakura-*,kyoto-grand); a publish for another tenant is refused with 403.
+
+--credentials is checked every --reload-interval: a changed file replaces all its credentials at
+once; an empty one revokes them all. A load that fails (malformed line, unknown system, missing
+file) keeps the previous credentials, is logged once, counted in
+hotelbus_gateway_credential_reload_failures_total and shown by hotelbus_gateway_credentials_stale
+(1 until a load succeeds). Errors name the file and line, never a line's content.
+
+Rate limits are token buckets counted in events: --system-rate per system, --tenant-rate per
+system and tenant (0 turns one off); a refused publish is 429 with Retry-After. Memory is bounded
+by --max-buffered-bytes (request bodies held at once) and --max-parse-bytes (events parsed at once,
+whose memory can reach ~75 times their size); a request that waits more than 10s for either gets
+503.
 
 With --spool-dir, events the broker cannot take are kept on disk (answer 202 "spooled") and
 delivered in order later; without it they fail with 503. SIGINT or SIGTERM stops accepting
@@ -80,6 +97,13 @@ for the next run).`,
 	fl.IntVar(&o.maxBatchEvents, "max-batch-events", 500, "most events in one batch")
 	fl.DurationVar(&o.publishTimeout, "publish-timeout", 30*time.Second, "how long a request waits for the broker (or the spool)")
 	fl.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a shutdown waits for requests in flight")
+	fl.Int64Var(&o.maxBuffered, "max-buffered-bytes", 8<<20, "request bodies held at once, at least --max-body-bytes")
+	fl.Int64Var(&o.maxParse, "max-parse-bytes", 512<<10, "bytes of events parsed at once, at least --max-event-bytes")
+	fl.Float64Var(&o.limits.SystemRate, "system-rate", 1000, "events per second each system may publish (0: unlimited)")
+	fl.IntVar(&o.limits.SystemBurst, "system-burst", 2000, "events a system may publish at once above --system-rate")
+	fl.Float64Var(&o.limits.TenantRate, "tenant-rate", 100, "events per second a system may publish for one tenant (0: unlimited)")
+	fl.IntVar(&o.limits.TenantBurst, "tenant-burst", 500, "events a system may publish at once for one tenant above --tenant-rate")
+	fl.IntVar(&o.limits.TenantBuckets, "tenant-buckets", 10000, "tenant buckets kept (least recently used dropped)")
 	o.kafka = cmdutil.AddKafkaFlags(cmd)
 	return cmd
 }
@@ -87,6 +111,12 @@ for the next run).`,
 func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	if o.reloadEvery <= 0 || o.shutdownTimeout <= 0 {
 		return cmdutil.Usagef("--reload-interval and --shutdown-timeout must be positive")
+	}
+	switch l := o.limits; {
+	case l.SystemRate < 0 || l.TenantRate < 0:
+		return cmdutil.Usagef("--system-rate and --tenant-rate must not be negative (0 = unlimited)")
+	case l.SystemBurst < 1 || l.TenantBurst < 1 || l.TenantBuckets < 1:
+		return cmdutil.Usagef("--system-burst, --tenant-burst and --tenant-buckets must be at least 1")
 	}
 	cat, err := cmdutil.Catalog(o.prefix)
 	if err != nil {
@@ -109,6 +139,9 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	creds, err := gw.NewCredentials(systems, src)
 	if err != nil {
 		return cmdutil.Usagef("%v (--credentials)", err)
+	}
+	if creds.Count() == 0 {
+		fmt.Fprintf(f.ErrOut, "gateway: %s holds no credential: every publish is refused (401) until it lists some\n", o.credentials)
 	}
 	seeds, kopts, err := f.KafkaOpts(o.kafka)
 	if err != nil {
@@ -167,7 +200,7 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	log := slog.New(slog.NewTextHandler(f.ErrOut, nil))
 	server, err := gw.New(gw.Config{Producers: producers, Credentials: creds, Redis: rdb, Kafka: kcl, Registry: serde.Registry(), Metrics: reg, TracerProvider: tp, Logger: log,
 		MaxBodyBytes: o.maxBodyBytes, MaxEventBytes: o.maxEventBytes, MaxBatchEvents: o.maxBatchEvents, PublishTimeout: o.publishTimeout,
-		WriteTimeout: o.publishTimeout + 15*time.Second})
+		WriteTimeout: o.publishTimeout + 15*time.Second, MaxBufferedBytes: o.maxBuffered, MaxParseBytes: o.maxParse, Limits: o.limits})
 	if err != nil {
 		return cmdutil.Usagef("%v", err)
 	}

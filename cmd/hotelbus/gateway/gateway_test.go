@@ -28,8 +28,14 @@ func TestGatewayCommandUsage(t *testing.T) {
 	if err := os.WriteFile(creds, []byte("hotel-spa some-long-enough-token\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if r := cmdtest.Run(t, env, "", "gateway", "--credentials", creds); r.Code != 2 || !strings.Contains(r.ErrOut, `"hotel-spa" is not a system`) {
+	if r := cmdtest.Run(t, env, "", "gateway", "--credentials", creds); r.Code != 2 || !strings.Contains(r.ErrOut, creds+":1: the first field is not a system") ||
+		strings.Contains(r.ErrOut, "some-long-enough-token") {
 		t.Errorf("unknown system: %d %s", r.Code, r.ErrOut)
+	}
+	for _, args := range [][]string{{"--system-rate", "-1"}, {"--tenant-burst", "0"}, {"--tenant-buckets", "0"}, {"--max-parse-bytes", "1000"}} {
+		if r := cmdtest.Run(t, env, "", append([]string{"gateway", "--credentials", creds}, args...)...); r.Code != 2 {
+			t.Errorf("%v: %d %s", args, r.Code, r.ErrOut)
+		}
 	}
 	if r := cmdtest.Run(t, env, "", "gateway", "extra"); r.Code != 2 {
 		t.Errorf("an argument: %d %s", r.Code, r.ErrOut)
@@ -55,7 +61,8 @@ func TestGatewayCommandServes(t *testing.T) {
 		"HOTELBUS_REDIS": "redis://" + miniredis.RunT(t).Addr(), gateway.EnvName("hotel-pms"): gateway.HashToken(token)}
 	done := make(chan cmdtest.Result, 1)
 	go func() {
-		done <- cmdtest.Run(t, env, "", "gateway", "--listen", addr, "--prefix", prefix, "--spool-dir", t.TempDir())
+		done <- cmdtest.Run(t, env, "", "gateway", "--listen", addr, "--prefix", prefix, "--spool-dir", t.TempDir(),
+			"--system-rate", "0.001", "--system-burst", "1")
 	}()
 	base := "http://" + addr
 	deadline := time.Now().Add(30 * time.Second)
@@ -97,6 +104,17 @@ func TestGatewayCommandServes(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != 202 || a.Status != "published" || !strings.HasPrefix(a.Topic, prefix) {
 		t.Errorf("publish: %d %+v", res.StatusCode, a)
+	}
+	// --system-burst 1: the next publish is over the rate
+	req, _ = http.NewRequest("POST", base+gateway.RouteEvents, strings.NewReader(string(body)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	if res, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 429 || res.Header.Get("Retry-After") == "" || res.Header.Get("Content-Type") != "application/problem+json" {
+		t.Errorf("over --system-rate: %d Retry-After=%q %s", res.StatusCode, res.Header.Get("Retry-After"), res.Header.Get("Content-Type"))
 	}
 	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
 		t.Fatal(err)
