@@ -177,7 +177,7 @@ func TestPoisonedEvents(t *testing.T) {
 	if r.proc.Exited() && !strings.Contains(r.proc.Log(), "dispatch stopped") {
 		t.Errorf("the dispatcher died:\n%s", r.proc.Tail(20))
 	}
-	if strings.Contains(r.proc.Log(), "circuit open") {
+	if strings.Contains(r.proc.Log(), "target down; circuit open") {
 		t.Errorf("a poisoned event opened the dispatcher's circuit:\n%s", r.proc.Tail(20))
 	}
 

@@ -151,7 +151,9 @@ func newStack(t *testing.T, cfg config) *stack {
 	s.spool = t.TempDir()
 	s.gw = faults.Start(t, "gateway", env, s.bin, "gateway", "--listen", "127.0.0.1:"+strconv.Itoa(port),
 		"--brokers", strings.Join(cfg.brokers, ","), "--registry", s.regURL, "--redis", rigRedis, "--prefix", s.prefix,
-		"--spool-dir", s.spool, "--spool-after", cfg.spoolAfter.String())
+		"--spool-dir", s.spool, "--spool-after", cfg.spoolAfter.String(),
+		// The suite measures delivery under faults, not admission: no rate limit.
+		"--system-rate", "0", "--tenant-rate", "0")
 	s.waitReady(s.gw, s.gwURL+gateway.RouteReady)
 	return s
 }
