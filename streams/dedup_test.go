@@ -1,7 +1,6 @@
 package streams_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -894,9 +893,8 @@ func TestDedupTakesOverExpiredLease(t *testing.T) {
 			rdbA, _ := countedRedis(t, rb.url)
 			rdbB, _ := countedRedis(t, rb.url)
 			const lease = 400 * time.Millisecond
-			var logs bytes.Buffer
-			var mu sync.Mutex
-			logger := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))
+			var logs streamstest.LogBuffer
+			logger := slog.New(slog.NewTextHandler(&logs, nil))
 			crashed := newDedup(t, rdbA, group, streams.DedupLease(lease))
 			b := newDedup(t, rdbB, group, streams.DedupLease(lease), streams.DedupLogger(logger),
 				streams.DedupBackoff(20*time.Millisecond, 50*time.Millisecond))
@@ -920,9 +918,7 @@ func TestDedupTakesOverExpiredLease(t *testing.T) {
 			if b.TakeOvers() != 1 {
 				t.Fatalf("TakeOvers = %d, want 1", b.TakeOvers())
 			}
-			mu.Lock()
 			out := logs.String()
-			mu.Unlock()
 			if !strings.Contains(out, "took over the expired lease") || !strings.Contains(out, "eventId="+env.EventID) {
 				t.Fatalf("the takeover was not logged with the eventId:\n%s", out)
 			}
@@ -931,15 +927,4 @@ func TestDedupTakesOverExpiredLease(t *testing.T) {
 			}
 		})
 	}
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (l lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

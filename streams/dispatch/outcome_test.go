@@ -1,15 +1,14 @@
 package dispatch_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"github.com/hotelbus/hotelbus/streams/streamstest"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -59,9 +58,8 @@ func TestDispatchFailureClasses(t *testing.T) {
 		{"503", unavailable.URL, dispatch.ClassStatus},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var mu sync.Mutex
-			var logs bytes.Buffer
-			log := slog.New(slog.NewTextHandler(lockedBuffer{&mu, &logs}, nil))
+			var logs streamstest.LogBuffer
+			log := slog.New(slog.NewTextHandler(&logs, nil))
 			d, err := dispatch.New(tc.url, serde, dispatch.Secret(secret), dispatch.Timeout(100*time.Millisecond),
 				dispatch.Breaker(100, time.Second, time.Second), dispatch.Logger(log))
 			if err != nil {
@@ -75,9 +73,7 @@ func TestDispatchFailureClasses(t *testing.T) {
 			if tc.class != dispatch.ClassStatus && (!errors.As(err, &de) || de.Sent != (tc.class == dispatch.ClassUnknownOutcome)) {
 				t.Fatalf("err = %v, want a DeliveryError with Sent = %v", err, tc.class == dispatch.ClassUnknownOutcome)
 			}
-			mu.Lock()
 			out := logs.String()
-			mu.Unlock()
 			if !strings.Contains(out, "class="+tc.class) || !strings.Contains(out, "eventId="+m.Envelope.EventID) {
 				t.Fatalf("log does not name class %s and the eventId:\n%s", tc.class, out)
 			}
@@ -91,15 +87,4 @@ func TestDispatchFailureClasses(t *testing.T) {
 	default:
 		t.Fatal("the slow target never ran its side effect: the unknown-outcome case was not exercised")
 	}
-}
-
-type lockedBuffer struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (l lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
 }

@@ -5,10 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/hotelbus/hotelbus/streams/streamstest"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -25,24 +25,6 @@ import (
 	"github.com/hotelbus/hotelbus/streams/dispatch"
 )
 
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestDispatchRedactsTarget: a token in the target's query shows nowhere: not in the error (which
 // becomes the dead letter's error message), the logs, the span, nor the metrics; credentials in
 // the URL are refused without being echoed.
@@ -52,7 +34,7 @@ func TestDispatchRedactsTarget(t *testing.T) {
 	srv.Close() // unreachable: the client's error names the URL
 	const token = "s3cr3t-query-token"
 	serde, m := message(t)
-	var logs syncBuffer
+	var logs streamstest.LogBuffer
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	d, err := dispatch.New(base+"/hooks?token="+token, serde, dispatch.Secret(secret), dispatch.Breaker(100, time.Second, time.Second),
@@ -154,17 +136,9 @@ func TestDispatchTargetAuthFile(t *testing.T) {
 	defer srv.Close()
 	serde, m := message(t)
 	path := filepath.Join(t.TempDir(), "auth")
-	write := func(s string, age time.Duration) {
-		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		at := time.Now().Add(-age)
-		if err := os.Chtimes(path, at, at); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(s string, age time.Duration) { streamstest.WriteFileAged(t, path, s, age) }
 	write("# the PMS hook's credentials\nAuthorization: Bearer tok-one\n\nX-Api-Key: k1\n", time.Hour)
-	var logs syncBuffer
+	var logs streamstest.LogBuffer
 	d, err := dispatch.New(srv.URL, serde, dispatch.Secret(secret), dispatch.TargetAuthFile(path), dispatch.Logger(slog.New(slog.NewTextHandler(&logs, nil))))
 	if err != nil {
 		t.Fatal(err)

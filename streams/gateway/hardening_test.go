@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -246,7 +245,7 @@ func TestCredentialsFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs streamstest.LogBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go creds.Watch(ctx, 10*time.Millisecond, slog.New(slog.NewTextHandler(&logs, nil)))
@@ -290,18 +289,6 @@ func TestCredentialsFile(t *testing.T) {
 	waitFor(t, "the stale gauge", func() bool { return metric("hotelbus_gateway_credentials_stale") == "1" })
 	f.do(t, "POST", evs, secret, body).accepted(t)
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()

@@ -2,13 +2,13 @@ package monitor_test
 
 import (
 	"encoding/json"
+	"github.com/hotelbus/hotelbus/streams/streamstest"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -154,15 +154,7 @@ func TestAuthentication(t *testing.T) {
 	})
 	t.Run("token file", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "token")
-		write := func(s string, age time.Duration) {
-			if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			at := time.Now().Add(-age)
-			if err := os.Chtimes(path, at, at); err != nil {
-				t.Fatal(err)
-			}
-		}
+		write := func(s string, age time.Duration) { streamstest.WriteFileAged(t, path, s, age) }
 		write("monitor-token-one-0123456789\n", time.Hour)
 		h := handlerOnly(t, monitor.Config{TokenFile: path})
 		bearer := func(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
