@@ -567,22 +567,26 @@ func (w *worker) plan(env *streams.Envelope) (*plan, error) {
 	return p, nil
 }
 
-// republish re-encodes env with its current schema and produces it to ToTopic with rec's key,
-// timestamp and headers (version updated) plus HeaderReplayedFrom.
+// republish re-encodes env with its current schema and produces it to ToTopic with rec's
+// timestamp, the key and envelope headers of env (rebuilt from the envelope the encoder checked
+// against the identifier grammar, never copied: a record written around hotelbus may carry
+// identifiers the grammar refuses), rec's other headers, and HeaderReplayedFrom.
 func (w *worker) republish(rec *kgo.Record, env *streams.Envelope) error {
 	_, value, err := w.serde.AppendEncode(w.work, nil, env)
 	if err != nil {
 		return fmt.Errorf("replay: --to-topic: re-encoding %s[%d]@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
 	}
-	headers := make([]kgo.RecordHeader, 0, len(rec.Headers)+1)
+	headers := streams.Headers(env)
 	for _, h := range rec.Headers {
-		if h.Key == streams.HeaderVersion {
-			h.Value = []byte(env.Version)
+		switch h.Key {
+		case streams.HeaderEventType, streams.HeaderVersion, streams.HeaderEventID, streams.HeaderSource,
+			streams.HeaderCorrelationID, streams.HeaderTraceparent:
+			continue
 		}
 		headers = append(headers, h)
 	}
 	headers = append(headers, kgo.RecordHeader{Key: HeaderReplayedFrom, Value: fmt.Appendf(nil, "%s/%d@%d", rec.Topic, rec.Partition, rec.Offset)})
-	out := &kgo.Record{Topic: w.cfg.ToTopic, Key: rec.Key, Value: value, Headers: headers, Timestamp: rec.Timestamp}
+	out := &kgo.Record{Topic: w.cfg.ToTopic, Key: []byte(env.Metadata.TenantID), Value: value, Headers: headers, Timestamp: rec.Timestamp}
 	w.pwg.Add(1)
 	w.prod.Produce(w.work, out, func(_ *kgo.Record, err error) {
 		defer w.pwg.Done()
