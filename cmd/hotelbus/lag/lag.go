@@ -67,6 +67,9 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 		return err
 	}
 	defer cl.Close()
+	if err := f.Reachable(ctx); err != nil {
+		return err
+	}
 	rep, err := lag.NewReader(cl).Read(ctx, groups...)
 	if err != nil {
 		return err

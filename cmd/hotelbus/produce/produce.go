@@ -91,6 +91,9 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	if err != nil {
 		return err
 	}
+	if err := f.Reachable(ctx); err != nil {
+		return err
+	}
 	popts := []streams.ProducerOption{streams.Brokers(seeds...), streams.KafkaOptions(kopts...)}
 	if o.spoolDir != "" {
 		popts = append(popts, streams.SpoolDir(o.spoolDir), streams.SpoolAfter(o.spoolAfter))

@@ -74,6 +74,9 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 		return err
 	}
 	defer cl.Close()
+	if err := f.Reachable(ctx); err != nil {
+		return err
+	}
 	j, err := monitor.ReadJourney(ctx, cl, cat, o.correlationID, from)
 	if err != nil {
 		return err
