@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/spf13/cobra"
 )
 
 // Exit codes: success, a failure of the work, bad usage.
@@ -150,6 +152,13 @@ func (f *Factory) Redis(flagValue string) (string, error) {
 		f.useRedis(url, origin)
 	}
 	return url, err
+}
+
+// AddPrefixFlag registers --prefix on cmd into p: the prefix of every topic and consumer group
+// name the command uses, the one `topics apply --prefix` created the isolated copy with. Its usage
+// has no backticks: pflag would show a backticked phrase as the flag's value name.
+func AddPrefixFlag(cmd *cobra.Command, p *string) {
+	cmd.Flags().StringVar(p, "prefix", "", `topic and consumer group name prefix of an isolated copy of the platform (as "topics apply --prefix" creates)`)
 }
 
 // WriteJSON writes v as indented JSON to w.

@@ -43,7 +43,7 @@ know is shown as Dead. Exit 1 when a group or partition could not be measured.`,
 	}
 	fl := cmd.Flags()
 	fl.StringArrayVar(&o.groups, "group", nil, "consumer group to show (repeatable; default: every system's group)")
-	fl.StringVar(&o.prefix, "prefix", "", "topic and group name prefix (an isolated copy, as `topics apply --prefix`)")
+	cmdutil.AddPrefixFlag(cmd, &o.prefix)
 	fl.BoolVar(&o.json, "json", false, "print JSON")
 	o.kafka = cmdutil.AddKafkaFlags(cmd)
 	return cmd

@@ -63,7 +63,7 @@ delivered in order by this run (waiting up to --drain-timeout at the end) or the
 	fl.StringVar(&o.spoolDir, "spool-dir", "", "durable offline spool directory (default: none; events fail when the broker is unreachable)")
 	fl.DurationVar(&o.spoolAfter, "spool-after", 15*time.Second, "with --spool-dir: how long an event waits for the broker before it is spooled")
 	fl.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "with --spool-dir: how long to wait at the end for spooled events to be delivered")
-	fl.StringVar(&o.prefix, "prefix", "", "topic name prefix (an isolated copy of the topics, as `topics apply --prefix`)")
+	cmdutil.AddPrefixFlag(cmd, &o.prefix)
 	fl.BoolVar(&o.json, "json", false, "print one JSON object per result")
 	fl.BoolVar(&o.devRegister, "dev-register", false, "register schema versions on first use (development only)")
 	o.kafka = cmdutil.AddKafkaFlags(cmd)

@@ -48,7 +48,7 @@ The whole retained audit log is read unless --from limits it. Exit 1 when no rec
 	fl := cmd.Flags()
 	fl.StringVar(&o.correlationID, "correlation-id", "", "the correlation id to follow (required)")
 	fl.StringVar(&o.from, "from", "", "read the audit log from this time: RFC 3339 or relative (-24h, -7d); default: all of it")
-	fl.StringVar(&o.prefix, "prefix", "", "topic and group name prefix (an isolated copy, as `topics apply --prefix`)")
+	cmdutil.AddPrefixFlag(cmd, &o.prefix)
 	fl.BoolVar(&o.json, "json", false, "print the journey as JSON")
 	o.kafka = cmdutil.AddKafkaFlags(cmd)
 	return cmd
