@@ -441,8 +441,7 @@ position: after a crash, rerun with the printed --run-id to finish the run witho
 			if err != nil {
 				return err
 			}
-			if filter.From.IsZero() && filter.To.IsZero() && len(filter.EventTypes)+len(filter.ErrorClasses)+len(filter.Tenants)+
-				len(filter.EventIDs)+len(filter.Refs) == 0 && !all {
+			if filter.Empty() && !all {
 				return cmdutil.Usagef("no filter: select dead letters with --event-type, --error-class, --tenant, --event-id, --from, --to or --at, or pass --all")
 			}
 			if o.Rate < 0 {
