@@ -64,9 +64,9 @@ type DLQ struct {
 	redrive string
 	// eventTypes are the catalog's, for suggestions when an --event-type matched nothing.
 	eventTypes []string
-	cfg     Config
-	cl      *kgo.Client
-	adm     *kadm.Client
+	cfg        Config
+	cl         *kgo.Client
+	adm        *kadm.Client
 }
 
 // New returns the DLQ of system, a system of cat that subscribes to events. It does not connect
