@@ -83,15 +83,23 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 		return err
 	}
 	defer in.Close()
-	seeds, kopts, err := f.KafkaOpts(o.kafka)
-	if err != nil {
-		return err
-	}
 	serde, err := f.Serde(o.registry, cat.WithPrefix(o.prefix), o.devRegister)
 	if err != nil {
 		return err
 	}
-	if err := f.Reachable(ctx); err != nil {
+	if err := f.Reachable(ctx); err != nil { // the registry
+		return err
+	}
+	seeds, kopts, err := f.KafkaOpts(o.kafka)
+	if err != nil {
+		return err
+	}
+	// The brokers must answer too, unless the spool keeps the events while they are away.
+	check := f.Reachable
+	if o.spoolDir != "" {
+		check = f.WarnUnreachable
+	}
+	if err := check(ctx); err != nil {
 		return err
 	}
 	popts := []streams.ProducerOption{streams.Brokers(seeds...), streams.KafkaOptions(kopts...)}
