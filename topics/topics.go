@@ -117,8 +117,11 @@ func (c *Catalog) System(name string) (System, bool) {
 // ErrUnknownSystem is wrapped by LookupSystem's error for a name the catalog does not declare.
 var ErrUnknownSystem = errors.New("topics: unknown system")
 
+// ErrUnknownEventType is wrapped by LookupEventType's error for a type no system publishes.
+var ErrUnknownEventType = errors.New("topics: unknown event type")
+
 // LookupSystem returns the named system, or an error wrapping ErrUnknownSystem that quotes the
-// name and lists the declared systems.
+// name, suggests the systems it may be a typo of (Suggest) and lists the declared systems.
 func (c *Catalog) LookupSystem(name string) (System, error) {
 	if s, ok := c.System(name); ok {
 		return s, nil
@@ -127,7 +130,65 @@ func (c *Catalog) LookupSystem(name string) (System, error) {
 	for i, s := range c.Systems {
 		names[i] = s.Name
 	}
-	return System{}, fmt.Errorf("%w %q (the systems are %s)", ErrUnknownSystem, name, strings.Join(names, ", "))
+	return System{}, fmt.Errorf("%w %q%s (the systems are %s)", ErrUnknownSystem, name, DidYouMean(name, names), strings.Join(names, ", "))
+}
+
+// LookupEventType returns the topic of eventType, or an error wrapping ErrUnknownEventType that
+// quotes the name and suggests the published types it may be a typo of (Suggest).
+func (c *Catalog) LookupEventType(eventType string) (Topic, error) {
+	if t, ok := c.TopicFor(eventType); ok {
+		return t, nil
+	}
+	return Topic{}, fmt.Errorf("%w %q%s (`hotelbus catalog` lists them)", ErrUnknownEventType, eventType, DidYouMean(eventType, c.EventTypes()))
+}
+
+// Suggest returns the candidates name may be a typo of, in the candidates' order: those within an
+// edit distance of 2 (ignoring case, as cobra's command suggestions with their default
+// SuggestionsMinimumDistance) and those name is a prefix of (when it has at least 3 characters).
+func Suggest(name string, candidates []string) []string {
+	var out []string
+	lower := strings.ToLower(name)
+	for _, c := range candidates {
+		if c == name {
+			continue
+		}
+		lc := strings.ToLower(c)
+		if editDistance(lower, lc) <= 2 || (len(lower) >= 3 && strings.HasPrefix(lc, lower)) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// DidYouMean returns "; did you mean A or B?" for Suggest's candidates, or "" when there are none.
+func DidYouMean(name string, candidates []string) string {
+	s := Suggest(name, candidates)
+	if len(s) == 0 {
+		return ""
+	}
+	return "; did you mean " + strings.Join(s, " or ") + "?"
+}
+
+// editDistance is the Levenshtein distance of a and b in runes. It is written here because
+// cobra's is unexported and the names it compares are short (a two-row table suffices).
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev, cur := make([]int, len(rb)+1), make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(rb)]
 }
 
 // Topic returns the named topic.

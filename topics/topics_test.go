@@ -250,3 +250,34 @@ func TestWithPrefix(t *testing.T) {
 		t.Errorf("WithPrefix changed the original: %q", orig.Name)
 	}
 }
+
+// TestLookupSuggestsNames: a mistyped system or event type is refused with the names it may be a
+// typo of, and a name far from every declared one gets no suggestion.
+func TestLookupSuggestsNames(t *testing.T) {
+	cat, err := topics.Load(topics.Embedded(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{
+		"hotel-pm":     `topics: unknown system "hotel-pm"; did you mean hotel-pms? (the systems are `,
+		"Hotel-Member": `unknown system "Hotel-Member"; did you mean hotel-member?`,
+		"hotel-sass":   `did you mean hotel-saas?`,
+	} {
+		if _, err := cat.LookupSystem(name); !errors.Is(err, topics.ErrUnknownSystem) || !strings.Contains(err.Error(), want) {
+			t.Errorf("LookupSystem(%q) = %v, want %q", name, err, want)
+		}
+	}
+	if _, err := cat.LookupSystem("billing"); err == nil || strings.Contains(err.Error(), "did you mean") {
+		t.Errorf("LookupSystem(billing) = %v, want no suggestion", err)
+	}
+	if _, err := cat.LookupEventType("reservaton.created"); !errors.Is(err, topics.ErrUnknownEventType) ||
+		!strings.Contains(err.Error(), `unknown event type "reservaton.created"; did you mean reservation.created?`) {
+		t.Errorf("LookupEventType(reservaton.created) = %v", err)
+	}
+	if tp, err := cat.LookupEventType("points.added"); err != nil || tp.Name == "" {
+		t.Errorf("LookupEventType(points.added) = %v, %v", tp, err)
+	}
+	if got := topics.Suggest("hotel", []string{"hotel-pms", "hotel-saas", "billing"}); !slices.Equal(got, []string{"hotel-pms", "hotel-saas"}) {
+		t.Errorf("Suggest(hotel) = %v, want the names it starts", got)
+	}
+}

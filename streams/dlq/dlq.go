@@ -40,6 +40,9 @@ var (
 	ErrConfig = errors.New("dlq: invalid configuration")
 	// ErrNotFound: no dead letter at the position asked for.
 	ErrNotFound = errors.New("dlq: no such dead letter")
+	// ErrNoMatch: Redrive's filter selected nothing, or an eventId or position it names explicitly
+	// matched no dead letter; the message says which. Not retried: the selection is wrong.
+	ErrNoMatch = errors.New("dlq: nothing selected")
 )
 
 // Config says where the cluster is and how dead letters are decoded.
@@ -59,9 +62,11 @@ type DLQ struct {
 	system  string
 	topic   string
 	redrive string
-	cfg     Config
-	cl      *kgo.Client
-	adm     *kadm.Client
+	// eventTypes are the catalog's, for suggestions when an --event-type matched nothing.
+	eventTypes []string
+	cfg        Config
+	cl         *kgo.Client
+	adm        *kadm.Client
 }
 
 // New returns the DLQ of system, a system of cat that subscribes to events. It does not connect
@@ -84,7 +89,8 @@ func New(cat *topics.Catalog, system string, cfg Config) (*DLQ, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: kafka client: %v", ErrConfig, err)
 	}
-	return &DLQ{system: system, topic: sys.DeadLetterTopic, redrive: sys.RedriveTopic, cfg: cfg, cl: cl, adm: kadm.NewClient(cl)}, nil
+	return &DLQ{system: system, topic: sys.DeadLetterTopic, redrive: sys.RedriveTopic, eventTypes: cat.EventTypes(), cfg: cfg, cl: cl,
+		adm: kadm.NewClient(cl)}, nil
 }
 
 func (c *Config) base() []kgo.Opt {
@@ -115,6 +121,11 @@ type Filter struct {
 	// Refs select exact dead letters; a Ref without a topic names one of the system's dead-letter
 	// topic, a Ref naming another topic is refused.
 	Refs []Ref
+}
+
+// Empty reports whether f selects every dead letter.
+func (f *Filter) Empty() bool {
+	return len(f.EventTypes)+len(f.ErrorClasses)+len(f.Tenants)+len(f.EventIDs)+len(f.Refs) == 0 && f.From.IsZero() && f.To.IsZero()
 }
 
 // matcher is a validated Filter.

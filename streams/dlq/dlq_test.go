@@ -351,6 +351,41 @@ func TestRedrive(t *testing.T) {
 	}
 }
 
+// TestRedriveNoMatch: an eventId or a position that matches no dead letter fails the redrive with
+// ErrNoMatch naming it, while the rest of the selection is redriven; a filter that selects nothing
+// fails; selecting everything of an empty selection does not.
+func TestRedriveNoMatch(t *testing.T) {
+	b := streamstest.Kfake(t)
+	ctx := testCtx(t)
+	f := newFixture(t, b)
+	f.deadLetter(t, specs(f.t0)...)
+	q := f.open(t, dlq.Config{Brokers: b.Brokers})
+	rep, err := q.Redrive(ctx, dlq.RedriveOptions{Filter: dlq.Filter{EventIDs: []string{f.dead[0].eventID, "no-such-event"}}})
+	if !errors.Is(err, dlq.ErrNoMatch) || !strings.Contains(err.Error(), "no dead letter has eventId no-such-event") ||
+		strings.Contains(err.Error(), f.dead[0].eventID) || rep.Redriven != 1 {
+		t.Errorf("one known and one unknown eventId: %+v, %v; want the known one redriven and ErrNoMatch naming the other", rep, err)
+	}
+	missing := dlq.Ref{Topic: f.sys.DeadLetterTopic, Partition: f.dead[1].ref.Partition, Offset: 1000}
+	_, err = q.Redrive(ctx, dlq.RedriveOptions{DryRun: true, Filter: dlq.Filter{Refs: []dlq.Ref{f.dead[1].ref, missing}}})
+	if !errors.Is(err, dlq.ErrNoMatch) || !strings.Contains(err.Error(), "no dead letter has position "+missing.String()+" (partition ") {
+		t.Errorf("a position past the end: %v", err)
+	}
+	_, err = q.Redrive(ctx, dlq.RedriveOptions{DryRun: true, Filter: dlq.Filter{Refs: []dlq.Ref{f.dead[1].ref}, Tenants: []string{"tenant-a"}}})
+	if !errors.Is(err, dlq.ErrNoMatch) || !strings.Contains(err.Error(), "not selected by the other filters") {
+		t.Errorf("a position the tenant filter excludes: %v", err)
+	}
+	_, err = q.Redrive(ctx, dlq.RedriveOptions{DryRun: true, Filter: dlq.Filter{Tenants: []string{"tenant-z"}}})
+	if !errors.Is(err, dlq.ErrNoMatch) || !strings.Contains(err.Error(), "none of the 7 dead letters read matches the filter") {
+		t.Errorf("an unknown tenant: %v", err)
+	}
+	if _, err := q.Redrive(ctx, dlq.RedriveOptions{DryRun: true, Filter: dlq.Filter{ErrorClasses: []string{streams.ClassPermanent}}}); err != nil {
+		t.Errorf("a filter that matches: %v", err)
+	}
+	if _, err := q.Redrive(ctx, dlq.RedriveOptions{DryRun: true}); err != nil {
+		t.Errorf("everything: %v", err)
+	}
+}
+
 // TestRedriveID: the id depends on both the run and the dead letter, and on nothing else.
 func TestRedriveID(t *testing.T) {
 	a := dlq.Ref{Topic: "hotelbus.dlq.hotel-pms", Partition: 1, Offset: 7}

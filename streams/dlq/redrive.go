@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/hotelbus/hotelbus/streams"
+	"github.com/hotelbus/hotelbus/topics"
 )
 
 // HeaderRedriveRun names the redrive run that wrote a redriven record (RedriveOptions.RunID), so
@@ -119,7 +120,8 @@ func (r *Report) add(it Item) {
 // documentation), skipping those already redriven unless forced, at most Rate per second, and
 // reports every selected dead letter. The writes are idempotent and acknowledged by every in-sync
 // replica; a tenant's dead letters keep their order. It returns an error when a write failed (the
-// report says which) or ctx ended.
+// report says which) or ctx ended, and one wrapping ErrNoMatch when a non-empty filter selected
+// nothing or an eventId or position it names matched no dead letter (the others are redriven).
 func (q *DLQ) Redrive(ctx context.Context, o RedriveOptions) (Report, error) {
 	started := time.Now()
 	if o.Rate < 0 {
@@ -167,7 +169,9 @@ func (q *DLQ) Redrive(ctx context.Context, o RedriveOptions) (Report, error) {
 
 	var first time.Time
 	var sent int64
+	seenIDs, seenRefs := map[string]bool{}, map[Ref]bool{}
 	st, scanErr := q.scan(ctx, m, nil, func(d *DeadLetter) error {
+		seenIDs[d.EventID], seenRefs[d.Ref] = true, true
 		p := &pending{done: make(chan struct{}), item: Item{Source: d.Ref, EventID: d.EventID, EventType: d.EventType,
 			Tenant: d.Tenant, ErrorClass: d.ErrorClass, RedriveID: RedriveID(o.RunID, d.Ref), Previous: prior[d.Ref.String()]}}
 		it := &p.item
@@ -216,7 +220,58 @@ func (q *DLQ) Redrive(ctx context.Context, o RedriveOptions) (Report, error) {
 		return rep, fmt.Errorf("dlq: redrive run %s: %d of %d writes failed (rerun with --run-id %s to finish it)",
 			rep.RunID, rep.Failed, sent, rep.RunID)
 	}
-	return rep, nil
+	return rep, q.unmatched(ctx, o.Filter, st, seenIDs, seenRefs)
+}
+
+// unmatched returns an error wrapping ErrNoMatch that names every eventId and position of f that
+// no selected dead letter has, or says that f selected nothing at all; nil when f is empty (select
+// everything) or every part of it matched.
+func (q *DLQ) unmatched(ctx context.Context, f Filter, st ScanStats, ids map[string]bool, refs map[Ref]bool) error {
+	var missing []string
+	for _, id := range f.EventIDs {
+		if !ids[id] && !slices.Contains(missing, "eventId "+id) {
+			missing = append(missing, "eventId "+id)
+		}
+	}
+	var parts map[int32][2]int64 // partition -> [log start, end), listed only when a position is missing
+	for _, r := range f.Refs {
+		r.Topic = q.topic
+		if refs[r] {
+			continue
+		}
+		if parts == nil {
+			parts = map[int32][2]int64{}
+			if starts, ends, err := q.bounds(ctx, q.topic); err == nil {
+				ends.Each(func(e kadm.ListedOffset) {
+					s, _ := starts.Lookup(e.Topic, e.Partition)
+					parts[e.Partition] = [2]int64{s.Offset, e.Offset}
+				})
+			}
+		}
+		why := "not selected by the other filters"
+		if b, ok := parts[r.Partition]; !ok {
+			why = fmt.Sprintf("the topic has %d partitions, 0 to %d", len(parts), len(parts)-1)
+		} else if r.Offset < b[0] || r.Offset >= b[1] {
+			why = fmt.Sprintf("partition %d holds offsets %d to %d", r.Partition, b[0], b[1]-1)
+			if b[0] >= b[1] {
+				why = fmt.Sprintf("partition %d is empty", r.Partition)
+			}
+		}
+		missing = append(missing, fmt.Sprintf("position %s (%s)", r, why))
+	}
+	switch {
+	case len(missing) > 0:
+		return fmt.Errorf("%w in %s: no dead letter has %s", ErrNoMatch, q.topic, strings.Join(missing, "; none has "))
+	case st.Matched > 0 || f.Empty():
+		return nil
+	}
+	hint := ""
+	for _, g := range f.EventTypes {
+		if !strings.ContainsAny(g, "*?[\\") && !slices.Contains(q.eventTypes, g) {
+			hint += fmt.Sprintf(" (event type %q is not in the catalog%s)", g, topics.DidYouMean(g, q.eventTypes))
+		}
+	}
+	return fmt.Errorf("%w in %s: none of the %d dead letters read matches the filter%s", ErrNoMatch, q.topic, st.Read, hint)
 }
 
 // redriveRecord is the record redriving d: its key, value and headers without earlier redrive

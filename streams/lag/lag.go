@@ -17,10 +17,21 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/hotelbus/hotelbus/topics"
 )
 
-// StateDead is the state of a group the cluster does not know (never created, or deleted).
-const StateDead = "Dead"
+// Group states the Reader reports besides the coordinator's (Stable, Empty, PreparingRebalance,
+// CompletingRebalance).
+const (
+	// StateDead is the state of a group the cluster does not know (never created, or deleted) and
+	// whose topics the Reader was not told (GroupTopics).
+	StateDead = "Dead"
+	// StateNotStarted is the state of a group the cluster does not know but whose topics the
+	// Reader was told: its consumer has not committed yet, and every record of its topics is
+	// pending.
+	StateNotStarted = "NotStarted"
+)
 
 // Partition is the lag of one group on one partition.
 type Partition struct {
@@ -56,11 +67,13 @@ type Member struct {
 type Group struct {
 	Group string `json:"group"`
 	// State is the group coordinator's state: Stable, Empty, PreparingRebalance,
-	// CompletingRebalance, or Dead for a group the cluster does not know.
+	// CompletingRebalance; for a group the cluster does not know, NotStarted when the Reader knows
+	// its topics (GroupTopics), else Dead.
 	State   string   `json:"state"`
 	Members []Member `json:"members"`
 	// Partitions are sorted by topic, then partition: every partition the group has committed to
-	// or is assigned.
+	// or is assigned, and every partition of its topics (GroupTopics) with records it has not
+	// committed past (Committed -1, Lag from the log start).
 	Partitions []Partition `json:"partitions"`
 	// Lag sums the partitions' lag; LagSeconds is their largest time lag.
 	Lag        int64   `json:"lag"`
@@ -93,9 +106,10 @@ func (r *Report) Err() error {
 
 // Reader measures lag through a franz-go client. It is safe for concurrent use.
 type Reader struct {
-	cl  *kgo.Client
-	adm *kadm.Client
-	now func() time.Time
+	cl     *kgo.Client
+	adm    *kadm.Client
+	now    func() time.Time
+	topics map[string][]string
 }
 
 // Option configures a Reader.
@@ -103,6 +117,27 @@ type Option func(*Reader)
 
 // Clock makes the Reader take the current time from now (tests).
 func Clock(now func() time.Time) Option { return func(r *Reader) { r.now = now } }
+
+// GroupTopics tells the Reader the topics each group reads, so that the records a group has not
+// committed past on them count as its lag even before it first committed (default: none; a group
+// is then measured on what it committed to or is assigned only).
+func GroupTopics(topics map[string][]string) Option { return func(r *Reader) { r.topics = topics } }
+
+// CatalogTopics is GroupTopics for the consumer group of every system of cat: the event topics of
+// its subscriptions and its redrive topic.
+func CatalogTopics(cat *topics.Catalog) Option {
+	m := map[string][]string{}
+	for _, s := range cat.Systems {
+		if len(s.Subscribes) == 0 {
+			continue
+		}
+		m[s.Group] = cat.SubscribedTopics(s.Name)
+		if s.RedriveTopic != "" {
+			m[s.Group] = append(m[s.Group], s.RedriveTopic)
+		}
+	}
+	return GroupTopics(m)
+}
 
 // NewReader returns a Reader over cl; the caller keeps ownership of cl.
 func NewReader(cl *kgo.Client, opts ...Option) *Reader {
@@ -127,6 +162,9 @@ func (r *Reader) Read(ctx context.Context, groups ...string) (*Report, error) {
 	rep := &Report{Groups: make([]Group, 0, len(groups))}
 	for _, name := range groups {
 		rep.Groups = append(rep.Groups, group(name, lags[name]))
+	}
+	if err := r.pending(ctx, rep.Groups); err != nil {
+		return nil, err
 	}
 	// The time of the report is taken after the offsets: a record timestamped after the end
 	// offsets were listed can then never make a time lag negative.
@@ -197,6 +235,59 @@ func group(name string, l kadm.DescribedGroupLag) Group {
 		g.Partitions = append(g.Partitions, p)
 	}
 	return g
+}
+
+// pending adds to each group whose topics the Reader knows the partitions of those topics that
+// hold records and that the group neither committed to nor is assigned, as wholly unconsumed; a
+// group the cluster does not know becomes NotStarted. A topic that does not exist adds nothing.
+func (r *Reader) pending(ctx context.Context, groups []Group) error {
+	var want []string
+	for _, g := range groups {
+		for _, t := range r.topics[g.Group] {
+			if g.Error == "" && !slices.Contains(want, t) {
+				want = append(want, t)
+			}
+		}
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	starts, err := r.adm.ListStartOffsets(ctx, want...)
+	if err != nil {
+		return fmt.Errorf("lag: listing the start offsets of %v: %w", want, err)
+	}
+	ends, err := r.adm.ListEndOffsets(ctx, want...)
+	if err != nil {
+		return fmt.Errorf("lag: listing the end offsets of %v: %w", want, err)
+	}
+	for gi := range groups {
+		g := &groups[gi]
+		if g.Error != "" || len(r.topics[g.Group]) == 0 {
+			continue
+		}
+		if g.State == StateDead {
+			g.State = StateNotStarted
+		}
+		seen := map[topicPartition]bool{}
+		for _, p := range g.Partitions {
+			seen[topicPartition{p.Topic, p.Partition}] = true
+		}
+		for _, t := range r.topics[g.Group] {
+			ends.Each(func(e kadm.ListedOffset) {
+				s, ok := starts.Lookup(e.Topic, e.Partition)
+				if e.Topic != t || e.Err != nil || !ok || s.Err != nil || e.Offset <= s.Offset || seen[topicPartition{t, e.Partition}] {
+					return
+				}
+				g.Partitions = append(g.Partitions, Partition{Topic: t, Partition: e.Partition, Committed: -1, Start: s.Offset,
+					End: e.Offset, Lag: e.Offset - s.Offset})
+				g.Lag += e.Offset - s.Offset
+			})
+		}
+		slices.SortFunc(g.Partitions, func(a, b Partition) int {
+			return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
+		})
+	}
+	return nil
 }
 
 // unconsumed returns the offset of the oldest record of p the group has not consumed.

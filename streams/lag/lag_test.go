@@ -218,3 +218,46 @@ func TestUnknownGroup(t *testing.T) {
 		})
 	}
 }
+
+// TestNotStartedGroup: told a group's topics, the Reader counts the records of every partition the
+// group has not committed to as pending from the log start, with the age of the first as the time
+// lag: a group that never committed is NotStarted with all of them, a group that committed on
+// one partition also lags on the other.
+func TestNotStartedGroup(t *testing.T) {
+	for _, b := range streamstest.Backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			cl := b.Client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+			adm := kadm.NewClient(cl)
+			topic, empty := createTopic(t, adm, 3), createTopic(t, adm, 1)
+			base := time.Now().Add(-50 * time.Second).Truncate(time.Millisecond)
+			produce(t, cl, record(topic, 0, base, 0), record(topic, 0, base.Add(time.Second), 1), record(topic, 0, base.Add(2*time.Second), 2),
+				record(topic, 2, base.Add(10*time.Second), 0))
+			fresh, started := streamstest.Name(t, "fresh"), streamstest.Name(t, "started")
+			commit(t, adm, started, topic, map[int32]int64{0: 3})
+			r := lag.NewReader(cl, lag.GroupTopics(map[string][]string{fresh: {topic, empty}, started: {topic, empty}}))
+			rep := read(t, r, fresh, started)
+
+			g := rep.Groups[0]
+			if g.State != lag.StateNotStarted || g.Lag != 4 || len(g.Partitions) != 2 {
+				t.Fatalf("never committed: %+v, want NotStarted with 4 records pending on 2 partitions", g)
+			}
+			secs := func(ts time.Time) float64 { return float64(rep.At.Sub(ts).Milliseconds()) / 1000 }
+			checkPartition(t, g.Partitions[0], lag.Partition{Topic: topic, Partition: 0, Committed: -1, End: 3, Lag: 3, LagSeconds: secs(base)})
+			checkPartition(t, g.Partitions[1], lag.Partition{Topic: topic, Partition: 2, Committed: -1, End: 1, Lag: 1, LagSeconds: secs(base.Add(10 * time.Second))})
+			if g.LagSeconds != secs(base) {
+				t.Errorf("group time lag %.3f, want %.3f", g.LagSeconds, secs(base))
+			}
+
+			g = rep.Groups[1]
+			if g.State != "Empty" || g.Lag != 1 || len(g.Partitions) != 2 {
+				t.Fatalf("committed on partition 0: %+v, want Empty with 1 record pending on partition 2", g)
+			}
+			checkPartition(t, g.Partitions[0], lag.Partition{Topic: topic, Partition: 0, Committed: 3, End: 3})
+			checkPartition(t, g.Partitions[1], lag.Partition{Topic: topic, Partition: 2, Committed: -1, End: 1, Lag: 1, LagSeconds: secs(base.Add(10 * time.Second))})
+
+			if g := read(t, lag.NewReader(cl), fresh).Groups[0]; g.State != lag.StateDead || len(g.Partitions) != 0 {
+				t.Errorf("without its topics: %+v, want Dead", g)
+			}
+		})
+	}
+}

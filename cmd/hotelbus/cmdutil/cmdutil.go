@@ -10,6 +10,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
 )
 
 // Exit codes: success, a failure of the work, bad usage.
@@ -30,11 +33,17 @@ type Factory struct {
 	// DataDir is where `hotelbus dev` keeps its data and endpoints.json (HOTELBUS_DATA_DIR or
 	// ".hotelbus").
 	DataDir string
+	// ConnectTimeout bounds Reachable (--connect-timeout, a flag of the root command; 0 is
+	// refused).
+	ConnectTimeout time.Duration
+
+	// components are what the command resolved and Reachable checks.
+	components []*component
 }
 
 // System returns the Factory of the running binary.
 func System() *Factory {
-	f := &Factory{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr, Getenv: os.Getenv}
+	f := &Factory{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr, Getenv: os.Getenv, ConnectTimeout: DefaultConnectTimeout}
 	f.DataDir = f.Getenv("HOTELBUS_DATA_DIR")
 	if f.DataDir == "" {
 		f.DataDir = DefaultDataDir
@@ -97,32 +106,59 @@ func ReadEndpoints(dir string) (*Endpoints, error) {
 // Resolve returns where a component is: the flag's value, else the environment variable, else the
 // running dev stack's endpoints.json (saying so on ErrOut). flag names the flag for the error.
 func (f *Factory) Resolve(flagValue, flag, env string, pick func(*Endpoints) string) (string, error) {
-	if flagValue != "" {
-		return flagValue, nil
-	}
-	if v := f.Getenv(env); v != "" {
-		return v, nil
-	}
-	if e, err := ReadEndpoints(f.DataDir); err == nil && pick(e) != "" {
-		fmt.Fprintf(f.ErrOut, "using %s from the dev stack's %s\n", pick(e), filepath.Join(f.DataDir, EndpointsFile))
-		return pick(e), nil
-	}
-	return "", Usagef("no %s: pass --%s, set %s, or start `hotelbus dev`", flag, flag, env)
+	v, _, err := f.resolve(flagValue, flag, env, pick)
+	return v, err
 }
 
-// Registry resolves --registry / HOTELBUS_REGISTRY.
+// resolve is Resolve that also says where the value came from, for Reachable's messages.
+func (f *Factory) resolve(flagValue, flag, env string, pick func(*Endpoints) string) (value, origin string, err error) {
+	if flagValue != "" {
+		return flagValue, "--" + flag, nil
+	}
+	if v := f.Getenv(env); v != "" {
+		return v, env, nil
+	}
+	if e, err := ReadEndpoints(f.DataDir); err == nil && pick(e) != "" {
+		file := filepath.Join(f.DataDir, EndpointsFile)
+		fmt.Fprintf(f.ErrOut, "using %s from the dev stack's %s\n", pick(e), file)
+		return pick(e), file + " of `hotelbus dev`, is it running?", nil
+	}
+	return "", "", Usagef("no %s: pass --%s, set %s, or start `hotelbus dev`", flag, flag, env)
+}
+
+// Registry resolves --registry / HOTELBUS_REGISTRY; Reachable then checks it.
 func (f *Factory) Registry(flagValue string) (string, error) {
-	return f.Resolve(flagValue, "registry", "HOTELBUS_REGISTRY", func(e *Endpoints) string { return e.Registry })
+	url, origin, err := f.resolve(flagValue, "registry", "HOTELBUS_REGISTRY", func(e *Endpoints) string { return e.Registry })
+	if err == nil {
+		f.useRegistry(url, origin)
+	}
+	return url, err
 }
 
 // Brokers resolves --brokers / HOTELBUS_BROKERS.
 func (f *Factory) Brokers(flagValue string) (string, error) {
-	return f.Resolve(flagValue, "brokers", "HOTELBUS_BROKERS", func(e *Endpoints) string { return e.Kafka })
+	v, _, err := f.brokers(flagValue)
+	return v, err
 }
 
-// Redis resolves --redis / HOTELBUS_REDIS.
+func (f *Factory) brokers(flagValue string) (value, origin string, err error) {
+	return f.resolve(flagValue, "brokers", "HOTELBUS_BROKERS", func(e *Endpoints) string { return e.Kafka })
+}
+
+// Redis resolves --redis / HOTELBUS_REDIS; Reachable then checks it.
 func (f *Factory) Redis(flagValue string) (string, error) {
-	return f.Resolve(flagValue, "redis", "HOTELBUS_REDIS", func(e *Endpoints) string { return e.Redis })
+	url, origin, err := f.resolve(flagValue, "redis", "HOTELBUS_REDIS", func(e *Endpoints) string { return e.Redis })
+	if err == nil {
+		f.useRedis(url, origin)
+	}
+	return url, err
+}
+
+// AddPrefixFlag registers --prefix on cmd into p: the prefix of every topic and consumer group
+// name the command uses, the one `topics apply --prefix` created the isolated copy with. Its usage
+// has no backticks: pflag would show a backticked phrase as the flag's value name.
+func AddPrefixFlag(cmd *cobra.Command, p *string) {
+	cmd.Flags().StringVar(p, "prefix", "", `topic and consumer group name prefix of an isolated copy of the platform (as "topics apply --prefix" creates)`)
 }
 
 // WriteJSON writes v as indented JSON to w.

@@ -59,9 +59,10 @@ func (f *Factory) KafkaClient(k *KafkaFlags, opts ...kgo.Opt) (*kgo.Client, erro
 }
 
 // KafkaOpts returns the seed brokers and the connection options (SASL, TLS) the flags select,
-// for code that builds its own client (the producer). Errors are as KafkaClient's.
+// for code that builds its own client (the producer). Errors are as KafkaClient's. Reachable
+// then checks the brokers (with these options, so SASL and TLS failures show there too).
 func (f *Factory) KafkaOpts(k *KafkaFlags) (seeds []string, base []kgo.Opt, err error) {
-	brokers, err := f.Brokers(k.Brokers)
+	brokers, origin, err := f.brokers(k.Brokers)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -94,6 +95,7 @@ func (f *Factory) KafkaOpts(k *KafkaFlags) (seeds []string, base []kgo.Opt, err 
 	} else if mech != nil && mech.Name() == "PLAIN" {
 		fmt.Fprintln(f.ErrOut, "warning: --sasl-mechanism PLAIN without --tls sends the password in clear text")
 	}
+	f.useKafka(seeds, origin, base)
 	return seeds, base, nil
 }
 

@@ -117,8 +117,9 @@ func (ff *filterFlags) filter(now time.Time) (dlq.Filter, error) {
 }
 
 // open returns the DLQ of the --system (or, when it is empty, of the system whose dead-letter
-// topic is topic), decoding with the registry when decode is set.
-func (c *common) open(f *cmdutil.Factory, decode bool, topic string) (*dlq.DLQ, error) {
+// topic is topic), decoding with the registry when decode is set, once the brokers (and the
+// registry) answered.
+func (c *common) open(ctx context.Context, f *cmdutil.Factory, decode bool, topic string) (*dlq.DLQ, error) {
 	cat, err := cmdutil.Catalog(c.prefix)
 	if err != nil {
 		return nil, err
@@ -148,7 +149,14 @@ func (c *common) open(f *cmdutil.Factory, decode bool, topic string) (*dlq.DLQ, 
 		}
 	}
 	q, err := dlq.New(cat, name, cfg)
-	return q, usage(err)
+	if err != nil {
+		return nil, usage(err)
+	}
+	if err := f.Reachable(ctx); err != nil {
+		q.Close()
+		return nil, err
+	}
+	return q, nil
 }
 
 // usage makes configuration errors usage errors (exit 2).
@@ -182,7 +190,7 @@ type, error class, tenant and time bucket (the time a record was dead-lettered, 
 			if bucket < time.Second {
 				return cmdutil.Usagef("--bucket: %s is shorter than a second", bucket)
 			}
-			q, err := c.open(f, true, "")
+			q, err := c.open(ctx, f, true, "")
 			if err != nil {
 				return err
 			}
@@ -307,7 +315,7 @@ With --json, one JSON object.`,
 			if err != nil {
 				return cmdutil.Usagef("%v", err)
 			}
-			q, err := c.open(f, true, ref.Topic)
+			q, err := c.open(cmd.Context(), f, true, ref.Topic)
 			if err != nil {
 				return err
 			}
@@ -433,8 +441,7 @@ position: after a crash, rerun with the printed --run-id to finish the run witho
 			if err != nil {
 				return err
 			}
-			if filter.From.IsZero() && filter.To.IsZero() && len(filter.EventTypes)+len(filter.ErrorClasses)+len(filter.Tenants)+
-				len(filter.EventIDs)+len(filter.Refs) == 0 && !all {
+			if filter.Empty() && !all {
 				return cmdutil.Usagef("no filter: select dead letters with --event-type, --error-class, --tenant, --event-id, --from, --to or --at, or pass --all")
 			}
 			if o.Rate < 0 {
@@ -448,7 +455,7 @@ position: after a crash, rerun with the printed --run-id to finish the run witho
 				}
 				o.RunID = id.String()
 			}
-			q, err := c.open(f, false, "")
+			q, err := c.open(ctx, f, false, "")
 			if err != nil {
 				return err
 			}

@@ -365,7 +365,8 @@ func TestEndToEnd(t *testing.T) {
 	}
 }
 
-// TestUsage: bad usage exits 2 naming the problem; a missing dead letter exits 1.
+// TestUsage: bad usage exits 2 naming the problem; a missing dead letter, or a redrive selection
+// that matches nothing, exits 1.
 func TestUsage(t *testing.T) {
 	b := streamstest.Kfake(t)
 	r := newRig(t, b)
@@ -385,6 +386,14 @@ func TestUsage(t *testing.T) {
 		{[]string{"show", "nobody.dlq/0@0"}, 2, "no system's dead-letter topic"},
 		{[]string{"show", "--system", system, "0@5"}, 1, "no such dead letter"},
 		{[]string{"list", "--system", system, "--bucket", "10ms"}, 2, "--bucket"},
+		// An explicit selection that matches nothing is a failure, not a silent success.
+		{[]string{"redrive", "--system", system, "--event-id", "0193a4c2-unknown"}, 1,
+			"nothing selected in " + r.sys.DeadLetterTopic + ": no dead letter has eventId 0193a4c2-unknown"},
+		{[]string{"redrive", "--system", system, "--at", "7@0", "--dry-run"}, 1,
+			"no dead letter has position " + r.sys.DeadLetterTopic + "/7@0 (the topic has "},
+		{[]string{"redrive", "--system", system, "--at", "0@0"}, 1, "/0@0 (partition 0 is empty)"},
+		{[]string{"redrive", "--system", system, "--event-type", "reservaton.created"}, 1,
+			`none of the 0 dead letters read matches the filter (event type "reservaton.created" is not in the catalog; did you mean reservation.created?)`},
 	} {
 		res := r.run(t, c.args...)
 		if res.Code != c.code || !strings.Contains(res.ErrOut, c.msg) {

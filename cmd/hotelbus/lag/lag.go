@@ -4,6 +4,7 @@ package lag
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/cmdutil"
 	"github.com/hotelbus/hotelbus/streams/lag"
+	hbtopics "github.com/hotelbus/hotelbus/topics"
 )
 
 type options struct {
@@ -33,8 +35,10 @@ committed to or is assigned: the committed offset, the end offset, the lag in re
 in seconds, the age of the oldest record the group has not consumed (the record at its committed
 offset; 0 when the group is caught up), as kafka-lag-exporter measures it.
 
-Without --group it shows the group of every system in the catalog. A group the cluster does not
-know is shown as Dead. Exit 1 when a group or partition could not be measured.`,
+Without --group it shows the group of every system in the catalog (--group takes a group, such as
+hotelbus.hotel-member, not a system). A system's group that has not committed yet is NotStarted,
+with every record of its topics pending; another group the cluster does not know is Dead. Exit 1
+when a group or partition could not be measured, or a --group is unknown to the cluster.`,
 		Example: `  hotelbus lag
   hotelbus lag --group hotelbus.hotel-member
   hotelbus lag --json | jq '.groups[] | {group, lag, lagSeconds}'`,
@@ -43,31 +47,41 @@ know is shown as Dead. Exit 1 when a group or partition could not be measured.`,
 	}
 	fl := cmd.Flags()
 	fl.StringArrayVar(&o.groups, "group", nil, "consumer group to show (repeatable; default: every system's group)")
-	fl.StringVar(&o.prefix, "prefix", "", "topic and group name prefix (an isolated copy, as `topics apply --prefix`)")
+	cmdutil.AddPrefixFlag(cmd, &o.prefix)
 	fl.BoolVar(&o.json, "json", false, "print JSON")
 	o.kafka = cmdutil.AddKafkaFlags(cmd)
 	return cmd
 }
 
 func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
+	cat, err := cmdutil.Catalog(o.prefix)
+	if err != nil {
+		return err
+	}
+	var catalogGroups []string
+	for _, s := range cat.Systems {
+		if len(s.Subscribes) > 0 {
+			catalogGroups = append(catalogGroups, s.Group)
+		}
+	}
 	groups := o.groups
+	for _, g := range groups {
+		if s, ok := cat.System(g); ok {
+			return cmdutil.Usagef("--group %s: that is a system; its consumer group is %s (--group %s)", g, s.Group, s.Group)
+		}
+	}
 	if len(groups) == 0 {
-		cat, err := cmdutil.Catalog(o.prefix)
-		if err != nil {
-			return err
-		}
-		for _, s := range cat.Systems {
-			if len(s.Subscribes) > 0 {
-				groups = append(groups, s.Group)
-			}
-		}
+		groups = catalogGroups
 	}
 	cl, err := f.KafkaClient(o.kafka)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	rep, err := lag.NewReader(cl).Read(ctx, groups...)
+	if err := f.Reachable(ctx); err != nil {
+		return err
+	}
+	rep, err := lag.NewReader(cl, lag.CatalogTopics(cat)).Read(ctx, groups...)
 	if err != nil {
 		return err
 	}
@@ -79,7 +93,14 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	if err != nil {
 		return err
 	}
-	return rep.Err()
+	errs := []error{rep.Err()}
+	for _, g := range rep.Groups {
+		if len(o.groups) > 0 && g.State == lag.StateDead {
+			errs = append(errs, fmt.Errorf("lag: group %q is not known to the cluster: no member, no committed offset%s",
+				g.Group, hbtopics.DidYouMean(g.Group, catalogGroups)))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // table writes the report: one line per partition, and one per group without any.

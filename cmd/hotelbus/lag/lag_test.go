@@ -18,7 +18,9 @@ import (
 
 // TestLagCommand writes five records to one partition of hotel-pms' reservations topic, commits
 // offset 2 for hotel-member's group, and reads the lag back as JSON and as a table; the other
-// systems' groups, never created, are Dead.
+// systems' groups, never created, are NotStarted with every record of their topics pending. A
+// --group the cluster does not know fails, and a system's name given as --group is refused with
+// the system's group.
 func TestLagCommand(t *testing.T) {
 	for _, b := range streamstest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
@@ -26,6 +28,8 @@ func TestLagCommand(t *testing.T) {
 			cat := streamstest.PrefixedCatalog(t, b, prefix)
 			topic, _ := cat.TopicFor("reservation.created")
 			member, _ := cat.System("hotel-member")
+			saas, _ := cat.System("hotel-saas")
+			common, _ := cat.System("hotel-common")
 			cl := b.Client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 			base := time.Now().Add(-30 * time.Second).Truncate(time.Millisecond)
 			for i := range 5 {
@@ -55,8 +59,18 @@ func TestLagCommand(t *testing.T) {
 			}
 			for _, g := range rep.Groups {
 				if g.Group != member.Group {
-					if g.State != lag.StateDead || len(g.Partitions) != 0 {
-						t.Errorf("group %s: %+v, want Dead", g.Group, g)
+					// hotel-saas and hotel-common read the same topic: the 5 records wait for them.
+					want := int64(0)
+					if g.Group == saas.Group || g.Group == common.Group {
+						want = 5
+					}
+					if g.State != lag.StateNotStarted || g.Lag != want {
+						t.Errorf("group %s: %+v, want NotStarted with %d records pending", g.Group, g, want)
+					}
+					for _, p := range g.Partitions {
+						if p.Committed != -1 || p.Lag != p.End-p.Start || p.Topic != topic.Name || p.Partition != 1 {
+							t.Errorf("group %s, %s/%d: %+v, want all pending", g.Group, p.Topic, p.Partition, p)
+						}
 					}
 					continue
 				}
@@ -71,8 +85,8 @@ func TestLagCommand(t *testing.T) {
 			}
 
 			res = cmdtest.Run(t, env, "", "lag", "--prefix", prefix, "--group", member.Group, "--group", "nobody-"+prefix)
-			if res.Code != 0 {
-				t.Fatalf("lag: exit %d\n%s", res.Code, res.ErrOut)
+			if res.Code != 1 || !strings.Contains(res.ErrOut, `lag: group "nobody-`+prefix+`" is not known to the cluster`) {
+				t.Fatalf("lag with an unknown group: exit %d, want 1 naming it\n%s", res.Code, res.ErrOut)
 			}
 			lines := strings.Split(strings.TrimSpace(res.Out), "\n")
 			if len(lines) != 3 {
@@ -93,6 +107,12 @@ func TestLagCommand(t *testing.T) {
 }
 
 func TestLagCommandUsage(t *testing.T) {
+	env := map[string]string{"HOTELBUS_BROKERS": "127.0.0.1:1"}
+	if r := cmdtest.Run(t, env, "", "lag", "--group", "hotel-member"); r.Code != 2 ||
+		!strings.Contains(r.ErrOut, "--group hotel-member: that is a system; its consumer group is hotelbus.hotel-member (--group hotelbus.hotel-member)") {
+		t.Errorf("a system as --group: %d %s", r.Code, r.ErrOut)
+	}
+
 	if r := cmdtest.Run(t, nil, "", "lag"); r.Code != 2 || !strings.Contains(r.ErrOut, "--brokers") {
 		t.Errorf("without brokers: %d %s", r.Code, r.ErrOut)
 	}

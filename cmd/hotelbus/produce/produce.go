@@ -63,7 +63,7 @@ delivered in order by this run (waiting up to --drain-timeout at the end) or the
 	fl.StringVar(&o.spoolDir, "spool-dir", "", "durable offline spool directory (default: none; events fail when the broker is unreachable)")
 	fl.DurationVar(&o.spoolAfter, "spool-after", 15*time.Second, "with --spool-dir: how long an event waits for the broker before it is spooled")
 	fl.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "with --spool-dir: how long to wait at the end for spooled events to be delivered")
-	fl.StringVar(&o.prefix, "prefix", "", "topic name prefix (an isolated copy of the topics, as `topics apply --prefix`)")
+	cmdutil.AddPrefixFlag(cmd, &o.prefix)
 	fl.BoolVar(&o.json, "json", false, "print one JSON object per result")
 	fl.BoolVar(&o.devRegister, "dev-register", false, "register schema versions on first use (development only)")
 	o.kafka = cmdutil.AddKafkaFlags(cmd)
@@ -83,12 +83,23 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 		return err
 	}
 	defer in.Close()
+	serde, err := f.Serde(o.registry, cat.WithPrefix(o.prefix), o.devRegister)
+	if err != nil {
+		return err
+	}
+	if err := f.Reachable(ctx); err != nil { // the registry
+		return err
+	}
 	seeds, kopts, err := f.KafkaOpts(o.kafka)
 	if err != nil {
 		return err
 	}
-	serde, err := f.Serde(o.registry, cat.WithPrefix(o.prefix), o.devRegister)
-	if err != nil {
+	// The brokers must answer too, unless the spool keeps the events while they are away.
+	check := f.Reachable
+	if o.spoolDir != "" {
+		check = f.WarnUnreachable
+	}
+	if err := check(ctx); err != nil {
 		return err
 	}
 	popts := []streams.ProducerOption{streams.Brokers(seeds...), streams.KafkaOptions(kopts...)}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -110,6 +111,62 @@ func TestProduceCommand(t *testing.T) {
 	}
 }
 
+// TestProduceFailsFastUnreachable runs the binary against brokers that refuse the connection,
+// do not resolve, or accept it and never answer: each run exits 1 within --connect-timeout (and
+// a margin) with one line naming Kafka, the address, where it came from and the request tried,
+// instead of waiting forever for the broker.
+func TestProduceFailsFastUnreachable(t *testing.T) {
+	bin := cmdtest.Binary(t, "")
+	// The schemas are registered, so that nothing but the broker stands in the way.
+	cl, url := streamstest.Registry(t)
+	cat, err := topics.Load(topics.Embedded(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	streamstest.RegisterSchemas(t, cl, cat)
+	var silent net.Listener
+	silent, err = net.Listen("tcp", "127.0.0.1:0") // accepts connections and never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	for _, tc := range []struct{ name, brokers, timeout, want string }{
+		{"refused", "127.0.0.1:1", "10s", "cannot reach Kafka at 127.0.0.1:1 (from --brokers): Metadata request: "},
+		{"unknown host", "nosuchhost.invalid:9092", "10s", "cannot reach Kafka at nosuchhost.invalid:9092 (from --brokers): Metadata request: "},
+		{"silent", silent.Addr().String(), "2s", "cannot reach Kafka at " + silent.Addr().String() + " (from --brokers): Metadata request: no answer within 2s (--connect-timeout)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin, "produce", "--system", "hotel-member", "--brokers", tc.brokers, "--registry", url,
+				"--connect-timeout", tc.timeout)
+			cmd.Stdin = strings.NewReader(line(t, "tenant-a", 0) + "\n")
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			start := time.Now()
+			err := cmd.Run()
+			took := time.Since(start)
+			d, _ := time.ParseDuration(tc.timeout)
+			if ctx.Err() != nil || took > d+5*time.Second {
+				t.Fatalf("produce --brokers %s ran %s, want at most --connect-timeout %s and a margin\n%s", tc.brokers, took, tc.timeout, stderr.String())
+			}
+			if cmd.ProcessState.ExitCode() != 1 || !strings.Contains(stderr.String(), tc.want) || strings.Count(strings.TrimSpace(stderr.String()), "\n") != 0 {
+				t.Errorf("exit %d (%v), stderr:\n%s\nwant exit 1 and one line containing %q", cmd.ProcessState.ExitCode(), err, stderr.String(), tc.want)
+			}
+			t.Logf("%s: exit %d after %s: %s", tc.name, cmd.ProcessState.ExitCode(), took.Round(time.Millisecond), strings.TrimSpace(stderr.String()))
+		})
+	}
+}
+
 type result struct {
 	Line    int    `json:"line"`
 	Status  string `json:"status"`
@@ -121,10 +178,7 @@ type result struct {
 // event the producer reported as acknowledged or spooled is in Kafka, per-tenant order holds, and
 // any duplicate is counted (only events in flight at the crash may repeat).
 func TestSpoolSurvivesKill9(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "hotelbus")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/hotelbus/hotelbus/cmd/hotelbus").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := cmdtest.Binary(t, "")
 	for _, b := range streamstest.RestartableBackends(t) {
 		t.Run(b.Name, func(t *testing.T) {
 			prefix, cat, url := setup(t, b.Backend)

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/acls"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/bench"
@@ -25,6 +27,8 @@ import (
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/simulate"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/topics"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/trace"
+	"github.com/hotelbus/hotelbus/cmd/hotelbus/version"
+	hbtopics "github.com/hotelbus/hotelbus/topics"
 )
 
 // Main runs the binary's command line and returns the exit code.
@@ -60,22 +64,40 @@ consumer groups that handle every event once.
 
 Commands that talk to Kafka, the registry or Redis take --brokers, --registry and --redis (or
 HOTELBUS_BROKERS, HOTELBUS_REGISTRY, HOTELBUS_REDIS); given none, they use a running
-` + "`hotelbus dev`" + ` stack's .hotelbus/endpoints.json.`,
+` + "`hotelbus dev`" + ` stack's .hotelbus/endpoints.json. They check that each answers before the
+work starts and exit 1 naming the address when one does not within --connect-timeout.`,
 		Example: `  hotelbus dev                                  # the whole platform on its embedded default
   hotelbus catalog                              # who publishes and subscribes to what
   hotelbus schemas check                        # lint and compatibility of schemas/
   hotelbus topics plan --env prod               # what apply would change on the cluster
   hotelbus produce --system hotel-pms < ev.jsonl  # publish JSON envelopes as hotel-pms`,
+		Version:       version.String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	cmd.SetVersionTemplate("{{.Version}}\n")
 	cmd.SetIn(f.In)
 	cmd.SetOut(f.Out)
 	cmd.SetErr(f.ErrOut)
-	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &cmdutil.UsageError{Err: err} })
-	cmd.AddCommand(catalog.New(f), schemas.New(f), dev.New(f), topics.New(f), acls.New(f), produce.New(f), replay.New(f), resync.New(f), gateway.New(f), dispatch.New(f), dlq.New(f), simulate.New(f), bench.New(f), lag.New(f), monitor.New(f), trace.New(f))
+	cmd.SetFlagErrorFunc(flagError)
+	cmd.PersistentFlags().DurationVar(&f.ConnectTimeout, "connect-timeout", cmdutil.DefaultConnectTimeout,
+		"how long to wait for Kafka, the schema registry and Redis to answer before failing")
+	cmd.AddCommand(catalog.New(f), schemas.New(f), dev.New(f), topics.New(f), acls.New(f), produce.New(f), replay.New(f), resync.New(f), gateway.New(f), dispatch.New(f), dlq.New(f), simulate.New(f), bench.New(f), lag.New(f), monitor.New(f), trace.New(f), version.New(f))
 	wrapArgs(cmd)
 	return cmd
+}
+
+// flagError makes a flag parsing failure a usage error (exit 2) and suggests the flags an unknown
+// one may be a typo of.
+func flagError(c *cobra.Command, err error) error {
+	if name, ok := strings.CutPrefix(err.Error(), "unknown flag: --"); ok {
+		var names []string
+		c.Flags().VisitAll(func(fl *pflag.Flag) { names = append(names, fl.Name) })
+		if s := hbtopics.Suggest(name, names); len(s) > 0 {
+			return cmdutil.Usagef("%v; did you mean --%s?", err, strings.Join(s, " or --"))
+		}
+	}
+	return &cmdutil.UsageError{Err: err}
 }
 
 // wrapArgs makes argument-validation failures usage errors (exit 2) in every command.
@@ -91,7 +113,13 @@ func wrapArgs(cmd *cobra.Command) {
 	if cmd.HasSubCommands() && cmd.RunE == nil && cmd.Run == nil {
 		cmd.RunE = func(c *cobra.Command, args []string) error {
 			if len(args) > 0 {
-				return cmdutil.Usagef("unknown command %q for %q", args[0], c.CommandPath())
+				// cobra's suggestions: within SuggestionsMinimumDistance edits, or by prefix.
+				c.SuggestionsMinimumDistance = 2
+				hint := ""
+				if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+					hint = "; did you mean " + strings.Join(s, " or ") + "?"
+				}
+				return cmdutil.Usagef("unknown command %q for %q%s", args[0], c.CommandPath(), hint)
 			}
 			return c.Help()
 		}

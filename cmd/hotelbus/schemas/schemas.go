@@ -180,6 +180,9 @@ func compare(f *cmdutil.Factory, o *options, set *hbschemas.Set, level sr.Compat
 	if err != nil {
 		return nil, nil, cmdutil.Usagef("--registry: %v", err)
 	}
+	if err := f.Reachable(context.Background()); err != nil {
+		return nil, nil, err
+	}
 	cat, err := topics.Load(topics.Embedded(), "")
 	if err != nil {
 		return nil, nil, err

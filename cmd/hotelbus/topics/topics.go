@@ -90,6 +90,9 @@ func (fl *Flags) Run(f *cmdutil.Factory, fn func(ctx context.Context, cat *hbtop
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), fl.Timeout)
 	defer cancel()
+	if err := f.Reachable(ctx); err != nil {
+		return err
+	}
 	err = fn(ctx, cat, kadm.NewClient(cl))
 	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("%w (gave up after --timeout %s: are the brokers, credentials and TLS settings right?)", err, fl.Timeout)

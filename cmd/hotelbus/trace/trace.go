@@ -48,7 +48,7 @@ The whole retained audit log is read unless --from limits it. Exit 1 when no rec
 	fl := cmd.Flags()
 	fl.StringVar(&o.correlationID, "correlation-id", "", "the correlation id to follow (required)")
 	fl.StringVar(&o.from, "from", "", "read the audit log from this time: RFC 3339 or relative (-24h, -7d); default: all of it")
-	fl.StringVar(&o.prefix, "prefix", "", "topic and group name prefix (an isolated copy, as `topics apply --prefix`)")
+	cmdutil.AddPrefixFlag(cmd, &o.prefix)
 	fl.BoolVar(&o.json, "json", false, "print the journey as JSON")
 	o.kafka = cmdutil.AddKafkaFlags(cmd)
 	return cmd
@@ -74,6 +74,9 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 		return err
 	}
 	defer cl.Close()
+	if err := f.Reachable(ctx); err != nil {
+		return err
+	}
 	j, err := monitor.ReadJourney(ctx, cl, cat, o.correlationID, from)
 	if err != nil {
 		return err
@@ -89,7 +92,11 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 
 const stamp = "2006-01-02T15:04:05.000Z07:00"
 
-// write prints the journey: a summary line, then each event with its publish and its deliveries.
+// noPublishRecord explains an event without a publish record: only the gateway writes them.
+const noPublishRecord = "published by the SDK, produce or simulate, which do not write publish audit records yet (the gateway does)"
+
+// write prints the journey: a summary line, then each event with its publish (or why there is no
+// publish record) and its deliveries.
 func write(w io.Writer, j *monitor.Journey) error {
 	fmt.Fprintf(w, "correlation id %s: %d events, %d records, systems %s\n", j.CorrelationID, len(j.Events), len(j.Records),
 		strings.Join(j.Systems, ", "))
@@ -103,7 +110,7 @@ func write(w io.Writer, j *monitor.Journey) error {
 			}
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t\t\t%s\n", p.At.UTC().Format(stamp), p.System, p.Outcome, where)
 		} else {
-			fmt.Fprintf(tw, "  -\t(no publish record)\t\t\t\t\n")
+			fmt.Fprintf(tw, "  -\t(no publish record: %s)\n", noPublishRecord)
 		}
 		// In time order; pending deliveries, which have no time, last.
 		ds := slices.Clone(e.Deliveries)

@@ -85,6 +85,19 @@ func TestTraceCommand(t *testing.T) {
 				t.Errorf("trace --json: %+v", j)
 			}
 
+			// An event handled with no publish record (published by the SDK, produce or simulate):
+			// the journey says why the record is missing.
+			topic, _ := cat.TopicFor("points.added")
+			handled, _ := json.Marshal(streams.AuditRecord{Kind: streams.AuditHandled, At: t0, System: "hotel-common", Outcome: streams.OutcomeHandled,
+				Attempt: 1, EventID: "e-2", EventType: "points.added", TenantID: "hotel-kyoto", CorrelationID: "corr-sdk", Topic: topic.Name})
+			if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: cat.AuditTopic, Key: []byte("corr-sdk"), Value: handled}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			res = cmdtest.Run(t, env, "", "trace", "--prefix", prefix, "--correlation-id", "corr-sdk")
+			if res.Code != 0 || !strings.Contains(res.Out, "(no publish record: published by the SDK, produce or simulate, which do not write publish audit records yet (the gateway does))") {
+				t.Errorf("an event without a publish record: exit %d\n%s%s", res.Code, res.Out, res.ErrOut)
+			}
+
 			res = cmdtest.Run(t, env, "", "trace", "--prefix", prefix, "--correlation-id", "corr-nobody")
 			if res.Code != 1 || !strings.Contains(res.ErrOut, `no audit records for correlation id "corr-nobody"`) {
 				t.Errorf("unknown id: exit %d %s", res.Code, res.ErrOut)

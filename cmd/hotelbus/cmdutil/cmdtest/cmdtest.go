@@ -4,6 +4,8 @@ package cmdtest
 
 import (
 	"bytes"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -26,4 +28,17 @@ func Run(t testing.TB, env map[string]string, stdin string, args ...string) Resu
 		Getenv: func(k string) string { return env[k] }, DataDir: t.TempDir()}
 	code := root.Run(f, args)
 	return Result{Code: code, Out: out.String(), ErrOut: errOut.String()}
+}
+
+// Binary builds the hotelbus binary into t's temp dir, with ldflags (for -X stamping; "" for
+// none), and returns its path: for tests of what only the real process shows (exit codes and
+// timing with real signals and networking, linker stamping).
+func Binary(t testing.TB, ldflags string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "hotelbus")
+	cmd := exec.Command("go", "build", "-ldflags", ldflags, "-o", bin, "github.com/hotelbus/hotelbus/cmd/hotelbus")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/hotelbus: %v\n%s", err, out)
+	}
+	return bin
 }
