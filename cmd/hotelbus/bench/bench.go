@@ -78,6 +78,9 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 		return err
 	}
 	defer stop()
+	if err := f.Reachable(ctx); err != nil {
+		return err
+	}
 	rep, err := bench.Run(ctx, env, bench.Options{Quick: o.quick})
 	if err != nil {
 		return err

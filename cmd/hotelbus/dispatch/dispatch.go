@@ -89,7 +89,7 @@ the group.`,
 	fl.StringVar(&o.authFile, "target-auth-file", "", "file of \"Name: value\" header lines sent to the target, e.g. \"Authorization: Bearer <token>\" (reread on change)")
 	fl.StringVar(&o.registry, "registry", "", "schema registry URL (env HOTELBUS_REGISTRY)")
 	fl.StringVar(&o.redis, "redis", "", "Redis URL for dedup, redis://host:port/db (env HOTELBUS_REDIS)")
-	fl.StringVar(&o.prefix, "prefix", "", "topic and group name prefix (an isolated copy of the topics, as `topics apply --prefix`)")
+	cmdutil.AddPrefixFlag(cmd, &o.prefix)
 	fl.DurationVar(&o.timeout, "timeout", 10*time.Second, "how long one delivery may take")
 	fl.IntVar(&o.attempts, "attempts", 5, "deliveries of one event before it is dead-lettered (transient failures)")
 	fl.IntVar(&o.threshold, "breaker-threshold", 5, "consecutive transient failures that open the circuit")
@@ -160,6 +160,9 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 		return err
 	}
 	defer kcl.Close()
+	if err := f.WarnUnreachable(ctx); err != nil {
+		return err
+	}
 	dl, err := streams.NewDeadLetters(kcl, sys.DeadLetterTopic, streams.ParkKey(o.parkKey), streams.DeadLetterLogger(log))
 	if err != nil {
 		return err

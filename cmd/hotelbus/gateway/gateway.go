@@ -90,7 +90,7 @@ for the next run).`,
 	fl.StringVar(&o.redis, "redis", "", "Redis URL for Idempotency-Key answers, redis://host:port/db (env HOTELBUS_REDIS)")
 	fl.StringVar(&o.spoolDir, "spool-dir", "", "durable offline spool directory, one file per system (default: none)")
 	fl.DurationVar(&o.spoolAfter, "spool-after", 15*time.Second, "with --spool-dir: how long an event waits for the broker before it is spooled")
-	fl.StringVar(&o.prefix, "prefix", "", "topic name prefix (an isolated copy of the topics, as `topics apply --prefix`)")
+	cmdutil.AddPrefixFlag(cmd, &o.prefix)
 	fl.BoolVar(&o.devRegister, "dev-register", false, "register schema versions on first use (development only)")
 	fl.Int64Var(&o.maxBodyBytes, "max-body-bytes", 4<<20, "largest request body")
 	fl.Int64Var(&o.maxEventBytes, "max-event-bytes", 512<<10, "largest single event (JSON)")
@@ -161,6 +161,9 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 		return err
 	}
 	defer kcl.Close()
+	if err := f.WarnUnreachable(ctx); err != nil {
+		return err
+	}
 	tp, stopTracing, err := f.Tracing(ctx, "gateway")
 	if err != nil {
 		return err

@@ -72,7 +72,7 @@ at most --journey-range of the audit topic, --journey-concurrency at once (429 b
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&o.listen, "listen", "127.0.0.1:9300", "address to serve the dashboard and /metrics on (`host:port`; :9300 for every interface)")
-	fl.StringVar(&o.prefix, "prefix", "", "topic and group name prefix (an isolated copy, as `topics apply --prefix`)")
+	cmdutil.AddPrefixFlag(cmd, &o.prefix)
 	fl.StringArrayVar(&o.groups, "group", nil, "consumer group to measure (repeatable; default: every system's group)")
 	fl.DurationVar(&o.interval, "interval", 2*time.Second, "how often lag is polled and the dashboard updated")
 	fl.StringVar(&o.tokenFile, "token-file", "", "file holding the bearer token of the dashboard and its API (at least 16 bytes; reread on change)")
@@ -118,6 +118,9 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 		return err
 	}
 	defer cl.Close()
+	if err := f.WarnUnreachable(ctx); err != nil {
+		return err
+	}
 	m, err := monitor.New(monitor.Config{Catalog: cat, Client: cl, Groups: o.groups, Interval: o.interval,
 		TokenFile: o.tokenFile, TrustedProxies: proxies, UserHeader: o.userHeader, AllowedHosts: o.allowedHosts,
 		JourneyMaxRange: o.journeyRange, JourneyConcurrency: o.journeyMax,

@@ -93,7 +93,7 @@ cleanly: the files are complete (Parquet footers written) and the exit status is
 	fl.IntVar(&c.Workers, "workers", c.Workers, "partitions decoded in parallel")
 	fl.BoolVar(&o.noProgress, "no-progress", false, "no progress line, even on a terminal")
 	fl.StringVar(&o.registry, "registry", "", "schema registry URL (env HOTELBUS_REGISTRY)")
-	fl.StringVar(&o.prefix, "prefix", "", "topic and group name prefix (an isolated copy of the topics, as `topics apply --prefix`)")
+	cmdutil.AddPrefixFlag(cmd, &o.prefix)
 	o.kafka = cmdutil.AddKafkaFlags(cmd)
 	return cmd
 }
@@ -140,6 +140,9 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 		return &cmdutil.UsageError{Err: err}
 	}
 	if err != nil {
+		return err
+	}
+	if err := f.Reachable(ctx); err != nil {
 		return err
 	}
 	sum, err := r.Run(ctx)

@@ -52,7 +52,7 @@ offsets with their own commits. Stop the system's consumers first; --force tries
 	fl.BoolVar(&o.dryRun, "dry-run", false, "print the moves without committing them")
 	fl.BoolVar(&o.force, "force", false, "move the offsets even while the group has live members")
 	fl.BoolVar(&o.json, "json", false, "print the plan as JSON")
-	fl.StringVar(&o.prefix, "prefix", "", "topic and group name prefix (an isolated copy, as `topics apply --prefix`)")
+	cmdutil.AddPrefixFlag(cmd, &o.prefix)
 	o.kafka = cmdutil.AddKafkaFlags(cmd)
 	return cmd
 }
@@ -77,6 +77,9 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 		return err
 	}
 	defer cl.Close()
+	if err := f.Reachable(ctx); err != nil {
+		return err
+	}
 	adm := kadm.NewClient(cl)
 	plan, err := replay.PlanResync(ctx, adm, cat.WithPrefix(o.prefix), o.system, at)
 	if errors.Is(err, replay.ErrConfig) {

@@ -24,14 +24,6 @@ var (
 	flagLine   = regexp.MustCompile(`^\s+(?:-\w, )?--[a-z0-9-]+(?: [A-Za-z][\w.:@<>|/-]*)?(?:\s{2,}\S|$)`)
 )
 
-// awaitingLead are commands whose --prefix usage is fixed by the lead's merge (their files belong
-// to other work in progress): each replaces its --prefix StringVar by cmdutil.AddPrefixFlag. Empty
-// this list with that change.
-var awaitingLead = map[string]bool{
-	"hotelbus gateway": true, "hotelbus dispatch": true, "hotelbus monitor": true, "hotelbus replay": true,
-	"hotelbus resync": true, "hotelbus simulate": true,
-}
-
 // TestHelpValueNames renders every command's --help and fails on a flag whose value name is not
 // one word.
 func TestHelpValueNames(t *testing.T) {
@@ -63,10 +55,6 @@ func TestHelpValueNames(t *testing.T) {
 				continue
 			}
 			if inFlags && startsFlag.MatchString(l) && !flagLine.MatchString(l) {
-				if awaitingLead[name] {
-					t.Logf("%s --help (awaiting the lead's merge): %q", name, l)
-					continue
-				}
 				t.Errorf("%s --help: a flag's value name is not one word:\n%s", name, l)
 			}
 		}

@@ -86,7 +86,7 @@ summary; it exits 1 when an event failed.`,
 	fl.StringVar(&o.tokensFile, "gateway-tokens", "", "with --via gateway: file of \"<system> <token>\" lines")
 	fl.IntVar(&o.workers, "workers", 16, "with --via gateway: concurrent requests (each tenant's events stay on one)")
 	fl.StringVar(&o.registry, "registry", "", "schema registry URL (env HOTELBUS_REGISTRY)")
-	fl.StringVar(&o.prefix, "prefix", "", "topic name prefix (an isolated copy of the topics, as `topics apply --prefix`)")
+	cmdutil.AddPrefixFlag(cmd, &o.prefix)
 	fl.BoolVar(&o.devRegister, "dev-register", false, "register schema versions on first use (development only)")
 	fl.BoolVar(&o.json, "json", false, "print the summary as JSON")
 	o.kafka = cmdutil.AddKafkaFlags(cmd)
@@ -126,6 +126,9 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	}
 	pub, err := o.publisher(f, g, cat, set)
 	if err != nil {
+		return err
+	}
+	if err := f.Reachable(ctx); err != nil {
 		return err
 	}
 	if o.count == 0 && o.duration == 0 {
