@@ -155,16 +155,25 @@ func (d *Dedup) leaseValue(token string, at time.Time) string {
 	return token + "|" + strconv.FormatInt(at.Add(d.cfg.lease).UnixMilli(), 10)
 }
 
-// leaseExpired reports whether a foreign lease value is past its deadline at now; a value without
-// a deadline (an older version's lease) ends with its key instead.
-func leaseExpired(v string, now time.Time) bool {
+// leaseDeadline returns the deadline a lease value records (ok is false for a value without one:
+// an older version's lease, which ends with its key instead).
+func leaseDeadline(v string) (deadline time.Time, ok bool) {
 	i := strings.LastIndexByte(v, '|')
 	if i < 0 {
-		return false
+		return time.Time{}, false
 	}
 	ms, err := strconv.ParseInt(v[i+1:], 10, 64)
-	return err == nil && now.UnixMilli() >= ms
+	return time.UnixMilli(ms), err == nil
 }
+
+// leaseExpired reports whether a foreign lease value is past its deadline at now.
+func leaseExpired(v string, now time.Time) bool {
+	deadline, ok := leaseDeadline(v)
+	return ok && !now.Before(deadline)
+}
+
+// ownedBy reports whether the key's value is the lease of token.
+func ownedBy(v, token string) bool { return v == token || strings.HasPrefix(v, token+"|") }
 
 // keyTTL is how long a dedup key lives: the done TTL, for done marks and leases alike (see Dedup).
 func (d *Dedup) keyTTL() time.Duration { return d.cfg.doneTTL }
@@ -363,8 +372,16 @@ func (d *Dedup) Tag() string { return d.tag }
 // value read right after it mean.
 func (d *Dedup) classify(st *dedupState, set bool, value string) {
 	switch {
-	case set || value == d.leaseValue(st.token, st.at):
-		// The value without set: go-redis resent a SET NX whose first reply was lost.
+	case set:
+		d.acquired.Add(1)
+		st.status = statusAcquired
+	case ownedBy(value, st.token):
+		// This message's lease without set: a SET NX whose reply was lost was sent again (by
+		// go-redis, or by Prepare retrying after a failed round trip). The lease ends at the
+		// deadline it recorded then.
+		if deadline, ok := leaseDeadline(value); ok {
+			st.at = deadline.Add(-d.cfg.lease)
+		}
 		d.acquired.Add(1)
 		st.status = statusAcquired
 	case value == doneValue:
@@ -566,7 +583,7 @@ func (d *Dedup) finish(ctx context.Context, st *dedupState) (int, error) {
 			case v == doneValue:
 				res = 2
 				return nil
-			case v != "" && v != st.token && !strings.HasPrefix(v, st.token+"|"):
+			case v != "" && !ownedBy(v, st.token):
 				res = 0
 				return nil
 			}

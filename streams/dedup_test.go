@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -924,6 +925,51 @@ func TestDedupTakesOverExpiredLease(t *testing.T) {
 			}
 			if v := rdbB.Get(ctx, b.Key(env.Metadata.Source, env.EventID)).Val(); v != "done" {
 				t.Fatalf("key = %q after the handler, want done", v)
+			}
+		})
+	}
+}
+
+// lostReplyHook lets Redis apply the first pipeline and then reports it failed, as a connection
+// broken after the request was sent does.
+type lostReplyHook struct{ lost atomic.Bool }
+
+func (h *lostReplyHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *lostReplyHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *lostReplyHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		if err == nil && h.lost.CompareAndSwap(false, true) {
+			return io.ErrUnexpectedEOF
+		}
+		return err
+	}
+}
+
+// TestDedupPrepareAfterLostReply: when Prepare's round trip took the leases but its reply was
+// lost, the retry finds the leases are its own (same owner token, the first deadline) and handles
+// the events at once, instead of waiting for its own leases to expire and taking them over.
+func TestDedupPrepareAfterLostReply(t *testing.T) {
+	events := goldenEvents(t, "service.ordered")
+	for _, rb := range dedupBackends(t) {
+		t.Run(rb.name, func(t *testing.T) {
+			ctx := testCtx(t)
+			rdb, _ := countedRedis(t, rb.url)
+			rdb.AddHook(&lostReplyHook{})
+			const lease = 5 * time.Second
+			d := newDedup(t, rdb, streamstest.Name(t, "g"), streams.DedupLease(lease))
+			env := events()
+			m := dedupMsg(env, "g", "t.services", 0, 1)
+			start := time.Now()
+			if err := d.Prepare(ctx, []*streams.Message{m}); err != nil {
+				t.Fatal(err)
+			}
+			calls := 0
+			if err := d.Middleware()(func(context.Context, *streams.Message) error { calls++; return nil })(ctx, m); err != nil || calls != 1 {
+				t.Fatalf("err=%v calls=%d, want handled once", err, calls)
+			}
+			if el := time.Since(start); el > lease/2 || d.TakeOvers() != 0 || d.Waits() != 0 {
+				t.Fatalf("handled after %v with %d takeovers and %d waits: the retry did not recognise its own lease", el, d.TakeOvers(), d.Waits())
 			}
 		})
 	}
