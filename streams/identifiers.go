@@ -53,18 +53,6 @@ const (
 // every event published and every record consumed, and a loop over at most 128 bytes stays off
 // the profile where a regexp match would not.
 
-// ValidateTenantID reports whether s is a tenantId (see the grammar above); the error is an
-// *InvalidEventError for path metadata.tenantId.
-func ValidateTenantID(s string) error { return fieldErr("metadata.tenantId", tenantIDProblem(s)) }
-
-// ValidateIdentifiers checks every identifier of env against the grammar (all but
-// metadata.source, which needs the catalog) and names every bad one in an *InvalidEventError.
-func ValidateIdentifiers(env *Envelope) error {
-	errs := &fieldErrs{}
-	checkIdentifiers(env, errs)
-	return errs.err()
-}
-
 // checkIdentifiers adds a field error for every identifier of env that breaks the grammar.
 func checkIdentifiers(env *Envelope, errs *fieldErrs) {
 	for _, f := range []struct {
@@ -84,13 +72,6 @@ func checkIdentifiers(env *Envelope, errs *fieldErrs) {
 			errs.add("metadata.userId", "%s", p)
 		}
 	}
-}
-
-func fieldErr(path, problem string) error {
-	if problem == "" {
-		return nil
-	}
-	return &InvalidEventError{Fields: []FieldError{{Path: path, Message: problem}}}
 }
 
 // tenantIDProblem returns what is wrong with s as a tenantId ("" when nothing).
