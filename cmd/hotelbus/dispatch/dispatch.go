@@ -100,7 +100,7 @@ the group.`,
 	fl.IntVar(&o.maxInFlight, "max-in-flight", 256, "deliveries running at once (different keys)")
 	fl.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a shutdown waits for deliveries in flight")
 	fl.DurationVar(&o.sessionTimeout, "session-timeout", 45*time.Second, "how long the group waits for a silent member (a crashed replica) before its partitions move")
-	fl.StringVar(&o.listen, "listen", "127.0.0.1:9091", "address serving /metrics, /healthz and /readyz (`host:port`)")
+	fl.StringVar(&o.listen, "listen", "127.0.0.1:0", "address serving /metrics, /healthz and /readyz (`host:port`; port 0: a free one, printed at start)")
 	o.kafka = cmdutil.AddKafkaFlags(cmd)
 	return cmd
 }
