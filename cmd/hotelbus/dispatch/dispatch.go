@@ -119,7 +119,7 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	case o.target == "":
 		return cmdutil.Usagef("--target is required")
 	}
-	secrets, err := readSecrets(f, o.secretFile)
+	secrets, err := ReadSecrets(f, o.secretFile)
 	if err != nil {
 		return err
 	}
@@ -214,7 +214,9 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 // readSecrets reads the signing secrets, newest first: the lines of path (blank lines and lines
 // starting with # skipped), or the comma-separated EnvSecret when path is "". Errors never show a
 // secret.
-func readSecrets(f *cmdutil.Factory, path string) ([][]byte, error) {
+// ReadSecrets returns the signing secrets of path (one per line, # comments), or of $HOTELBUS_DISPATCH_SECRET
+// (comma-separated) when path is empty; none is a usage error naming both.
+func ReadSecrets(f *cmdutil.Factory, path string) ([][]byte, error) {
 	var parts []string
 	if path == "" {
 		s := f.Getenv(EnvSecret)
