@@ -68,6 +68,8 @@ need_cmd make
 locked ensure_containers
 helm=$(bash "$RIG_DIR/helm.sh" --build-only | tail -n 1)
 
+# buildah even where a Docker daemon answers: podman runs the image from the storage buildah
+# writes to.
 log "make image"
 start=$SECONDS
 out=$(cd "$REPO" && make -s image IMAGE_TOOL=buildah 2>&1) || { printf '%s\n' "$out" >&2; die "make image failed"; }

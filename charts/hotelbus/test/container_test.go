@@ -118,7 +118,7 @@ func TestImage(t *testing.T) {
 		}
 	})
 
-	dropTopicsCreated(t, brokers)
+	ownChartTopics(t, brokers)
 	// The setup Job's containers in order (topics apply, schemas register), each to a clean exit.
 	setup := pods["setup"]
 	for _, c := range append(slices.Clone(setup.spec.InitContainers), setup.spec.Containers...) {
@@ -182,8 +182,7 @@ func (d *receiver) wait(t *testing.T, eventID string, timeout time.Duration) {
 
 // renderForContainers renders the chart's defaults with one dispatcher (hotel-member, to
 // target), the rig's Kafka and Redis, an embedded schema registry and ports that are free on the
-// host network. The topic names are the defaults' (no kafka.topicPrefix): dropTopicsCreated
-// removes them afterwards.
+// host network. The topic names are the defaults' (no kafka.topicPrefix, see ownChartTopics).
 func renderForContainers(t *testing.T, helm, brokers, redisURL, target string) []manifest {
 	t.Helper()
 	_, regURL := streamstest.Registry(t)
@@ -216,34 +215,54 @@ func renderForContainers(t *testing.T, helm, brokers, redisURL, target string) [
 	return ms
 }
 
-// dropTopicsCreated deletes, when the test ends, the topics created on brokers after this call,
-// so that a later run on the same broker starts without this one's records and offsets.
-func dropTopicsCreated(t *testing.T, brokers string) {
+// chartTopicPrefix starts every topic name of the catalog when kafka.topicPrefix is empty.
+const chartTopicPrefix = "hotelbus."
+
+// ownChartTopics makes the test the owner of the unprefixed topic names on brokers: it deletes
+// the ones a previous run left (and waits until they are gone), and deletes them again when the
+// test ends, so that no run reads another's records. Tests sharing the rig name their topics
+// with a prefix of their own (streamstest.Catalog); this one renders the chart's defaults.
+func ownChartTopics(t *testing.T, brokers string) {
 	t.Helper()
 	adm := kadm.NewClient(streamstest.Backend{Brokers: strings.Split(brokers, ","), Real: true}.Client(t))
-	list := func() kadm.TopicDetails {
+	drop := func() ([]string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		td, err := adm.ListTopics(ctx)
 		if err != nil {
-			t.Fatalf("listing the topics on %s: %v", brokers, err)
+			return nil, fmt.Errorf("listing the topics on %s: %w", brokers, err)
 		}
-		return td
-	}
-	before := list()
-	t.Cleanup(func() {
-		var created []string
-		for name := range list() {
-			if !before.Has(name) {
-				created = append(created, name)
+		var ours []string
+		for _, name := range td.Names() {
+			if strings.HasPrefix(name, chartTopicPrefix) {
+				ours = append(ours, name)
 			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := adm.DeleteTopics(ctx, created...); err != nil {
-			t.Logf("deleting the topics the test created on %s: %v", brokers, err)
+		if len(ours) == 0 {
+			return nil, nil
+		}
+		_, err = adm.DeleteTopics(ctx, ours...)
+		return ours, err
+	}
+	t.Cleanup(func() {
+		if _, err := drop(); err != nil {
+			t.Logf("deleting the chart's topics: %v", err)
 		}
 	})
+	deadline := time.Now().Add(time.Minute)
+	for {
+		left, err := drop()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("topics %v of an earlier run are still on %s a minute after their deletion", left, brokers)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
 
 // ports returns the gateway's and the dispatcher's port: envPortBase and the next, or free ones.
@@ -433,7 +452,9 @@ func startPod(t *testing.T, ref, component string, p pod, secrets map[string]str
 			out, _ := podmanCmd(context.Background(), "logs", "--tail", "40", c.name).CombinedOutput()
 			t.Logf("--- podman logs %s (%s):\n%s", c.name, p.where, out)
 		}
-		_ = podmanCmd(context.Background(), "rm", "--force", "--time", "0", c.name).Run()
+		// SIGTERM first: a dispatcher killed without leaving its group would hold the group's
+		// partitions until its session times out.
+		_ = podmanCmd(context.Background(), "rm", "--force", "--time", "10", c.name).Run()
 	})
 	podman(t, append(runArgs(t, ref, p.spec, c.ctr, c.name, secrets), c.ctr.Args...)...)
 	c.start = time.Now()
@@ -464,6 +485,9 @@ func (c *container) waitProbes(t *testing.T) {
 			}
 			if time.Now().After(deadline) {
 				t.Fatalf("%s: %s did not answer 200 within a minute (last: %v)", c.pod.where, url, errOrStatus(res, err))
+			}
+			if st := strings.TrimSpace(string(podman(t, "container", "inspect", "--format", "{{.State.Status}}", c.name))); st != "running" {
+				t.Fatalf("%s: the container is %s, %s never answered 200 (last: %v)", c.pod.where, st, url, errOrStatus(res, err))
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
