@@ -81,32 +81,7 @@ ensure_debs() {
 	command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 	command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 	((${#missing[@]} == 0)) && return 0
-	need_cmd apt-get
-	local sudo=()
-	if ((EUID != 0)); then
-		need_cmd sudo
-		sudo=(sudo -n)
-	fi
-	log "installing ${missing[*]} with apt-get"
-	local policy=/usr/sbin/policy-rc.d made_policy=
-	if [[ ! -e $policy ]]; then
-		printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
-		"${sudo[@]}" chmod 755 "$policy"
-		made_policy=1
-	fi
-	local rc=0 out
-	out=$(mktemp)
-	{
-		retry env DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get update -qq &&
-			retry env DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
-	} >"$out" 2>&1 </dev/null || rc=$?
-	[[ -z $made_policy ]] || "${sudo[@]}" rm -f "$policy"
-	if ((rc != 0)); then
-		cat "$out" >&2
-		rm -f "$out"
-		die "apt-get install ${missing[*]} failed"
-	fi
-	rm -f "$out"
+	apt_install "${missing[@]}"
 	if ! command -v redis-server >/dev/null || ! command -v kcat >/dev/null; then
 		die "redis-server/kcat still missing after install"
 	fi
