@@ -40,6 +40,9 @@ const (
 	envPortBase = "HOTELBUS_IMAGE_PORT_BASE"
 )
 
+// signingSecret names the dispatcher's signing Secret, which the test provides (secretDirs).
+const signingSecret = "member-hook"
+
 // podmanDefault is how podman runs containers in sandboxes without systemd, which refuse crun's
 // defaults and the default rlimits.
 var podmanDefault = []string{"podman", "--cgroup-manager=cgroupfs"}
@@ -196,7 +199,7 @@ func renderForContainers(t *testing.T, helm, brokers, redisURL, target string) [
 		"monitor.enabled=false",
 		"dispatchers[0].system=hotel-member",
 		"dispatchers[0].target=" + target + "/hooks/hotelbus",
-		"dispatchers[0].signingSecret.name=member-hook",
+		"dispatchers[0].signingSecret.name=" + signingSecret,
 		"dispatchers[0].signingSecret.key=secret",
 		"dispatchers[0].port=" + strconv.Itoa(dispPort),
 	}
@@ -311,9 +314,12 @@ func podsByComponent(t *testing.T, ms []manifest) map[string]pod {
 // default mode of secret volumes), so that the container's user reads them.
 func secretDirs(t *testing.T, ms []manifest) map[string]string {
 	t.Helper()
-	data := map[string]map[string][]byte{"member-hook": {"secret": []byte("container-test-signing-secret-0123456789\n")}}
+	data := map[string]map[string][]byte{signingSecret: {"secret": []byte("container-test-signing-secret-0123456789\n")}}
 	for _, s := range ofKind[*corev1.Secret](ms) {
-		data[s.Name] = s.Data
+		data[s.Name] = map[string][]byte{}
+		for k, v := range s.Data {
+			data[s.Name][k] = v
+		}
 		for k, v := range s.StringData {
 			data[s.Name][k] = []byte(v)
 		}
