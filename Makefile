@@ -1,4 +1,5 @@
-# Thin entry points; the logic lives in .ci/rig/ (see the comments at the top of each script).
+# Thin entry points; the logic lives in .ci/rig/ (see the comments at the top of each script), except
+# for `build` and `image` below, whose few lines are the release recipe itself.
 # The rig caches Kafka jars and a Python venv in $(HOTELBUS_CACHE) (default ~/.cache/hotelbus).
 
 GO ?= go
