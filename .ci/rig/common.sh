@@ -81,13 +81,22 @@ ensure_debs() {
 	command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 	command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 	((${#missing[@]} == 0)) && return 0
+	apt_install "${missing[@]}"
+	if ! command -v redis-server >/dev/null || ! command -v kcat >/dev/null; then
+		die "redis-server/kcat still missing after install"
+	fi
+}
+
+# apt_install PKG...: installs Debian packages with apt-get (refreshing the package lists first),
+# keeping services from starting on install; shows apt's output and fails when it fails.
+apt_install() {
 	need_cmd apt-get
 	local sudo=()
 	if ((EUID != 0)); then
 		need_cmd sudo
 		sudo=(sudo -n)
 	fi
-	log "installing ${missing[*]} with apt-get"
+	log "installing $* with apt-get"
 	local policy=/usr/sbin/policy-rc.d made_policy=
 	if [[ ! -e $policy ]]; then
 		printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
@@ -98,46 +107,37 @@ ensure_debs() {
 	out=$(mktemp)
 	{
 		retry env DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get update -qq &&
-			retry env DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+			retry env DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@"
 	} >"$out" 2>&1 </dev/null || rc=$?
 	[[ -z $made_policy ]] || "${sudo[@]}" rm -f "$policy"
-	if ((rc != 0)); then
-		cat "$out" >&2
-		rm -f "$out"
-		die "apt-get install ${missing[*]} failed"
-	fi
+	((rc == 0)) || cat "$out" >&2
 	rm -f "$out"
-	if ! command -v redis-server >/dev/null || ! command -v kcat >/dev/null; then
-		die "redis-server/kcat still missing after install"
-	fi
+	((rc == 0)) || die "apt-get install $* failed"
 }
 
 # ensure_chromium: installs Debian's chromium when no Chromium is in PATH, for the dashboard's
-# headless browser test (chromedp finds it in PATH). Like ensure_debs, the package lists are only
-# refreshed when it has to be installed.
+# headless browser test (chromedp finds it in PATH). The package lists are only refreshed when it
+# has to be installed.
 ensure_chromium() {
 	if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
 		return 0
 	fi
-	need_cmd apt-get
-	local sudo=()
-	if ((EUID != 0)); then
-		need_cmd sudo
-		sudo=(sudo -n)
-	fi
-	log "installing chromium with apt-get"
-	local out
-	out=$(mktemp)
-	if ! {
-		retry env DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get update -qq &&
-			retry env DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends chromium
-	} >"$out" 2>&1 </dev/null; then
-		cat "$out" >&2
-		rm -f "$out"
-		die "apt-get install chromium failed"
-	fi
-	rm -f "$out"
+	apt_install chromium
 	command -v chromium >/dev/null || die "chromium still missing after install"
+}
+
+# ensure_containers: installs Debian's buildah (builds the image without a daemon), podman and
+# runc (run it; podman is told to use runc, see image.sh) when missing.
+ensure_containers() {
+	local missing=() c
+	for c in buildah podman runc; do
+		command -v "$c" >/dev/null 2>&1 || missing+=("$c")
+	done
+	((${#missing[@]} == 0)) && return 0
+	apt_install "${missing[@]}"
+	for c in buildah podman runc; do
+		command -v "$c" >/dev/null 2>&1 || die "$c still missing after install"
+	done
 }
 
 # ensure_kafka_jars: resolves the broker jars with Maven unless the cache already holds the jars
