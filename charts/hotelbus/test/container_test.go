@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/twmb/franz-go/pkg/kadm"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -121,7 +120,6 @@ func TestImage(t *testing.T) {
 		}
 	})
 
-	ownChartTopics(t, brokers)
 	// The setup Job's containers in order (topics apply, schemas register), each to a clean exit.
 	setup := pods["setup"]
 	for _, c := range append(slices.Clone(setup.spec.InitContainers), setup.spec.Containers...) {
@@ -185,7 +183,8 @@ func (d *receiver) wait(t *testing.T, eventID string, timeout time.Duration) {
 
 // renderForContainers renders the chart's defaults with one dispatcher (hotel-member, to
 // target), the rig's Kafka and Redis, an embedded schema registry and ports that are free on the
-// host network. The topic names are the defaults' (no kafka.topicPrefix, see ownChartTopics).
+// host network. Its topics and groups carry a kafka.topicPrefix of this run's own, as every test
+// sharing the rig names its topics (the setup Job's topics apply and schemas register take it too).
 func renderForContainers(t *testing.T, helm, brokers, redisURL, target string) []manifest {
 	t.Helper()
 	_, regURL := streamstest.Registry(t)
@@ -193,6 +192,7 @@ func renderForContainers(t *testing.T, helm, brokers, redisURL, target string) [
 	set := []string{
 		"kafka.bootstrap=" + brokers,
 		"kafka.environment=test",
+		"kafka.topicPrefix=" + strings.ToLower(streamstest.Name(t, "img")) + ".", // the chart allows [a-z0-9.-]
 		"registry.url=" + regURL,
 		"redis.url=" + redisURL,
 		"gateway.port=" + strconv.Itoa(gwPort),
@@ -216,56 +216,6 @@ func renderForContainers(t *testing.T, helm, brokers, redisURL, target string) [
 		t.Fatal(err)
 	}
 	return ms
-}
-
-// chartTopicPrefix starts every topic name of the catalog when kafka.topicPrefix is empty.
-const chartTopicPrefix = "hotelbus."
-
-// ownChartTopics makes the test the owner of the unprefixed topic names on brokers: it deletes
-// the ones a previous run left (and waits until they are gone), and deletes them again when the
-// test ends, so that no run reads another's records. Tests sharing the rig name their topics
-// with a prefix of their own (streamstest.Catalog); this one renders the chart's defaults.
-func ownChartTopics(t *testing.T, brokers string) {
-	t.Helper()
-	adm := kadm.NewClient(streamstest.Backend{Brokers: strings.Split(brokers, ","), Real: true}.Client(t))
-	drop := func() ([]string, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		td, err := adm.ListTopics(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("listing the topics on %s: %w", brokers, err)
-		}
-		var ours []string
-		for _, name := range td.Names() {
-			if strings.HasPrefix(name, chartTopicPrefix) {
-				ours = append(ours, name)
-			}
-		}
-		if len(ours) == 0 {
-			return nil, nil
-		}
-		_, err = adm.DeleteTopics(ctx, ours...)
-		return ours, err
-	}
-	t.Cleanup(func() {
-		if _, err := drop(); err != nil {
-			t.Logf("deleting the chart's topics: %v", err)
-		}
-	})
-	deadline := time.Now().Add(time.Minute)
-	for {
-		left, err := drop()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(left) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("topics %v of an earlier run are still on %s a minute after their deletion", left, brokers)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
 }
 
 // ports returns the gateway's and the dispatcher's port: envPortBase and the next, or free ones.
