@@ -3,6 +3,7 @@ package contract
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -173,12 +174,7 @@ func (k *Contract) AsyncAPI(version string) ([]byte, error) {
 		k.systemOperations(doc.Operations, s)
 	}
 
-	maps := func(src map[string]any) {
-		for id, m := range src {
-			messages[id] = m
-		}
-	}
-	maps(gatewayMessages)
+	maps.Copy(messages, gatewayMessages)
 	doc.Components = map[string]any{
 		"messages": messages,
 		"securitySchemes": map[string]any{"systemToken": map[string]any{

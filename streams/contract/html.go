@@ -244,6 +244,7 @@ func fieldRows(rows *[]fieldRow, r *avro.RecordSchema, prefix string, depth int,
 			row.Example = string(b)
 		}
 		*rows = append(*rows, row)
+		at := len(*rows) - 1
 		inner, suffix := f.Type(), ""
 		for {
 			if ref, ok := inner.(*avro.RefSchema); ok {
@@ -273,6 +274,7 @@ func fieldRows(rows *[]fieldRow, r *avro.RecordSchema, prefix string, depth int,
 			break
 		}
 		if rec, ok := inner.(*avro.RecordSchema); ok {
+			(*rows)[at].Example = "" // the rows of its fields show the values
 			sub, _ := v.(map[string]any)
 			fieldRows(rows, rec, path+suffix+".", depth+1, sub)
 		}
