@@ -346,7 +346,7 @@ func kafkaMessage(et EventType, sub *schemas.Subject) (map[string]any, error) {
 		"name":          TypeName(sub.EventType, sub.Major),
 		"title":         fmt.Sprintf("%s v%d", sub.EventType, sub.Major),
 		"summary":       fmt.Sprintf("%s, major version %d (minors %s; the payload is %s)", sub.EventType, sub.Major, strings.Join(minors, ", "), v),
-		"description":   fmt.Sprintf("%s\n\nOwner: %s. Subscribers: %s. Ordered by %s.", v.Data.Doc(), et.Owner, subscribers(et), et.keyField()),
+		"description":   description(et, v),
 		"contentType":   kafkaContentType,
 		"headers":       headersSchema(et, sub),
 		"payload":       map[string]any{"schemaFormat": AvroSchemaFormat, "schema": payload},
@@ -367,6 +367,16 @@ func kafkaMessage(et EventType, sub *schemas.Subject) (map[string]any, error) {
 		}},
 		"x-hotelbus-subject": v.Subject(et.Topic.Name),
 	}, nil
+}
+
+// description is a message's description: the data record's doc, then who publishes and reads it
+// and what orders it.
+func description(et EventType, v *schemas.Version) string {
+	owner := ""
+	if !strings.Contains(v.Data.Doc(), "Owner: "+et.Owner) {
+		owner = "Owner: " + et.Owner + ". "
+	}
+	return fmt.Sprintf("%s\n\n%sSubscribers: %s. Ordered by %s.", v.Data.Doc(), owner, subscribers(et), et.keyField())
 }
 
 func subscribers(et EventType) string {
