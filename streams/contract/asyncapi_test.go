@@ -3,11 +3,13 @@ package contract_test
 import (
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/hotelbus/hotelbus/schemas"
 	"github.com/hotelbus/hotelbus/streams/contract"
 	"github.com/hotelbus/hotelbus/topics"
 )
@@ -129,9 +131,9 @@ func TestAsyncAPIDocument(t *testing.T) {
 						t.Errorf("%s owns %s: %v, but send operation: %v", s.Name, tp.Name, owns, send != nil)
 					}
 					var want []string
-					for _, et := range s.Subscribes {
-						if et2, _ := c.TopicFor(et); et2.Name == tp.Name {
-							want = append(want, "#/channels/"+tp.Name+"/messages/"+et+".v1")
+					for _, id := range messageIDs(k, s.Subscribes) {
+						if et, _ := c.TopicFor(id[:strings.LastIndex(id, ".v")]); et.Name == tp.Name {
+							want = append(want, "#/channels/"+tp.Name+"/messages/"+id)
 						}
 					}
 					slices.Sort(want)
@@ -149,8 +151,8 @@ func TestAsyncAPIDocument(t *testing.T) {
 					}
 				}
 				var want []string
-				for _, et := range s.Publishes {
-					want = append(want, "#/channels/gateway.events/messages/"+et+".v1.json")
+				for _, id := range messageIDs(k, s.Publishes) {
+					want = append(want, "#/channels/gateway.events/messages/"+id+".json")
 				}
 				slices.Sort(want)
 				if got := refs(at(ops, s.Name+".send.gateway", "messages")); !slices.Equal(got, want) {
@@ -159,6 +161,19 @@ func TestAsyncAPIDocument(t *testing.T) {
 			}
 		})
 	}
+}
+
+// messageIDs are the message ids of every major version of the event types.
+func messageIDs(k *contract.Contract, types []string) []string {
+	var out []string
+	for _, et := range k.EventTypes {
+		if slices.Contains(types, et.Name) {
+			for _, sub := range et.Subjects {
+				out = append(out, fmt.Sprintf("%s.v%d", et.Name, sub.Major))
+			}
+		}
+	}
+	return out
 }
 
 func jsonEqual(a, b any) bool {
@@ -216,6 +231,41 @@ func TestAsyncAPIParserCatchesDefects(t *testing.T) {
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("no error %s", want)
+		}
+	}
+}
+
+// TestEveryMajorIsAMessage: with a second major version of billing.paid, the topic's channel, its
+// owner's send operation and its subscribers' receive operations carry a message per major, each
+// with its own schema, and the TypeScript declarations a data type per major.
+func TestEveryMajorIsAMessage(t *testing.T) {
+	v1, _ := fs.ReadFile(schemas.Embedded(), "events/billing.paid/v1/1.0.avsc")
+	ex, _ := fs.ReadFile(schemas.Embedded(), "events/billing.paid/v1/example.json")
+	k := load(t, "", schemaTree(t, "", map[string]string{
+		"events/billing.paid/v2/2.0.avsc":     strings.ReplaceAll(string(v1), "hotelbus.billing.v1", "hotelbus.billing.v2"),
+		"events/billing.paid/v2/example.json": strings.Replace(string(ex), `"version": "1.0"`, `"version": "2.0"`, 1),
+	}))
+	doc, _ := asyncAPI(t, k)
+	for _, id := range []string{"billing.paid.v1", "billing.paid.v2"} {
+		if at(doc, "channels", "hotelbus.pms.billing", "messages", id) == nil {
+			t.Errorf("channel hotelbus.pms.billing lacks %s", id)
+		}
+		for _, op := range []string{"hotel-pms.send.hotelbus.pms.billing", "hotel-member.receive.hotelbus.pms.billing"} {
+			if !slices.Contains(refs(at(doc, "operations", op, "messages")), "#/channels/hotelbus.pms.billing/messages/"+id) {
+				t.Errorf("%s lacks %s", op, id)
+			}
+		}
+	}
+	if ns := at(doc, "components", "messages", "billing.paid.v2", "payload", "schema", "namespace"); ns != "hotelbus.billing.v2" {
+		t.Errorf("billing.paid.v2 payload namespace %v", ns)
+	}
+	ts, err := k.TypeScript()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"export interface BillingPaidV2Data {", "export type BillingPaidV2Event = Envelope<\"billing.paid\", `2.${number}`, BillingPaidV2Data>;"} {
+		if !strings.Contains(string(ts), want) {
+			t.Errorf("TypeScript lacks %s", want)
 		}
 	}
 }

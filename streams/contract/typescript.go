@@ -122,6 +122,20 @@ export type Publish<S extends SystemName> = <E extends EventOf<PublishedBy[S]>>(
   options?: PublishOptions,
 ) => Promise<Accepted>;
 
+/** One event's result in a batch: the fields of Accepted when code is 202, problem otherwise. */
+export type BatchItem = { index: number; code: number; problem?: Problem } & Partial<Accepted>;
+
+/** The body of POST /v1/events/batch's answer: 202 when every item was accepted, 207 otherwise. */
+export interface BatchResult {
+  results: BatchItem[];
+}
+
+/** POST /v1/events/batch for system S: {"events": [...]} of the event types S owns. */
+export type PublishBatch<S extends SystemName> = (
+  events: PublishRequest<EventOf<PublishedBy[S]>>[],
+  options?: PublishOptions,
+) => Promise<BatchResult>;
+
 /** A handler of the events system S subscribes to (the dispatcher pushes them as JSON). */
 export type Handle<S extends SystemName> = (event: EventOf<SubscribedBy[S]>) => Promise<void>;
 

@@ -22,6 +22,7 @@ func TestTypeScriptDeclarations(t *testing.T) {
 	}
 	ts := string(b)
 	want := []string{"export interface Envelope<", "export type PublishRequest<", "export type Publish<S extends SystemName>",
+		"export type PublishBatch<S extends SystemName>",
 		"export interface Accepted", "export interface Money", "export type Decimal = string;"}
 	for _, et := range k.EventTypes {
 		for _, sub := range et.Subjects {
@@ -41,7 +42,8 @@ var tsErrorRe = regexp.MustCompile(`(?m)^([^\s(]+)\(\d+,\d+\): error (TS\d+)`)
 
 // TestTypeScriptCompiles runs tsc --noEmit --strict (npm typescript) over the declarations and,
 // per event type and major version, a module that types its example.json as the delivered event,
-// as a gateway request, and as an argument of its owner's Publish; none may have an error. Each
+// as a gateway request (also with only what the gateway requires), and as an argument of its
+// owner's Publish and PublishBatch; none may have an error. Each
 // negative module (a Money amount as a number, an unknown enum symbol, a missing required field,
 // another major's version, a system publishing a type it does not own) must have one. Needs the
 // rig's npm tools (make test).
@@ -67,12 +69,21 @@ func TestTypeScriptCompiles(t *testing.T) {
 			n := contract.TypeName(et.Name, sub.Major)
 			ex := string(sub.Latest().Example)
 			name := fmt.Sprintf("example-%s-v%d.ts", et.Name, sub.Major)
-			write(name, fmt.Sprintf(`import type { %[1]sEvent, PublishRequest, Publish } from "./hotelbus";
+			var parsed struct {
+				Data json.RawMessage `json:"data"`
+			}
+			if err := json.Unmarshal(sub.Latest().Example, &parsed); err != nil {
+				t.Fatal(err)
+			}
+			write(name, fmt.Sprintf(`import type { %[1]sEvent, PublishRequest, Publish, PublishBatch } from "./hotelbus";
 export const delivered: %[1]sEvent = %[2]s;
 export const request: PublishRequest<%[1]sEvent> = %[2]s;
+export const minimal: PublishRequest<%[1]sEvent> = { eventType: %[4]q, data: %[5]s, metadata: { tenantId: "t" } };
 declare const publish: Publish<%[3]q>;
+declare const publishBatch: PublishBatch<%[3]q>;
 export const accepted = publish(%[2]s);
-`, n, ex, et.Owner))
+export const batch = publishBatch([%[2]s, minimal]);
+`, n, ex, et.Owner, et.Name, parsed.Data))
 			files, positives = append(files, name), append(positives, name)
 			if et.Name == "billing.paid" && sub.Major == 1 {
 				_ = json.Unmarshal(sub.Latest().Example, &paid)
