@@ -99,7 +99,11 @@ type flow struct {
 }
 
 type indexPage struct {
-	Env        string
+	Env string
+	// Envelope are the rows of the envelope's fields but data, the same for every event type,
+	// with the example values of EnvelopeOf's example.
+	Envelope   []fieldRow
+	EnvelopeOf string
 	Systems    []topics.System
 	Flows      []flow
 	Topics     []topics.Topic
@@ -108,6 +112,19 @@ type indexPage struct {
 
 func (k *Contract) indexPage() indexPage {
 	p := indexPage{Env: k.Catalog.Env, Systems: k.Catalog.Systems, EventTypes: k.EventTypes}
+	if len(k.Schemas.Subjects) > 0 {
+		v := k.Schemas.Subjects[0].Latest()
+		p.EnvelopeOf = v.EventType
+		var ex map[string]any
+		_ = json.Unmarshal(v.Example, &ex)
+		var rows []fieldRow
+		fieldRows(&rows, v.Envelope, "", 0, ex)
+		for _, r := range rows {
+			if r.Path != "data" && !strings.HasPrefix(r.Path, "data.") {
+				p.Envelope = append(p.Envelope, r)
+			}
+		}
+	}
 	for _, t := range k.Catalog.Topics {
 		if t.Kind == topics.KindEvents {
 			p.Topics = append(p.Topics, t)

@@ -24,7 +24,7 @@ var linkRe = regexp.MustCompile(`(?i)\s(href|src)="([^"]*)"`)
 
 // TestHTMLSiteIsSelfContained: the site loads nothing from elsewhere (no absolute URL, no script)
 // and every link resolves to one of its files (and anchor); every event type has a page with a
-// row per data field, pii marks on the marked fields.
+// row per data field, pii marks on the marked fields; the index shows the envelope's fields.
 func TestHTMLSiteIsSelfContained(t *testing.T) {
 	k := load(t, "", nil)
 	files, err := k.HTML()
@@ -70,6 +70,11 @@ func TestHTMLSiteIsSelfContained(t *testing.T) {
 	}
 	if !strings.Contains(string(files["events/billing.paid.html"]), `<tr data-path="card.token" class="depth1 pii">`) {
 		t.Error("billing.paid: card.token (marked in pii-marks.txt) is not shown as pii")
+	}
+	for _, row := range []string{`<tr data-path="eventId" class="depth0">`, `<tr data-path="metadata.userId" class="depth1 pii">`} {
+		if !strings.Contains(string(files["index.html"]), row) {
+			t.Errorf("index.html: the envelope lacks %s", row)
+		}
 	}
 }
 
