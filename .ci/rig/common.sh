@@ -7,6 +7,8 @@
 #   kafka/libs/.stamp   sha256 of pom.xml the jars were resolved from
 #   venv/               Python venv for the interop peer (confluent-kafka, fastavro)
 #   venv/.stamp         sha256 of requirements.txt + the base interpreter version
+#   npm/node_modules/   npm tools for the contract checks (from package.json)
+#   npm/.stamp          sha256 of package.json + the node version
 #
 # Run-time state (broker data and logs, pid files) lives under $RUN_DIR: ${HOTELBUS_RIG_TMP:-/dev/shm}
 # when writable, else ${TMPDIR:-/tmp}. Memory, because fsync stalls on a busy disk starve the KRaft
@@ -18,6 +20,7 @@ RUN_DIR=${HOTELBUS_RIG_TMP:-/dev/shm}
 [[ -d $RUN_DIR && -w $RUN_DIR ]] || RUN_DIR=${TMPDIR:-/tmp}
 KAFKA_LIBS=$CACHE/kafka/libs
 VENV=$CACHE/venv
+NPM_TOOLS=$CACHE/npm
 JAVA=${JAVA:-java}
 BASE_PYTHON=${HOTELBUS_BASE_PYTHON:-python3}
 
@@ -181,6 +184,29 @@ ensure_venv() {
 	"$VENV/bin/python" -c 'import confluent_kafka, fastavro; from confluent_kafka.schema_registry.avro import AvroSerializer' ||
 		die "the venv cannot import confluent_kafka's Avro serializer"
 	echo "$want" >"$VENV/.stamp"
+}
+
+# ensure_npm_tools: installs the npm packages of package.json (exact versions) into $NPM_TOOLS unless
+# it holds them for the current package.json and node. Needs node and npm (Debian's nodejs, npm).
+ensure_npm_tools() {
+	need_cmd node
+	need_cmd npm
+	local want
+	want=$( (cat "$RIG_DIR/package.json"; node --version) | sha256sum | cut -d' ' -f1)
+	if [[ -f $NPM_TOOLS/.stamp && $(cat "$NPM_TOOLS/.stamp") == "$want" ]]; then
+		return 0
+	fi
+	log "installing npm tools into $NPM_TOOLS"
+	local tmp=$NPM_TOOLS.tmp
+	rm -rf "$tmp"
+	mkdir -p "$tmp"
+	cp "$RIG_DIR/package.json" "$tmp/"
+	retry npm install --prefix "$tmp" --no-audit --no-fund --ignore-scripts --omit=dev --no-package-lock \
+		--loglevel=error >&2 </dev/null || die "npm install of the rig's tools failed (.ci/rig/package.json)"
+	[[ -x $tmp/node_modules/.bin/tsc && -d $tmp/node_modules/@asyncapi/parser ]] || die "npm produced no tsc or @asyncapi/parser in $tmp"
+	echo "$want" >"$tmp/.stamp"
+	rm -rf "$NPM_TOOLS"
+	mv "$tmp" "$NPM_TOOLS"
 }
 
 # java_opts LOGDIR: JVM flags for one broker with a small heap that logs to LOGDIR/server.log.
