@@ -57,7 +57,8 @@ HMAC-SHA256 of the lines "<t>", ce-id, ce-type, ce-source, ce-tenantid and the b
 (see the dispatch package's Sign and Verify), under the first (newest) secret of --secret-file (one
 secret per line) or ` + EnvSecret + ` (comma-separated), read at start. To rotate, give receivers the
 new secret next to the old one, then list the new secret first here and restart, then drop the old
-one.
+one. Given neither, a running ` + "`hotelbus dev`" + ` stack's secret is used (dispatchSecret in its
+endpoints.json, for the receiver to verify with).
 
 The target authenticates the dispatcher with the headers of --target-auth-file ("Name: value"
 lines, e.g. "Authorization: Bearer <token>"), checked for a change every second and reread (a
@@ -85,7 +86,7 @@ the group.`,
 	fl := cmd.Flags()
 	fl.StringVar(&o.system, "system", "", "the receiving system (required): its subscriptions are delivered")
 	fl.StringVar(&o.target, "target", "", "the endpoint events are POSTed to (required), http:// or https://")
-	fl.StringVar(&o.secretFile, "secret-file", "", "file holding the signing secrets, one per line, newest first (default: $"+EnvSecret+", comma-separated); each at least 16 bytes")
+	fl.StringVar(&o.secretFile, "secret-file", "", "file holding the signing secrets, one per line, newest first (default: $"+EnvSecret+", comma-separated, or a running hotelbus dev stack's); each at least 16 bytes")
 	fl.StringVar(&o.authFile, "target-auth-file", "", "file of \"Name: value\" header lines sent to the target, e.g. \"Authorization: Bearer <token>\" (reread on change)")
 	fl.StringVar(&o.registry, "registry", "", "schema registry URL (env HOTELBUS_REGISTRY)")
 	fl.StringVar(&o.redis, "redis", "", "Redis URL for dedup, redis://host:port/db (env HOTELBUS_REDIS)")
@@ -211,17 +212,20 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	return nil
 }
 
-// readSecrets reads the signing secrets, newest first: the lines of path (blank lines and lines
-// starting with # skipped), or the comma-separated EnvSecret when path is "". Errors never show a
-// secret.
-// ReadSecrets returns the signing secrets of path (one per line, # comments), or of $HOTELBUS_DISPATCH_SECRET
-// (comma-separated) when path is empty; none is a usage error naming both.
+// ReadSecrets returns the signing secrets, newest first: the lines of path (blank lines and lines
+// starting with # skipped), or the comma-separated EnvSecret when path is "", or else the running
+// dev stack's dispatchSecret; none is a usage error naming each. Errors never show a secret.
 func ReadSecrets(f *cmdutil.Factory, path string) ([][]byte, error) {
 	var parts []string
 	if path == "" {
 		s := f.Getenv(EnvSecret)
 		if s == "" {
-			return nil, cmdutil.Usagef("no signing secret: pass --secret-file or set %s", EnvSecret)
+			e, file, err := f.DevStack("dispatch signing secret", func(e *cmdutil.Endpoints) bool { return e.DispatchSecret != "" })
+			if err != nil {
+				return nil, cmdutil.Usagef("no signing secret: pass --secret-file, set %s, or start `hotelbus dev`; %v", EnvSecret, err)
+			}
+			fmt.Fprintf(f.ErrOut, "signing with the dev stack's secret (dispatchSecret in %s)\n", file)
+			s = e.DispatchSecret
 		}
 		parts = strings.Split(s, ",")
 	} else {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/cmdutil"
 	"github.com/hotelbus/hotelbus/streams"
 	gw "github.com/hotelbus/hotelbus/streams/gateway"
+	"github.com/hotelbus/hotelbus/topics"
 )
 
 type options struct {
@@ -128,8 +130,8 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	}
 	src := gw.CredentialSource{Path: o.credentials, Getenv: f.Getenv}
 	if o.credentials == "" && !anyEnvToken(f, systems) {
-		if ep, err := cmdutil.ReadEndpoints(f.DataDir); err == nil && len(ep.Tokens) > 0 {
-			fmt.Fprintf(f.ErrOut, "using the dev stack's tokens from %s\n", f.DataDir)
+		if ep, file, err := f.DevStack("gateway tokens", func(e *cmdutil.Endpoints) bool { return len(e.Tokens) > 0 }); err == nil {
+			fmt.Fprintf(f.ErrOut, "using the dev stack's tokens from %s\n", file)
 			src.Tokens = map[string][]string{}
 			for sys, tok := range ep.Tokens {
 				src.Tokens[sys] = []string{tok}
@@ -169,44 +171,20 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 		return err
 	}
 	defer stopTracing(context.Background())
-	reg := prometheus.NewRegistry()
-	metrics, err := streams.NewMetrics(reg)
-	if err != nil {
-		return err
-	}
-	audit, err := streams.NewAuditLog(kcl, cat.AuditTopic, "gateway", nil)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = audit.Flush(fctx)
-	}()
-	popts := []streams.ProducerOption{streams.Brokers(seeds...), streams.KafkaOptions(kopts...), streams.Tracing(tp), streams.Observe(metrics, audit)}
+	var popts []streams.ProducerOption
 	if o.spoolDir != "" {
 		popts = append(popts, streams.SpoolDir(o.spoolDir), streams.SpoolAfter(o.spoolAfter))
 	}
-	producers := map[string]*streams.Producer{}
-	defer func() { closeProducers(f, producers) }()
-	for _, sys := range systems {
-		p, err := streams.NewProducer(sys, serde, popts...)
-		if err != nil {
-			if errors.Is(err, streams.ErrConfig) {
-				return cmdutil.Usagef("%v", err)
-			}
-			return err
-		}
-		producers[sys] = p
-		metrics.ObserveSpool(p)
-	}
 	log := slog.New(slog.NewTextHandler(f.ErrOut, nil))
-	server, err := gw.New(gw.Config{Producers: producers, Credentials: creds, Redis: rdb, Kafka: kcl, Registry: serde.Registry(), Metrics: reg, TracerProvider: tp, Logger: log,
+	rt, err := Assemble(gw.Config{Credentials: creds, Redis: rdb, Kafka: kcl, TracerProvider: tp, Logger: log,
 		MaxBodyBytes: o.maxBodyBytes, MaxEventBytes: o.maxEventBytes, MaxBatchEvents: o.maxBatchEvents, PublishTimeout: o.publishTimeout,
-		WriteTimeout: o.publishTimeout + 15*time.Second, MaxBufferedBytes: o.maxBuffered, MaxParseBytes: o.maxParse, Limits: o.limits})
+		WriteTimeout: o.publishTimeout + 15*time.Second, MaxBufferedBytes: o.maxBuffered, MaxParseBytes: o.maxParse, Limits: o.limits},
+		cat, serde, append([]streams.ProducerOption{streams.Brokers(seeds...), streams.KafkaOptions(kopts...), streams.Tracing(tp)}, popts...)...)
 	if err != nil {
-		return cmdutil.Usagef("%v", err)
+		return err
 	}
+	defer rt.Close(f.ErrOut)
+	server := rt.Server
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return cmdutil.Usagef("--listen: %v", err)
@@ -240,13 +218,63 @@ func anyEnvToken(f *cmdutil.Factory, systems []string) bool {
 	return false
 }
 
-// closeProducers flushes every producer; with a spool, what the broker did not take stays on disk.
-func closeProducers(f *cmdutil.Factory, producers map[string]*streams.Producer) {
+// Runtime is a gateway on one catalog: a producer per system, the publish audit log and the
+// Server. `hotelbus gateway` and `hotelbus dev` both run it.
+type Runtime struct {
+	Server    *gw.Server
+	producers map[string]*streams.Producer
+	audit     *streams.AuditLog
+}
+
+// Assemble builds a Runtime from cfg, whose Credentials, Redis and Kafka (the client of the audit
+// log) must be set: it fills in the producers, one per system of cat built with popts and observed
+// by the gateway's metrics and audit log, the registry and the metrics. A configuration refused is
+// a usage error. Close it after the Server's Shutdown.
+func Assemble(cfg gw.Config, cat *topics.Catalog, serde *streams.Serde, popts ...streams.ProducerOption) (_ *Runtime, err error) {
+	reg := prometheus.NewRegistry()
+	metrics, err := streams.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	rt := &Runtime{producers: map[string]*streams.Producer{}}
+	if rt.audit, err = streams.NewAuditLog(cfg.Kafka, cat.AuditTopic, "gateway", nil); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			rt.Close(io.Discard)
+		}
+	}()
+	popts = append(popts, streams.Observe(metrics, rt.audit))
+	for _, s := range cat.Systems {
+		p, err := streams.NewProducer(s.Name, serde, popts...)
+		if err != nil {
+			if errors.Is(err, streams.ErrConfig) {
+				return nil, cmdutil.Usagef("%v", err)
+			}
+			return nil, err
+		}
+		rt.producers[s.Name] = p
+		metrics.ObserveSpool(p)
+	}
+	cfg.Producers, cfg.Registry, cfg.Metrics = rt.producers, serde.Registry(), reg
+	if rt.Server, err = gw.New(cfg); err != nil {
+		return nil, cmdutil.Usagef("%v", err)
+	}
+	return rt, nil
+}
+
+// Close flushes every producer (with a spool, what the broker did not take stays on disk), then
+// the audit log, reporting failures on errOut.
+func (rt *Runtime) Close(errOut io.Writer) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for sys, p := range producers {
+	for sys, p := range rt.producers {
 		if err := p.Close(ctx); err != nil {
-			fmt.Fprintf(f.ErrOut, "gateway: closing the %s producer: %v\n", sys, err)
+			fmt.Fprintf(errOut, "gateway: closing the %s producer: %v\n", sys, err)
 		}
+	}
+	if err := rt.audit.Flush(ctx); err != nil {
+		fmt.Fprintf(errOut, "gateway: audit log: %v\n", err)
 	}
 }

@@ -224,15 +224,23 @@ func (o *options) tokens(f *cmdutil.Factory, cat *topics.Catalog) (map[string]st
 		}
 	}
 	var dev map[string]string
-	if e, err := cmdutil.ReadEndpoints(f.DataDir); err == nil {
-		dev = e.Tokens
-	}
+	devNote := ""
 	var missing []string
 	for _, s := range cat.Systems {
 		if len(s.Publishes) == 0 || tokens[s.Name] != "" {
 			continue
 		}
-		if v, _, _ := strings.Cut(f.Getenv(gateway.EnvName(s.Name)), ","); v != "" {
+		v, _, _ := strings.Cut(f.Getenv(gateway.EnvName(s.Name)), ",")
+		if v == "" && dev == nil && devNote == "" {
+			e, file, err := f.DevStack("gateway tokens", func(e *cmdutil.Endpoints) bool { return len(e.Tokens) > 0 })
+			if err != nil {
+				devNote = "; " + err.Error()
+			} else {
+				dev = e.Tokens
+				fmt.Fprintf(f.ErrOut, "using the dev stack's gateway tokens from %s\n", file)
+			}
+		}
+		if v != "" {
 			tokens[s.Name] = v
 		} else if dev[s.Name] != "" {
 			tokens[s.Name] = dev[s.Name]
@@ -241,8 +249,8 @@ func (o *options) tokens(f *cmdutil.Factory, cat *topics.Catalog) (map[string]st
 		}
 	}
 	if len(missing) > 0 {
-		return nil, cmdutil.Usagef("no gateway token for %s: pass --gateway-tokens, set %s..., or start `hotelbus dev`",
-			strings.Join(missing, ", "), gateway.EnvPrefix)
+		return nil, cmdutil.Usagef("no gateway token for %s: pass --gateway-tokens, set %s..., or start `hotelbus dev`%s",
+			strings.Join(missing, ", "), gateway.EnvPrefix, devNote)
 	}
 	return tokens, nil
 }
