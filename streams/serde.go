@@ -148,6 +148,7 @@ func (s *Serde) encode(b []byte, env *Envelope, v *schemas.Version) ([]byte, err
 	if len(errs.list) > 0 {
 		if env.Data != nil {
 			validate(v.Data, env.Data, "data", errs)
+			hintVersion(errs, env.EventType, env.Version, v.String(), s.DataSchema)
 		}
 		return nil, errs.err()
 	}
@@ -170,6 +171,7 @@ func (s *Serde) encode(b []byte, env *Envelope, v *schemas.Version) ([]byte, err
 		return out, nil
 	}
 	validate(v.Data, env.Data, "data", errs)
+	hintVersion(errs, env.EventType, env.Version, v.String(), s.DataSchema)
 	if err := errs.err(); err != nil {
 		return nil, err
 	}
