@@ -3,6 +3,7 @@ package dev
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/hotelbus/hotelbus/schemas"
@@ -28,14 +29,22 @@ func explainHistory(o Options, states []schemas.SubjectState) error {
 	if o.SchemasDir != "" {
 		tree = o.SchemasDir
 	}
-	return fmt.Errorf(`%w: the registry in %s does not hold what %s has:
+	return fmt.Errorf(`dev: %w: the registry in %s holds schema versions that %s lacks or has otherwise:
   %s
-A version the tree lacks was registered by hand, e.g. by "hotelbus schemas register --dir <tree>"; every
-version a registry holds must stay in the tree. Either
-  keep the data (records, offsets, schema ids): register from that tree on every start,
+Such a version was registered from another schema tree (e.g. "hotelbus schemas register --dir <tree>")
+or its file was edited since; a registry never forgets a version. Either
+  keep the data (records, offsets, schema ids): register from that tree, on every start,
       hotelbus dev --data-dir %s --schemas-dir <tree>
-    or put its files into schemas/events/ and rebuild (go run ./cmd/hotelbus dev); or
+    (or put its files into schemas/events/ and rebuild: go run ./cmd/hotelbus dev); or
   lose the data: start over with
       hotelbus dev --data-dir %s --fresh`,
-		schemas.ErrHistory, o.DataDir+"/registry", tree, strings.Join(lines, "\n  "), o.DataDir, o.DataDir)
+		schemas.ErrHistory, filepath.Join(o.DataDir, "registry"), tree, strings.Join(lines, "\n  "), shellQuote(o.DataDir), shellQuote(o.DataDir))
+}
+
+// shellQuote returns s as one shell word.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+:@%,") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
