@@ -34,8 +34,8 @@ type Factory struct {
 	// DevSearch lists the data directories searched for a running dev stack (LocateDev); empty:
 	// DataDir alone.
 	DevSearch []string
-	// devFrom is the directory DevSearch walked up from, for DevStack's message.
-	devFrom string
+	// DevSearchFrom is the directory DevSearch walked up from, for DevStack's message.
+	DevSearchFrom string
 	// ConnectTimeout bounds Reachable (--connect-timeout, a flag of the root command; 0 is
 	// refused).
 	ConnectTimeout time.Duration
@@ -52,7 +52,7 @@ func System() *Factory {
 		cwd = "."
 	}
 	loc := LocateDev(f.Getenv, cwd)
-	f.DataDir, f.DevSearch, f.devFrom = loc.DataDir, loc.Search, loc.From
+	f.DataDir, f.DevSearch, f.DevSearchFrom = loc.DataDir, loc.Search, loc.From
 	return f
 }
 

@@ -199,8 +199,8 @@ func (f *Factory) DevStack(what string, has func(*Endpoints) bool) (*Endpoints, 
 		}
 	}
 	msg := "looked for a running `hotelbus dev` in:\n  " + strings.Join(found, "\n  ")
-	if f.devFrom != "" {
-		msg += fmt.Sprintf("\n  (the .hotelbus directories of %s and its parents, then the per-user state directory; %s overrides)", f.devFrom, EnvDataDir)
+	if f.DevSearchFrom != "" {
+		msg += fmt.Sprintf("\n  (the .hotelbus directories of %s and its parents, then the per-user state directory; %s overrides)", f.DevSearchFrom, EnvDataDir)
 	}
 	return nil, "", errors.New(msg)
 }
