@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 )
 
@@ -198,9 +199,12 @@ func (f *Factory) DevStack(what string, has func(*Endpoints) bool) (*Endpoints, 
 			return e, file, nil
 		}
 	}
+	if f.DevSearchFrom != "" && !slices.ContainsFunc(dirs, func(d string) bool { return filepath.Base(d) == DataDirName }) {
+		found = append([]string{fmt.Sprintf("%s and its parents: no %s directory", f.DevSearchFrom, DataDirName)}, found...)
+	}
 	msg := "looked for a running `hotelbus dev` in:\n  " + strings.Join(found, "\n  ")
 	if f.DevSearchFrom != "" {
-		msg += fmt.Sprintf("\n  (the .hotelbus directories of %s and its parents, then the per-user state directory; %s overrides)", f.DevSearchFrom, EnvDataDir)
+		msg += fmt.Sprintf("\n  (the %s directories of %s and its parents, then the per-user state directory; %s overrides)", DataDirName, f.DevSearchFrom, EnvDataDir)
 	}
 	return nil, "", errors.New(msg)
 }

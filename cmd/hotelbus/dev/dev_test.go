@@ -14,7 +14,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -356,4 +358,136 @@ func treeWithMinor(t *testing.T, eventType, field string) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// TestBinaryFindsDevStackFromAnywhere runs the built binary: with nothing running, a command says
+// where it looked; dev started in a subdirectory of the repository keeps its data in the
+// repository's .hotelbus; from another subdirectory, simulate --via gateway needs no flag, and
+// gateway and dispatch take the dev tokens and signing secret; a killed dev is reported stale; a
+// restart takes the same ports; HOTELBUS_DATA_DIR replaces the search.
+func TestBinaryFindsDevStackFromAnywhere(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no SIGINT on windows")
+	}
+	bin := cmdtest.Binary(t, "")
+	root := t.TempDir()
+	home, repo, elsewhere := filepath.Join(root, "home"), filepath.Join(root, "repo"), filepath.Join(root, "elsewhere")
+	sub, deep := filepath.Join(repo, "a"), filepath.Join(repo, "b", "c")
+	for _, d := range []string{home, sub, deep, elsewhere} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(repo, "go.mod"), []byte("module github.com/hotelbus/hotelbus\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(home, ".local", "state", "hotelbus")
+	dataDir := filepath.Join(repo, ".hotelbus")
+	env := []string{"HOME=" + home, "PATH=" + os.Getenv("PATH")}
+	command := func(dir string, extraEnv []string, args ...string) *exec.Cmd {
+		cmd := exec.Command(bin, args...)
+		cmd.Dir, cmd.Env = dir, append(slices.Clone(env), extraEnv...)
+		return cmd
+	}
+	run := func(dir string, extraEnv []string, args ...string) (int, string, string) {
+		t.Helper()
+		cmd := command(dir, extraEnv, args...)
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		done := time.AfterFunc(2*time.Minute, func() { _ = cmd.Process.Kill() })
+		defer done.Stop()
+		_ = cmd.Run()
+		return cmd.ProcessState.ExitCode(), out.String(), errOut.String()
+	}
+	// started runs a long-running command until its stderr shows want, then interrupts it.
+	started := func(dir, want string, args ...string) {
+		t.Helper()
+		cmd := command(dir, nil, args...)
+		var errOut syncBuffer
+		cmd.Stderr = &errOut
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = cmd.Process.Signal(syscall.SIGINT); _ = cmd.Wait() }()
+		for deadline := time.Now().Add(time.Minute); !strings.Contains(errOut.String(), want); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Errorf("%v: no %q within a minute:\n%s", args, want, errOut.String())
+				return
+			}
+		}
+	}
+	startDev := func() (*exec.Cmd, *syncBuffer, *cmdutil.Endpoints) {
+		t.Helper()
+		cmd := command(sub, nil, "dev")
+		var errOut syncBuffer
+		cmd.Stderr = &errOut
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+			if ep, err := cmdutil.ReadEndpoints(dataDir); err == nil && ep.PID == cmd.Process.Pid {
+				return cmd, &errOut, ep
+			}
+			if time.Now().After(deadline) {
+				_ = cmd.Process.Kill()
+				t.Fatalf("no %s/endpoints.json after a minute\n%s", dataDir, errOut.String())
+			}
+		}
+	}
+
+	code, _, errOut := run(elsewhere, nil, "lag")
+	if code != cmdutil.ExitUsage || !strings.Contains(errOut, state+": no endpoints.json") ||
+		!strings.Contains(errOut, "the .hotelbus directories of "+elsewhere+" and its parents") {
+		t.Errorf("lag with no dev stack: exit %d\n%s", code, errOut)
+	}
+
+	devCmd, _, first := startDev()
+	code, out, errOut := run(deep, nil, "simulate", "--via", "gateway", "--count", "30", "--rate", "0", "--seed", "7")
+	if code != 0 || !strings.Contains(out, "30 acknowledged, 0 failed") {
+		t.Errorf("simulate --via gateway from %s: exit %d\n%s%s", deep, code, out, errOut)
+	}
+	started(deep, "using the dev stack's tokens from "+filepath.Join(dataDir, cmdutil.EndpointsFile), "gateway", "--listen", "127.0.0.1:0")
+	started(deep, "signing with the dev stack's secret (dispatchSecret in "+filepath.Join(dataDir, cmdutil.EndpointsFile)+")",
+		"dispatch", "--system", "hotel-member", "--target", "http://127.0.0.1:9/", "--listen", "127.0.0.1:0")
+
+	_ = devCmd.Process.Kill()
+	_ = devCmd.Wait()
+	code, _, errOut = run(deep, nil, "lag")
+	if want := fmt.Sprintf("stale: the dev stack of pid %d is not running", devCmd.Process.Pid); code != cmdutil.ExitUsage || !strings.Contains(errOut, want) {
+		t.Errorf("lag after dev was killed: exit %d, want %q\n%s", code, want, errOut)
+	}
+	code, _, errOut = run(deep, []string{cmdutil.EnvDataDir + "=" + filepath.Join(root, "mine")}, "lag")
+	if code != cmdutil.ExitUsage || !strings.Contains(errOut, filepath.Join(root, "mine")+": no endpoints.json") || strings.Contains(errOut, dataDir) {
+		t.Errorf("lag with %s: exit %d\n%s", cmdutil.EnvDataDir, code, errOut)
+	}
+
+	devCmd, devErr, again := startDev()
+	if again.Kafka != first.Kafka || again.Registry != first.Registry || again.Redis != first.Redis || again.Gateway != first.Gateway || again.Monitor != first.Monitor {
+		t.Errorf("ports changed across a restart:\n%+v\n%+v\n%s", first, again, devErr.String())
+	}
+	if !maps.Equal(again.Tokens, first.Tokens) || again.DispatchSecret != first.DispatchSecret {
+		t.Errorf("tokens or secret changed across a restart")
+	}
+	_ = devCmd.Process.Signal(syscall.SIGINT)
+	if err := devCmd.Wait(); err != nil {
+		t.Errorf("dev after SIGINT: %v\n%s", err, devErr.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer a process writes while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
