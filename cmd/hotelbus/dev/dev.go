@@ -389,14 +389,15 @@ directory in the current directory or a parent; in a clone of the hotelbus repos
 <repository root>/.hotelbus; else the per-user state directory ($XDG_STATE_HOME/hotelbus, by default
 ~/.local/state/hotelbus). The other commands look for a running stack in the same places: every
 .hotelbus from the current directory up, then the per-user one ($` + cmdutil.EnvDataDir + ` alone when set),
-and say where they looked when none runs.
+and say where they looked when none runs; a stack on another --data-dir is found through
+` + cmdutil.EnvDataDir + ` only.
 
 dev refuses to start when the registry holds schema versions the schemas it registers lack (e.g.
 after ` + "`hotelbus schemas register --dir <tree>`" + `), naming each subject and version and the fix:
 --schemas-dir <tree> keeps the data, --fresh starts over.`,
 		Example: `  go run ./cmd/hotelbus dev
   hotelbus dev --data-dir /tmp/hb --fresh
-  HOTELBUS_DATA_DIR=/tmp/hb hotelbus dev       # and the other commands find it from anywhere
+  export HOTELBUS_DATA_DIR=/tmp/hb; hotelbus dev   # commands with the same variable find it from anywhere
   hotelbus dev --kafka-port 9092 --registry-port 8081 --gateway-port 8080`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {

@@ -55,7 +55,8 @@ Credentials (one or more tokens per system) come from --credentials, a file of
 "<system> <token or sha256:digest> [tenants=<patterns>]" lines or a directory with one file per
 system (a mounted Kubernetes secret) of "<token or sha256:digest> [tenants=<patterns>]" lines; from
 HOTELBUS_GATEWAY_TOKEN_<SYSTEM> variables (HOTELBUS_GATEWAY_TOKEN_HOTEL_PMS); or, given neither, from
-a running ` + "`hotelbus dev`" + ` stack's tokens. Keep digests at rest: print one with
+a running ` + "`hotelbus dev`" + ` stack's tokens (the ones of the gateway dev runs itself, in its
+endpoints.json). Keep digests at rest: print one with
   printf %s "$TOKEN" | sha256sum        (and write it as sha256:<hex>)
 tenants= scopes a credential: a comma-separated list of tenantIds and prefixes ending in "*"
 (tenants=sakura-*,kyoto-grand); a publish for another tenant is refused with 403.
@@ -76,7 +77,7 @@ With --spool-dir, events the broker cannot take are kept on disk (answer 202 "sp
 delivered in order later; without it they fail with 503. SIGINT or SIGTERM stops accepting
 connections, finishes the requests in flight and closes the producers (spooled events stay on disk
 for the next run).`,
-		Example: `  hotelbus gateway                                             # against a running hotelbus dev stack
+		Example: `  hotelbus gateway                                             # a second gateway on a running hotelbus dev stack, its tokens
   hotelbus gateway --listen :8080 --credentials /etc/hotelbus/tokens --spool-dir /var/lib/hotelbus/spool \
       --brokers kafka:9092 --registry http://registry:8081 --redis redis://redis:6379/0
   curl -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \

@@ -66,8 +66,10 @@ consumer groups that handle every event once.
 
 Commands that talk to Kafka, the registry or Redis take --brokers, --registry and --redis (or
 HOTELBUS_BROKERS, HOTELBUS_REGISTRY, HOTELBUS_REDIS); given none, they use a running
-` + "`hotelbus dev`" + ` stack's .hotelbus/endpoints.json. They check that each answers before the
-work starts and exit 1 naming the address when one does not within --connect-timeout.`,
+` + "`hotelbus dev`" + ` stack's endpoints.json, found in the .hotelbus directories from the current
+directory up, then the per-user state directory (HOTELBUS_DATA_DIR overrides; see hotelbus dev
+--help). They check that each answers before the work starts and exit 1 naming the address when
+one does not within --connect-timeout.`,
 		Example: `  hotelbus dev                                  # the whole platform on its embedded default
   hotelbus catalog                              # who publishes and subscribes to what
   hotelbus schemas check                        # lint and compatibility of schemas/

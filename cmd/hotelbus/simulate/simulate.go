@@ -64,11 +64,13 @@ default seed is random and printed.
 
 --via sdk (default) publishes with one Go producer per system (--brokers, --registry);
 --via gateway posts batches to a gateway (--gateway, tokens per system from --gateway-tokens, a file
-of "<system> <token>" lines, or HOTELBUS_GATEWAY_TOKEN_<SYSTEM>, or a running hotelbus dev stack).
+of "<system> <token>" lines, or HOTELBUS_GATEWAY_TOKEN_<SYSTEM>, or a running hotelbus dev stack, whose
+gateway and tokens --via gateway uses given no flag).
 It stops after --count events or --duration, or on Ctrl-C, waits for every outcome and prints a
 summary; it exits 1 when an event failed.`,
 		Example: `  hotelbus simulate --count 10000 --rate 500
   hotelbus simulate --tenants 50 --skew 1.2 --duration 10m --rate 200 --seed 7
+  hotelbus simulate --via gateway --count 1000                 # through a running hotelbus dev stack's gateway
   hotelbus simulate --via gateway --gateway http://localhost:8080 --gateway-tokens tokens.txt --count 5000 --json`,
 		Args: cobra.NoArgs,
 		RunE: cmdutil.Interruptible(func(ctx context.Context) error { return run(ctx, f, o) }),
