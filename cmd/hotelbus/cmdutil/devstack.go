@@ -126,6 +126,10 @@ type Endpoints struct {
 	PID int `json:"pid,omitempty"`
 }
 
+// Stale reports whether the process that wrote e is gone (it was killed before it could remove
+// the file). Without a pid (a file of an older dev) it is not known to be stale.
+func (e *Endpoints) Stale() bool { return e.PID != 0 && !processAlive(e.PID) }
+
 // EndpointsFile is the file name of Endpoints inside the data directory.
 const EndpointsFile = "endpoints.json"
 
@@ -191,7 +195,7 @@ func (f *Factory) DevStack(what string, has func(*Endpoints) bool) (*Endpoints, 
 			found = append(found, fmt.Sprintf("%s: no %s (no dev stack there)", dir, EndpointsFile))
 		case err != nil:
 			found = append(found, err.Error())
-		case e.PID != 0 && !processAlive(e.PID):
+		case e.Stale():
 			found = append(found, fmt.Sprintf("%s: stale: the dev stack of pid %d is not running (it did not stop cleanly); start `hotelbus dev` again", file, e.PID))
 		case !has(e):
 			found = append(found, fmt.Sprintf("%s: the running dev stack has no %s", file, what))

@@ -96,6 +96,10 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	if err := os.MkdirAll(o.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("dev: --data-dir: %w", err)
 	}
+	if e, err := cmdutil.ReadEndpoints(o.DataDir); err == nil && e.PID != 0 && !e.Stale() {
+		return nil, fmt.Errorf("dev: a dev stack (pid %d) already runs on %s (its endpoints are in %s): use it, stop it, or give another --data-dir",
+			e.PID, o.DataDir, filepath.Join(o.DataDir, cmdutil.EndpointsFile))
+	}
 	fsys := schemas.Embedded()
 	if o.SchemasDir != "" {
 		if st, err := os.Stat(o.SchemasDir); err != nil || !st.IsDir() {

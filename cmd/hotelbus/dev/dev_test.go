@@ -215,7 +215,8 @@ func TestCommandSurvivesInterrupt(t *testing.T) {
 }
 
 // TestRestartKeepsPortsTokensAndSecret: endpoints.json (mode 0600) holds the gateway, a token per
-// system and the dispatch secret; the gateway takes an event with its system's token; a restart
+// system and the dispatch secret; the gateway takes an event with its system's token; a second dev
+// on the same data directory is refused while the first runs; a restart
 // keeps the tokens, the secret and every port that is still free, and replaces a taken one with a
 // fresh port, saying so.
 func TestRestartKeepsPortsTokensAndSecret(t *testing.T) {
@@ -260,6 +261,9 @@ func TestRestartKeepsPortsTokensAndSecret(t *testing.T) {
 		if resp.StatusCode != want {
 			t.Errorf("gateway, %s's event with token %.8s...: %d, want %d", owner, token, resp.StatusCode, want)
 		}
+	}
+	if _, err := dev.Start(ctx, dev.Options{DataDir: dir}); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("a dev stack (pid %d) already runs on %s", os.Getpid(), dir)) {
+		t.Fatalf("a second dev on the same data directory: %v, want a refusal naming the running one", err)
 	}
 	s.Close()
 
