@@ -16,7 +16,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,6 +28,7 @@ import (
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/dev"
 	"github.com/hotelbus/hotelbus/schemas"
 	"github.com/hotelbus/hotelbus/streams"
+	"github.com/hotelbus/hotelbus/streams/streamstest"
 	"github.com/hotelbus/hotelbus/topics"
 )
 
@@ -407,7 +407,7 @@ func TestBinaryFindsDevStackFromAnywhere(t *testing.T) {
 	started := func(dir, want string, args ...string) {
 		t.Helper()
 		cmd := command(dir, nil, args...)
-		var errOut syncBuffer
+		var errOut streamstest.LogBuffer
 		cmd.Stderr = &errOut
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -420,10 +420,10 @@ func TestBinaryFindsDevStackFromAnywhere(t *testing.T) {
 			}
 		}
 	}
-	startDev := func() (*exec.Cmd, *syncBuffer, *cmdutil.Endpoints) {
+	startDev := func() (*exec.Cmd, *streamstest.LogBuffer, *cmdutil.Endpoints) {
 		t.Helper()
 		cmd := command(sub, nil, "dev")
-		var errOut syncBuffer
+		var errOut streamstest.LogBuffer
 		cmd.Stderr = &errOut
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -476,22 +476,4 @@ func TestBinaryFindsDevStackFromAnywhere(t *testing.T) {
 	if err := devCmd.Wait(); err != nil {
 		t.Errorf("dev after SIGINT: %v\n%s", err, devErr.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer a process writes while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
