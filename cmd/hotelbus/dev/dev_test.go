@@ -451,7 +451,7 @@ func TestBinaryFindsDevStackFromAnywhere(t *testing.T) {
 		t.Errorf("simulate --via gateway from %s: exit %d\n%s%s", deep, code, out, errOut)
 	}
 	started(deep, "using the dev stack's tokens from "+filepath.Join(dataDir, cmdutil.EndpointsFile), "gateway", "--listen", "127.0.0.1:0")
-	started(deep, "signing with the dev stack's secret (dispatchSecret in "+filepath.Join(dataDir, cmdutil.EndpointsFile)+")",
+	started(deep, "using the dev stack's signing secret (dispatchSecret in "+filepath.Join(dataDir, cmdutil.EndpointsFile)+")",
 		"dispatch", "--system", "hotel-member", "--target", "http://127.0.0.1:9/", "--listen", "127.0.0.1:0")
 
 	_ = devCmd.Process.Kill()

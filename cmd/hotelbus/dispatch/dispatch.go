@@ -224,7 +224,7 @@ func ReadSecrets(f *cmdutil.Factory, path string) ([][]byte, error) {
 			if err != nil {
 				return nil, cmdutil.Usagef("no signing secret: pass --secret-file, set %s, or start `hotelbus dev`; %v", EnvSecret, err)
 			}
-			fmt.Fprintf(f.ErrOut, "signing with the dev stack's secret (dispatchSecret in %s)\n", file)
+			fmt.Fprintf(f.ErrOut, "using the dev stack's signing secret (dispatchSecret in %s)\n", file)
 			s = e.DispatchSecret
 		}
 		parts = strings.Split(s, ",")
