@@ -82,7 +82,7 @@ func setLevel(t *testing.T, cl *sr.Client, level sr.CompatibilityLevel, subjects
 
 func levelOf(t *testing.T, cl *sr.Client, subj string) sr.CompatibilityLevel {
 	t.Helper()
-	res := cl.Compatibility(context.Background(), subj)
+	res := cl.Compatibility(sr.WithParams(context.Background(), sr.DefaultToGlobal), subj)
 	if res[0].Err != nil {
 		t.Fatalf("Compatibility %q: %v", subj, res[0].Err)
 	}
