@@ -639,14 +639,16 @@ func deleteSubject(st *state, q *request, subject string) (result, error) {
 
 func deleteVersion(st *state, q *request, subject, text string) (result, error) {
 	permanent := q.flag("permanent")
-	if _, err := parseVersion(text); err != nil {
+	v, err := parseVersion(text)
+	if err != nil {
 		return result{}, err
 	}
 	if !st.hasVersions(subject, true) {
 		return result{}, notFound(codeSubjectNotFound, subjectNotFoundMessageFmt, subject)
 	}
-	// "latest" is the latest live version, or with permanent=true the latest of all.
-	i, err := resolveVersion(st, subject, text, permanent)
+	// "latest" is the latest live version, or with permanent=true the latest of all; a numbered
+	// version is found deleted or not, and answered below.
+	i, err := resolveVersion(st, subject, text, permanent || v != 0)
 	if err != nil {
 		return result{}, err
 	}
