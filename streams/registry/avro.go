@@ -65,7 +65,6 @@ func parseAvro(text string, cache func() *avro.SchemaCache) (parsedAvro, error) 
 			d.field["type"] = reordered
 			moved = append(moved, fmt.Sprintf("%s:%d", d.name, branch))
 		}
-		d.field["default"] = d.value
 	}
 	full, err := parseJSON(raw, cache())
 	if err != nil {
@@ -99,7 +98,7 @@ func parseJSON(v any, cache *avro.SchemaCache) (avro.Schema, error) {
 // fieldDefault is a field's default, taken out of the schema for the first parse.
 type fieldDefault struct {
 	name     string
-	field    map[string]any // the field's JSON object, where the default is put back
+	field    map[string]any // the field's JSON object in the original schema, default included
 	value    any
 	resolved avro.Schema // the field's type, set by resolveDefaults
 }

@@ -3,7 +3,6 @@ package registry
 import (
 	"slices"
 	"sort"
-	"strconv"
 
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -207,5 +206,3 @@ func (rec *stored) json(subject string, v subjectVersion) schemaJSON {
 	return schemaJSON{Subject: subject, Version: v.version, ID: rec.id, SchemaType: rec.typ, References: rec.refs,
 		Schema: rec.text, Deleted: v.deleted}
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }
