@@ -19,12 +19,13 @@
 package registry
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -225,18 +226,44 @@ func (r *Registry) replayRegister(e entry) error {
 	return nil
 }
 
-// replayHTTP serves a journaled PUT or DELETE again; it must succeed as it did.
+// replayHTTP serves a journaled PUT or DELETE again; it must succeed as it did. Journals written
+// while the registry wrapped srfake may hold deletes srfake accepted and Confluent refuses: a
+// second soft delete (40404, 40406) is already applied, and a hard delete without a soft delete
+// first (40405, 40407) is replayed as both.
 func (r *Registry) replayHTTP(e entry) error {
-	req, err := http.NewRequestWithContext(context.Background(), e.Method, e.Target, bytes.NewReader([]byte(e.Body)))
-	var q *request
-	if err == nil {
-		q, err = parseRequest(req, []byte(e.Body))
-	}
-	if err == nil {
-		_, err = r.route(r.st, q)
+	err := r.replayRequest(e.Method, e.Target, e.Body)
+	var ae *apiError
+	if errors.As(err, &ae) && e.Method == http.MethodDelete {
+		switch ae.code {
+		case codeSubjectSoftDeleted, codeVersionSoftDeleted:
+			err = nil
+		case codeSubjectNotSoftDeleted, codeVersionNotSoftDeleted:
+			var u *url.URL
+			if u, err = url.Parse(e.Target); err != nil {
+				break
+			}
+			q := u.Query()
+			q.Del("permanent")
+			u.RawQuery = q.Encode()
+			if err = r.replayRequest(e.Method, u.String(), ""); err == nil {
+				err = r.replayRequest(e.Method, e.Target, e.Body)
+			}
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", e.Method, e.Target, err)
 	}
 	return nil
+}
+
+func (r *Registry) replayRequest(method, target, body string) error {
+	req, err := http.NewRequestWithContext(context.Background(), method, target, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	q, err := parseRequest(req, []byte(body))
+	if err == nil {
+		_, err = r.route(r.st, q)
+	}
+	return err
 }
