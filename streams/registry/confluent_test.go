@@ -129,6 +129,14 @@ func TestConfluentBehaviour(t *testing.T) {
 			fail("GET", "/subjects/s/versions/1", "", 404, 40402), get("/subjects/s/versions/1?deleted=true", 200, `"deleted":true`),
 			get("/schemas/ids/1/subjects", 200, "[]"), get("/schemas/ids/1/subjects?deleted=true", 200, `["s"]`),
 		}},
+		{"lookup with deleted=true finds soft-deleted versions", []call{
+			post("/subjects/s/versions", reg(sa), ""), post("/subjects/s/versions", reg(sb), ""), del("/subjects/s/versions/1", "1"),
+			fail("POST", "/subjects/s", reg(sa), 404, 40403), post("/subjects/s?deleted=true", reg(sa), `"version":1`),
+		}},
+		{"soft-deleted versions leave the compatibility checks", []call{
+			post("/subjects/s/versions", reg(sa), ""), del("/subjects/s/versions/1", "1"),
+			post("/subjects/s/versions", reg(sc), `{"id":2}`), get("/subjects/s/versions", 200, "[2]"),
+		}},
 		{"latest of a soft-deleted subject", []call{
 			post("/subjects/s/versions", reg(sa), ""), del("/subjects/s", ""),
 			fail("GET", "/subjects/s/versions/latest", "", 404, 40401), get("/subjects/s/versions/latest?deleted=true", 200, `"version":1`),
