@@ -19,7 +19,7 @@ import (
 // The REST API, answered as Confluent Schema Registry 7.x/8.x answers it for Avro: paths, query
 // parameters, status codes, error codes and messages follow Confluent's (io.confluent.kafka.
 // schemaregistry.rest.exceptions.Errors). The deliberate differences are listed in README.md,
-// "Schema registry".
+// "The embedded schema registry".
 
 // contentType is what Confluent answers with.
 const contentType = "application/vnd.schemaregistry.v1+json"
