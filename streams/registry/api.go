@@ -752,6 +752,9 @@ func mode(st *state, q *request, rest []string) (result, error) {
 	subject := ""
 	if len(rest) == 1 {
 		subject = rest[0]
+		if err := checkSubject(subject); err != nil {
+			return result{}, err
+		}
 	}
 	switch q.method {
 	case http.MethodGet:
