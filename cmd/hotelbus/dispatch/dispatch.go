@@ -88,7 +88,7 @@ the group.`,
 	fl.StringVar(&o.secretFile, "secret-file", "", "file holding the signing secrets, one per line, newest first (default: $"+EnvSecret+", comma-separated); each at least 16 bytes")
 	fl.StringVar(&o.authFile, "target-auth-file", "", "file of \"Name: value\" header lines sent to the target, e.g. \"Authorization: Bearer <token>\" (reread on change)")
 	fl.StringVar(&o.registry, "registry", "", "schema registry URL (env HOTELBUS_REGISTRY)")
-	fl.StringVar(&o.redis, "redis", "", "Redis URL for dedup, redis://host:port/db (env HOTELBUS_REDIS)")
+	fl.StringVar(&o.redis, "redis", "", "Redis URL for dedup: "+cmdutil.RedisURLUsage)
 	cmdutil.AddPrefixFlag(cmd, &o.prefix)
 	fl.DurationVar(&o.timeout, "timeout", 10*time.Second, "how long one delivery may take")
 	fl.IntVar(&o.attempts, "attempts", 5, "deliveries of one event before it is dead-lettered (transient failures)")
