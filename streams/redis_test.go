@@ -1,14 +1,17 @@
 package streams_test
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hotelbus/hotelbus/streams"
+	"github.com/hotelbus/hotelbus/streams/streamstest"
 )
 
 // TestNewRedisClientForms: each of the three URL forms gives the client of its kind with the
@@ -114,6 +117,46 @@ func TestRedactRedisURL(t *testing.T) {
 	} {
 		if got := streams.RedactRedisURL(in); got != want {
 			t.Errorf("RedactRedisURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestDedupKeysShareOneSlot: on the rig's real Redis Cluster, every dedup key of a group (any
+// source, any eventId, redriven or not) is in the slot of the group's hash tag, the slot
+// Dedup.Tag() gives OnDone's effects: a batch's pipeline, the coalesced done marks and the OnDone
+// transaction each go to one node.
+func TestDedupKeysShareOneSlot(t *testing.T) {
+	url := streamstest.RedisCluster(t)
+	if url == "" {
+		t.Skip("no Redis Cluster: HOTELBUS_TEST_REDIS_CLUSTER unset (runs under `make test`)")
+	}
+	rdb, err := streams.NewRedisClient(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	ctx := context.Background()
+	for _, group := range []string{"hotelbus.hotel-member", "f.x.hotel-common", "g"} {
+		d, err := streams.NewDedup(rdb, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := rdb.ClusterKeySlot(ctx, "effects:{"+d.Tag()+"}").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		slots := map[int64]bool{}
+		for _, source := range []string{"hotel-pms", "hotel-saas", "{evil}"} {
+			for _, id := range []string{uuid.NewString(), uuid.NewString() + "/redrive/" + uuid.NewString()} {
+				slot, err := rdb.ClusterKeySlot(ctx, d.Key(source, id)).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				slots[slot] = true
+			}
+		}
+		if len(slots) != 1 || !slots[want] {
+			t.Errorf("group %s: dedup keys in slots %v, want only %d (the slot of {%s})", group, slots, want, d.Tag())
 		}
 	}
 }

@@ -52,6 +52,9 @@ cleanup() {
 	for d in "$state"/broker.*; do
 		[[ ! -d $d ]] || bash "$RIG_DIR/broker.sh" stop "$d" || rc=1
 	done
+	for d in "$state"/redis-ha.*; do
+		[[ ! -d $d ]] || bash "$RIG_DIR/redis-ha.sh" stop "$d" || rc=1
+	done
 	for d in "$state"/cluster3.*; do
 		[[ ! -d $d ]] || HOTELBUS_RIG_TMP=$d bash "$RIG_DIR/cluster3.sh" stop || rc=1
 	done

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test rig: one combined Apache Kafka broker+controller (KRaft), one redis-server and the
-# interop peer's Python venv, all on loopback.
+# The test rig: one combined Apache Kafka broker+controller (KRaft), one redis-server, a Redis
+# Cluster of three masters (redis-ha.sh, for the tests that check the key layout on a Cluster) and
+# the interop peer's Python venv, all on loopback.
 #
 #   single.sh start [STATE_DIR]   start both, wait until they answer, write STATE_DIR/env
 #   single.sh stop  [STATE_DIR]   stop what STATE_DIR's pid files name
@@ -29,7 +30,7 @@ rig_start() {
 	rport=$(pick_port redis "${HOTELBUS_RIG_REDIS_PORT:-16379}" "${HOTELBUS_RIG_REDIS_PORT:-}")
 
 	local kdir=$state/kafka rdir=$state/redis
-	rm -rf "$kdir" "$rdir" "$state/env"
+	rm -rf "$kdir" "$rdir" "$state/redis-cluster" "$state/env"
 	mkdir -p "$kdir/data" "$kdir/logs" "$rdir"
 	{
 		broker_props 1 "$kport" "$cport" "127.0.0.1:$cport" "$kdir/data" 1
@@ -61,15 +62,18 @@ rig_start() {
 		fi
 		sleep 0.1
 	done
+	local cluster
+	cluster=$(bash "$RIG_DIR/redis-ha.sh" cluster "$state/redis-cluster")
 	wait_broker "127.0.0.1:$kport" 1 "$kdir" "${HOTELBUS_RIG_TIMEOUT:-120}"
 
 	cat >"$state/env" <<EOF
 export HOTELBUS_TEST_REAL=1
 export HOTELBUS_TEST_BROKERS=127.0.0.1:$kport
 export HOTELBUS_TEST_REDIS=redis://127.0.0.1:$rport/0
+export HOTELBUS_TEST_REDIS_CLUSTER=$cluster
 export HOTELBUS_TEST_PYTHON=$VENV/bin/python
 EOF
-	log "up: kafka 127.0.0.1:$kport, redis 127.0.0.1:$rport, python $VENV/bin/python (state $state)"
+	log "up: kafka 127.0.0.1:$kport, redis 127.0.0.1:$rport, redis cluster $cluster, python $VENV/bin/python (state $state)"
 }
 
 # rig_stop STATE_DIR
@@ -77,6 +81,7 @@ rig_stop() {
 	local state=$1
 	stop_pid "$state/kafka/pid" "-Dhotelbus.rig=$state/kafka" kafka
 	stop_pid "$state/redis/pid" redis-server redis-server
+	bash "$RIG_DIR/redis-ha.sh" stop "$state/redis-cluster"
 	rm -f "$state/env"
 }
 
