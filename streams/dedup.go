@@ -849,8 +849,14 @@ func (b *backoff) sleep(ctx context.Context) error {
 	}
 }
 
-// wait logs a failed Redis call and sleeps one backoff step (fail closed).
+// wait logs a failed Redis call and sleeps one backoff step (fail closed). A Cluster client is
+// asked to reload the cluster's layout meanwhile: go-redis does not do so when a pipeline cannot
+// reach a node, so after a master died it would keep sending the group's slot to the dead node
+// until its periodic refresh (TestRedisClusterFailover: 25 s instead of a few).
 func (b *backoff) wait(ctx context.Context, d *Dedup, op string, err error) error {
+	if cc, ok := d.rdb.(*redis.ClusterClient); ok {
+		cc.ReloadState(ctx)
+	}
 	d.cfg.logger.Warn("streams: dedup: Redis unreachable, waiting (fail-closed)", "op", op, "err", err, "retry_in", max(b.next, b.initial))
 	if serr := b.sleep(ctx); serr != nil {
 		return fmt.Errorf("streams: dedup %s: Redis unreachable (%v): %w", op, err, serr)

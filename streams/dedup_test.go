@@ -145,7 +145,7 @@ func newDedup(t *testing.T, rdb redis.UniversalClient, group string, opts ...str
 
 // goldenEvents returns a function making envelopes parsed from eventType's golden example, each
 // with a fresh eventId.
-func goldenEvents(t *testing.T, eventType string) func() *streams.Envelope {
+func goldenEvents(t testing.TB, eventType string) func() *streams.Envelope {
 	t.Helper()
 	set, cat := loadAll(t)
 	serde, _ := newSerde(t, set, cat)

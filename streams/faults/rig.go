@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/hotelbus/hotelbus/streams"
 	"github.com/hotelbus/hotelbus/streams/streamstest"
 )
 
@@ -233,4 +234,39 @@ func (r *RedisHA) Name(t testing.TB, addr string) string {
 		}
 	}
 	return ""
+}
+
+// Primary returns the address of the primary now: for a Sentinel set, the one the first Sentinel
+// that answers reports for master "hotelbus"; for a Cluster, the master that serves key's slot, as
+// a freshly started client sees the cluster.
+func (r *RedisHA) Primary(ctx context.Context, key string) (string, error) {
+	rest, ok := strings.CutPrefix(r.URL, "redis-sentinel://")
+	if !ok {
+		rdb, err := streams.NewRedisClient(r.URL, streams.RedisNoRetry())
+		if err != nil {
+			return "", err
+		}
+		defer rdb.Close()
+		cc, ok := rdb.(*redis.ClusterClient)
+		if !ok {
+			return "", fmt.Errorf("faults: %s is neither a Sentinel set nor a Cluster", r.URL)
+		}
+		node, err := cc.MasterForKey(ctx, key)
+		if err != nil {
+			return "", err
+		}
+		return node.Options().Addr, nil
+	}
+	addrs, master, _ := strings.Cut(rest, "/")
+	var errs []error
+	for _, addr := range strings.Split(addrs, ",") {
+		sc := redis.NewSentinelClient(&redis.Options{Addr: addr, MaxRetries: -1, DialerRetries: 1})
+		a, err := sc.GetMasterAddrByName(ctx, master).Result()
+		sc.Close()
+		if err == nil && len(a) == 2 {
+			return a[0] + ":" + a[1], nil
+		}
+		errs = append(errs, fmt.Errorf("sentinel %s: %v", addr, err))
+	}
+	return "", errors.Join(errs...)
 }
