@@ -16,6 +16,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -1001,6 +1002,12 @@ func TestDedupCountsKeysLost(t *testing.T) {
 			group := streamstest.Name(t, "g")
 			var logs streamstest.LogBuffer
 			d := newDedup(t, rdb, group, streams.DedupLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+			reg := prometheus.NewRegistry()
+			metrics, err := streams.NewMetrics(reg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			metrics.ObserveDedup(d)
 			for i, effects := range []bool{false, true} {
 				env := events()
 				key := d.Key(env.Metadata.Source, env.EventID)
@@ -1025,6 +1032,9 @@ func TestDedupCountsKeysLost(t *testing.T) {
 				}
 				if got := d.KeysLost(); got != int64(i+1) {
 					t.Errorf("effects %v: KeysLost = %d, want %d", effects, got, i+1)
+				}
+				if got := metricValue(t, reg, "hotelbus_dedup_keys_lost_total", map[string]string{"group": group}); got != float64(i+1) {
+					t.Errorf("effects %v: hotelbus_dedup_keys_lost_total = %v, want %d", effects, got, i+1)
 				}
 				if !strings.Contains(logs.String(), "Redis lost the lease") || !strings.Contains(logs.String(), env.EventID) {
 					t.Errorf("effects %v: no warning naming the eventId:\n%s", effects, logs.String())

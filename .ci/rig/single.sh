@@ -10,14 +10,16 @@
 # the pid files and `env`, a file of `export` lines with the HOTELBUS_TEST_* variables.
 # Ports (default 19092 broker, 19093 controller, 16379 redis) come from HOTELBUS_RIG_KAFKA_PORT,
 # HOTELBUS_RIG_CONTROLLER_PORT, HOTELBUS_RIG_REDIS_PORT; a busy explicit port is refused, a busy
-# default one is replaced by a free port. Also sourced by test.sh for rig_start / rig_stop.
+# default one is replaced by a free port; the Redis Cluster takes free ports, or three from
+# HOTELBUS_RIG_REDIS_CLUSTER_PORT on. Also sourced by test.sh for rig_start / rig_stop.
 set -euo pipefail
 # shellcheck source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-# rig_start STATE_DIR
+# rig_start STATE_DIR (its variable is not called state: a die in here runs the caller's EXIT
+# trap inside this function, where a local "state" would hide the caller's)
 rig_start() {
-	local state=$1
+	local dir=$1
 	locked ensure_debs
 	locked ensure_kafka_jars
 	need_cmd "$JAVA"
@@ -29,8 +31,8 @@ rig_start() {
 	RIG_TAKEN="$kport $cport"
 	rport=$(pick_port redis "${HOTELBUS_RIG_REDIS_PORT:-16379}" "${HOTELBUS_RIG_REDIS_PORT:-}")
 
-	local kdir=$state/kafka rdir=$state/redis
-	rm -rf "$kdir" "$rdir" "$state/redis-cluster" "$state/env"
+	local kdir=$dir/kafka rdir=$dir/redis
+	rm -rf "$kdir" "$rdir" "$dir/redis-cluster" "$dir/env"
 	mkdir -p "$kdir/data" "$kdir/logs" "$rdir"
 	{
 		broker_props 1 "$kport" "$cport" "127.0.0.1:$cport" "$kdir/data" 1
@@ -63,17 +65,17 @@ rig_start() {
 		sleep 0.1
 	done
 	local cluster
-	cluster=$(bash "$RIG_DIR/redis-ha.sh" cluster "$state/redis-cluster")
+	cluster=$(HOTELBUS_RIG_REDIS_HA_PORT=${HOTELBUS_RIG_REDIS_CLUSTER_PORT:-} bash "$RIG_DIR/redis-ha.sh" cluster "$dir/redis-cluster")
 	wait_broker "127.0.0.1:$kport" 1 "$kdir" "${HOTELBUS_RIG_TIMEOUT:-120}"
 
-	cat >"$state/env" <<EOF
+	cat >"$dir/env" <<EOF
 export HOTELBUS_TEST_REAL=1
 export HOTELBUS_TEST_BROKERS=127.0.0.1:$kport
 export HOTELBUS_TEST_REDIS=redis://127.0.0.1:$rport/0
 export HOTELBUS_TEST_REDIS_CLUSTER=$cluster
 export HOTELBUS_TEST_PYTHON=$VENV/bin/python
 EOF
-	log "up: kafka 127.0.0.1:$kport, redis 127.0.0.1:$rport, redis cluster $cluster, python $VENV/bin/python (state $state)"
+	log "up: kafka 127.0.0.1:$kport, redis 127.0.0.1:$rport, redis cluster $cluster, python $VENV/bin/python (state $dir)"
 }
 
 # rig_stop STATE_DIR
