@@ -106,7 +106,7 @@ type Dedup struct {
 	seq    atomic.Uint64
 	fin    finisher
 
-	hits, acquired, waits, roundTrips, takeOvers, keysLost atomic.Int64
+	hits, acquired, waits, roundTrips, takeOvers, keysLost, redisFailures atomic.Int64
 }
 
 // dedupStatus is what the middleware knows about a message's key.
@@ -268,6 +268,11 @@ func (d *Dedup) TakeOvers() int64 { return d.takeOvers.Load() }
 // TakeOvers, are where a duplicate delivery caused by a Redis failover shows.
 func (d *Dedup) KeysLost() int64 { return d.keysLost.Load() }
 
+// RedisFailures counts Redis calls of the protocol that failed (Redis unreachable, no primary
+// during a failover, a timeout): each is followed by a backoff (fail closed) or by handling without
+// deduplication (DedupFailOpen).
+func (d *Dedup) RedisFailures() int64 { return d.redisFailures.Load() }
+
 // lostKey counts and logs a lease Redis no longer had (see KeysLost).
 func (d *Dedup) lostKey(m *Message, st *dedupState, when string) {
 	d.keysLost.Add(1)
@@ -334,6 +339,7 @@ func (d *Dedup) Prepare(ctx context.Context, batch []*Message) error {
 			return fmt.Errorf("streams: dedup prepare: %w", ctx.Err())
 		}
 		if d.cfg.failOpen {
+			d.redisFailures.Add(1)
 			d.cfg.logger.Error("streams: dedup: Redis unreachable, handling the batch WITHOUT deduplication (fail-open)",
 				"err", err, "messages", len(batch))
 			for _, m := range batch {
@@ -558,6 +564,7 @@ func (d *Dedup) unreachable(ctx context.Context, m *Message, st *dedupState, bo 
 		return fmt.Errorf("streams: dedup %s: %w", op, ctx.Err())
 	}
 	if d.cfg.failOpen {
+		d.redisFailures.Add(1)
 		d.cfg.logger.Error("streams: dedup: Redis unreachable, handling WITHOUT deduplication (fail-open)",
 			"err", err, "key", st.key, "topic", m.Record.Topic, "partition", m.Record.Partition, "offset", m.Record.Offset)
 		st.status = statusOpen
@@ -602,6 +609,7 @@ func (d *Dedup) run(ctx context.Context, m *Message, st *dedupState, next Handle
 			return nil
 		}
 		if d.cfg.failOpen {
+			d.redisFailures.Add(1)
 			d.cfg.logger.Error("streams: dedup: Redis unreachable, event handled but NOT marked done (fail-open)",
 				"key", st.key, "err", ferr)
 			if st.effects != nil {
@@ -854,6 +862,7 @@ func (b *backoff) sleep(ctx context.Context) error {
 // reach a node, so after a master died it would keep sending the group's slot to the dead node
 // until its periodic refresh (TestRedisClusterFailover: 25 s instead of a few).
 func (b *backoff) wait(ctx context.Context, d *Dedup, op string, err error) error {
+	d.redisFailures.Add(1)
 	if cc, ok := d.rdb.(*redis.ClusterClient); ok {
 		cc.ReloadState(ctx)
 	}

@@ -18,7 +18,8 @@ import (
 //	hotelbus_handler_duration_seconds{group,event_type}          time in the chain (dedup, retries included)
 //	hotelbus_end_to_end_latency_seconds{group,event_type}        handled time minus the event's timestamp
 //	hotelbus_dedup_hits_total{group}
-//	hotelbus_dedup_takeovers_total{group}, hotelbus_dedup_keys_lost_total{group}  (ObserveDedup)
+//	hotelbus_dedup_takeovers_total{group}, hotelbus_dedup_keys_lost_total{group},
+//	hotelbus_dedup_redis_failures_total{group}                   (ObserveDedup)
 //	hotelbus_retries_total{group,event_type}                     attempts after the first
 //	hotelbus_dead_letters_total{group,error_class}
 //	hotelbus_spool_depth_events{system}, hotelbus_spool_oldest_age_seconds{system}
@@ -86,6 +87,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 				"Expired leases of other owners taken over: events whose earlier attempt started and never finished (a possible repeat).", []string{"group"}, nil),
 			keysLost: prometheus.NewDesc("hotelbus_dedup_keys_lost_total",
 				"Leases Redis no longer had when extended or marked done (a failover or restart lost them): another owner may have handled the event too.", []string{"group"}, nil),
+			redisFailures: prometheus.NewDesc("hotelbus_dedup_redis_failures_total",
+				"Redis calls of the dedup protocol that failed (unreachable, no primary during a failover, timeout).", []string{"group"}, nil),
 		},
 	}
 	for _, c := range []prometheus.Collector{m.published, m.consumed, m.handled, m.duration, m.latency, m.dedupHits, m.retries, m.deadLetters, m.spool, m.dedup} {
@@ -113,8 +116,8 @@ func (m *Metrics) ObserveSpool(p *Producer) {
 	m.spool.producers = append(m.spool.producers, p)
 }
 
-// ObserveDedup exports d's TakeOvers and KeysLost, read at each scrape: the events a crash or a
-// Redis failover may have handled twice.
+// ObserveDedup exports d's TakeOvers and KeysLost (the events a crash or a Redis failover may have
+// handled twice) and RedisFailures, read at each scrape.
 func (m *Metrics) ObserveDedup(d *Dedup) {
 	m.dedup.mu.Lock()
 	defer m.dedup.mu.Unlock()
@@ -123,14 +126,15 @@ func (m *Metrics) ObserveDedup(d *Dedup) {
 
 // dedupCollector reads the counters of the observed Dedups when scraped.
 type dedupCollector struct {
-	takeOvers, keysLost *prometheus.Desc
-	mu                  sync.Mutex
-	dedups              []*Dedup
+	takeOvers, keysLost, redisFailures *prometheus.Desc
+	mu                                 sync.Mutex
+	dedups                             []*Dedup
 }
 
 func (c *dedupCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.takeOvers
 	ch <- c.keysLost
+	ch <- c.redisFailures
 }
 
 func (c *dedupCollector) Collect(ch chan<- prometheus.Metric) {
@@ -139,6 +143,7 @@ func (c *dedupCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, d := range c.dedups {
 		ch <- prometheus.MustNewConstMetric(c.takeOvers, prometheus.CounterValue, float64(d.TakeOvers()), d.tag)
 		ch <- prometheus.MustNewConstMetric(c.keysLost, prometheus.CounterValue, float64(d.KeysLost()), d.tag)
+		ch <- prometheus.MustNewConstMetric(c.redisFailures, prometheus.CounterValue, float64(d.RedisFailures()), d.tag)
 	}
 }
 
