@@ -78,9 +78,12 @@ import (
 // never seen; and order is the consumer's, which Redis does not decide. The scripts treat a
 // vanished key as the caller's (extend, finish), so an owner whose lease was lost in the
 // failover finishes normally. While no primary answers (the failover window, seconds), Dedup
-// fails closed as for any outage. DedupWaitReplicas bounds what a failover can lose: done marks
-// are acknowledged by a replica before the handler's success is reported, so only events whose
-// done mark was in flight at the crash can be handled twice.
+// fails closed as for any outage. A lost lease is seen by its owner (KeysLost, logged with the
+// eventId); a lost done mark is not seen by anyone (the key reads as never seen), so such a
+// duplicate leaves no trace but the failover itself. DedupWaitReplicas (one server or Sentinel,
+// not a Cluster) bounds what a failover can lose: done marks are acknowledged by a replica before
+// the handler's success is reported, so only events whose done mark was in flight at the crash
+// can be handled twice, and a WAIT that timed out is logged.
 //
 // The source and eventId are the envelope's; for a record whose decoding failed transiently (a
 // retryable DecodeErr, such as the registry being unreachable) they are the record's source and
