@@ -2,12 +2,18 @@ package streams_test
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
+
 	"github.com/hotelbus/hotelbus/streams"
+	"github.com/hotelbus/hotelbus/streams/streamstest"
 )
 
 // EnvBenchRedisReplicated names a Redis whose primary has at least one replica (a
@@ -77,5 +83,52 @@ func BenchmarkDedupWaitReplicas(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
 		})
+	}
+}
+
+// TestDedupWaitReplicas: a done mark with DedupWaitReplicas waits for a replica (no warning on a
+// primary with one; a warning naming WAIT on miniredis, which has none), and NewDedup refuses the
+// option with a Cluster client (its pipeline's WAIT would go to any node).
+func TestDedupWaitReplicas(t *testing.T) {
+	cl, err := streams.NewRedisClient("redis-cluster://127.0.0.1:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := streams.NewDedup(cl, "g", streams.DedupWaitReplicas(1, time.Second)); !errors.Is(err, streams.ErrConfig) {
+		t.Errorf("Cluster client with DedupWaitReplicas: %v, want ErrConfig", err)
+	}
+	if _, err := streams.NewDedup(cl, "g", streams.DedupWaitReplicas(1, 0)); !errors.Is(err, streams.ErrConfig) {
+		t.Errorf("DedupWaitReplicas without a timeout: %v, want ErrConfig", err)
+	}
+
+	urls := map[string]bool{"redis://" + miniredis.RunT(t).Addr(): false}
+	if u := os.Getenv(EnvBenchRedisReplicated); u != "" {
+		urls[u] = true
+	}
+	events := goldenEvents(t, "reservation.created")
+	for url, replicated := range urls {
+		rdb, err := streams.NewRedisClient(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var logs streamstest.LogBuffer
+		d := newDedup(t, rdb, streamstest.Name(t, "g"), streams.DedupWaitReplicas(1, 200*time.Millisecond),
+			streams.DedupLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+		m := dedupMsg(events(), "g", "t", 0, 1)
+		ctx := testCtx(t)
+		if err := d.Prepare(ctx, []*streams.Message{m}); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Middleware()(func(context.Context, *streams.Message) error { return nil })(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		if v := rdb.Get(ctx, d.Key(m.Envelope.Metadata.Source, m.Envelope.EventID)).Val(); v != "done" {
+			t.Errorf("%s: key = %q, want done", url, v)
+		}
+		if warned := strings.Contains(logs.String(), "not acknowledged by enough replicas"); warned == replicated {
+			t.Errorf("%s (replicated %v): WAIT warning %v:\n%s", url, replicated, warned, logs.String())
+		}
+		rdb.Close()
 	}
 }
