@@ -89,7 +89,7 @@ func Load(fsys fs.FS, env string) (*Catalog, error) {
 	if _, ok := tf.Environments[env]; env != "" && !ok {
 		return nil, invalid(TopicsFile, "environments", "unknown environment %q (declared: %s)", env, strings.Join(sortedKeys(tf.Environments), ", "))
 	}
-	c := &Catalog{Env: env, systems: map[string]int{}, topics: map[string]int{}, route: map[string]int{}, owner: map[string]string{},
+	c := &Catalog{Env: env, Environments: sortedKeys(tf.Environments), systems: map[string]int{}, topics: map[string]int{}, route: map[string]int{}, owner: map[string]string{},
 		orderingKeys: map[string]string{}}
 	if err := c.loadSystems(cf); err != nil {
 		return nil, err

@@ -41,9 +41,11 @@ const (
 // Catalog is the validated, environment-resolved view of the declarations.
 type Catalog struct {
 	// Env is the environment the settings were resolved for ("" = the defaults).
-	Env     string
-	Systems []System
-	Topics  []Topic
+	Env string
+	// Environments are the environments topics.yaml declares, sorted.
+	Environments []string
+	Systems      []System
+	Topics       []Topic
 	// AuditTopic is the audit log every system writes (see streams.AuditRecord).
 	AuditTopic string
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test rig: one combined Apache Kafka broker+controller (KRaft), one redis-server, a Redis
-# Cluster of three masters (redis-ha.sh, for the tests that check the key layout on a Cluster) and
-# the interop peer's Python venv, all on loopback.
+# Cluster of three masters (redis-ha.sh, for the tests that check the key layout on a Cluster),
+# the interop peer's Python venv and the npm tools of the contract checks, all on loopback.
 #
 #   single.sh start [STATE_DIR]   start both, wait until they answer, write STATE_DIR/env
 #   single.sh stop  [STATE_DIR]   stop what STATE_DIR's pid files name
@@ -53,8 +53,9 @@ rig_start() {
 		--dir "$rdir" --logfile "$rdir/redis.log" </dev/null >/dev/null 2>&1 &
 	echo $! >"$rdir/pid"
 
-	# The venv is built while the broker boots.
+	# The venv and the npm tools are installed while the broker boots.
 	locked ensure_venv
+	locked ensure_npm_tools
 
 	local start=$SECONDS
 	until [[ $(redis-cli -h 127.0.0.1 -p "$rport" ping 2>/dev/null) == PONG ]]; do
@@ -74,6 +75,7 @@ export HOTELBUS_TEST_BROKERS=127.0.0.1:$kport
 export HOTELBUS_TEST_REDIS=redis://127.0.0.1:$rport/0
 export HOTELBUS_TEST_REDIS_CLUSTER=$cluster
 export HOTELBUS_TEST_PYTHON=$VENV/bin/python
+export HOTELBUS_TEST_NODE_MODULES=$NPM_TOOLS/node_modules
 EOF
 	log "up: kafka 127.0.0.1:$kport, redis 127.0.0.1:$rport, redis cluster $cluster, python $VENV/bin/python (state $dir)"
 }

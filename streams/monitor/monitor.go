@@ -250,7 +250,7 @@ func New(cfg Config) (*Monitor, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	m := &Monitor{cfg: cfg, lag: lag.NewReader(cfg.Client), adm: kadm.NewClient(cfg.Client), owner: map[string]string{},
+	m := &Monitor{cfg: cfg, lag: lag.NewReader(cfg.Client, lag.CatalogTopics(cfg.Catalog)), adm: kadm.NewClient(cfg.Client), owner: map[string]string{},
 		dlqOf: map[string]string{}, ends: map[string]int64{}, dlq: map[string]*dlqStats{},
 		audit: newRing(cfg.TailSize), events: newRing(cfg.TailSize), changed: make(chan struct{})}
 	cat := cfg.Catalog

@@ -33,7 +33,7 @@ func TestMetricsExact(t *testing.T) {
 		t.Run(b.Name, func(t *testing.T) {
 			r := newRig(t, b)
 			topic := r.topicOf(t, "reservation.created")
-			member, common := r.system(t, "hotel-member"), r.system(t, "hotel-common")
+			member, common, saas := r.system(t, "hotel-member"), r.system(t, "hotel-common"), r.system(t, "hotel-saas")
 			base := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
 			for i := range 6 {
 				r.produce(t, r.event(t, "reservation.created", "hotel-kyoto", fmt.Sprintf("corr-%d", i), 0, base.Add(time.Duration(i)*time.Second)))
@@ -58,13 +58,17 @@ func TestMetricsExact(t *testing.T) {
 				series("hotelbus_consumer_group_lag", "group", member.Group, "partition", "0", "topic", topic):         4,
 				series("hotelbus_consumer_group_lag", "group", member.Group, "partition", "1", "topic", topic):         0,
 				series("hotelbus_consumer_group_lag", "group", common.Group, "partition", "0", "topic", topic):         0,
+				series("hotelbus_consumer_group_lag", "group", common.Group, "partition", "1", "topic", topic):         2,
+				series("hotelbus_consumer_group_lag", "group", saas.Group, "partition", "0", "topic", topic):           6,
+				series("hotelbus_consumer_group_lag", "group", saas.Group, "partition", "1", "topic", topic):           2,
 				series("hotelbus_consumer_group_lag_seconds", "group", member.Group, "partition", "0", "topic", topic): wantSeconds,
 				series("hotelbus_consumer_group_lag_seconds", "group", member.Group, "partition", "1", "topic", topic): 0,
 				series("hotelbus_consumer_group_lag_seconds", "group", common.Group, "partition", "0", "topic", topic): 0,
 				series("hotelbus_consumer_group_members", "group", member.Group):                                       0,
 				series("hotelbus_consumer_group_state", "group", member.Group, "state", "Empty"):                       1,
 				series("hotelbus_consumer_group_state", "group", member.Group, "state", "Stable"):                      0,
-				series("hotelbus_consumer_group_state", "group", r.system(t, "hotel-saas").Group, "state", "Dead"):     1,
+				series("hotelbus_consumer_group_state", "group", saas.Group, "state", "NotStarted"):                    1,
+				series("hotelbus_consumer_group_state", "group", saas.Group, "state", "Dead"):                          0,
 				series("hotelbus_monitor_dead_letters", "error_class", "permanent", "system", "hotel-member"):          2,
 				series("hotelbus_monitor_dead_letters", "error_class", "decode", "system", "hotel-member"):             1,
 				series("hotelbus_monitor_dead_letters", "error_class", "retries-exhausted", "system", "hotel-pms"):     1,
@@ -80,15 +84,17 @@ func TestMetricsExact(t *testing.T) {
 					t.Errorf("%s = %s, want %v", k, v, w)
 				}
 			}
-			// No other lag series: three partitions were committed to, nothing else is measured.
+			// No other lag series: three partitions were committed to; a group that never committed on a
+			// partition of a topic it reads (hotel-common's partition 1, every partition of hotel-saas,
+			// which never started) has all its records pending; empty partitions add nothing.
 			n := 0
 			for k := range got {
 				if strings.HasPrefix(k, "hotelbus_consumer_group_lag{") {
 					n++
 				}
 			}
-			if n != 3 {
-				t.Errorf("%d hotelbus_consumer_group_lag series, want 3", n)
+			if n != 6 {
+				t.Errorf("%d hotelbus_consumer_group_lag series, want 6", n)
 			}
 			if wantSeconds < 58 {
 				t.Errorf("time lag %.3f s, want about 58 s", wantSeconds)
@@ -106,7 +112,7 @@ func TestMetricsExact(t *testing.T) {
 						t.Errorf("flow %+v", f)
 					}
 				case f.From == "hotel-pms" && f.To == "hotel-common":
-					if f.Consumed != 6 || f.Lag != 0 {
+					if f.Consumed != 6 || f.Lag != 2 {
 						t.Errorf("flow %+v", f)
 					}
 				case f.Consumed != 0:

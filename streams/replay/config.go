@@ -55,6 +55,8 @@ type Config struct {
 	// them are read and only those types are kept (--event-type).
 	EventTypes []string
 	// Topics selects topics by name, in or outside the catalog (--topic).
+	// With none of Systems, EventTypes and Topics, the replay reads every event topic of the catalog
+	// (the analyst's "everything of one tenant" with Tenants).
 	Topics []string
 
 	// From and To bound the replay by Kafka record timestamp (log time): records at From are
@@ -123,8 +125,6 @@ func (c *Config) validate() error {
 	switch {
 	case len(c.Brokers) == 0:
 		return bad("Brokers: at least one seed broker is required")
-	case len(c.Systems)+len(c.EventTypes)+len(c.Topics) == 0:
-		return bad("choose what to replay: --system, --event-type or --topic")
 	case !c.To.IsZero() && !c.From.IsZero() && !c.From.Before(c.To):
 		return bad("--from %s is not before --to %s", c.From.Format(time.RFC3339Nano), c.To.Format(time.RFC3339Nano))
 	case c.FromOffset < -1:

@@ -11,4 +11,13 @@ var (
 	// Config.WhereCostLimit on one record; the message names the limit, its flag and the record.
 	// Not retried: the expression, or the limit, must change.
 	ErrWhereCost = errors.New("replay: --where exceeds its cost limit")
+
+	// ErrResyncConfig is wrapped by the errors of PlanResync for a request that cannot work (an
+	// unknown system, one that subscribes to nothing); the message names the flag. Not retried.
+	ErrResyncConfig = errors.New("resync: invalid request")
+
+	// ErrLiveMembers is returned by ResyncPlan.Apply when the group has live members and force is
+	// off: they would overwrite the moved offsets with their own commits. Not retried as such: stop
+	// the members first.
+	ErrLiveMembers = errors.New("resync: the consumer group has live members")
 )

@@ -14,10 +14,6 @@ import (
 	"github.com/hotelbus/hotelbus/topics"
 )
 
-// ErrLiveMembers is returned by ResyncPlan.Apply when the group has live members and force is off:
-// they would overwrite the moved offsets with their own commits.
-var ErrLiveMembers = errors.New("replay: the consumer group has live members")
-
 // Move is one partition of a resync: the group's committed offset (-1: none) and the offset it
 // moves to, the first at or after the resync time (the end of the partition when there is none).
 type Move struct {
@@ -41,16 +37,16 @@ type ResyncPlan struct {
 func PlanResync(ctx context.Context, adm *kadm.Client, cat *topics.Catalog, system string, at time.Time) (*ResyncPlan, error) {
 	sys, err := cat.LookupSystem(system)
 	if err != nil {
-		return nil, fmt.Errorf("%w: --system: %w", ErrConfig, err)
+		return nil, fmt.Errorf("%w: --system: %w", ErrResyncConfig, err)
 	}
 	names := cat.SubscribedTopics(system)
 	if len(names) == 0 {
-		return nil, fmt.Errorf("%w: --system: %s subscribes to nothing", ErrConfig, system)
+		return nil, fmt.Errorf("%w: --system: %s subscribes to nothing", ErrResyncConfig, system)
 	}
 	p := &ResyncPlan{System: system, Group: sys.Group, At: at.UTC()}
 	groups, err := adm.DescribeGroups(ctx, sys.Group)
 	if err != nil {
-		return nil, fmt.Errorf("replay: describing group %s: %w", sys.Group, err)
+		return nil, fmt.Errorf("resync: describing group %s: %w", sys.Group, err)
 	}
 	if g, ok := groups[sys.Group]; ok && g.Err == nil {
 		for _, m := range g.Members {
@@ -62,14 +58,14 @@ func PlanResync(ctx context.Context, adm *kadm.Client, cat *topics.Catalog, syst
 		committed, err = nil, nil // a group that never committed
 	}
 	if err != nil {
-		return nil, fmt.Errorf("replay: fetching the offsets of group %s: %w", sys.Group, err)
+		return nil, fmt.Errorf("resync: fetching the offsets of group %s: %w", sys.Group, err)
 	}
 	targets, err := adm.ListOffsetsAfterMilli(ctx, at.UnixMilli(), names...)
 	if err == nil {
 		err = listErr(targets, names)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("replay: listing offsets at %s: %w", at.Format(time.RFC3339Nano), err)
+		return nil, fmt.Errorf("resync: listing offsets at %s: %w", at.Format(time.RFC3339Nano), err)
 	}
 	targets.Each(func(o kadm.ListedOffset) {
 		m := Move{Topic: o.Topic, Partition: o.Partition, Old: -1, New: o.Offset}
@@ -87,19 +83,28 @@ func PlanResync(ctx context.Context, adm *kadm.Client, cat *topics.Catalog, syst
 	return p, nil
 }
 
+// Refusal is the error Apply would return without force (ErrLiveMembers while the group has live
+// members), nil when Apply would go ahead; a dry run prints it as a warning.
+func (p *ResyncPlan) Refusal() error {
+	if len(p.Members) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s has %d (%s): stop the system's consumers first, or pass --force",
+		ErrLiveMembers, p.Group, len(p.Members), strings.Join(p.Members, ", "))
+}
+
 // Apply commits the planned offsets for the group. With live members it refuses with
 // ErrLiveMembers unless force is set (the broker may still refuse a commit for an active group).
 func (p *ResyncPlan) Apply(ctx context.Context, adm *kadm.Client, force bool) error {
-	if len(p.Members) > 0 && !force {
-		return fmt.Errorf("%w: %s has %d (%s): stop the system's consumers first, or pass --force",
-			ErrLiveMembers, p.Group, len(p.Members), strings.Join(p.Members, ", "))
+	if err := p.Refusal(); err != nil && !force {
+		return err
 	}
 	os := make(kadm.Offsets)
 	for _, m := range p.Moves {
 		os.Add(kadm.Offset{Topic: m.Topic, Partition: m.Partition, At: m.New, LeaderEpoch: -1})
 	}
 	if err := adm.CommitAllOffsets(ctx, p.Group, os); err != nil {
-		return fmt.Errorf("replay: committing offsets for group %s: %w", p.Group, err)
+		return fmt.Errorf("resync: committing offsets for group %s: %w", p.Group, err)
 	}
 	return nil
 }

@@ -60,6 +60,13 @@ func selectTopics(cat *topics.Catalog, c *Config) (selection, error) {
 	for _, t := range c.Topics {
 		add(t)
 	}
+	if len(c.Systems)+len(c.EventTypes)+len(c.Topics) == 0 {
+		for _, et := range cat.EventTypes() {
+			if t, ok := cat.TopicFor(et); ok {
+				add(t.Name)
+			}
+		}
+	}
 	slices.Sort(sel.topics)
 	return sel, nil
 }

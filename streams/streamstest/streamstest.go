@@ -10,12 +10,14 @@
 //	HOTELBUS_TEST_REDIS       redis:// URL of a real redis-server
 //	HOTELBUS_TEST_REDIS_CLUSTER  redis-cluster:// URL of a real Redis Cluster of three masters
 //	HOTELBUS_TEST_PYTHON      python of a venv with confluent-kafka and fastavro (the interop peer)
+//	HOTELBUS_TEST_NODE_MODULES node_modules of the rig's npm tools (@asyncapi/parser, typescript)
 package streamstest
 
 import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -37,6 +39,8 @@ const (
 	// EnvRedisCluster names a real Redis Cluster (redis-cluster://...).
 	EnvRedisCluster = "HOTELBUS_TEST_REDIS_CLUSTER"
 	EnvPython       = "HOTELBUS_TEST_PYTHON"
+	// EnvNodeModules names the node_modules directory .ci/rig/common.sh ensure_npm_tools fills.
+	EnvNodeModules = "HOTELBUS_TEST_NODE_MODULES"
 )
 
 // Real reports whether real components are mandatory in this run.
@@ -154,6 +158,30 @@ func Registry(t testing.TB, opts ...registry.Option) (*sr.Client, string) {
 func Python(t testing.TB) string {
 	t.Helper()
 	return need(t, EnvPython, "the Python interop peer")
+}
+
+// NodeModules returns the node_modules directory of the rig's npm tools (see need for when it is
+// missing).
+func NodeModules(t testing.TB) string {
+	t.Helper()
+	return need(t, EnvNodeModules, "the rig's npm tools (.ci/rig/common.sh ensure_npm_tools)")
+}
+
+// Chromium returns the path of a Chromium for headless browser tests: the rig installs Debian's
+// (.ci/rig/common.sh ensure_chromium). Without one the test fails under HOTELBUS_TEST_REAL=1 and is
+// skipped otherwise.
+func Chromium(t testing.TB) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "headless-shell"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if Real() {
+		t.Fatal("no Chromium in PATH (HOTELBUS_TEST_REAL=1): the rig installs Debian's chromium, see .ci/rig/common.sh ensure_chromium")
+	}
+	t.Skip("no Chromium in PATH (installed by the rig under `make test`)")
+	return ""
 }
 
 var unsafeChars = regexp.MustCompile(`[^a-zA-Z0-9._-]+`)

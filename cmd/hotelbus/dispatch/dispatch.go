@@ -104,7 +104,7 @@ the group.`,
 	fl.IntVar(&o.maxInFlight, "max-in-flight", 256, "deliveries running at once (different keys)")
 	fl.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a shutdown waits for deliveries in flight")
 	fl.DurationVar(&o.sessionTimeout, "session-timeout", 45*time.Second, "how long the group waits for a silent member (a crashed replica) before its partitions move")
-	fl.StringVar(&o.listen, "listen", "127.0.0.1:9091", "address serving /metrics, /healthz and /readyz (`host:port`)")
+	fl.StringVar(&o.listen, "listen", "127.0.0.1:0", "address serving /metrics, /healthz and /readyz (`host:port`; port 0: a free one, printed at start)")
 	o.kafka = cmdutil.AddKafkaFlags(cmd)
 	return cmd
 }
@@ -123,7 +123,7 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	case o.target == "":
 		return cmdutil.Usagef("--target is required")
 	}
-	secrets, err := readSecrets(f, o.secretFile)
+	secrets, err := ReadSecrets(f, o.secretFile)
 	if err != nil {
 		return err
 	}
@@ -220,7 +220,9 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 // readSecrets reads the signing secrets, newest first: the lines of path (blank lines and lines
 // starting with # skipped), or the comma-separated EnvSecret when path is "". Errors never show a
 // secret.
-func readSecrets(f *cmdutil.Factory, path string) ([][]byte, error) {
+// ReadSecrets returns the signing secrets of path (one per line, # comments), or of $HOTELBUS_DISPATCH_SECRET
+// (comma-separated) when path is empty; none is a usage error naming both.
+func ReadSecrets(f *cmdutil.Factory, path string) ([][]byte, error) {
 	var parts []string
 	if path == "" {
 		s := f.Getenv(EnvSecret)

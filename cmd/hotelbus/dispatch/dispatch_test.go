@@ -55,6 +55,10 @@ func TestDispatchCommandUsage(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.args, r.Code, r.ErrOut, tc.want)
 		}
 	}
+	// A second dispatcher on the same host must not fail on a fixed default port.
+	if r := cmdtest.Run(t, nil, "", "dispatch", "--help"); !strings.Contains(r.Out, `(default "127.0.0.1:0")`) {
+		t.Errorf("dispatch --help: --listen should default to a free port (127.0.0.1:0):\n%s", r.Out)
+	}
 }
 
 // TestDispatchCommandDelivers runs `hotelbus dispatch` against kfake: the events hotel-pms

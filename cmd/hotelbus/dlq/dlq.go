@@ -448,7 +448,11 @@ position: after a crash, rerun with the printed --run-id to finish the run witho
 				return cmdutil.Usagef("--rate: %v is negative", o.Rate)
 			}
 			o.Filter = filter
-			if o.RunID == "" {
+			if o.RunID != "" {
+				if _, err := uuid.Parse(o.RunID); err != nil {
+					return cmdutil.Usagef("--run-id: %q is not a run id: pass the UUID an earlier run printed (redrive run <id>)", o.RunID)
+				}
+			} else {
 				id, err := uuid.NewV7()
 				if err != nil {
 					return err

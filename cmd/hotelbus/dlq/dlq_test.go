@@ -382,6 +382,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"list", "--system", system, "--from", "yesterday"}, 2, "--from"},
 		{[]string{"redrive", "--system", system}, 2, "no filter"},
 		{[]string{"redrive", "--system", system, "--all", "--rate", "-5"}, 2, "--rate"},
+		{[]string{"redrive", "--system", system, "--all", "--run-id", "0193a4c2-..."}, 2, `--run-id: "0193a4c2-..." is not a run id`},
 		{[]string{"show", "--system", system, "1-2"}, 2, "PARTITION@OFFSET"},
 		{[]string{"show", "nobody.dlq/0@0"}, 2, "no system's dead-letter topic"},
 		{[]string{"show", "--system", system, "0@5"}, 1, "no such dead letter"},

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -38,7 +39,7 @@ func New(f *cmdutil.Factory) *cobra.Command {
 		Use:   "replay [--from T] [--to T] [filters] [--format jsonl|csv|parquet] [--out P] [--to-topic T]",
 		Short: "Read a part of the log back: to JSONL, CSV or Parquet files, or to a sandbox topic",
 		Long: `replay reads the topics of --system, of the event types --event-type matches (globs such as
-'billing.*'), or named by --topic, from --from (or --from-offset) up to --to, and never past the
+'billing.*'), or named by --topic (with none of them: every event topic of the catalog), from --from (or --from-offset) up to --to, and never past the
 high-water marks taken when it starts: a replay always finishes. --from and --to are RFC 3339 times
 or relative ones (-24h, -90m, -7d) and select by the Kafka record timestamp: a record at exactly
 --from is included, one at --to excluded.
@@ -63,12 +64,14 @@ join; ` + EnvRedact + `=1 makes it the default.
 replayedFrom header.
 
 Progress goes to standard error when it is a terminal; a summary line ends every replay. Ctrl-C stops
-cleanly: the files are complete (Parquet footers written) and the exit status is 1.`,
+cleanly: the files are complete (Parquet footers written) and the exit status is 1. A replay that
+wrote nothing (an empty range, or every record failed the filters) says why and exits 1.`,
 		Example: `  hotelbus replay --system hotel-pms --from -24h > pms.jsonl
   hotelbus replay --event-type 'billing.*' --from 2026-11-01T00:00:00Z --to 2026-12-01T00:00:00Z --format parquet --out billing/
   hotelbus replay --topic hotelbus.pms.billing --where 'data.grossTotal.amount > 50000 && metadata.source == "hotel-pms"'
   HOTELBUS_REDACT_KEY=... hotelbus replay --system hotel-member --redact --format csv --out crm/
-  hotelbus replay --event-type 'reservation.*' --tenant hotel-kyoto --to-topic sandbox.reservations`,
+  hotelbus replay --event-type 'reservation.*' --tenant hotel-kyoto --to-topic sandbox.reservations
+  hotelbus replay --tenant sakura-hotels --from -7d --format parquet --out sakura/`,
 		Args: cobra.NoArgs,
 		RunE: cmdutil.Interruptible(func(ctx context.Context) error { return run(ctx, f, o) }),
 	}
@@ -158,6 +161,15 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	}
 	if sum.Interrupted {
 		return fmt.Errorf("replay: interrupted after %s: the files hold the %d records written", sum.Duration.Round(time.Millisecond), sum.Written)
+	}
+	switch {
+	case sum.Written > 0:
+	case sum.Read == 0:
+		return fmt.Errorf("replay: nothing to replay: the selected range of %s holds no record", strings.Join(r.Topics(), ", "))
+	case c.Where != "":
+		return fmt.Errorf("replay: none of the %d records read passed the filters (--where %q, --tenant, --correlation-id)", sum.Read, c.Where)
+	default:
+		return fmt.Errorf("replay: none of the %d records read passed the filters (--tenant, --correlation-id, --event-type)", sum.Read)
 	}
 	return nil
 }

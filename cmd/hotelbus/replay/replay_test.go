@@ -17,7 +17,6 @@ func TestReplayUsage(t *testing.T) {
 		args []string
 		frag string
 	}{
-		{nil, "choose what to replay"},
 		{[]string{"--topic", "x", "--where", "data.amount >"}, "^"},
 		{[]string{"--topic", "x", "--where", "1 + 1"}, "must be a bool"},
 		{[]string{"--topic", "x", "--format", "parquet"}, "--out"},
@@ -64,6 +63,25 @@ func TestReplayCommand(t *testing.T) {
 	out := strings.Split(strings.TrimSpace(r.Out), "\n")
 	if len(out) != 2 || !strings.Contains(r.ErrOut, "replay: read 5, matched 2, written 2") {
 		t.Errorf("replay printed %d lines, stderr %q; want 2 lines of tenant-1 and the summary", len(out), r.ErrOut)
+	}
+	// No selection: every event topic of the catalog, so "everything of one tenant" needs no topic.
+	all := cmdtest.Run(t, nil, "", append([]string{"replay", "--tenant", "tenant-1"}, flags...)...)
+	if all.Code != 0 || len(strings.Split(strings.TrimSpace(all.Out), "\n")) != 2 {
+		t.Errorf("replay --tenant tenant-1 (no topic selection): exit %d, want 0 and the 2 events\n%s%s", all.Code, all.Out, all.ErrOut)
+	}
+	// A selection that wrote nothing is exit 1 with the reason.
+	for _, tc := range []struct {
+		args []string
+		frag string
+	}{
+		{[]string{"--event-type", "points.*", "--where", "eventType == 'nothing'"}, "none of the 5 records read passed the filters (--where"},
+		{[]string{"--event-type", "points.*", "--tenant", "tenant-9"}, "none of the 5 records read passed the filters"},
+		{[]string{"--event-type", "billing.*"}, "holds no record"},
+	} {
+		r := cmdtest.Run(t, nil, "", append(append([]string{"replay"}, tc.args...), flags...)...)
+		if r.Code != 1 || !strings.Contains(r.ErrOut, tc.frag) {
+			t.Errorf("replay %v: exit %d, want 1 and %q\n%s", tc.args, r.Code, tc.frag, r.ErrOut)
+		}
 	}
 	// Ten million iterations on the first event: stopped at the cost limit, exit 1, naming the flag.
 	expensive := "true"

@@ -82,7 +82,7 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	}
 	adm := kadm.NewClient(cl)
 	plan, err := replay.PlanResync(ctx, adm, cat.WithPrefix(o.prefix), o.system, at)
-	if errors.Is(err, replay.ErrConfig) {
+	if errors.Is(err, replay.ErrResyncConfig) {
 		return &cmdutil.UsageError{Err: err}
 	}
 	if err != nil {
@@ -104,6 +104,9 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	}
 	if o.dryRun {
 		fmt.Fprintln(f.ErrOut, "dry run: no offsets changed")
+		if err := plan.Refusal(); err != nil && !o.force {
+			fmt.Fprintf(f.ErrOut, "warning: the real run will be refused: %v\n", err)
+		}
 		return nil
 	}
 	if len(plan.Members) > 0 && o.force {

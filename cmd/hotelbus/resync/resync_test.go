@@ -104,8 +104,12 @@ func testResync(t *testing.T, b streamstest.Backend) {
 		}
 	}()
 	waitMembers(t, adm, sys.Group, func(n int) bool { return n > 0 })
+	r = cmdtest.Run(t, nil, "", append(args, "--dry-run")...)
+	if r.Code != 0 || !strings.Contains(r.ErrOut, "warning: the real run will be refused: resync: the consumer group has live members") {
+		t.Errorf("--dry-run with a live member: exit %d, want 0 and a warning that the real run will be refused\n%s", r.Code, r.ErrOut)
+	}
 	r = cmdtest.Run(t, nil, "", args...)
-	if r.Code != 1 || !strings.Contains(r.ErrOut, "live members") || !strings.Contains(r.ErrOut, "--force") {
+	if r.Code != 1 || !strings.Contains(r.ErrOut, "resync: the consumer group has live members") || !strings.Contains(r.ErrOut, "--force") {
 		t.Errorf("with a live member: exit %d, want 1 and a refusal naming --force\n%s%s", r.Code, r.Out, r.ErrOut)
 	}
 	if got := committed(t, adm, sys.Group); len(got) != 0 {

@@ -17,10 +17,12 @@ import (
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/dev"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/dispatch"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/dlq"
+	"github.com/hotelbus/hotelbus/cmd/hotelbus/example"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/gateway"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/lag"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/monitor"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/produce"
+	"github.com/hotelbus/hotelbus/cmd/hotelbus/receive"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/replay"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/resync"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/schemas"
@@ -82,7 +84,7 @@ work starts and exit 1 naming the address when one does not within --connect-tim
 	cmd.SetFlagErrorFunc(flagError)
 	cmd.PersistentFlags().DurationVar(&f.ConnectTimeout, "connect-timeout", cmdutil.DefaultConnectTimeout,
 		"how long to wait for Kafka, the schema registry and Redis to answer before failing")
-	cmd.AddCommand(catalog.New(f), schemas.New(f), dev.New(f), topics.New(f), acls.New(f), produce.New(f), replay.New(f), resync.New(f), gateway.New(f), dispatch.New(f), dlq.New(f), simulate.New(f), bench.New(f), lag.New(f), monitor.New(f), trace.New(f), version.New(f))
+	cmd.AddCommand(catalog.New(f), schemas.New(f), dev.New(f), topics.New(f), acls.New(f), produce.New(f), replay.New(f), resync.New(f), gateway.New(f), dispatch.New(f), receive.New(f), dlq.New(f), simulate.New(f), bench.New(f), lag.New(f), monitor.New(f), trace.New(f), example.New(f), version.New(f))
 	wrapArgs(cmd)
 	return cmd
 }

@@ -132,7 +132,7 @@ function renderSystems(s) {
         ...row("publish rate", "publishRate", fmtRate(sys.publishRate) + "/s"),
         ...row("consumed", "consumed", fmtInt(sys.consumed)),
         ...row("consume rate", "consumeRate", fmtRate(sys.consumeRate) + "/s"),
-        ...row("group", "groupState", (sys.groupState || "—") + " · " + sys.members + " members", "state-" + sys.groupState),
+        ...row("group", "groupState", stateLabel(sys.groupState) + " · " + sys.members + " members", "state-" + sys.groupState),
         ...row("lag", "lag", fmtInt(sys.lag), sys.lag > 0 ? "lagging" : ""),
         ...row("lag seconds", "lagSeconds", fmtSec(sys.lagSeconds), sys.lagSeconds > 0 ? "lagging" : ""),
         ...row("dead letters", "deadLetters", fmtInt(sys.deadLetters), sys.deadLetters > 0 ? "lagging" : "")));
@@ -152,7 +152,7 @@ function renderGroups(s) {
   for (const g of s.groups) {
     const members = g.members.map((m) => m.clientId + "@" + m.host + " (" + m.partitions + ")").join(", ");
     rows.push(el("tr", { class: "group-head", "data-group": g.group },
-      el("td", {}, g.group), el("td", { class: "state-" + g.state }, g.state), el("td", {}, g.members.length),
+      el("td", {}, g.group), el("td", { class: "state-" + g.state }, stateLabel(g.state)), el("td", {}, g.members.length),
       el("td", { colspan: "4", class: "muted" }, g.error || members), el("td", { class: "num" + (g.lag > 0 ? " lagging" : ""), "data-field": "lag" }, fmtInt(g.lag)),
       el("td", { class: "num", "data-field": "lagSeconds" }, fmtSec(g.lagSeconds)), el("td", {}, "")));
     for (const p of g.partitions) {
@@ -251,3 +251,10 @@ $("#journey-form").addEventListener("submit", (ev) => {
 });
 
 connect();
+
+// stateLabel names a group state for people: NotStarted is a group that never committed while
+// records wait for it (its lag counts them all).
+function stateLabel(state) {
+  if (!state) return "—";
+  return state === "NotStarted" ? "not started" : state;
+}
