@@ -12,7 +12,8 @@ test:
 	bash .ci/rig/test.sh
 
 # The fault-injection suite (streams/faults, opt-in): kill -9 of brokers (one, and a three-node
-# cluster), dispatchers and Redis, a failing target, a stalled dispatcher; 50,000 events each through
+# cluster), dispatchers and Redis (one server; a Sentinel primary; a Cluster master), a failing
+# target, a stalled dispatcher; 50,000 events each through
 # the real gateway and dispatcher binaries; prints a table per scenario. Also run by `make test`.
 faults:
 	bash .ci/rig/faults.sh

@@ -384,6 +384,8 @@ type dedupConfig struct {
 	backoffInitial time.Duration
 	backoffMax     time.Duration
 	logger         *slog.Logger
+	waitReplicas   int
+	waitTimeout    time.Duration
 }
 
 func defaultDedupConfig() dedupConfig {
@@ -406,6 +408,8 @@ func (c *dedupConfig) validate() error {
 		return fmt.Errorf("%w: DedupBackoff: want 0 < initial (%s) <= max (%s)", ErrConfig, c.backoffInitial, c.backoffMax)
 	case c.logger == nil:
 		return fmt.Errorf("%w: DedupLogger: nil logger", ErrConfig)
+	case c.waitReplicas < 0 || c.waitReplicas > 0 && c.waitTimeout <= 0:
+		return fmt.Errorf("%w: DedupWaitReplicas: want replicas >= 0 (%d) and a positive timeout (%s)", ErrConfig, c.waitReplicas, c.waitTimeout)
 	}
 	return nil
 }
@@ -443,6 +447,17 @@ func DedupBackoff(initial, max time.Duration) DedupOption {
 // DedupLogger sets the logger for Redis outages and lost leases. Default: slog.Default().
 func DedupLogger(l *slog.Logger) DedupOption {
 	return func(c *dedupConfig) { c.logger = l }
+}
+
+// DedupWaitReplicas makes every done mark (and OnDone transaction) wait, with Redis's WAIT in the
+// same round trip, until replicas replicas acknowledged it or timeout passed, before the handler's
+// success is reported and the offset can be committed: a failover to one of those replicas then
+// keeps the done marks of every event reported handled (see Dedup, "Failover"). A WAIT that times
+// out is logged; the event stays handled. Not available with a Redis Cluster client (go-redis
+// sends a pipeline's WAIT, which has no key, to any node): NewDedup refuses it. Default: 0 (no
+// WAIT).
+func DedupWaitReplicas(replicas int, timeout time.Duration) DedupOption {
+	return func(c *dedupConfig) { c.waitReplicas, c.waitTimeout = replicas, timeout }
 }
 
 // RetryOption configures the retry middleware (see Retry).

@@ -8,6 +8,7 @@
 //	HOTELBUS_TEST_REAL=1      real components are mandatory: a test that needs one fails without it
 //	HOTELBUS_TEST_BROKERS     bootstrap address of a real Apache Kafka broker
 //	HOTELBUS_TEST_REDIS       redis:// URL of a real redis-server
+//	HOTELBUS_TEST_REDIS_CLUSTER  redis-cluster:// URL of a real Redis Cluster of three masters
 //	HOTELBUS_TEST_PYTHON      python of a venv with confluent-kafka and fastavro (the interop peer)
 //	HOTELBUS_TEST_NODE_MODULES node_modules of the rig's npm tools (@asyncapi/parser, typescript)
 package streamstest
@@ -35,7 +36,9 @@ const (
 	EnvReal    = "HOTELBUS_TEST_REAL"
 	EnvBrokers = "HOTELBUS_TEST_BROKERS"
 	EnvRedis   = "HOTELBUS_TEST_REDIS"
-	EnvPython  = "HOTELBUS_TEST_PYTHON"
+	// EnvRedisCluster names a real Redis Cluster (redis-cluster://...).
+	EnvRedisCluster = "HOTELBUS_TEST_REDIS_CLUSTER"
+	EnvPython       = "HOTELBUS_TEST_PYTHON"
 	// EnvNodeModules names the node_modules directory .ci/rig/common.sh ensure_npm_tools fills.
 	EnvNodeModules = "HOTELBUS_TEST_NODE_MODULES"
 )
@@ -121,6 +124,18 @@ func RedisBackends(t testing.TB) map[string]string {
 		t.Fatalf("a real Redis is required (HOTELBUS_TEST_REAL=1) but %s is not set", EnvRedis)
 	}
 	return out
+}
+
+// RedisCluster returns the rig's Redis Cluster URL (redis-cluster://, three masters), or "" when
+// HOTELBUS_TEST_REDIS_CLUSTER is unset outside `make test`; under HOTELBUS_TEST_REAL=1 a missing
+// Cluster fails the test. miniredis has no Cluster mode: the key layout is checked on a real one.
+func RedisCluster(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv(EnvRedisCluster)
+	if u == "" && Real() {
+		t.Fatalf("a real Redis Cluster is required (HOTELBUS_TEST_REAL=1) but %s is not set", EnvRedisCluster)
+	}
+	return u
 }
 
 // Registry starts the embedded schema registry (in memory) over HTTP and returns a client for it

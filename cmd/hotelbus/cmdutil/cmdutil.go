@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/hotelbus/hotelbus/streams"
 )
 
 // Exit codes: success, a failure of the work, bad usage.
@@ -122,13 +124,19 @@ func (f *Factory) brokers(flagValue string) (value, origin string, err error) {
 	return f.resolve(flagValue, "brokers", "HOTELBUS_BROKERS", func(e *Endpoints) string { return e.Kafka })
 }
 
-// Redis resolves --redis / HOTELBUS_REDIS; Reachable then checks it.
+// Redis resolves --redis / HOTELBUS_REDIS; Reachable then checks it. A password given in --redis
+// is refused (a command line is visible to every user of the machine): it belongs in
+// HOTELBUS_REDIS_PASSWORD, or in HOTELBUS_REDIS's URL.
 func (f *Factory) Redis(flagValue string) (string, error) {
 	url, origin, err := f.resolve(flagValue, "redis", "HOTELBUS_REDIS", func(e *Endpoints) string { return e.Redis })
-	if err == nil {
-		f.useRedis(url, origin)
+	if err != nil {
+		return "", err
 	}
-	return url, err
+	if flagValue != "" && streams.RedactRedisURL(flagValue) != flagValue {
+		return "", Usagef("--redis %s: no password on the command line; set %s instead", streams.RedactRedisURL(flagValue), EnvRedisPassword)
+	}
+	f.useRedis(url, origin)
+	return url, nil
 }
 
 // AddPrefixFlag registers --prefix on cmd into p: the prefix of every topic and consumer group

@@ -90,7 +90,7 @@ for the next run).`,
 	fl.StringVar(&o.credentials, "credentials", "", "credentials file or directory (a mounted Kubernetes secret); see above")
 	fl.DurationVar(&o.reloadEvery, "reload-interval", 5*time.Second, "how often --credentials is checked for changes")
 	fl.StringVar(&o.registry, "registry", "", "schema registry URL (env HOTELBUS_REGISTRY)")
-	fl.StringVar(&o.redis, "redis", "", "Redis URL for Idempotency-Key answers, redis://host:port/db (env HOTELBUS_REDIS)")
+	fl.StringVar(&o.redis, "redis", "", "Redis URL for Idempotency-Key answers: "+cmdutil.RedisURLUsage)
 	fl.StringVar(&o.spoolDir, "spool-dir", "", "durable offline spool directory, one file per system (default: none)")
 	fl.DurationVar(&o.spoolAfter, "spool-after", 15*time.Second, "with --spool-dir: how long an event waits for the broker before it is spooled")
 	cmdutil.AddPrefixFlag(cmd, &o.prefix)
