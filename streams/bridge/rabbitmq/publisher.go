@@ -1,0 +1,164 @@
+package rabbitmq
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// publisher publishes with the mandatory flag on a channel in confirm mode, reopened on the
+// link's current connection when it closes, and tells each caller its publication's fate: acked,
+// returned (unroutable), nacked or lost with the channel.
+//
+// Returns carry no delivery tag, so they are matched to publications by their order: RabbitMQ
+// sends a mandatory publication's basic.return before its basic.ack, and amqp091-go hands a
+// return to an unbuffered listener before it dispatches the next frame. One goroutine (listen)
+// receives both, so a return is recorded before the confirm of its publication is seen.
+type publisher struct {
+	link *link
+	wait time.Duration
+
+	mu sync.Mutex // serializes opening the channel and taking a delivery tag with the publish
+	ch *pubChannel
+}
+
+type pubChannel struct {
+	ch      *amqp.Channel
+	mu      sync.Mutex
+	pending map[uint64]*publication
+	closed  bool
+}
+
+type publication struct {
+	messageID string
+	returned  bool
+	done      chan struct{}
+	acked     bool
+}
+
+// outcome of one publication.
+type outcome int
+
+const (
+	confirmed outcome = iota
+	returned
+	nacked
+	lost // the channel closed, or no confirm within the timeout
+)
+
+func (p *publisher) channel(ctx context.Context) (*pubChannel, error) {
+	if p.ch != nil && !p.ch.isClosed() {
+		return p.ch, nil
+	}
+	conn, err := p.link.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("rabbitmq: %s: opening a channel: %w", p.link.redacted, err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		_ = ch.Close()
+		return nil, fmt.Errorf("rabbitmq: %s: confirm mode: %w", p.link.redacted, err)
+	}
+	pc := &pubChannel{ch: ch, pending: map[uint64]*publication{}}
+	go pc.listen(ch.NotifyReturn(make(chan amqp.Return)), ch.NotifyPublish(make(chan amqp.Confirmation, 1024)))
+	p.ch = pc
+	return pc, nil
+}
+
+func (pc *pubChannel) isClosed() bool {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	return pc.closed
+}
+
+// listen records returns and settles publications as confirms arrive; when the channel closes it
+// settles every pending publication as lost.
+func (pc *pubChannel) listen(returns <-chan amqp.Return, confirms <-chan amqp.Confirmation) {
+	var returnedIDs []string // returned, their confirm not yet seen, in order
+	for returns != nil || confirms != nil {
+		select {
+		case r, ok := <-returns:
+			if !ok {
+				returns = nil
+				continue
+			}
+			returnedIDs = append(returnedIDs, r.MessageId)
+		case c, ok := <-confirms:
+			if !ok {
+				confirms = nil
+				continue
+			}
+			pc.mu.Lock()
+			pub := pc.pending[c.DeliveryTag]
+			delete(pc.pending, c.DeliveryTag)
+			pc.mu.Unlock()
+			if pub == nil {
+				continue
+			}
+			for i, id := range returnedIDs {
+				if id == pub.messageID {
+					pub.returned = true
+					returnedIDs = append(returnedIDs[:i], returnedIDs[i+1:]...)
+					break
+				}
+			}
+			pub.acked = c.Ack
+			close(pub.done)
+		}
+	}
+	pc.mu.Lock()
+	pc.closed = true
+	for tag, pub := range pc.pending {
+		delete(pc.pending, tag)
+		close(pub.done)
+	}
+	pc.mu.Unlock()
+}
+
+// publish sends msg to exchange with routing key key and the mandatory flag, and waits for its
+// confirm (at most the confirm timeout, or until ctx ends).
+func (p *publisher) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) (outcome, error) {
+	p.mu.Lock()
+	pc, err := p.channel(ctx)
+	if err != nil {
+		p.mu.Unlock()
+		return lost, err
+	}
+	pub := &publication{messageID: msg.MessageId, done: make(chan struct{})}
+	tag := pc.ch.GetNextPublishSeqNo()
+	pc.mu.Lock()
+	pc.pending[tag] = pub
+	pc.mu.Unlock()
+	err = pc.ch.PublishWithContext(ctx, exchange, key, true, false, msg)
+	p.mu.Unlock()
+	if err != nil {
+		pc.mu.Lock()
+		delete(pc.pending, tag)
+		pc.mu.Unlock()
+		return lost, fmt.Errorf("rabbitmq: %s: publishing to %s: %w", p.link.redacted, exchange, err)
+	}
+	t := time.NewTimer(p.wait)
+	defer t.Stop()
+	select {
+	case <-pub.done:
+	case <-t.C:
+		return lost, fmt.Errorf("%w: no confirm from %s within %s", ErrNotConfirmed, p.link.redacted, p.wait)
+	case <-ctx.Done():
+		return lost, fmt.Errorf("%w: %w", ErrNotConfirmed, ctx.Err())
+	}
+	switch {
+	case pub.returned:
+		return returned, nil
+	case pub.acked:
+		return confirmed, nil
+	case pc.isClosed():
+		return lost, fmt.Errorf("%w: the channel to %s closed before the confirm", ErrNotConfirmed, p.link.redacted)
+	}
+	return nacked, fmt.Errorf("%w: %s nacked it", ErrNotConfirmed, p.link.redacted)
+}
