@@ -6,13 +6,16 @@
 #   single.sh stop  [STATE_DIR]   stop what STATE_DIR's pid files name
 #
 # STATE_DIR (default $RUN_DIR/hotelbus-single, see common.sh) holds the broker's data and logs,
-# the pid files and `env`, a file of `export` lines with the HOTELBUS_TEST_* variables.
+# the pid files and `env`, a file of `export` lines with the HOTELBUS_TEST_* variables. It also
+# starts a private RabbitMQ node (rabbitmq.sh) for the RabbitMQ bridge's tests.
 # Ports (default 19092 broker, 19093 controller, 16379 redis) come from HOTELBUS_RIG_KAFKA_PORT,
 # HOTELBUS_RIG_CONTROLLER_PORT, HOTELBUS_RIG_REDIS_PORT; a busy explicit port is refused, a busy
 # default one is replaced by a free port. Also sourced by test.sh for rig_start / rig_stop.
 set -euo pipefail
 # shellcheck source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# shellcheck source=rabbitmq.sh
+source "$(dirname "${BASH_SOURCE[0]}")/rabbitmq.sh"
 
 # rig_start STATE_DIR
 rig_start() {
@@ -69,6 +72,8 @@ export HOTELBUS_TEST_BROKERS=127.0.0.1:$kport
 export HOTELBUS_TEST_REDIS=redis://127.0.0.1:$rport/0
 export HOTELBUS_TEST_PYTHON=$VENV/bin/python
 EOF
+	# The RabbitMQ bridge's node (HOTELBUS_RIG_AMQP_PORT, RABBITMQ_DIST_PORT); adds HOTELBUS_TEST_AMQP.
+	rabbitmq_start "$state"
 	log "up: kafka 127.0.0.1:$kport, redis 127.0.0.1:$rport, python $VENV/bin/python (state $state)"
 }
 
@@ -77,6 +82,7 @@ rig_stop() {
 	local state=$1
 	stop_pid "$state/kafka/pid" "-Dhotelbus.rig=$state/kafka" kafka
 	stop_pid "$state/redis/pid" redis-server redis-server
+	rabbitmq_stop "$state"
 	rm -f "$state/env"
 }
 

@@ -446,4 +446,3 @@ func compare(want, got map[string][]string) (lost, repeated, reordered int) {
 	}
 	return lost, repeated, reordered
 }
-
