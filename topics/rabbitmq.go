@@ -84,10 +84,10 @@ func (c *Catalog) loadRabbitMQ(d *rabbitMQDecl, tf topicsFile, env string) error
 		return nil
 	}
 	for _, ex := range sortedKeys(d.Exchanges) {
-		k := "exchanges." + ex
-		if err := name(k, ex); err != nil {
+		if err := name("exchanges."+ex, ex); err != nil {
 			return err
 		}
+		k := key + ".exchanges." + ex
 		if len(d.Exchanges[ex]) == 0 {
 			return invalid(CatalogFile, k, "an exchange carries at least one resource")
 		}
