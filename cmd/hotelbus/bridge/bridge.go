@@ -49,6 +49,7 @@ type options struct {
 	maxInFlight       int
 	lease             time.Duration
 	shutdownTimeout   time.Duration
+	sessionTimeout    time.Duration
 	listen            string
 }
 
@@ -101,6 +102,7 @@ is in flight, commits and closes the connection.`,
 	fl.IntVar(&o.maxInFlight, "max-in-flight", 256, "events published to RabbitMQ at once (different keys)")
 	fl.DurationVar(&o.lease, "dedup-lease", 30*time.Second, "dedup lease: how long another member waits for a crashed one's event")
 	fl.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a shutdown waits for what is in flight")
+	fl.DurationVar(&o.sessionTimeout, "session-timeout", 45*time.Second, "how long the group waits for a silent member (a crashed replica) before its partitions move")
 	fl.StringVar(&o.listen, "listen", "127.0.0.1:9094", "address serving /metrics, /healthz and /readyz (`host:port`)")
 	o.kafka = cmdutil.AddKafkaFlags(cmd)
 	return cmd
@@ -251,7 +253,7 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 		}
 		c, err := streams.NewConsumer(topo.ConsumeAs, serde, streams.Brokers(seeds...), streams.KafkaOptions(kopts...), streams.Group(topo.Group),
 			streams.Logger(log), streams.MaxInFlight(o.maxInFlight), streams.ShutdownTimeout(o.shutdownTimeout),
-			streams.Use(metrics.Middleware(), dedup.Middleware(), dl.Middleware(), streams.Retry(streams.RetryMaxAttempts(o.attempts))),
+			streams.SessionTimeout(o.sessionTimeout), streams.Use(metrics.Middleware(), dedup.Middleware(), dl.Middleware(), streams.Retry(streams.RetryMaxAttempts(o.attempts))),
 			streams.UsePreparer(dedup))
 		if err != nil {
 			if errors.Is(err, streams.ErrConfig) {

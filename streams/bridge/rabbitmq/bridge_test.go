@@ -54,8 +54,10 @@ var userMap = map[string]string{"rmq-pms": "hotel-pms", "rmq-member": "hotel-mem
 type fixture struct {
 	amqp     *url.URL
 	cat      *topics.Catalog
+	prefix   string // of cat's topics and groups (the command's --prefix)
 	serde    *streams.Serde
 	backend  streamstest.Backend
+	registry string // the embedded registry's URL
 	python   string
 	examples map[string]map[string]any
 }
@@ -63,8 +65,10 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	f := &fixture{amqp: amqpURL(t), python: streamstest.Python(t), backend: streamstest.Kfake(t)}
-	f.cat = streamstest.Catalog(t, f.backend)
-	cl, _ := streamstest.Registry(t)
+	f.prefix = streamstest.Name(t, "t") + "."
+	f.cat = streamstest.PrefixedCatalog(t, f.backend, f.prefix)
+	cl, regURL := streamstest.Registry(t)
+	f.registry = regURL
 	set := streamstest.RegisterSchemas(t, cl, f.cat)
 	var err error
 	if f.serde, err = streams.NewSerde(cl, set, f.cat); err != nil {

@@ -4,7 +4,8 @@
       "routingKey", "body", "messageId", "tenantId", "userId"}; published with publisher confirms,
       as connection user "user"; "userId" (may differ from "user", or be null) is the user-id
       property. Prints {"published": N, "refused": [...]} ("refused": the channel errors, such as
-      RabbitMQ's refusal of a user-id that is not the connection's user).
+      RabbitMQ's refusal of a user-id that is not the connection's user). A lost connection (a
+      broker restart) is reopened and the message published again.
   peer.py consume HOST PORT USER PASSWORD QUEUE N TIMEOUT   prints one JSON object per message
       (properties and headers) until N messages or TIMEOUT seconds of silence; acks each.
   peer.py bind HOST PORT USER PASSWORD QUEUE EXCHANGE...   declares a durable quorum queue bound
@@ -27,21 +28,29 @@ def publish(host, port, password):
     for line in sys.stdin:
         m = json.loads(line)
         user = m["user"]
-        if user not in chans or chans[user].is_closed:
-            if user not in conns or conns[user].is_closed:
-                conns[user] = connect(host, port, user, password)
-            chans[user] = conns[user].channel()
-            chans[user].confirm_delivery()
         props = pika.BasicProperties(content_type="application/json", delivery_mode=2,
                                      message_id=m.get("messageId"), user_id=m.get("userId"),
                                      correlation_id=m.get("correlationId"),
                                      timestamp=int(time.time()),
                                      headers={"tenantId": m["tenantId"]} if m.get("tenantId") else None)
-        try:
-            chans[user].basic_publish(m["exchange"], m["routingKey"], m["body"].encode(), props, mandatory=True)
-            n += 1
-        except (pika.exceptions.ChannelClosedByBroker, pika.exceptions.UnroutableError) as e:
-            refused.append({"messageId": m.get("messageId"), "error": str(e)})
+        for attempt in range(120):
+            try:
+                if user not in chans or chans[user].is_closed:
+                    if user not in conns or conns[user].is_closed:
+                        conns[user] = connect(host, port, user, password)
+                    chans[user] = conns[user].channel()
+                    chans[user].confirm_delivery()
+                chans[user].basic_publish(m["exchange"], m["routingKey"], m["body"].encode(), props, mandatory=True)
+                n += 1
+                break
+            except (pika.exceptions.ChannelClosedByBroker, pika.exceptions.UnroutableError) as e:
+                refused.append({"messageId": m.get("messageId"), "error": str(e)})
+                break
+            except pika.exceptions.AMQPError:
+                # The broker restarted: publish the same message again (at least once, in order).
+                conns.pop(user, None)
+                chans.pop(user, None)
+                time.sleep(0.5)
     for c in conns.values():
         if c.is_open:
             c.close()
