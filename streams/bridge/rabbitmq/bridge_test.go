@@ -32,7 +32,7 @@ const EnvAMQP = "HOTELBUS_TEST_AMQP"
 
 // amqpURL returns the rig's RabbitMQ; it skips the test when HOTELBUS_TEST_AMQP is unset, and
 // fails it under HOTELBUS_TEST_REAL=1 or CI, where the rig must provide it.
-func amqpURL(t *testing.T) *url.URL {
+func amqpURL(t testing.TB) *url.URL {
 	t.Helper()
 	v := os.Getenv(EnvAMQP)
 	if v == "" {
@@ -62,7 +62,7 @@ type fixture struct {
 	examples map[string]map[string]any
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{amqp: amqpURL(t), python: streamstest.Python(t), backend: streamstest.Kfake(t)}
 	f.prefix = streamstest.Name(t, "t") + "."
@@ -83,16 +83,16 @@ func newFixture(t *testing.T) *fixture {
 		}
 		f.examples[et] = m["data"].(map[string]any)
 	}
-	// A clean slate: the bridge's queue and the dead-letter queue of earlier runs are deleted.
-	f.peer(t, "bind", "", f.cat.RabbitMQ.DeadLetterExchange, f.cat.RabbitMQ.DeadLetterExchange)
-	f.purge(t, f.cat.RabbitMQ.Queue, f.cat.RabbitMQ.DeadLetterExchange)
+	// A clean slate: the bridge's queue and the dead-letter queue of earlier runs are deleted (the
+	// bridge declares them again).
+	f.peer(t, "delete", "", f.cat.RabbitMQ.Queue, f.cat.RabbitMQ.DeadLetterExchange)
 	return f
 }
 
 func (f *fixture) password() string { p, _ := f.amqp.User.Password(); return p }
 
 // peer runs testdata/peer.py CMD with the node's host, port and (for consume and bind) the user.
-func (f *fixture) peer(t *testing.T, cmd, stdin string, args ...string) string {
+func (f *fixture) peer(t testing.TB, cmd, stdin string, args ...string) string {
 	t.Helper()
 	full := []string{"testdata/peer.py", cmd, f.amqp.Hostname(), f.amqp.Port()}
 	if cmd != "publish" {
@@ -110,8 +110,17 @@ func (f *fixture) peer(t *testing.T, cmd, stdin string, args ...string) string {
 	return string(out)
 }
 
+// observe declares a queue of the test bound to exchanges, empty, and deletes it when the test
+// ends (a queue left bound would take a copy of every later publication).
+func (f *fixture) observe(t testing.TB, queue string, exchanges ...string) {
+	t.Helper()
+	f.peer(t, "bind", "", append([]string{queue}, exchanges...)...)
+	f.purge(t, queue)
+	t.Cleanup(func() { f.peer(t, "delete", "", queue) })
+}
+
 // purge empties queues by consuming them to the end.
-func (f *fixture) purge(t *testing.T, queues ...string) {
+func (f *fixture) purge(t testing.TB, queues ...string) {
 	t.Helper()
 	for _, q := range queues {
 		f.peer(t, "bind", "", q)
@@ -125,7 +134,7 @@ type peerMessage struct {
 	Body                                                        string
 }
 
-func parseMessages(t *testing.T, out string) []peerMessage {
+func parseMessages(t testing.TB, out string) []peerMessage {
 	t.Helper()
 	var ms []peerMessage
 	sc := bufio.NewScanner(strings.NewReader(out))
@@ -140,20 +149,35 @@ func parseMessages(t *testing.T, out string) []peerMessage {
 	return ms
 }
 
-// bridge runs a bridge in both directions over f until the test ends; it returns it with the
-// consumer's group.
-func (f *fixture) bridge(t *testing.T) *rabbitmq.Bridge {
+// bridge runs a bridge over f until the test ends, RabbitMQ → Kafka when in, Kafka → RabbitMQ
+// when out.
+func (f *fixture) bridge(t testing.TB, in, out bool) *rabbitmq.Bridge {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	b, err := rabbitmq.New(f.amqp.String(), f.serde, f.cat, rabbitmq.UserMap(userMap), rabbitmq.Logger(log))
+	opts := []rabbitmq.Option{rabbitmq.Logger(log)}
+	if in {
+		opts = append(opts, rabbitmq.UserMap(userMap))
+	}
+	b, err := rabbitmq.New(f.amqp.String(), f.serde, f.cat, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	wg.Add(3)
+	wg.Add(1)
 	go func() { defer wg.Done(); b.Run(ctx) }()
+	if in {
+		f.inbound(ctx, t, &wg, b)
+	}
+	if out {
+		f.outbound(ctx, t, &wg, b)
+	}
+	streamstest.Eventually(t, 30*time.Second, "the bridge connected", func() bool { return b.Ready(ctx) == nil })
+	return b
+}
+
+func (f *fixture) inbound(ctx context.Context, t testing.TB, wg *sync.WaitGroup, b *rabbitmq.Bridge) {
 	producers := map[string]rabbitmq.Publisher{}
 	for _, sys := range userMap {
 		p, err := streams.NewProducer(sys, f.serde, streams.Brokers(f.backend.Brokers...), streams.KafkaOptions(rabbitmq.OriginHook()))
@@ -163,13 +187,27 @@ func (f *fixture) bridge(t *testing.T) *rabbitmq.Bridge {
 		t.Cleanup(func() { _ = p.Close(context.Background()) })
 		producers[sys] = p
 	}
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		if err := b.Inbound(ctx, producers); err != nil {
 			t.Error(err)
 		}
 	}()
-	rdb := redis.NewClient(&redis.Options{Addr: miniredis.RunT(t).Addr()})
+}
+
+func (f *fixture) outbound(ctx context.Context, t testing.TB, wg *sync.WaitGroup, b *rabbitmq.Bridge) {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// The rig's redis-server when there is one (miniredis runs the dedup scripts much slower).
+	addr := miniredis.RunT(t).Addr()
+	if u := os.Getenv(streamstest.EnvRedis); u != "" {
+		opt, err := redis.ParseURL(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr = opt.Addr
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	t.Cleanup(func() { rdb.Close() })
 	topo := f.cat.RabbitMQ
 	dedup, err := streams.NewDedup(rdb, topo.Group)
@@ -189,14 +227,13 @@ func (f *fixture) bridge(t *testing.T) *rabbitmq.Bridge {
 	}
 	sys, _ := f.cat.System(topo.ConsumeAs)
 	b.HandleAll(c, sys.Subscribes)
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		if err := c.Run(ctx); err != nil {
 			t.Error(err)
 		}
 	}()
-	streamstest.Eventually(t, 30*time.Second, "the bridge connected", func() bool { return b.Ready(ctx) == nil })
-	return b
 }
 
 // inMessage is one line of peer.py publish's input.
@@ -211,7 +248,7 @@ type inMessage struct {
 }
 
 // envelopeJSON is the seed's JSON envelope of an event of eventType for tenant.
-func (f *fixture) envelopeJSON(t *testing.T, eventType, eventID, tenant, source string, seq int) string {
+func (f *fixture) envelopeJSON(t testing.TB, eventType, eventID, tenant, source string, seq int) string {
 	t.Helper()
 	b, err := json.Marshal(map[string]any{"eventId": eventID, "eventType": eventType, "data": f.examples[eventType],
 		"metadata": map[string]any{"tenantId": tenant, "source": source, "correlationId": fmt.Sprintf("seq-%d", seq), "userId": nil}})
@@ -233,9 +270,8 @@ func TestBothDirections(t *testing.T) {
 	f := newFixture(t)
 	topo := f.cat.RabbitMQ
 	observer := "hotelbus.test.observer"
-	f.peer(t, "bind", "", append([]string{observer}, topo.Exchanges...)...)
-	f.purge(t, observer)
-	b := f.bridge(t)
+	f.observe(t, observer, topo.Exchanges...)
+	b := f.bridge(t, true, true)
 
 	const tenants, perTenant = 40, 25
 	users := []string{"rmq-pms", "rmq-member", "rmq-saas"}

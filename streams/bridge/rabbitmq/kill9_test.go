@@ -192,8 +192,7 @@ func TestKill9FromRabbit(t *testing.T) {
 func TestKill9ToRabbit(t *testing.T) {
 	f := newFixture(t)
 	observer := "hotelbus.test.kill9"
-	f.peer(t, "bind", "", append([]string{observer}, f.cat.RabbitMQ.Exchanges...)...)
-	f.purge(t, observer)
+	f.observe(t, observer, f.cat.RabbitMQ.Exchanges...)
 	b := &bridgeProc{f: f, bin: faults.Binary(t), dir: t.TempDir(), direction: "--to-rabbit", redis: "redis://" + miniredis.RunT(t).Addr()}
 
 	p, err := streams.NewProducer("hotel-common", f.serde, streams.Brokers(f.backend.Brokers...))

@@ -10,6 +10,7 @@
       (properties and headers) until N messages or TIMEOUT seconds of silence; acks each.
   peer.py bind HOST PORT USER PASSWORD QUEUE EXCHANGE...   declares a durable quorum queue bound
       with "#" to each exchange (declared as durable topic exchanges when missing).
+  peer.py delete HOST PORT USER PASSWORD QUEUE...   deletes the queues.
 """
 import json
 import sys
@@ -87,5 +88,13 @@ def bind(host, port, user, password, queue, *exchanges):
     conn.close()
 
 
+def delete(host, port, user, password, *queues):
+    conn = connect(host, port, user, password)
+    ch = conn.channel()
+    for q in queues:
+        ch.queue_delete(q)
+    conn.close()
+
+
 if __name__ == "__main__":
-    {"publish": publish, "consume": consume, "bind": bind}[sys.argv[1]](*sys.argv[2:])
+    {"publish": publish, "consume": consume, "bind": bind, "delete": delete}[sys.argv[1]](*sys.argv[2:])
