@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/cmdutil"
 	"github.com/hotelbus/hotelbus/streams"
@@ -75,7 +76,8 @@ at a time, in queue order.
 Kafka → RabbitMQ (--to-rabbit): every event type (--types narrows) is read through the consumer
 group hotelbus.bridge.rabbitmq (dedup on Redis, retries, dead letters on
 hotelbus.dlq.bridge.rabbitmq) and published to its exchange with publisher confirms and the
-mandatory flag; offsets commit only after the confirm.
+mandatory flag; offsets commit only after the confirm. The audit log's records are copied to
+hotelbus.audit (group hotelbus.bridge.rabbitmq.audit, committed after the confirms).
 
 Messages the bridge writes carry hotelbus-origin and are never taken back to the side they came
 from. The AMQP URL comes from --amqp or $` + EnvAMQP + `; its password from the URL or from the variable
@@ -262,6 +264,19 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 			return err
 		}
 		b.HandleAll(c, o.types)
+		acl, err := f.KafkaClient(o.kafka, kgo.ConsumerGroup(topo.Group+".audit"), kgo.ConsumeTopics(cat.AuditTopic),
+			kgo.DisableAutoCommit(), kgo.SessionTimeout(o.sessionTimeout))
+		if err != nil {
+			return err
+		}
+		defer acl.Close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := b.Audit(runCtx, acl); err != nil {
+				errs <- err
+			}
+		}()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

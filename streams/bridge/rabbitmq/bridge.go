@@ -83,7 +83,7 @@ func New(amqpURL string, serde *streams.Serde, cat *topics.Catalog, opts ...Opti
 	}
 	b := &Bridge{serde: serde, topo: cat.RabbitMQ, cfg: cfg, link: l, pub: &publisher{link: l, wait: cfg.confirmWait},
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hotelbus_bridge_rabbitmq_messages_total",
-			Help: "Messages the RabbitMQ bridge disposed of, by direction (in: RabbitMQ to Kafka, out: Kafka to RabbitMQ) and outcome."},
+			Help: "Messages the RabbitMQ bridge disposed of, by direction (in: RabbitMQ to Kafka, out: Kafka to RabbitMQ, audit: the audit log to RabbitMQ) and outcome."},
 			[]string{"direction", "outcome"}),
 		confirms: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hotelbus_bridge_rabbitmq_confirms_total",
 			Help: "Publications to RabbitMQ by result: ack, nack, returned (unroutable), lost (channel closed or timeout)."},
@@ -118,7 +118,8 @@ func (b *Bridge) Collectors() []prometheus.Collector {
 }
 
 // Counts returns the messages disposed of so far, keyed "<direction>/<outcome>" (in/published,
-// in/dead-lettered, in/loop-skipped, out/published, out/loop-skipped), for reports and tests.
+// in/dead-lettered, in/loop-skipped, out/published, out/loop-skipped, audit/published,
+// audit/unroutable, audit/skipped), for reports and tests.
 func (b *Bridge) Counts() map[string]int64 {
 	out := map[string]int64{}
 	b.counts.Range(func(k, v any) bool {

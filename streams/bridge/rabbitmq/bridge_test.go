@@ -227,10 +227,18 @@ func (f *fixture) outbound(ctx context.Context, t testing.TB, wg *sync.WaitGroup
 	}
 	sys, _ := f.cat.System(topo.ConsumeAs)
 	b.HandleAll(c, sys.Subscribes)
-	wg.Add(1)
+	audit := f.backend.Client(t, kgo.ConsumerGroup(topo.Group+".audit"), kgo.ConsumeTopics(f.cat.AuditTopic),
+		kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		if err := c.Run(ctx); err != nil {
+			t.Error(err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := b.Audit(ctx, audit); err != nil {
 			t.Error(err)
 		}
 	}()
@@ -271,6 +279,8 @@ func TestBothDirections(t *testing.T) {
 	topo := f.cat.RabbitMQ
 	observer := "hotelbus.test.observer"
 	f.observe(t, observer, topo.Exchanges...)
+	auditQueue := "hotelbus.test.audit"
+	f.observe(t, auditQueue, topo.AuditExchange)
 	b := f.bridge(t, true, true)
 
 	const tenants, perTenant = 40, 25
@@ -313,7 +323,11 @@ func TestBothDirections(t *testing.T) {
 	add(rabbitmq.ReasonInvalidEvent, "rmq-pms", &pms, "billing.created", "", `{"eventType": "billing.created"}`)
 
 	// Kafka side: hotel-common publishes system.maintenance for other tenants.
-	p, err := streams.NewProducer("hotel-common", f.serde, streams.Brokers(f.backend.Brokers...))
+	auditLog, err := streams.NewAuditLog(f.backend.Client(t), f.cat.AuditTopic, "hotel-common", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := streams.NewProducer("hotel-common", f.serde, streams.Brokers(f.backend.Brokers...), streams.Observe(auditLog))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,6 +429,18 @@ func TestBothDirections(t *testing.T) {
 	t.Logf("Kafka → RabbitMQ: %d published on Kafka, %d lost, %d repeated, %d reordered", len(outIDs), lost, dup, reordered)
 	if lost+reordered > 0 {
 		t.Errorf("Kafka → RabbitMQ: %d lost, %d reordered", lost, reordered)
+	}
+
+	// The audit log's records of the Kafka side's publications, on the audit exchange.
+	audited := 0
+	for _, m := range parseMessages(t, f.peer(t, "consume", "", auditQueue, fmt.Sprint(len(outIDs)), "10")) {
+		if _, ok := outIDs[m.MessageID]; ok && m.Headers[rabbitmq.HeaderAuditKind] == "published" && m.RoutingKey == "system.maintenance" {
+			audited++
+		}
+	}
+	t.Logf("audit exchange: %d of %d publications' audit records", audited, len(outIDs))
+	if audited != len(outIDs) {
+		t.Errorf("audit exchange: %d of %d publications' audit records", audited, len(outIDs))
 	}
 
 	// Dead letters, each with its reason.

@@ -65,7 +65,8 @@ func DialTimeout(d time.Duration) Option { return func(c *config) { c.dialTimeou
 func Heartbeat(d time.Duration) Option { return func(c *config) { c.heartbeat = d } }
 
 // ConfirmTimeout bounds the wait for RabbitMQ's confirm of one publication; past it the
-// publication counts as not confirmed (retried). Default 30s.
+// publication counts as not confirmed (retried). It also bounds how long a shutdown waits for a
+// message being taken into Kafka. Default 30s.
 func ConfirmTimeout(d time.Duration) Option { return func(c *config) { c.confirmWait = d } }
 
 // Backoff sets the first and the longest wait between reconnection attempts and between attempts

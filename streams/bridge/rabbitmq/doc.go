@@ -23,6 +23,9 @@
 // then. A nack, a return (no queue bound) or a lost channel is an error of the handler (retried,
 // then dead-lettered by the runtime).
 //
+// The audit log (Audit): its records are copied to the audit exchange, offsets committed after
+// the confirms.
+//
 // No loops: what the bridge writes to RabbitMQ carries hotelbus-origin: kafka, and Inbound
 // acknowledges such messages without taking them into Kafka; what it writes to Kafka carries the
 // record header hotelbus-origin: rabbitmq (OriginHook), and Outbound skips such records.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -110,7 +111,7 @@ func (in *inbound) enqueue(ctx context.Context, d delivery) {
 	go func() {
 		defer in.wg.Done()
 		for {
-			if !d.gone.Load() {
+			if !d.gone.Load() && ctx.Err() == nil {
 				in.take(ctx, d)
 			}
 			in.mu.Lock()
@@ -128,7 +129,10 @@ func (in *inbound) enqueue(ctx context.Context, d delivery) {
 }
 
 // take publishes d to Kafka or dead-letters it, then acknowledges it; a retryable failure is
-// tried again with backoff until ctx ends (the message is then left unacknowledged).
+// tried again with backoff until ctx ends (the message is then left unacknowledged). An attempt
+// that has started is not canceled with ctx (a shutdown): its outcome is waited for, so that a
+// message Kafka took is acknowledged instead of being taken again by the next consumer; it is
+// canceled ConfirmTimeout after ctx ended.
 func (in *inbound) take(ctx context.Context, d delivery) {
 	if origin, _ := d.Headers[HeaderOrigin].(string); origin == originKafka {
 		in.b.count("in", "loop-skipped")
@@ -136,10 +140,13 @@ func (in *inbound) take(ctx context.Context, d delivery) {
 		return
 	}
 	backoff := in.b.cfg.backoffMin
+	attempt, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stop()
+	defer context.AfterFunc(ctx, func() { time.AfterFunc(in.b.cfg.confirmWait, stop) })()
 	for {
-		reason, err := in.publish(ctx, d)
+		reason, err := in.publish(attempt, d)
 		if reason != "" {
-			err = in.deadLetter(ctx, d, reason, err)
+			err = in.deadLetter(attempt, d, reason, err)
 			if err == nil {
 				in.b.count("in", "dead-lettered")
 				_ = d.Ack(false) // a failed ack (the channel closed) means RabbitMQ delivers it again

@@ -119,7 +119,8 @@ func restartRabbitMQ(t *testing.T) {
 
 // TestKill9FromRabbit: 10,000 envelopes across 200 tenants published on RabbitMQ (pika) reach
 // Kafka while the bridge binary is killed with kill -9 twice and restarted, and RabbitMQ is
-// restarted: none lost, repeats only as the same eventId, no per-tenant reordering.
+// restarted: none lost, repeats only as the same eventId, no per-tenant reordering. SIGTERM then
+// stops the bridge with exit status 0.
 func TestKill9FromRabbit(t *testing.T) {
 	f := newFixture(t)
 	topo := f.cat.RabbitMQ
@@ -142,6 +143,9 @@ func TestKill9FromRabbit(t *testing.T) {
 			ids[id] = tenant
 		}
 	}
+	// The bridge's queue as the bridge declares it, so that nothing published before the bridge's
+	// first start is unroutable.
+	f.peer(t, "bind", "", append([]string{topo.Queue}, topo.Exchanges...)...)
 	published := make(chan string, 1)
 	go func() { published <- f.peer(t, "publish", in.String()) }()
 
@@ -152,7 +156,9 @@ func TestKill9FromRabbit(t *testing.T) {
 		t.Logf("kill -9 #%d of the bridge", kill)
 		b.start(t)
 	}
-	t.Logf("pika: %s", <-published)
+	if res := <-published; !strings.HasPrefix(res, fmt.Sprintf(`{"published": %d, "refused": []}`, len(ids))) {
+		t.Fatalf("pika did not publish every envelope: %s", res)
+	}
 	b.waitCount(t, "in", 500)
 	restartRabbitMQ(t)
 
@@ -178,6 +184,10 @@ func TestKill9FromRabbit(t *testing.T) {
 			got[tenant] = append(got[tenant], id)
 		})
 	}
+	// Graceful shutdown: SIGTERM finishes what is in flight and exits 0.
+	if err := b.proc.Terminate(30 * time.Second); err != nil {
+		t.Errorf("%v\n%s", err, b.proc.Tail(20))
+	}
 	lost, repeated, reordered := compare(want, got)
 	t.Logf("RabbitMQ → Kafka, kill -9 twice, RabbitMQ restarted: %d envelopes, %d records, %d lost, %d repeated eventIds, %d reordered, %d stray",
 		len(ids), records, lost, repeated, reordered, stray)
@@ -188,7 +198,8 @@ func TestKill9FromRabbit(t *testing.T) {
 
 // TestKill9ToRabbit: 10,000 events across 200 tenants published on Kafka reach a RabbitMQ queue
 // (pika) while the bridge binary is killed with kill -9 twice and restarted, and RabbitMQ is
-// restarted: none lost, repeats only as the same eventId, no per-tenant reordering.
+// restarted: none lost, repeats only as the same eventId, no per-tenant reordering. SIGTERM then
+// stops the bridge with exit status 0.
 func TestKill9ToRabbit(t *testing.T) {
 	f := newFixture(t)
 	observer := "hotelbus.test.kill9"
@@ -246,6 +257,10 @@ func TestKill9ToRabbit(t *testing.T) {
 			seen[m.MessageID] = true
 			got[tenant] = append(got[tenant], m.MessageID)
 		}
+	}
+	// Graceful shutdown: SIGTERM finishes what is in flight and exits 0.
+	if err := b.proc.Terminate(30 * time.Second); err != nil {
+		t.Errorf("%v\n%s", err, b.proc.Tail(20))
 	}
 	lost, repeated, reordered := compare(want, got)
 	t.Logf("Kafka → RabbitMQ, kill -9 twice, RabbitMQ restarted: %d events, %d messages, %d lost, %d repeated eventIds, %d reordered, %d stray",

@@ -36,23 +36,21 @@ func (b *Bridge) Handler() streams.Handler {
 		if tp := streams.Header(m.Record, streams.HeaderTraceparent); tp != "" {
 			headers[streams.HeaderTraceparent] = tp
 		}
-		out, err := b.pub.publish(ctx, exchange, env.EventType, amqp.Publishing{
+		// A publication that has started is not canceled with ctx (a revoked partition, a
+		// shutdown): its confirm must reach dedup's done mark, or the next owner publishes it
+		// again. ConfirmTimeout bounds the wait.
+		out, err := b.pub.publish(context.WithoutCancel(ctx), exchange, env.EventType, amqp.Publishing{
 			ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: env.EventID,
 			Timestamp: env.Timestamp, CorrelationId: env.Metadata.CorrelationID, Type: env.EventType,
 			Headers: headers, Body: body,
 		})
+		b.confirms.WithLabelValues(out.String()).Inc()
 		switch out {
 		case confirmed:
-			b.confirms.WithLabelValues("ack").Inc()
 			b.count("out", "published")
 			return nil
 		case returned:
-			b.confirms.WithLabelValues("returned").Inc()
 			return streams.Permanent(fmt.Errorf("%w: %s to %s with routing key %s: no queue is bound for it", ErrUnroutable, env.EventID, exchange, env.EventType))
-		case nacked:
-			b.confirms.WithLabelValues("nack").Inc()
-		default:
-			b.confirms.WithLabelValues("lost").Inc()
 		}
 		return err
 	}

@@ -49,6 +49,9 @@ const (
 	lost // the channel closed, or no confirm within the timeout
 )
 
+// String is the outcome as the result label of hotelbus_bridge_rabbitmq_confirms_total.
+func (o outcome) String() string { return [...]string{"ack", "returned", "nack", "lost"}[o] }
+
 func (p *publisher) channel(ctx context.Context) (*pubChannel, error) {
 	if p.ch != nil && !p.ch.isClosed() {
 		return p.ch, nil
@@ -124,41 +127,61 @@ func (pc *pubChannel) listen(returns <-chan amqp.Return, confirms <-chan amqp.Co
 // publish sends msg to exchange with routing key key and the mandatory flag, and waits for its
 // confirm (at most the confirm timeout, or until ctx ends).
 func (p *publisher) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) (outcome, error) {
+	pending, err := p.send(ctx, exchange, key, msg)
+	if err != nil {
+		return lost, err
+	}
+	return pending.wait(ctx)
+}
+
+// pending is a publication sent and not yet known confirmed.
+type pending struct {
+	p   *publisher
+	pc  *pubChannel
+	pub *publication
+}
+
+// send publishes msg without waiting for its confirm: publications sent one after the other reach
+// RabbitMQ in that order.
+func (p *publisher) send(ctx context.Context, exchange, key string, msg amqp.Publishing) (*pending, error) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	pc, err := p.channel(ctx)
 	if err != nil {
-		p.mu.Unlock()
-		return lost, err
+		return nil, err
 	}
 	pub := &publication{messageID: msg.MessageId, done: make(chan struct{})}
 	tag := pc.ch.GetNextPublishSeqNo()
 	pc.mu.Lock()
 	pc.pending[tag] = pub
 	pc.mu.Unlock()
-	err = pc.ch.PublishWithContext(ctx, exchange, key, true, false, msg)
-	p.mu.Unlock()
-	if err != nil {
+	if err := pc.ch.PublishWithContext(ctx, exchange, key, true, false, msg); err != nil {
 		pc.mu.Lock()
 		delete(pc.pending, tag)
 		pc.mu.Unlock()
-		return lost, fmt.Errorf("rabbitmq: %s: publishing to %s: %w", p.link.redacted, exchange, err)
+		return nil, fmt.Errorf("rabbitmq: %s: publishing to %s: %w", p.link.redacted, exchange, err)
 	}
-	t := time.NewTimer(p.wait)
+	return &pending{p: p, pc: pc, pub: pub}, nil
+}
+
+// wait waits for the publication's confirm (at most the confirm timeout, or until ctx ends).
+func (w *pending) wait(ctx context.Context) (outcome, error) {
+	t := time.NewTimer(w.p.wait)
 	defer t.Stop()
 	select {
-	case <-pub.done:
+	case <-w.pub.done:
 	case <-t.C:
-		return lost, fmt.Errorf("%w: no confirm from %s within %s", ErrNotConfirmed, p.link.redacted, p.wait)
+		return lost, fmt.Errorf("%w: no confirm from %s within %s", ErrNotConfirmed, w.p.link.redacted, w.p.wait)
 	case <-ctx.Done():
 		return lost, fmt.Errorf("%w: %w", ErrNotConfirmed, ctx.Err())
 	}
 	switch {
-	case pub.returned:
+	case w.pub.returned:
 		return returned, nil
-	case pub.acked:
+	case w.pub.acked:
 		return confirmed, nil
-	case pc.isClosed():
-		return lost, fmt.Errorf("%w: the channel to %s closed before the confirm", ErrNotConfirmed, p.link.redacted)
+	case w.pc.isClosed():
+		return lost, fmt.Errorf("%w: the channel to %s closed before the confirm", ErrNotConfirmed, w.p.link.redacted)
 	}
-	return nacked, fmt.Errorf("%w: %s nacked it", ErrNotConfirmed, p.link.redacted)
+	return nacked, fmt.Errorf("%w: %s nacked it", ErrNotConfirmed, w.p.link.redacted)
 }
