@@ -19,11 +19,12 @@ const HeaderAuditKind = "hotelbus-audit-kind"
 // disabled (kgo.ConsumerGroup, kgo.ConsumeTopics, kgo.DisableAutoCommit): each polled batch is
 // published in order, and its offsets are committed only after RabbitMQ confirmed every record of
 // it (a failure publishes the batch again, so a record may be copied twice, never lost). A value
-// that is no audit record is skipped and counted (direction "audit", outcome "skipped").
+// that is no audit record is skipped and counted (direction "audit", outcome "skipped"). It returns
+// when ctx ends or cl is closed.
 func (b *Bridge) Audit(ctx context.Context, cl *kgo.Client) error {
 	for {
 		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || fs.IsClientClosed() {
 			return nil
 		}
 		if err := fs.Err0(); err != nil {

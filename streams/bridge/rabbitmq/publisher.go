@@ -52,13 +52,10 @@ const (
 // String is the outcome as the result label of hotelbus_bridge_rabbitmq_confirms_total.
 func (o outcome) String() string { return [...]string{"ack", "returned", "nack", "lost"}[o] }
 
-func (p *publisher) channel(ctx context.Context) (*pubChannel, error) {
+// channel returns the open publishing channel, or opens one on conn. Called with p.mu held.
+func (p *publisher) channel(conn *amqp.Connection) (*pubChannel, error) {
 	if p.ch != nil && !p.ch.isClosed() {
 		return p.ch, nil
-	}
-	conn, err := p.link.current(ctx)
-	if err != nil {
-		return nil, err
 	}
 	ch, err := conn.Channel()
 	if err != nil {
@@ -142,11 +139,18 @@ type pending struct {
 }
 
 // send publishes msg without waiting for its confirm: publications sent one after the other reach
-// RabbitMQ in that order.
+// RabbitMQ in that order. Waiting for a connection is bounded by the confirm timeout, and done
+// without holding p.mu.
 func (p *publisher) send(ctx context.Context, exchange, key string, msg amqp.Publishing) (*pending, error) {
+	cctx, cancel := context.WithTimeout(ctx, p.wait)
+	conn, err := p.link.current(cctx)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotConfirmed, err)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	pc, err := p.channel(ctx)
+	pc, err := p.channel(conn)
 	if err != nil {
 		return nil, err
 	}
