@@ -238,6 +238,7 @@ type consumerConfig struct {
 	start            Start
 	shutdownTimeout  time.Duration
 	tracer           trace.Tracer
+	group            string
 	errs             []string
 }
 
@@ -286,6 +287,19 @@ func (c *consumerConfig) validate() error {
 		return fmt.Errorf("%w: ShutdownTimeout: %s must be positive and below the RebalanceTimeout (%s)", ErrConfig, c.shutdownTimeout, c.rebalanceTimeout)
 	}
 	return nil
+}
+
+// Group makes the consumer read through group instead of its system's consumer group
+// (System.Group), for a service that reads a system's subscriptions on its own account (the
+// RabbitMQ bridge). The system's redrive topic, whose records are addressed to the system's group,
+// is then not read. Default: the system's group. Maps to group.id.
+func Group(group string) ConsumerOption {
+	return consumerOptionFunc(func(c *consumerConfig) {
+		if group == "" {
+			c.errs = append(c.errs, "Group: empty consumer group")
+		}
+		c.group = group
+	})
 }
 
 // MaxInFlight bounds the handler calls running at once in one Consumer, over all its partitions

@@ -170,12 +170,15 @@ func NewConsumer(system string, serde *Serde, opts ...ConsumerOption) (*Consumer
 		return nil, fmt.Errorf("%w: system %q subscribes to nothing", ErrConfig, system)
 	}
 	tps := serde.cat.SubscribedTopics(system)
-	if sys.RedriveTopic != "" {
+	group := sys.Group
+	if cfg.group != "" {
+		group = cfg.group
+	} else if sys.RedriveTopic != "" {
 		tps = append(tps, sys.RedriveTopic)
 		slices.Sort(tps)
 	}
-	c := &Consumer{system: system, group: sys.Group, topics: tps, serde: serde, cat: serde.cat,
-		cfg: cfg, log: cfg.logger.With("system", system, "group", sys.Group), subscribed: map[string]bool{},
+	c := &Consumer{system: system, group: group, topics: tps, serde: serde, cat: serde.cat,
+		cfg: cfg, log: cfg.logger.With("system", system, "group", group), subscribed: map[string]bool{},
 		routes: map[routeKey]*route{}, done: make(chan struct{}), parts: map[topicPartition]*partState{}, changed: make(chan struct{})}
 	for _, et := range sys.Subscribes {
 		c.subscribed[et] = true

@@ -20,6 +20,7 @@ var ErrInvalid = errors.New("topics: invalid declarations")
 type catalogFile struct {
 	Systems      map[string]systemDecl `yaml:"systems"`
 	OrderingKeys map[string]string     `yaml:"orderingKeys"`
+	RabbitMQ     *rabbitMQDecl         `yaml:"rabbitmq"`
 }
 
 type systemDecl struct {
@@ -98,6 +99,9 @@ func Load(fsys fs.FS, env string) (*Catalog, error) {
 		return nil, err
 	}
 	if err := c.loadTopics(tf, env); err != nil {
+		return nil, err
+	}
+	if err := c.loadRabbitMQ(cf.RabbitMQ, tf, env); err != nil {
 		return nil, err
 	}
 	return c, nil

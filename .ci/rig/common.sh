@@ -118,6 +118,29 @@ apt_install() {
 	((rc == 0)) || die "apt-get install $* failed"
 }
 
+# ensure_rabbitmq: installs Debian's rabbitmq-server when missing (the RabbitMQ bridge's tests),
+# kept from starting on install like ensure_debs' packages.
+ensure_rabbitmq() {
+	[[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]] && return 0
+	need_cmd apt-get
+	((EUID == 0)) || die "installing rabbitmq-server needs root"
+	log "installing rabbitmq-server with apt-get"
+	local policy=/usr/sbin/policy-rc.d made_policy= rc=0 out
+	if [[ ! -e $policy ]]; then
+		printf '#!/bin/sh\nexit 101\n' >"$policy"
+		chmod 755 "$policy"
+		made_policy=1
+	fi
+	out=$(mktemp)
+	{
+		retry env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+			retry env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rabbitmq-server
+	} >"$out" 2>&1 </dev/null || rc=$?
+	[[ -z $made_policy ]] || rm -f "$policy"
+	((rc == 0)) || { cat "$out" >&2; rm -f "$out"; die "apt-get install rabbitmq-server failed"; }
+	rm -f "$out"
+}
+
 # ensure_chromium: installs Debian's chromium when no Chromium is in PATH, for the dashboard's
 # headless browser test (chromedp finds it in PATH). The package lists are only refreshed when it
 # has to be installed.

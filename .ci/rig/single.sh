@@ -7,7 +7,8 @@
 #   single.sh stop  [STATE_DIR]   stop what STATE_DIR's pid files name
 #
 # STATE_DIR (default $RUN_DIR/hotelbus-single, see common.sh) holds the broker's data and logs,
-# the pid files and `env`, a file of `export` lines with the HOTELBUS_TEST_* variables.
+# the pid files and `env`, a file of `export` lines with the HOTELBUS_TEST_* variables. It also
+# starts a private RabbitMQ node (rabbitmq.sh) for the RabbitMQ bridge's tests.
 # Ports (default 19092 broker, 19093 controller, 16379 redis) come from HOTELBUS_RIG_KAFKA_PORT,
 # HOTELBUS_RIG_CONTROLLER_PORT, HOTELBUS_RIG_REDIS_PORT; a busy explicit port is refused, a busy
 # default one is replaced by a free port; the Redis Cluster takes free ports, or three from
@@ -15,6 +16,8 @@
 set -euo pipefail
 # shellcheck source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# shellcheck source=rabbitmq.sh
+source "$(dirname "${BASH_SOURCE[0]}")/rabbitmq.sh"
 
 # rig_start STATE_DIR (its variable is not called state: a die in here runs the caller's EXIT
 # trap inside this function, where a local "state" would hide the caller's)
@@ -77,6 +80,8 @@ export HOTELBUS_TEST_REDIS_CLUSTER=$cluster
 export HOTELBUS_TEST_PYTHON=$VENV/bin/python
 export HOTELBUS_TEST_NODE_MODULES=$NPM_TOOLS/node_modules
 EOF
+	# The RabbitMQ bridge's node (HOTELBUS_RIG_AMQP_PORT, RABBITMQ_DIST_PORT); adds HOTELBUS_TEST_AMQP.
+	rabbitmq_start "$dir"
 	log "up: kafka 127.0.0.1:$kport, redis 127.0.0.1:$rport, redis cluster $cluster, python $VENV/bin/python (state $dir)"
 }
 
@@ -86,6 +91,7 @@ rig_stop() {
 	stop_pid "$state/kafka/pid" "-Dhotelbus.rig=$state/kafka" kafka
 	stop_pid "$state/redis/pid" redis-server redis-server
 	bash "$RIG_DIR/redis-ha.sh" stop "$state/redis-cluster"
+	rabbitmq_stop "$state"
 	rm -f "$state/env"
 }
 
