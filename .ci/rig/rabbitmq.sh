@@ -46,6 +46,9 @@ rabbitmq_start() {
 	dist=$(pick_port rabbitmq-dist "${RABBITMQ_DIST_PORT:-15676}" "${RABBITMQ_DIST_PORT:-}")
 	rm -rf "$dir"
 	mkdir -p "$dir/mnesia" "$dir/log"
+	# The node runs as the rabbitmq user: it must be able to pass through the state directory
+	# (mktemp -d makes it 0700), not to list it.
+	chmod o+x "$state"
 	echo '[].' >"$dir/enabled_plugins"
 	echo '[].' >"$dir/advanced.config"
 	# Quorum queues and user-id checks need nothing beyond the defaults; disk_free_limit is low so
