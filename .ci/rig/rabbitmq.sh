@@ -44,11 +44,16 @@ rabbitmq_start() {
 	port=$(pick_port amqp "${HOTELBUS_RIG_AMQP_PORT:-15675}" "${HOTELBUS_RIG_AMQP_PORT:-}")
 	RIG_TAKEN="${RIG_TAKEN:-} $port"
 	dist=$(pick_port rabbitmq-dist "${RABBITMQ_DIST_PORT:-15676}" "${RABBITMQ_DIST_PORT:-}")
-	rm -rf "$dir"
+	rabbitmq_stop "$state"
+	# The node runs as the rabbitmq user, which cannot pass through the rig's state directories
+	# (mktemp -d makes them 0700): its files live in a directory of their own under RUN_DIR, which
+	# $state/rabbitmq links to, and rabbitmq_stop removes.
+	local real
+	real=$(mktemp -d "$RUN_DIR/hotelbus-rabbitmq.XXXXXX")
+	chmod 0755 "$real"
+	ln -s "$real" "$dir"
+	dir=$real
 	mkdir -p "$dir/mnesia" "$dir/log"
-	# The node runs as the rabbitmq user: it must be able to pass through the state directory
-	# (mktemp -d makes it 0700), not to list it.
-	chmod o+x "$state"
 	echo '[].' >"$dir/enabled_plugins"
 	echo '[].' >"$dir/advanced.config"
 	# Quorum queues and user-id checks need nothing beyond the defaults; disk_free_limit is low so
@@ -86,9 +91,14 @@ ENV
 
 # rabbitmq_stop STATE_DIR
 rabbitmq_stop() {
-	local dir=$1/rabbitmq
-	[[ -f $dir/pid ]] || return 0
-	stop_pid "$dir/pid" beam rabbitmq-server
+	local dir=$1/rabbitmq real
+	[[ -e $dir || -L $dir ]] || return 0
+	[[ -f $dir/pid ]] && stop_pid "$dir/pid" beam rabbitmq-server
+	real=$(readlink -f "$dir")
+	if [[ $real == "$RUN_DIR"/hotelbus-rabbitmq.* ]]; then
+		rm -rf "$real"
+	fi
+	rm -rf "$dir"
 }
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
