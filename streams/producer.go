@@ -155,6 +155,11 @@ func (p *Producer) PublishBatch(ctx context.Context, envs []*Envelope) ([]Result
 // subscribers of either version see one event and deduplication treats the copies as one. Each
 // envelope supplies its own Version and Data; all must have the same EventType and tenant.
 func (p *Producer) PublishDual(ctx context.Context, envs ...*Envelope) ([]Result, error) {
+	return p.publishDual(ctx, envs, nil)
+}
+
+// publishDual is PublishDual with the data of envs[i] taken from typed[i] when typed is set.
+func (p *Producer) publishDual(ctx context.Context, envs []*Envelope, typed []Event) ([]Result, error) {
 	if len(envs) < 2 {
 		return nil, fmt.Errorf("%w: PublishDual needs at least two versions", ErrInvalidEvent)
 	}
@@ -168,7 +173,18 @@ func (p *Producer) PublishDual(ctx context.Context, envs ...*Envelope) ([]Result
 		}
 		e.EventID, e.Timestamp, e.Metadata = first.EventID, first.Timestamp, first.Metadata
 	}
-	return p.PublishBatch(ctx, envs)
+	recs := make([]*kgo.Record, len(envs))
+	for i, env := range envs {
+		var data Event
+		if typed != nil {
+			data = typed[i]
+		}
+		var err error
+		if recs[i], err = p.recordOf(ctx, env, data); err != nil {
+			return nil, fmt.Errorf("event %d: %w", i, err)
+		}
+	}
+	return p.send(ctx, recs)
 }
 
 // PublishAsync sends one event without waiting; done is called exactly once with the result, from
@@ -280,6 +296,11 @@ func (p *Producer) ParseJSON(b []byte) (*Envelope, error) {
 
 // record prepares, validates and encodes env.
 func (p *Producer) record(ctx context.Context, env *Envelope) (*kgo.Record, error) {
+	return p.recordOf(ctx, env, nil)
+}
+
+// recordOf is record with the data taken from typed instead of env.Data when it is set.
+func (p *Producer) recordOf(ctx context.Context, env *Envelope, typed Event) (*kgo.Record, error) {
 	if err := p.Prepare(ctx, env); err != nil {
 		return nil, err
 	}
@@ -287,7 +308,7 @@ func (p *Producer) record(ctx context.Context, env *Envelope) (*kgo.Record, erro
 	if p.cfg.tracer != nil {
 		ctx, span = startPublishSpan(ctx, p.cfg.tracer, env)
 	}
-	rec, err := p.serde.Record(ctx, env)
+	rec, err := p.serde.record(ctx, env, typed)
 	if err != nil {
 		if span != nil {
 			span.RecordError(err)
