@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -45,12 +47,13 @@ type Producer struct {
 	spool  *spool.Spool
 
 	mu       sync.Mutex
-	client   *kgo.Client // replaced after a stall (see watch); read under mu
-	cond     *sync.Cond  // signalled when inflight reaches zero
-	offline  bool        // events go to the spool; cleared by the drainer when it is empty
-	inflight int         // records handed to franz-go whose promise has not run
-	progress time.Time   // when inflight last rose from zero or a record was last acknowledged
-	spoolErr error       // the drainer's last spool read error (a corrupt entry); nil when healthy
+	client   *kgo.Client                // replaced after a stall (see watch); read under mu
+	current  atomic.Pointer[kgo.Client] // p.client, for the audit log, which may not take mu
+	cond     *sync.Cond                 // signalled when inflight reaches zero
+	offline  bool                       // events go to the spool; cleared by the drainer when it is empty
+	inflight int                        // records handed to franz-go whose promise has not run
+	progress time.Time                  // when inflight last rose from zero or a record was last acknowledged
+	spoolErr error                      // the drainer's last spool read error (a corrupt entry); nil when healthy
 	closed   bool
 	wake     chan struct{}
 	stop     chan struct{}
@@ -86,6 +89,9 @@ func NewProducer(system string, serde *Serde, opts ...ProducerOption) (*Producer
 	}
 	p := &Producer{system: system, serde: serde, cat: serde.cat, cfg: cfg,
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), drained: make(chan struct{})}
+	if cfg.audit && serde.cat.AuditTopic != "" {
+		p.cfg.observers = append(p.cfg.observers, &AuditLog{client: p.current.Load, topic: serde.cat.AuditTopic, system: system, log: slog.Default()})
+	}
 	p.cond = sync.NewCond(&p.mu)
 	kopts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.brokers...),
@@ -100,12 +106,15 @@ func NewProducer(system string, serde *Serde, opts ...ProducerOption) (*Producer
 	}
 	if cfg.spoolDir != "" {
 		kopts = append(kopts, kgo.RecordDeliveryTimeout(cfg.spoolAfter))
+	} else {
+		kopts = append(kopts, kgo.RecordDeliveryTimeout(cfg.deliveryTimeout))
 	}
 	p.kopts = append(kopts, cfg.kafkaOpts...)
 	var err error
 	if p.client, err = kgo.NewClient(p.kopts...); err != nil {
 		return nil, fmt.Errorf("%w: kafka client: %v", ErrConfig, err)
 	}
+	p.current.Store(p.client)
 	if cfg.spoolDir == "" {
 		close(p.drained)
 		return p, nil
@@ -384,6 +393,9 @@ func (p *Producer) produce(ctx context.Context, rec *kgo.Record, done func(Resul
 	if len(p.cfg.observers) > 0 {
 		done = p.observed(rec, done)
 	}
+	if p.spool == nil {
+		done = p.bounded(rec, done)
+	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -445,6 +457,25 @@ func (p *Producer) produce(ctx context.Context, rec *kgo.Record, done func(Resul
 		client.TryProduce(ctx, rec, promise)
 	} else {
 		client.Produce(ctx, rec, promise)
+	}
+}
+
+// bounded gives rec a DeliveryTimeout deadline (franz-go fails a record whose context ends even
+// while no broker is reachable, when its RecordDeliveryTimeout is not evaluated) and wraps done to
+// report either expiry as ErrDeliveryTimeout.
+func (p *Producer) bounded(rec *kgo.Record, done func(Result, error)) func(Result, error) {
+	parent := rec.Context
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, cancel := context.WithTimeoutCause(parent, p.cfg.deliveryTimeout, ErrDeliveryTimeout)
+	rec.Context = ctx
+	return func(r Result, err error) {
+		if err != nil && (errors.Is(err, kgo.ErrRecordTimeout) || errors.Is(context.Cause(ctx), ErrDeliveryTimeout)) {
+			err = fmt.Errorf("%w: no acknowledgement within %s (DeliveryTimeout): %v", ErrDeliveryTimeout, p.cfg.deliveryTimeout, err)
+		}
+		cancel()
+		done(r, err)
 	}
 }
 
@@ -546,6 +577,7 @@ func (p *Producer) replaceClient() {
 		p.cond.Wait()
 	}
 	p.client = fresh
+	p.current.Store(fresh)
 	p.mu.Unlock()
 	old.Close()
 }

@@ -174,16 +174,8 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	if err != nil {
 		return err
 	}
-	audit, err := streams.NewAuditLog(kcl, cat.AuditTopic, "gateway", nil)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = audit.Flush(fctx)
-	}()
-	popts := []streams.ProducerOption{streams.Brokers(seeds...), streams.KafkaOptions(kopts...), streams.Tracing(tp), streams.Observe(metrics, audit)}
+	// each producer writes its publish audit records (streams.PublishAudit's default)
+	popts := []streams.ProducerOption{streams.Brokers(seeds...), streams.KafkaOptions(kopts...), streams.Tracing(tp), streams.Observe(metrics)}
 	if o.spoolDir != "" {
 		popts = append(popts, streams.SpoolDir(o.spoolDir), streams.SpoolAfter(o.spoolAfter))
 	}
