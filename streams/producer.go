@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -84,32 +83,14 @@ func NewProducer(system string, serde *Serde, opts ...ProducerOption) (*Producer
 	if _, ok := serde.cat.System(system); !ok {
 		return nil, fmt.Errorf("%w: system %q is not in the catalog", ErrConfig, system)
 	}
-	if cfg.tracer != nil {
-		cfg.observers = append(cfg.observers, endPublishSpan{})
-	}
-	p := &Producer{system: system, serde: serde, cat: serde.cat, cfg: cfg,
-		wake: make(chan struct{}, 1), stop: make(chan struct{}), drained: make(chan struct{})}
-	if cfg.audit && serde.cat.AuditTopic != "" {
-		p.cfg.observers = append(p.cfg.observers, &AuditLog{client: p.current.Load, topic: serde.cat.AuditTopic, system: system, log: slog.Default()})
-	}
-	p.cond = sync.NewCond(&p.mu)
-	kopts := []kgo.Opt{
-		kgo.SeedBrokers(cfg.brokers...),
-		kgo.ClientID("hotelbus-" + system),
-		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerLinger(cfg.linger),
-		kgo.ProducerBatchMaxBytes(cfg.batchMaxBytes),
-		kgo.ProducerBatchCompression(cfg.compression...),
-		kgo.MaxBufferedRecords(cfg.maxBufferedRecords),
-		kgo.MaxBufferedBytes(cfg.maxBufferedBytes),
-		kgo.ProduceRequestTimeout(cfg.requestTimeout),
-	}
+	delivery := cfg.deliveryTimeout
 	if cfg.spoolDir != "" {
-		kopts = append(kopts, kgo.RecordDeliveryTimeout(cfg.spoolAfter))
-	} else {
-		kopts = append(kopts, kgo.RecordDeliveryTimeout(cfg.deliveryTimeout))
+		delivery = cfg.spoolAfter
 	}
-	p.kopts = append(kopts, cfg.kafkaOpts...)
+	p := &Producer{system: system, serde: serde, cat: serde.cat, cfg: cfg, kopts: append(cfg.clientOpts(system), kgo.RecordDeliveryTimeout(delivery)),
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), drained: make(chan struct{})}
+	p.cfg.observers = cfg.withBuiltins(system, serde.cat, p.current.Load)
+	p.cond = sync.NewCond(&p.mu)
 	var err error
 	if p.client, err = kgo.NewClient(p.kopts...); err != nil {
 		return nil, fmt.Errorf("%w: kafka client: %v", ErrConfig, err)
@@ -460,19 +441,25 @@ func (p *Producer) produce(ctx context.Context, rec *kgo.Record, done func(Resul
 	}
 }
 
-// bounded gives rec a DeliveryTimeout deadline (franz-go fails a record whose context ends even
-// while no broker is reachable, when its RecordDeliveryTimeout is not evaluated) and wraps done to
-// report either expiry as ErrDeliveryTimeout.
+// bounded gives rec a DeliveryTimeout deadline and wraps done to report its expiry as
+// ErrDeliveryTimeout (see boundDelivery).
 func (p *Producer) bounded(rec *kgo.Record, done func(Result, error)) func(Result, error) {
+	return boundDelivery(rec, p.cfg.deliveryTimeout, done)
+}
+
+// boundDelivery gives rec a deadline d from now (franz-go fails a record whose context ends even
+// while no broker is reachable, when its RecordDeliveryTimeout is not evaluated) and wraps done to
+// report its expiry, or franz-go's record timeout, as ErrDeliveryTimeout.
+func boundDelivery(rec *kgo.Record, d time.Duration, done func(Result, error)) func(Result, error) {
 	parent := rec.Context
 	if parent == nil {
 		parent = context.Background()
 	}
-	ctx, cancel := context.WithTimeoutCause(parent, p.cfg.deliveryTimeout, ErrDeliveryTimeout)
+	ctx, cancel := context.WithTimeoutCause(parent, d, ErrDeliveryTimeout)
 	rec.Context = ctx
 	return func(r Result, err error) {
 		if err != nil && (errors.Is(err, kgo.ErrRecordTimeout) || errors.Is(context.Cause(ctx), ErrDeliveryTimeout)) {
-			err = fmt.Errorf("%w: no acknowledgement within %s (DeliveryTimeout): %v", ErrDeliveryTimeout, p.cfg.deliveryTimeout, err)
+			err = fmt.Errorf("%w: no acknowledgement within %s (DeliveryTimeout): %v", ErrDeliveryTimeout, d, err)
 		}
 		cancel()
 		done(r, err)
