@@ -262,11 +262,7 @@ func (s *Serde) Decode(ctx context.Context, value []byte) (*Envelope, error) {
 // DecodeAs decodes a wire-format value into reader's shape (nil: as Decode). The returned envelope's
 // Version is the version its Data follows.
 func (s *Serde) DecodeAs(ctx context.Context, value []byte, reader *schemas.Version) (*Envelope, error) {
-	id, body, err := s.header.DecodeID(value)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformedRecord, err)
-	}
-	w, err := s.writer(ctx, id)
+	id, body, w, err := s.wire(ctx, value)
 	if err != nil {
 		return nil, err
 	}
@@ -299,6 +295,16 @@ func (s *Serde) DecodeAs(ctx context.Context, value []byte, reader *schemas.Vers
 		env.Version = reader.String()
 	}
 	return env, nil
+}
+
+// wire splits a wire-format value into its schema id and body and returns the writer schema.
+func (s *Serde) wire(ctx context.Context, value []byte) (int, []byte, *writerSchema, error) {
+	id, body, err := s.header.DecodeID(value)
+	if err != nil {
+		return 0, nil, nil, fmt.Errorf("%w: %v", ErrMalformedRecord, err)
+	}
+	w, err := s.writer(ctx, id)
+	return id, body, w, err
 }
 
 func envelopeFromAvro(m map[string]any) *Envelope {

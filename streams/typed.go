@@ -177,11 +177,7 @@ func (s *Serde) encodeTyped(b []byte, env *Envelope, v *schemas.Version, typed E
 // decodeTyped decodes a wire-format value into out, in reader's version, and returns its envelope
 // (Data nil).
 func (s *Serde) decodeTyped(ctx context.Context, value []byte, reader *schemas.Version, out Event) (*Envelope, error) {
-	id, body, err := s.header.DecodeID(value)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformedRecord, err)
-	}
-	w, err := s.writer(ctx, id)
+	id, body, w, err := s.wire(ctx, value)
 	if err != nil {
 		return nil, err
 	}
