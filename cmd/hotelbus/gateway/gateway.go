@@ -219,18 +219,17 @@ func anyEnvToken(f *cmdutil.Factory, systems []string) bool {
 	return false
 }
 
-// Runtime is a gateway on one catalog: a producer per system, the publish audit log and the
-// Server. `hotelbus gateway` and `hotelbus dev` both run it.
+// Runtime is a gateway on one catalog: a producer per system and the Server. `hotelbus gateway`
+// and `hotelbus dev` both run it.
 type Runtime struct {
 	Server    *gw.Server
 	producers map[string]*streams.Producer
-	audit     *streams.AuditLog
 }
 
-// Assemble builds a Runtime from cfg, whose Credentials, Redis and Kafka (the client of the audit
-// log) must be set: it fills in the producers, one per system of cat built with popts and observed
-// by the gateway's metrics and audit log, the registry and the metrics. A configuration refused is
-// a usage error. Close it after the Server's Shutdown.
+// Assemble builds a Runtime from cfg, whose Credentials, Redis and Kafka must be set: it fills in
+// the producers, one per system of cat built with popts and observed by the gateway's metrics (each
+// writes its own publish audit records, streams.PublishAudit's default), the registry and the
+// metrics. A configuration refused is a usage error. Close it after the Server's Shutdown.
 func Assemble(cfg gw.Config, cat *topics.Catalog, serde *streams.Serde, popts ...streams.ProducerOption) (_ *Runtime, err error) {
 	reg := prometheus.NewRegistry()
 	metrics, err := streams.NewMetrics(reg)
@@ -238,15 +237,12 @@ func Assemble(cfg gw.Config, cat *topics.Catalog, serde *streams.Serde, popts ..
 		return nil, err
 	}
 	rt := &Runtime{producers: map[string]*streams.Producer{}}
-	if rt.audit, err = streams.NewAuditLog(cfg.Kafka, cat.AuditTopic, "gateway", nil); err != nil {
-		return nil, err
-	}
 	defer func() {
 		if err != nil {
 			rt.Close(io.Discard)
 		}
 	}()
-	popts = append(popts, streams.Observe(metrics, rt.audit))
+	popts = append(popts, streams.Observe(metrics))
 	for _, s := range cat.Systems {
 		p, err := streams.NewProducer(s.Name, serde, popts...)
 		if err != nil {
@@ -265,8 +261,8 @@ func Assemble(cfg gw.Config, cat *topics.Catalog, serde *streams.Serde, popts ..
 	return rt, nil
 }
 
-// Close flushes every producer (with a spool, what the broker did not take stays on disk), then
-// the audit log, reporting failures on errOut.
+// Close flushes every producer (with a spool, what the broker did not take stays on disk),
+// reporting failures on errOut.
 func (rt *Runtime) Close(errOut io.Writer) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -274,8 +270,5 @@ func (rt *Runtime) Close(errOut io.Writer) {
 		if err := p.Close(ctx); err != nil {
 			fmt.Fprintf(errOut, "gateway: closing the %s producer: %v\n", sys, err)
 		}
-	}
-	if err := rt.audit.Flush(ctx); err != nil {
-		fmt.Fprintf(errOut, "gateway: audit log: %v\n", err)
 	}
 }
