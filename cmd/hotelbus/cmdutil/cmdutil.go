@@ -44,6 +44,8 @@ type Factory struct {
 
 	// components are what the command resolved and Reachable checks.
 	components []*component
+	// announced holds the "using ... from the dev stack" lines already written, each said once.
+	announced map[string]bool
 }
 
 // System returns the Factory of the running binary.
@@ -101,7 +103,13 @@ func (f *Factory) resolve(flagValue, flag, env string, pick func(*Endpoints) str
 	if err != nil {
 		return "", "", Usagef("no %s: pass --%s, set %s, or start `hotelbus dev`; %v", flag, flag, env, err)
 	}
-	fmt.Fprintf(f.ErrOut, "using %s from the dev stack's %s\n", pick(e), file)
+	if line := fmt.Sprintf("using %s from the dev stack's %s\n", pick(e), file); !f.announced[line] {
+		if f.announced == nil {
+			f.announced = map[string]bool{}
+		}
+		f.announced[line] = true
+		fmt.Fprint(f.ErrOut, line)
+	}
 	return pick(e), file + " of `hotelbus dev`, is it running?", nil
 }
 

@@ -81,6 +81,9 @@ func TestDevStackSaysWhereItLooked(t *testing.T) {
 	if err != nil || brokers != "127.0.0.1:2" || !strings.Contains(errOut.String(), filepath.Join(running, cmdutil.EndpointsFile)) {
 		t.Fatalf("brokers = %q, %v (%s), want the running stack's", brokers, err, errOut.String())
 	}
+	if _, err := f.Brokers(""); err != nil || strings.Count(errOut.String(), "using 127.0.0.1:2 ") != 1 {
+		t.Fatalf("brokers resolved twice: %v; want the dev stack's line once:\n%s", err, errOut.String())
+	}
 	_, err = f.Registry("")
 	if cmdutil.ExitCode(err) != cmdutil.ExitUsage {
 		t.Fatalf("registry: %v, want a usage error", err)
