@@ -18,7 +18,7 @@ test:
 faults:
 	bash .ci/rig/faults.sh
 
-# Embedded components only (kfake, srfake, miniredis).
+# Embedded components only (kfake, the embedded schema registry, miniredis).
 test-fast:
 	$(GO) test ./...
 
