@@ -52,30 +52,29 @@ func ParseAuditRecord(b []byte) (AuditRecord, error) {
 	return r, nil
 }
 
-// AuditLog writes AuditRecords to the audit topic: every event a producer sends (every Producer
-// has one, see PublishAudit; it is a PublishObserver) and every outcome of a consumer's chain (Middleware, outermost). Writes
-// are asynchronous and never block the caller: when franz-go's buffer is full a record is dropped
-// and counted (Dropped), and failed writes are logged and counted (Failed), because the audit log
-// must not slow down or stop the event flow it describes. Safe for concurrent use.
+// AuditLog writes AuditRecords to the audit topic: every record a Writer writes (every Producer
+// and Writer has one, see PublishAudit; it is a PublishObserver) and every outcome of a consumer's
+// chain (Middleware, outermost). Writes go through a Writer's client write, without observers or
+// spans, and are asynchronous and never block the caller: when franz-go's buffer is full a record
+// is dropped and counted (Dropped), and failed writes are logged and counted (Failed), because the
+// audit log must not slow down or stop the event flow it describes. Safe for concurrent use.
 type AuditLog struct {
-	client  func() *kgo.Client // the client to write with now
-	topic   string
-	system  string
+	w       *Writer
 	log     *slog.Logger
 	dropped atomic.Int64
 	failed  atomic.Int64
 }
 
-// NewAuditLog returns the audit log of system, writing to topic through cl (a client the caller
-// owns and closes after Flush).
-func NewAuditLog(cl *kgo.Client, topic, system string, logger *slog.Logger) (*AuditLog, error) {
-	if cl == nil || topic == "" || system == "" {
-		return nil, fmt.Errorf("%w: NewAuditLog: client, topic and system are required", ErrConfig)
+// NewAuditLog returns the audit log of w's system, writing to its catalog's audit topic through w
+// (which the caller owns and closes). logger nil is slog.Default().
+func NewAuditLog(w *Writer, logger *slog.Logger) (*AuditLog, error) {
+	if w == nil || w.cat.AuditTopic == "" {
+		return nil, fmt.Errorf("%w: NewAuditLog: a writer whose catalog has an audit topic is required", ErrConfig)
 	}
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &AuditLog{client: func() *kgo.Client { return cl }, topic: topic, system: system, log: logger}, nil
+	return &AuditLog{w: w, log: logger}, nil
 }
 
 // Write sends r without waiting.
@@ -89,21 +88,22 @@ func (a *AuditLog) Write(r AuditRecord) {
 	if key == "" {
 		key = r.EventID
 	}
-	a.client().TryProduce(context.Background(), &kgo.Record{Topic: a.topic, Key: []byte(key), Value: b}, func(_ *kgo.Record, err error) {
+	topic := a.w.cat.AuditTopic
+	a.w.send(context.Background(), &kgo.Record{Topic: topic, Key: []byte(key), Value: b}, true, func(_ *kgo.Record, err error) {
 		switch {
 		case err == nil:
 		case errors.Is(err, kgo.ErrMaxBuffered):
 			a.dropped.Add(1)
 		default:
 			if a.failed.Add(1) == 1 {
-				a.log.Warn("streams: audit log write failed (further failures are only counted)", "topic", a.topic, "err", err)
+				a.log.Warn("streams: audit log write failed (further failures are only counted)", "topic", topic, "err", err)
 			}
 		}
 	})
 }
 
 // Flush waits for the records written so far to be acknowledged or fail.
-func (a *AuditLog) Flush(ctx context.Context) error { return a.client().Flush(ctx) }
+func (a *AuditLog) Flush(ctx context.Context) error { return a.w.Flush(ctx) }
 
 // Dropped counts records dropped because the client's buffer was full; Failed those the broker
 // refused or that could not be encoded.
@@ -136,7 +136,7 @@ func (a *AuditLog) Middleware() Middleware {
 			if abandoned {
 				return err
 			}
-			r := AuditRecord{Kind: AuditHandled, System: a.system, Group: m.Group, EventType: obs.eventType, Topic: m.Record.Topic,
+			r := AuditRecord{Kind: AuditHandled, System: a.w.system, Group: m.Group, EventType: obs.eventType, Topic: m.Record.Topic,
 				Partition: m.Record.Partition, Offset: m.Record.Offset, Attempt: max(m.Attempt, 1), Outcome: obs.outcome,
 				LatencyMs: float64(obs.latency.Microseconds()) / 1000, At: time.Now().UTC(), TenantID: string(m.Record.Key),
 				EventID: Header(m.Record, HeaderEventID), CorrelationID: Header(m.Record, HeaderCorrelationID)}
