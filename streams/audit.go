@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -79,10 +81,13 @@ func NewAuditLog(w *Writer, logger *slog.Logger) (*AuditLog, error) {
 
 // Write sends r without waiting.
 func (a *AuditLog) Write(r AuditRecord) {
-	b, err := json.Marshal(r)
-	if err != nil {
-		a.failed.Add(1)
-		return
+	b, ok := r.appendJSON(make([]byte, 0, 384))
+	if !ok {
+		var err error
+		if b, err = json.Marshal(r); err != nil {
+			a.failed.Add(1)
+			return
+		}
 	}
 	key := r.CorrelationID
 	if key == "" {
@@ -152,4 +157,42 @@ func (a *AuditLog) Middleware() Middleware {
 			return err
 		}
 	}
+}
+
+// appendJSON appends r as json.Marshal writes it, byte for byte (TestAuditRecordJSON); ok is false
+// for what it leaves to json.Marshal (a latency json would write with an exponent, a time outside
+// years 0-9999). Every event published is described by one, written in franz-go's promise
+// goroutine, where json.Marshal's reflection cost a tenth of the publish path's CPU.
+func (r *AuditRecord) appendJSON(b []byte) ([]byte, bool) {
+	if abs := math.Abs(r.LatencyMs); abs != 0 && (abs < 1e-6 || abs >= 1e21 || math.IsNaN(abs)) || r.At.Year() < 0 || r.At.Year() > 9999 {
+		return nil, false
+	}
+	str := func(key, v string) {
+		b = append(b, key...)
+		b = appendString(b, v)
+	}
+	str(`{"kind":`, r.Kind)
+	str(`,"system":`, r.System)
+	if r.Group != "" {
+		str(`,"group":`, r.Group)
+	}
+	str(`,"eventId":`, r.EventID)
+	str(`,"eventType":`, r.EventType)
+	str(`,"tenantId":`, r.TenantID)
+	str(`,"correlationId":`, r.CorrelationID)
+	str(`,"topic":`, r.Topic)
+	b = strconv.AppendInt(append(b, `,"partition":`...), int64(r.Partition), 10)
+	b = strconv.AppendInt(append(b, `,"offset":`...), r.Offset, 10)
+	if r.Attempt != 0 {
+		b = strconv.AppendInt(append(b, `,"attempt":`...), int64(r.Attempt), 10)
+	}
+	str(`,"outcome":`, r.Outcome)
+	if r.LatencyMs != 0 {
+		b = strconv.AppendFloat(append(b, `,"latencyMs":`...), r.LatencyMs, 'f', -1, 64)
+	}
+	b = append(r.At.AppendFormat(append(b, `,"at":"`...), time.RFC3339Nano), '"')
+	if r.Error != "" {
+		str(`,"error":`, r.Error)
+	}
+	return append(b, '}'), true
 }

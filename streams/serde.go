@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hamba/avro/v2"
@@ -38,6 +39,7 @@ type Serde struct {
 	byName    map[string]*schemas.Subject
 	codecs    sync.Map // schema fingerprint -> *codec
 	envelopes sync.Map // schema fingerprint -> envelopeEncoder (nil when not direct)
+	sizes     sync.Map // *schemas.Version -> *atomic.Int64: the largest value Record encoded with it
 }
 
 type writerSchema struct {
@@ -128,6 +130,12 @@ func (s *Serde) appendEncode(ctx context.Context, b []byte, env *Envelope, typed
 	if err != nil {
 		return "", nil, err
 	}
+	var size *atomic.Int64
+	if b == nil { // a record's value: sized as the largest of the version so far, so encoding appends without growing
+		sz, _ := s.sizes.LoadOrStore(v, new(atomic.Int64))
+		size = sz.(*atomic.Int64)
+		b = make([]byte, 0, min(size.Load(), maxValueHint))
+	}
 	if b, err = s.header.AppendEncode(b, id, nil); err != nil {
 		return "", nil, fmt.Errorf("streams: wire header: %w", err)
 	}
@@ -139,8 +147,14 @@ func (s *Serde) appendEncode(ctx context.Context, b []byte, env *Envelope, typed
 	if err != nil {
 		return "", nil, err
 	}
+	if size != nil && int64(len(b)) > size.Load() {
+		size.Store(int64(len(b)))
+	}
 	return topic, b, nil
 }
+
+// maxValueHint bounds the capacity a value buffer is given ahead of encoding (bytes).
+const maxValueHint = 64 << 10
 
 // checkEnvelope adds the problems of env's envelope fields (not its data) to errs.
 func (s *Serde) checkEnvelope(env *Envelope, errs *fieldErrs) {
