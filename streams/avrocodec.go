@@ -493,33 +493,26 @@ type envelopeEncoder func(b []byte, env *Envelope, version string) ([]byte, erro
 // are not exactly envelope.avsc's (by name and type); callers then use the generic codec.
 func compileEnvelope(s *avro.RecordSchema) envelopeEncoder {
 	type part func(b []byte, env *Envelope, version string) ([]byte, error)
-	str := func(get func(*Envelope, string) string) part {
-		return func(b []byte, env *Envelope, version string) ([]byte, error) {
-			return appendBytes(b, get(env, version)), nil
-		}
-	}
 	isString := func(t avro.Schema) bool {
 		p, ok := t.(*avro.PrimitiveSchema)
 		return ok && p.Type() == avro.String && p.Logical() == nil
 	}
-	getters := map[string]func(*Envelope, string) string{
-		"eventId":       func(e *Envelope, _ string) string { return e.EventID },
-		"eventType":     func(e *Envelope, _ string) string { return e.EventType },
-		"version":       func(_ *Envelope, v string) string { return v },
-		"tenantId":      func(e *Envelope, _ string) string { return e.Metadata.TenantID },
-		"source":        func(e *Envelope, _ string) string { return e.Metadata.Source },
-		"correlationId": func(e *Envelope, _ string) string { return e.Metadata.CorrelationID },
-		"traceId":       func(e *Envelope, _ string) string { return e.Metadata.TraceID },
+	byName := map[string]envelopeField{}
+	for _, f := range envelopeFields {
+		byName[f.name] = f
 	}
 	var fields func(rec *avro.RecordSchema, top bool) []part
 	fields = func(rec *avro.RecordSchema, top bool) []part {
 		var parts []part
 		for _, f := range rec.Fields() {
 			name, t := f.Name(), f.Type()
-			get, known := getters[name]
+			ef, known := byName[name]
 			switch {
-			case known && isString(t) && (name == "tenantId" || name == "source" || name == "correlationId" || name == "traceId") != top:
-				parts = append(parts, str(get))
+			case name == "version" && top && isString(t): // the version encoded with, which Prepare may have filled in
+				parts = append(parts, func(b []byte, _ *Envelope, version string) ([]byte, error) { return appendBytes(b, version), nil })
+			case known && !ef.nullable && isString(t) && ef.meta != top:
+				get := ef.get
+				parts = append(parts, func(b []byte, env *Envelope, _ string) ([]byte, error) { return appendBytes(b, get(env)), nil })
 			case top && name == "timestamp":
 				p, ok := t.(*avro.PrimitiveSchema)
 				if !ok || p.Logical() == nil || p.Logical().Type() != avro.TimestampMillis {
@@ -541,7 +534,7 @@ func compileEnvelope(s *avro.RecordSchema) envelopeEncoder {
 					return nil
 				}
 				parts = append(parts, sub...)
-			case !top && name == "userId":
+			case known && ef.nullable && ef.meta && !top:
 				u, ok := t.(*avro.UnionSchema)
 				if !ok || len(u.Types()) != 2 {
 					return nil
@@ -553,11 +546,13 @@ func compileEnvelope(s *avro.RecordSchema) envelopeEncoder {
 				if u.Types()[nullIdx].Type() != avro.Null || !isString(u.Types()[strIdx]) {
 					return nil
 				}
+				get := ef.get
 				parts = append(parts, func(b []byte, env *Envelope, _ string) ([]byte, error) {
-					if env.Metadata.UserID == "" {
+					v := get(env)
+					if v == "" {
 						return appendLong(b, nullIdx), nil
 					}
-					return appendBytes(appendLong(b, strIdx), env.Metadata.UserID), nil
+					return appendBytes(appendLong(b, strIdx), v), nil
 				})
 			default:
 				return nil

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -186,11 +185,7 @@ func (s *Serde) encode(b []byte, env *Envelope, v *schemas.Version) ([]byte, err
 	if direct := s.envelopeEncoder(v.Envelope); direct != nil {
 		out, err = direct(b, env, v.String())
 	} else {
-		out, err = s.codec(v.Envelope).enc(b, map[string]any{
-			"eventId": env.EventID, "eventType": env.EventType, "version": v.String(), "timestamp": env.Timestamp, "data": env.Data,
-			"metadata": map[string]any{"tenantId": env.Metadata.TenantID, "source": env.Metadata.Source,
-				"correlationId": env.Metadata.CorrelationID, "userId": nilIfEmpty(env.Metadata.UserID), "traceId": env.Metadata.TraceID},
-		})
+		out, err = s.codec(v.Envelope).enc(b, env.Map(v.String(), env.Data))
 	}
 	if err == nil {
 		return out, nil
@@ -201,13 +196,6 @@ func (s *Serde) encode(b []byte, env *Envelope, v *schemas.Version) ([]byte, err
 		return nil, err
 	}
 	return nil, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
-}
-
-func nilIfEmpty(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
 }
 
 // envelopeEncoder returns the direct envelope encoder of a schema (nil when it has other fields),
@@ -306,7 +294,7 @@ func (s *Serde) DecodeAs(ctx context.Context, value []byte, reader *schemas.Vers
 		}
 		decoded, _ = fromAvro(reader.Envelope, raw).(map[string]any)
 	}
-	env := envelopeFromAvro(decoded)
+	env := envelopeFromMap(decoded)
 	if reader != nil {
 		env.Version = reader.String()
 	}
@@ -321,18 +309,6 @@ func (s *Serde) wire(ctx context.Context, value []byte) (int, []byte, *writerSch
 	}
 	w, err := s.writer(ctx, id)
 	return id, body, w, err
-}
-
-func envelopeFromAvro(m map[string]any) *Envelope {
-	md, _ := m["metadata"].(map[string]any)
-	str := func(m map[string]any, k string) string { s, _ := m[k].(string); return s }
-	ts, _ := m["timestamp"].(time.Time)
-	data, _ := m["data"].(map[string]any)
-	return &Envelope{
-		EventID: str(m, "eventId"), EventType: str(m, "eventType"), Version: str(m, "version"), Timestamp: ts.UTC(), Data: data,
-		Metadata: Metadata{TenantID: str(md, "tenantId"), Source: str(md, "source"), CorrelationID: str(md, "correlationId"),
-			UserID: str(md, "userId"), TraceID: str(md, "traceId")},
-	}
 }
 
 // writer returns the writer schema for a registry id, fetching it once.
