@@ -2,6 +2,7 @@ package streams
 
 import (
 	"encoding/json"
+	"errors"
 	"math"
 	"math/big"
 	"reflect"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hamba/avro/v2"
+
+	"github.com/hotelbus/hotelbus/streams/internal/decimal"
 )
 
 // validate checks a generic value (see Envelope) against schema and adds every problem to errs
@@ -150,13 +153,11 @@ func validatePrimitive(s *avro.PrimitiveSchema, v any, path string, errs *fieldE
 }
 
 func checkDecimal(r *big.Rat, ds *avro.DecimalLogicalSchema, path string, errs *fieldErrs) *big.Rat {
-	scaled := new(big.Rat).Mul(r, new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(ds.Scale())), nil)))
-	if !scaled.IsInt() {
+	switch _, err := decimal.New(ds.Precision(), ds.Scale()).Unscaled(r); {
+	case errors.Is(err, decimal.ErrScale):
 		errs.add(path, "%s has more than %d decimal places", r.FloatString(ds.Scale()+4), ds.Scale())
 		return nil
-	}
-	limit := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(ds.Precision())), nil)
-	if new(big.Int).Abs(scaled.Num()).Cmp(limit) >= 0 {
+	case err != nil:
 		errs.add(path, "%s exceeds decimal(%d,%d)", r.FloatString(ds.Scale()), ds.Precision(), ds.Scale())
 		return nil
 	}

@@ -14,27 +14,41 @@ import (
 // envelope schema (schemas/envelope.avsc) to this list.
 
 // envelopeField is one string field of the envelope: its name in JSON and Avro, whether it sits in
-// metadata, whether ParseJSON requires it, whether "" is written as null, and its accessors.
+// metadata, whether ParseJSON requires it, whether "" is written as null, and where it is held.
 type envelopeField struct {
 	name     string
 	meta     bool
 	required bool
 	nullable bool
-	get      func(*Envelope) string
-	set      func(*Envelope, string)
+	ptr      func(*Envelope) *string
 }
+
+func (f envelopeField) get(e *Envelope) string    { return *f.ptr(e) }
+func (f envelopeField) set(e *Envelope, s string) { *f.ptr(e) = s }
 
 // envelopeFields are the envelope's string fields in schema order; timestamp and data follow
 // version at the top level, and metadata is last.
 var envelopeFields = [...]envelopeField{
-	{name: "eventId", get: func(e *Envelope) string { return e.EventID }, set: func(e *Envelope, s string) { e.EventID = s }},
-	{name: "eventType", required: true, get: func(e *Envelope) string { return e.EventType }, set: func(e *Envelope, s string) { e.EventType = s }},
-	{name: "version", get: func(e *Envelope) string { return e.Version }, set: func(e *Envelope, s string) { e.Version = s }},
-	{name: "tenantId", meta: true, required: true, get: func(e *Envelope) string { return e.Metadata.TenantID }, set: func(e *Envelope, s string) { e.Metadata.TenantID = s }},
-	{name: "source", meta: true, get: func(e *Envelope) string { return e.Metadata.Source }, set: func(e *Envelope, s string) { e.Metadata.Source = s }},
-	{name: "correlationId", meta: true, get: func(e *Envelope) string { return e.Metadata.CorrelationID }, set: func(e *Envelope, s string) { e.Metadata.CorrelationID = s }},
-	{name: "userId", meta: true, nullable: true, get: func(e *Envelope) string { return e.Metadata.UserID }, set: func(e *Envelope, s string) { e.Metadata.UserID = s }},
-	{name: "traceId", meta: true, get: func(e *Envelope) string { return e.Metadata.TraceID }, set: func(e *Envelope, s string) { e.Metadata.TraceID = s }},
+	{name: "eventId", ptr: func(e *Envelope) *string { return &e.EventID }},
+	{name: "eventType", required: true, ptr: func(e *Envelope) *string { return &e.EventType }},
+	{name: "version", ptr: func(e *Envelope) *string { return &e.Version }},
+	{name: "tenantId", meta: true, required: true, ptr: func(e *Envelope) *string { return &e.Metadata.TenantID }},
+	{name: "source", meta: true, ptr: func(e *Envelope) *string { return &e.Metadata.Source }},
+	{name: "correlationId", meta: true, ptr: func(e *Envelope) *string { return &e.Metadata.CorrelationID }},
+	{name: "userId", meta: true, nullable: true, ptr: func(e *Envelope) *string { return &e.Metadata.UserID }},
+	{name: "traceId", meta: true, ptr: func(e *Envelope) *string { return &e.Metadata.TraceID }},
+}
+
+// Field returns the string field of env named name in the envelope schema (eventId, eventType,
+// version, and metadata's tenantId, source, correlationId, userId, traceId), or nil for any other
+// name.
+func (env *Envelope) Field(name string) *string {
+	for _, f := range envelopeFields {
+		if f.name == name {
+			return f.ptr(env)
+		}
+	}
+	return nil
 }
 
 // The envelope's top-level keys and metadata's keys, in schema order.
