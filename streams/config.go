@@ -165,7 +165,7 @@ func RequestTimeout(d time.Duration) ProducerOption {
 }
 
 // clientOpts returns the franz-go options of a producer or writer of system. The delivery
-// timeout is bounded per record (see bounded), not with RecordDeliveryTimeout, which counts from
+// timeout is bounded per record (see boundDelivery), not with RecordDeliveryTimeout, which counts from
 // the record's timestamp: a replayed record keeps its original one.
 func (c *producerConfig) clientOpts(system string) []kgo.Opt {
 	return append([]kgo.Opt{

@@ -431,25 +431,6 @@ func (p *Producer) produce(ctx context.Context, rec *kgo.Record, done func(Resul
 	})
 }
 
-// boundDelivery gives rec a deadline d from now (franz-go fails a record whose context ends even
-// while no broker is reachable, when its RecordDeliveryTimeout is not evaluated) and wraps done to
-// report its expiry, or franz-go's record timeout, as ErrDeliveryTimeout.
-func boundDelivery(rec *kgo.Record, d time.Duration, done func(Result, error)) func(Result, error) {
-	parent := rec.Context
-	if parent == nil {
-		parent = context.Background()
-	}
-	ctx, cancel := context.WithTimeoutCause(parent, d, ErrDeliveryTimeout)
-	rec.Context = ctx
-	return func(r Result, err error) {
-		if err != nil && (errors.Is(err, kgo.ErrRecordTimeout) || errors.Is(context.Cause(ctx), ErrDeliveryTimeout)) {
-			err = fmt.Errorf("%w: no acknowledgement within %s (DeliveryTimeout): %v", ErrDeliveryTimeout, d, err)
-		}
-		cancel()
-		done(r, err)
-	}
-}
-
 func (p *Producer) settle() {
 	p.mu.Lock()
 	p.inflight--

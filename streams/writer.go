@@ -2,11 +2,13 @@ package streams
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/attribute"
@@ -138,6 +140,25 @@ func (w *Writer) write(ctx context.Context, rec *kgo.Record, mode writeMode, don
 		}
 		finish(res, err)
 	})
+}
+
+// boundDelivery gives rec a deadline d from now (franz-go fails a record whose context ends even
+// while no broker is reachable, when its RecordDeliveryTimeout is not evaluated) and wraps done to
+// report its expiry, or franz-go's record timeout, as ErrDeliveryTimeout.
+func boundDelivery(rec *kgo.Record, d time.Duration, done func(Result, error)) func(Result, error) {
+	parent := rec.Context
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, cancel := context.WithTimeoutCause(parent, d, ErrDeliveryTimeout)
+	rec.Context = ctx
+	return func(r Result, err error) {
+		if err != nil && (errors.Is(err, kgo.ErrRecordTimeout) || errors.Is(context.Cause(ctx), ErrDeliveryTimeout)) {
+			err = fmt.Errorf("%w: no acknowledgement within %s (DeliveryTimeout): %v", ErrDeliveryTimeout, d, err)
+		}
+		cancel()
+		done(r, err)
+	}
 }
 
 // check refuses a record the writer's system may not write (see Writer), and one carrying envelope

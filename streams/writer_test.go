@@ -37,7 +37,7 @@ func newWriter(t testing.TB, b streamstest.Backend, cat *topics.Catalog, system 
 // `replay --to-topic` do) gets what a publish gets: the ownership check (another system's redrive
 // or event topic is refused), the identifier grammar of its envelope headers, a producer span in
 // the event's trace whose context the record then carries, and a publish audit record; its key,
-// value and other headers are kept.
+// value and other headers are kept. A record without envelope headers keeps its caller's key.
 func TestWriterWritesLikeAPublish(t *testing.T) {
 	b := streamstest.Kfake(t)
 	serde, cat := isolated(t, b)
@@ -101,6 +101,15 @@ func TestWriterWritesLikeAPublish(t *testing.T) {
 	}
 	if audit["hotel-pms "+res.Topic] != res.EventID || audit["hotel-member "+member.RedriveTopic] != res.EventID {
 		t.Errorf("audit records %v", audit)
+	}
+
+	// A record without envelope headers (a compacted changelog's entry) keeps the key its caller
+	// gave, which need not be a tenantId.
+	changelog := dlqTopic(t, b) // any one-partition topic outside the catalog
+	if _, err := w.WriteSync(ctx, &kgo.Record{Topic: changelog, Key: []byte("room/101 2026-11-27"), Value: []byte(`{"free":3}`)}); err != nil {
+		t.Errorf("changelog entry with a caller's key: %v", err)
+	} else if got := consume(t, b, 1, changelog)[0]; string(got.Key) != "room/101 2026-11-27" {
+		t.Errorf("changelog entry key %q", got.Key)
 	}
 
 	badID := copyOf(member.RedriveTopic)
