@@ -377,6 +377,11 @@ func (p *Producer) produce(ctx context.Context, rec *kgo.Record, done func(Resul
 	}
 	done = p.w.observed(rec, done)
 	p.mu.Lock()
+	if p.closed.Load() { // checked again under mu: Close may have begun since, and the spool closes with it
+		p.mu.Unlock()
+		done(Result{}, ErrClosed)
+		return
+	}
 	if p.offline {
 		// Wait for every record sent before the outage to be acknowledged or spooled, so spooled
 		// records stay in publish order.
@@ -629,7 +634,10 @@ func (p *Producer) SpoolOldestAge() time.Duration {
 // unacknowledged then are spooled, so nothing accepted is lost. It then stops the drainer and closes
 // the client and the spool. Spooled events are delivered by the next Producer on the same SpoolDir.
 func (p *Producer) Close(ctx context.Context) error {
-	if p.closed.Swap(true) {
+	p.mu.Lock()
+	already := p.closed.Swap(true)
+	p.mu.Unlock()
+	if already {
 		return nil
 	}
 	if p.spool != nil {
