@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hamba/avro/v2"
+
+	"github.com/hotelbus/hotelbus/streams/internal/decimal"
 )
 
 // codec is a schema compiled into Avro binary encode and decode functions working directly on the
@@ -361,8 +363,7 @@ func compilePrimitive(c *codec, s *avro.PrimitiveSchema) {
 
 // compileDecimal encodes bytes-backed decimals: the unscaled value as big-endian two's complement.
 func compileDecimal(c *codec, ds *avro.DecimalLogicalSchema) {
-	scale := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(ds.Scale())), nil)
-	limit := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(ds.Precision())), nil)
+	spec := decimal.New(ds.Precision(), ds.Scale())
 	c.enc = func(b []byte, v any) ([]byte, error) {
 		var r *big.Rat
 		switch d := v.(type) {
@@ -377,43 +378,14 @@ func compileDecimal(c *codec, ds *avro.DecimalLogicalSchema) {
 		if r == nil {
 			return nil, errEncode
 		}
-		unscaled := new(big.Int).Mul(r.Num(), scale)
-		var rem big.Int
-		unscaled.QuoRem(unscaled, r.Denom(), &rem)
-		if rem.Sign() != 0 || new(big.Int).Abs(unscaled).Cmp(limit) >= 0 {
+		unscaled, err := spec.Unscaled(r)
+		if err != nil {
 			return nil, errEncode
 		}
-		raw := twosComplement(unscaled)
+		raw := decimal.TwosComplement(unscaled)
 		return append(appendLong(b, int64(len(raw))), raw...), nil
 	}
-	c.dec = func(r *binReader) any {
-		raw := r.bytes()
-		n := new(big.Int).SetBytes(raw)
-		if len(raw) > 0 && raw[0]&0x80 != 0 {
-			n.Sub(n, new(big.Int).Lsh(big.NewInt(1), uint(len(raw)*8)))
-		}
-		return new(big.Rat).SetFrac(n, scale)
-	}
-}
-
-func twosComplement(n *big.Int) []byte {
-	switch n.Sign() {
-	case 0:
-		return []byte{0}
-	case 1:
-		b := n.Bytes()
-		if b[0]&0x80 != 0 {
-			return append([]byte{0}, b...)
-		}
-		return b
-	}
-	size := len(n.Bytes()) + 1
-	mod := new(big.Int).Lsh(big.NewInt(1), uint(size*8))
-	b := new(big.Int).Add(n, mod).Bytes()
-	for len(b) > 1 && b[0] == 0xff && b[1]&0x80 != 0 {
-		b = b[1:]
-	}
-	return b
+	c.dec = func(r *binReader) any { return spec.Rat(decimal.FromTwosComplement(r.bytes())) }
 }
 
 func appendLong(b []byte, n int64) []byte {
@@ -493,33 +465,26 @@ type envelopeEncoder func(b []byte, env *Envelope, version string) ([]byte, erro
 // are not exactly envelope.avsc's (by name and type); callers then use the generic codec.
 func compileEnvelope(s *avro.RecordSchema) envelopeEncoder {
 	type part func(b []byte, env *Envelope, version string) ([]byte, error)
-	str := func(get func(*Envelope, string) string) part {
-		return func(b []byte, env *Envelope, version string) ([]byte, error) {
-			return appendBytes(b, get(env, version)), nil
-		}
-	}
 	isString := func(t avro.Schema) bool {
 		p, ok := t.(*avro.PrimitiveSchema)
 		return ok && p.Type() == avro.String && p.Logical() == nil
 	}
-	getters := map[string]func(*Envelope, string) string{
-		"eventId":       func(e *Envelope, _ string) string { return e.EventID },
-		"eventType":     func(e *Envelope, _ string) string { return e.EventType },
-		"version":       func(_ *Envelope, v string) string { return v },
-		"tenantId":      func(e *Envelope, _ string) string { return e.Metadata.TenantID },
-		"source":        func(e *Envelope, _ string) string { return e.Metadata.Source },
-		"correlationId": func(e *Envelope, _ string) string { return e.Metadata.CorrelationID },
-		"traceId":       func(e *Envelope, _ string) string { return e.Metadata.TraceID },
+	byName := map[string]envelopeField{}
+	for _, f := range envelopeFields {
+		byName[f.name] = f
 	}
 	var fields func(rec *avro.RecordSchema, top bool) []part
 	fields = func(rec *avro.RecordSchema, top bool) []part {
 		var parts []part
 		for _, f := range rec.Fields() {
 			name, t := f.Name(), f.Type()
-			get, known := getters[name]
+			ef, known := byName[name]
 			switch {
-			case known && isString(t) && (name == "tenantId" || name == "source" || name == "correlationId" || name == "traceId") != top:
-				parts = append(parts, str(get))
+			case name == "version" && top && isString(t): // the version encoded with, which Prepare may have filled in
+				parts = append(parts, func(b []byte, _ *Envelope, version string) ([]byte, error) { return appendBytes(b, version), nil })
+			case known && !ef.nullable && isString(t) && ef.meta != top:
+				ptr := ef.ptr
+				parts = append(parts, func(b []byte, env *Envelope, _ string) ([]byte, error) { return appendBytes(b, *ptr(env)), nil })
 			case top && name == "timestamp":
 				p, ok := t.(*avro.PrimitiveSchema)
 				if !ok || p.Logical() == nil || p.Logical().Type() != avro.TimestampMillis {
@@ -541,7 +506,7 @@ func compileEnvelope(s *avro.RecordSchema) envelopeEncoder {
 					return nil
 				}
 				parts = append(parts, sub...)
-			case !top && name == "userId":
+			case known && ef.nullable && ef.meta && !top:
 				u, ok := t.(*avro.UnionSchema)
 				if !ok || len(u.Types()) != 2 {
 					return nil
@@ -553,11 +518,13 @@ func compileEnvelope(s *avro.RecordSchema) envelopeEncoder {
 				if u.Types()[nullIdx].Type() != avro.Null || !isString(u.Types()[strIdx]) {
 					return nil
 				}
+				ptr := ef.ptr
 				parts = append(parts, func(b []byte, env *Envelope, _ string) ([]byte, error) {
-					if env.Metadata.UserID == "" {
+					v := *ptr(env)
+					if v == "" {
 						return appendLong(b, nullIdx), nil
 					}
-					return appendBytes(appendLong(b, strIdx), env.Metadata.UserID), nil
+					return appendBytes(appendLong(b, strIdx), v), nil
 				})
 			default:
 				return nil

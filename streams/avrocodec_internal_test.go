@@ -25,9 +25,7 @@ func TestCompiledCodecAgreesWithHamba(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		native := map[string]any{"eventId": env.EventID, "eventType": env.EventType, "version": env.Version, "timestamp": env.Timestamp,
-			"data": env.Data, "metadata": map[string]any{"tenantId": env.Metadata.TenantID, "source": env.Metadata.Source,
-				"correlationId": env.Metadata.CorrelationID, "userId": nilIfEmpty(env.Metadata.UserID), "traceId": env.Metadata.TraceID}}
+		native := env.Map("", env.Data)
 		c := compile(v.Envelope)
 		ours, err := c.enc(nil, native)
 		if err != nil {

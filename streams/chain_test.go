@@ -70,8 +70,7 @@ func TestConsumerFullChain(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			dlqClient := b.Client(t)
-			dl, err := streams.NewDeadLetters(dlqClient, sys.DeadLetterTopic)
+			dl, err := streams.NewDeadLetters(newWriter(t, b, cat, "hotel-pms"), sys.DeadLetterTopic)
 			if err != nil {
 				t.Fatal(err)
 			}

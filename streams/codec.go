@@ -2,18 +2,26 @@ package streams
 
 import (
 	"encoding/json"
+	"errors"
 	"math"
 	"math/big"
 	"reflect"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/hamba/avro/v2"
+
+	"github.com/hotelbus/hotelbus/streams/internal/decimal"
 )
 
-// validate checks a generic value (see Envelope) against schema and adds every problem to errs
-// under its path. It names what the compiled codec only refuses.
-func validate(s avro.Schema, v any, path string, errs *fieldErrs) {
+// conform is the one structural walker of generic values (see Envelope) against a schema, for
+// Go values (validate) and JSON values (fromJSON): records (missing, null and unknown fields,
+// defaults), unions (null, or the first non-null branch), enum symbols, arrays and maps are
+// checked the same way, every problem added to errs under its path; leaf checks or converts a
+// primitive value. It returns the value with every leaf as leaf returned it and every absent
+// optional field nil (nil where there was a problem).
+func conform(s avro.Schema, v any, path string, errs *fieldErrs, leaf func(*avro.PrimitiveSchema, any, string, *fieldErrs) any) any {
 	if ref, ok := s.(*avro.RefSchema); ok {
 		s = ref.Schema()
 	}
@@ -22,69 +30,75 @@ func validate(s avro.Schema, v any, path string, errs *fieldErrs) {
 		m, ok := v.(map[string]any)
 		if !ok {
 			errs.add(path, "expected a record (object), got %s", describe(v))
-			return
+			return nil
 		}
+		out := make(map[string]any, len(s.Fields()))
 		for _, f := range s.Fields() {
 			fv, present := m[f.Name()]
 			switch {
+			case (!present || fv == nil) && f.Type().Type() == avro.Union:
+				out[f.Name()] = nil
 			case !present && f.HasDefault():
-			case !present || (fv == nil && f.Type().Type() != avro.Union):
+				out[f.Name()] = fromAvro(f.Type(), f.Default())
+			case !present || fv == nil:
 				errs.add(join(path, f.Name()), "required field is missing")
 			default:
-				validate(f.Type(), fv, join(path, f.Name()), errs)
+				out[f.Name()] = conform(f.Type(), fv, join(path, f.Name()), errs, leaf)
 			}
 		}
 		for k := range m {
 			if !hasField(s, k) {
-				errs.add(join(path, k), "unknown field (not in schema %s)", s.FullName())
+				errs.add(join(path, cut(k)), "unknown field (not in schema %s)", s.FullName())
 			}
 		}
+		return out
 	case *avro.UnionSchema:
 		if v == nil {
 			if !s.Nullable() {
 				errs.add(path, "null is not allowed")
 			}
-			return
+			return nil
 		}
 		for _, branch := range s.Types() {
 			if branch.Type() != avro.Null {
-				validate(branch, v, path, errs)
-				return
+				return conform(branch, v, path, errs, leaf)
 			}
 		}
 		errs.add(path, "no branch of the union takes %s", describe(v))
 	case *avro.EnumSchema:
 		str, ok := v.(string)
 		if !ok {
-			errs.add(path, "expected an enum symbol of %s, got %s", s.FullName(), describe(v))
-			return
+			errs.add(path, "expected an enum symbol of %s %v, got %s", s.FullName(), s.Symbols(), describe(v))
+			return nil
 		}
-		for _, sym := range s.Symbols() {
-			if sym == str {
-				return
-			}
+		if slices.Contains(s.Symbols(), str) {
+			return str
 		}
-		errs.add(path, "%q is not a symbol of %s %v", str, s.FullName(), s.Symbols())
+		errs.add(path, "%s is not a symbol of %s %v", excerpt(str), s.FullName(), s.Symbols())
 	case *avro.ArraySchema:
 		rv := reflect.ValueOf(v)
 		if rv.Kind() != reflect.Slice || rv.Type().Elem().Kind() == reflect.Uint8 {
 			errs.add(path, "expected an array, got %s", describe(v))
-			return
+			return nil
 		}
+		out := make([]any, rv.Len())
 		for i := range rv.Len() {
-			validate(s.Items(), rv.Index(i).Interface(), index(path, i), errs)
+			out[i] = conform(s.Items(), rv.Index(i).Interface(), index(path, i), errs, leaf)
 		}
+		return out
 	case *avro.MapSchema:
 		m, ok := v.(map[string]any)
 		if !ok {
 			errs.add(path, "expected a map (object), got %s", describe(v))
-			return
+			return nil
 		}
+		out := make(map[string]any, len(m))
 		for k, e := range m {
-			validate(s.Values(), e, join(path, k), errs)
+			out[k] = conform(s.Values(), e, join(path, cut(k)), errs, leaf)
 		}
+		return out
 	case *avro.PrimitiveSchema:
-		validatePrimitive(s, v, path, errs)
+		return leaf(s, v, path, errs)
 	case *avro.NullSchema:
 		if v != nil {
 			errs.add(path, "expected null, got %s", describe(v))
@@ -92,9 +106,17 @@ func validate(s avro.Schema, v any, path string, errs *fieldErrs) {
 	default:
 		errs.add(path, "schema type %s is not supported", s.Type())
 	}
+	return nil
 }
 
-func validatePrimitive(s *avro.PrimitiveSchema, v any, path string, errs *fieldErrs) {
+// validate checks a generic value against schema and adds every problem to errs under its path.
+// It names what the compiled codec only refuses.
+func validate(s avro.Schema, v any, path string, errs *fieldErrs) {
+	conform(s, v, path, errs, validatePrimitive)
+}
+
+// validatePrimitive checks a Go value of s (see Envelope) and returns it, as it is.
+func validatePrimitive(s *avro.PrimitiveSchema, v any, path string, errs *fieldErrs) any {
 	if l := s.Logical(); l != nil {
 		switch l.Type() {
 		case avro.Decimal:
@@ -103,24 +125,24 @@ func validatePrimitive(s *avro.PrimitiveSchema, v any, path string, errs *fieldE
 			case *big.Rat:
 				if d != nil {
 					checkDecimal(d, ds, path, errs)
-					return
+					return v
 				}
 			case string:
 				r, ok := new(big.Rat).SetString(d)
 				if !ok || !decimalRe.MatchString(d) {
 					errs.add(path, "expected a decimal string like \"1234.50\", got %q", d)
-					return
+					return v
 				}
 				checkDecimal(r, ds, path, errs)
-				return
+				return v
 			}
 			errs.add(path, "expected a decimal (*big.Rat or decimal string), got %s", describe(v))
-			return
+			return v
 		case avro.Date, avro.TimestampMillis:
 			if _, ok := v.(time.Time); !ok {
 				errs.add(path, "expected a time.Time for %s, got %s", l.Type(), describe(v))
 			}
-			return
+			return v
 		}
 	}
 	ok := false
@@ -133,7 +155,7 @@ func validatePrimitive(s *avro.PrimitiveSchema, v any, path string, errs *fieldE
 		var n int64
 		if n, ok = asInt64(v); ok && (n < math.MinInt32 || n > math.MaxInt32) {
 			errs.add(path, "%d does not fit in an int (32 bits)", n)
-			return
+			return v
 		}
 	case avro.Long:
 		_, ok = asInt64(v)
@@ -147,16 +169,15 @@ func validatePrimitive(s *avro.PrimitiveSchema, v any, path string, errs *fieldE
 	if !ok {
 		errs.add(path, "expected %s, got %s", s.Type(), describe(v))
 	}
+	return v
 }
 
 func checkDecimal(r *big.Rat, ds *avro.DecimalLogicalSchema, path string, errs *fieldErrs) *big.Rat {
-	scaled := new(big.Rat).Mul(r, new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(ds.Scale())), nil)))
-	if !scaled.IsInt() {
+	switch _, err := decimal.New(ds.Precision(), ds.Scale()).Unscaled(r); {
+	case errors.Is(err, decimal.ErrScale):
 		errs.add(path, "%s has more than %d decimal places", r.FloatString(ds.Scale()+4), ds.Scale())
 		return nil
-	}
-	limit := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(ds.Precision())), nil)
-	if new(big.Int).Abs(scaled.Num()).Cmp(limit) >= 0 {
+	case err != nil:
 		errs.add(path, "%s exceeds decimal(%d,%d)", r.FloatString(ds.Scale()), ds.Precision(), ds.Scale())
 		return nil
 	}

@@ -9,8 +9,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/trace"
-
-	"github.com/hotelbus/hotelbus/topics"
 )
 
 // SerdeOption configures a Serde.
@@ -167,7 +165,7 @@ func RequestTimeout(d time.Duration) ProducerOption {
 }
 
 // clientOpts returns the franz-go options of a producer or writer of system. The delivery
-// timeout is bounded per record (see bounded), not with RecordDeliveryTimeout, which counts from
+// timeout is bounded per record (see boundDelivery), not with RecordDeliveryTimeout, which counts from
 // the record's timestamp: a replayed record keeps its original one.
 func (c *producerConfig) clientOpts(system string) []kgo.Opt {
 	return append([]kgo.Opt{
@@ -181,19 +179,6 @@ func (c *producerConfig) clientOpts(system string) []kgo.Opt {
 		kgo.MaxBufferedBytes(c.maxBufferedBytes),
 		kgo.ProduceRequestTimeout(c.requestTimeout),
 	}, c.kafkaOpts...)
-}
-
-// withBuiltins returns the observers with the built-in ones added: the span's end with Tracing,
-// and the publish audit log (PublishAudit) writing through client.
-func (c *producerConfig) withBuiltins(system string, cat *topics.Catalog, client func() *kgo.Client) []PublishObserver {
-	obs := slices.Clone(c.observers)
-	if c.tracer != nil {
-		obs = append(obs, endPublishSpan{})
-	}
-	if c.audit && cat.AuditTopic != "" {
-		obs = append(obs, &AuditLog{client: client, topic: cat.AuditTopic, system: system, log: slog.Default()})
-	}
-	return obs
 }
 
 // PublishAudit turns the producer's publish audit records on or off. Default on: the outcome of

@@ -83,7 +83,9 @@ const maxErrorMessage = 4096
 // handler) returns an error, unless ctx has ended
 // (shutdown or lost partition: the error is returned as is, the record stays uncommitted and is
 // delivered again). The dead-letter record keeps the original key, value and headers (earlier
-// hotelbus.dlq.* headers of a redriven record are replaced) and adds the HeaderDLQ* headers. The
+// hotelbus.dlq.* headers of a redriven record are replaced; with Tracing on the writer, the
+// traceparent names the dead-letter write's span, child of the handler's) and adds the HeaderDLQ*
+// headers. It is written through the consuming system's Writer (NewDeadLetters). The
 // middleware waits for the broker's acknowledgement and then returns nil, so the consumer commits;
 // if the write fails it returns the error (retryable), so the record is not committed.
 //
@@ -100,7 +102,7 @@ const maxErrorMessage = 4096
 //
 // Chain order: Dedup, DeadLetter, Retry, handler. A DeadLetters is safe for concurrent use.
 type DeadLetters struct {
-	cl    *kgo.Client
+	w     *Writer
 	topic string
 	cfg   deadLetterConfig
 
@@ -116,8 +118,10 @@ type parkedKey struct {
 }
 
 // NewDeadLetters returns the dead-letter middleware writing to topic (the system's dead-letter
-// topic, topics.System.DeadLetterTopic) through cl, a client able to produce to it.
-func NewDeadLetters(cl *kgo.Client, topic string, opts ...DeadLetterOption) (*DeadLetters, error) {
+// topic, topics.System.DeadLetterTopic) through w, the writer of the consuming system (which the
+// caller owns and closes). A dead letter is written as any record of w (ownership, acks, span,
+// observers, publish audit), its headers as they are.
+func NewDeadLetters(w *Writer, topic string, opts ...DeadLetterOption) (*DeadLetters, error) {
 	cfg := defaultDeadLetterConfig()
 	for _, o := range opts {
 		o(&cfg)
@@ -125,16 +129,16 @@ func NewDeadLetters(cl *kgo.Client, topic string, opts ...DeadLetterOption) (*De
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if cl == nil || topic == "" {
-		return nil, fmt.Errorf("%w: NewDeadLetters: a client and a topic are required", ErrConfig)
+	if w == nil || topic == "" {
+		return nil, fmt.Errorf("%w: NewDeadLetters: a writer and a topic are required", ErrConfig)
 	}
-	return &DeadLetters{cl: cl, topic: topic, cfg: cfg, counts: map[string]int64{}, parked: map[parkedKey]string{}}, nil
+	return &DeadLetters{w: w, topic: topic, cfg: cfg, counts: map[string]int64{}, parked: map[parkedKey]string{}}, nil
 }
 
-// DeadLetter returns NewDeadLetters(cl, topic, opts...).Middleware(). It panics on an invalid
+// DeadLetter returns NewDeadLetters(w, topic, opts...).Middleware(). It panics on an invalid
 // argument (a programming error); use NewDeadLetters for the counters and Unpark.
-func DeadLetter(cl *kgo.Client, topic string, opts ...DeadLetterOption) Middleware {
-	d, err := NewDeadLetters(cl, topic, opts...)
+func DeadLetter(w *Writer, topic string, opts ...DeadLetterOption) Middleware {
+	d, err := NewDeadLetters(w, topic, opts...)
 	if err != nil {
 		panic(err)
 	}
@@ -254,7 +258,7 @@ func (d *DeadLetters) send(ctx context.Context, m *Message, class, msg string, a
 	add(HeaderDLQLastFailure, formatMillis(last))
 	headers = append(headers, extra...)
 	out := &kgo.Record{Topic: d.topic, Key: r.Key, Value: r.Value, Headers: headers}
-	if err := d.cl.ProduceSync(ctx, out).FirstErr(); err != nil {
+	if _, err := d.w.writeSync(ctx, writeAsIs, out); err != nil {
 		return fmt.Errorf("streams: dead letter %s/%d@%d to %s: %w", r.Topic, r.Partition, r.Offset, d.topic, err)
 	}
 	d.mu.Lock()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hotelbus/hotelbus/streams"
 	"github.com/hotelbus/hotelbus/streams/streamstest"
+	"github.com/hotelbus/hotelbus/topics"
 )
 
 // dlqTopic creates a one-partition dead-letter topic unique to the test on b.
@@ -45,6 +46,7 @@ func dlqTopic(t *testing.T, b streamstest.Backend) string {
 type dlqFixture struct {
 	t      *testing.T
 	serde  *streams.Serde
+	cat    *topics.Catalog
 	offset int64
 }
 
@@ -52,7 +54,7 @@ func newDLQFixture(t *testing.T) *dlqFixture {
 	t.Helper()
 	set, cat := loadAll(t)
 	serde, _ := newSerde(t, set, cat)
-	return &dlqFixture{t: t, serde: serde, offset: 1000}
+	return &dlqFixture{t: t, serde: serde, cat: cat, offset: 1000}
 }
 
 // message returns the golden eventType encoded as a record of partition 2 at the next offset,
@@ -149,7 +151,7 @@ func TestDeadLetter(t *testing.T) {
 		t.Run(b.Name, func(t *testing.T) {
 			ctx := testCtx(t)
 			dlq := dlqTopic(t, b)
-			dl, err := streams.NewDeadLetters(b.Client(t), dlq, quietDLQ)
+			dl, err := streams.NewDeadLetters(newWriter(t, b, f.cat, "hotel-member"), dlq, quietDLQ)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -227,8 +229,8 @@ func TestDeadLetterWriteFails(t *testing.T) {
 	f := newDLQFixture(t)
 	for _, b := range streamstest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
-			cl := b.Client(t, kgo.UnknownTopicRetries(1))
-			dl, err := streams.NewDeadLetters(cl, streamstest.Name(t, "missing-dlq"), quietDLQ)
+			w := newWriter(t, b, f.cat, "hotel-member", streams.KafkaOptions(kgo.UnknownTopicRetries(1)))
+			dl, err := streams.NewDeadLetters(w, streamstest.Name(t, "missing-dlq"), quietDLQ)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -266,7 +268,7 @@ func TestDeadLetterParkKey(t *testing.T) {
 
 			// Default: continue.
 			dlq := dlqTopic(t, b)
-			dl, err := streams.NewDeadLetters(b.Client(t), dlq, quietDLQ)
+			dl, err := streams.NewDeadLetters(newWriter(t, b, f.cat, "hotel-member"), dlq, quietDLQ)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -284,7 +286,7 @@ func TestDeadLetterParkKey(t *testing.T) {
 			// ParkKey.
 			handled = nil
 			dlq = dlqTopic(t, b)
-			dl, err = streams.NewDeadLetters(b.Client(t), dlq, quietDLQ, streams.ParkKey(true))
+			dl, err = streams.NewDeadLetters(newWriter(t, b, f.cat, "hotel-member"), dlq, quietDLQ, streams.ParkKey(true))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -320,13 +322,14 @@ func TestDeadLetterParkKey(t *testing.T) {
 	}
 }
 
-// TestDeadLetterConfig: a missing client or topic, or a nil logger, is refused with ErrConfig.
+// TestDeadLetterConfig: a missing writer or topic, or a nil logger, is refused with ErrConfig.
 func TestDeadLetterConfig(t *testing.T) {
-	cl := streamstest.Kfake(t).Client(t)
+	_, cat := loadAll(t)
+	w := newWriter(t, streamstest.Kfake(t), cat, "hotel-member")
 	for name, err := range map[string]error{
-		"no client": func() error { _, err := streams.NewDeadLetters(nil, "dlq"); return err }(),
-		"no topic":  func() error { _, err := streams.NewDeadLetters(cl, ""); return err }(),
-		"nil log":   func() error { _, err := streams.NewDeadLetters(cl, "dlq", streams.DeadLetterLogger(nil)); return err }(),
+		"no writer": func() error { _, err := streams.NewDeadLetters(nil, "dlq"); return err }(),
+		"no topic":  func() error { _, err := streams.NewDeadLetters(w, ""); return err }(),
+		"nil log":   func() error { _, err := streams.NewDeadLetters(w, "dlq", streams.DeadLetterLogger(nil)); return err }(),
 	} {
 		if !errors.Is(err, streams.ErrConfig) {
 			t.Errorf("%s: %v, want ErrConfig", name, err)
@@ -346,11 +349,11 @@ func TestDeadLetterChain(t *testing.T) {
 			group := streamstest.Name(t, "g")
 			d := newDedup(t, rdb, group)
 			dlq := dlqTopic(t, b)
-			dl, err := streams.NewDeadLetters(b.Client(t), dlq, quietDLQ)
+			dl, err := streams.NewDeadLetters(newWriter(t, b, f.cat, "hotel-member"), dlq, quietDLQ)
 			if err != nil {
 				t.Fatal(err)
 			}
-			missing, err := streams.NewDeadLetters(b.Client(t, kgo.UnknownTopicRetries(1)), streamstest.Name(t, "missing"), quietDLQ)
+			missing, err := streams.NewDeadLetters(newWriter(t, b, f.cat, "hotel-member", streams.KafkaOptions(kgo.UnknownTopicRetries(1))), streamstest.Name(t, "missing"), quietDLQ)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -32,9 +32,6 @@ var decimalRe = regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?$`)
 // jsonTimeLayout is the canonical timestamp layout (RFC 3339, UTC, milliseconds).
 const jsonTimeLayout = "2006-01-02T15:04:05.000Z07:00"
 
-var envelopeKeys = []string{"eventId", "eventType", "version", "timestamp", "data", "metadata"}
-var metadataKeys = []string{"tenantId", "source", "correlationId", "userId", "traceId"}
-
 // DataSchema finds the data record for an event type and version; version "" asks for the newest.
 // It returns the version it resolved.
 type DataSchema func(eventType, version string) (data *avro.RecordSchema, resolved string, err error)
@@ -73,20 +70,28 @@ func parseJSON(b []byte, lookup DataSchema) (*Envelope, error) {
 	errs := &fieldErrs{}
 	unknownKeys(top, envelopeKeys, "", errs)
 	env := &Envelope{}
-	env.EventID = optString(top, "eventId", "", errs)
-	env.EventType = reqString(top, "eventType", "", errs)
-	env.Version = optString(top, "version", "", errs)
+	md, hasMetadata := top["metadata"].(map[string]any)
+	field := func(f envelopeField, from map[string]any, path string) {
+		if f.required {
+			f.set(env, reqString(from, f.name, path, errs))
+		} else {
+			f.set(env, optString(from, f.name, path, errs))
+		}
+	}
+	for _, f := range envelopeFields {
+		if !f.meta {
+			field(f, top, "")
+		}
+	}
 	if ts, ok := top["timestamp"]; ok && ts != nil {
 		env.Timestamp, _ = jsonTime(ts, "timestamp", errs)
 	}
-	if md, ok := top["metadata"].(map[string]any); ok {
+	if hasMetadata {
 		unknownKeys(md, metadataKeys, "metadata", errs)
-		env.Metadata = Metadata{
-			TenantID:      reqString(md, "tenantId", "metadata", errs),
-			Source:        optString(md, "source", "metadata", errs),
-			CorrelationID: optString(md, "correlationId", "metadata", errs),
-			UserID:        optString(md, "userId", "metadata", errs),
-			TraceID:       optString(md, "traceId", "metadata", errs),
+		for _, f := range envelopeFields {
+			if f.meta {
+				field(f, md, "metadata")
+			}
 		}
 	} else {
 		errs.add("metadata", "expected an object, got %s", describe(top["metadata"]))
@@ -195,85 +200,7 @@ func jsonTime(v any, path string, errs *fieldErrs) (time.Time, bool) {
 
 // fromJSON converts a JSON value (decoded with UseNumber) to the generic values of Envelope.Data.
 func fromJSON(s avro.Schema, v any, path string, errs *fieldErrs) any {
-	if ref, ok := s.(*avro.RefSchema); ok {
-		s = ref.Schema()
-	}
-	switch s := s.(type) {
-	case *avro.RecordSchema:
-		m, ok := v.(map[string]any)
-		if !ok {
-			errs.add(path, "expected an object, got %s", describe(v))
-			return nil
-		}
-		out := make(map[string]any, len(s.Fields()))
-		for _, f := range s.Fields() {
-			fv, present := m[f.Name()]
-			switch {
-			case (!present || fv == nil) && f.Type().Type() == avro.Union:
-				out[f.Name()] = nil
-			case !present && f.HasDefault():
-				out[f.Name()] = fromAvro(f.Type(), f.Default())
-			case !present || fv == nil:
-				errs.add(join(path, f.Name()), "required field is missing")
-			default:
-				out[f.Name()] = fromJSON(f.Type(), fv, join(path, f.Name()), errs)
-			}
-		}
-		for k := range m {
-			if !hasField(s, k) {
-				errs.add(join(path, cut(k)), "unknown field (not in schema %s)", s.FullName())
-			}
-		}
-		return out
-	case *avro.UnionSchema:
-		if v == nil {
-			return nil
-		}
-		for _, branch := range s.Types() {
-			if branch.Type() != avro.Null {
-				return fromJSON(branch, v, path, errs)
-			}
-		}
-	case *avro.EnumSchema:
-		str, ok := v.(string)
-		if !ok {
-			errs.add(path, "expected one of %v, got %s", s.Symbols(), describe(v))
-			return nil
-		}
-		for _, sym := range s.Symbols() {
-			if sym == str {
-				return str
-			}
-		}
-		errs.add(path, "%s is not one of %v", excerpt(str), s.Symbols())
-		return nil
-	case *avro.ArraySchema:
-		a, ok := v.([]any)
-		if !ok {
-			errs.add(path, "expected an array, got %s", describe(v))
-			return nil
-		}
-		out := make([]any, len(a))
-		for i, e := range a {
-			out[i] = fromJSON(s.Items(), e, index(path, i), errs)
-		}
-		return out
-	case *avro.MapSchema:
-		m, ok := v.(map[string]any)
-		if !ok {
-			errs.add(path, "expected an object, got %s", describe(v))
-			return nil
-		}
-		out := make(map[string]any, len(m))
-		for k, e := range m {
-			out[k] = fromJSON(s.Values(), e, join(path, cut(k)), errs)
-		}
-		return out
-	case *avro.PrimitiveSchema:
-		return primitiveFromJSON(s, v, path, errs)
-	}
-	errs.add(path, "schema type %s is not supported", s.Type())
-	return nil
+	return conform(s, v, path, errs, primitiveFromJSON)
 }
 
 func primitiveFromJSON(s *avro.PrimitiveSchema, v any, path string, errs *fieldErrs) any {
@@ -354,33 +281,29 @@ func primitiveFromJSON(s *avro.PrimitiveSchema, v any, path string, errs *fieldE
 
 // AppendJSON appends the canonical JSON form of env, whose data follows the data record schema.
 func AppendJSON(b []byte, env *Envelope, data *avro.RecordSchema) ([]byte, error) {
-	b = append(b, `{"eventId":`...)
-	b = appendString(b, env.EventID)
-	b = append(b, `,"eventType":`...)
-	b = appendString(b, env.EventType)
-	b = append(b, `,"version":`...)
-	b = appendString(b, env.Version)
-	b = append(b, `,"timestamp":`...)
-	b = appendString(b, env.Timestamp.UTC().Format(jsonTimeLayout))
-	b = append(b, `,"data":`...)
-	var err error
-	if b, err = appendValue(b, data, env.Data, "data"); err != nil {
-		return nil, err
+	b = append(b, '{')
+	for _, f := range envelopeFields {
+		switch {
+		case f.name == "tenantId": // the first metadata field: timestamp and data come before metadata
+			b = append(b, `,"timestamp":`...)
+			b = appendString(b, env.Timestamp.UTC().Format(jsonTimeLayout))
+			b = append(b, `,"data":`...)
+			var err error
+			if b, err = appendValue(b, data, env.Data, "data"); err != nil {
+				return nil, err
+			}
+			b = append(b, `,"metadata":{`...)
+		case len(b) > 0 && b[len(b)-1] != '{':
+			b = append(b, ',')
+		}
+		b = appendString(b, f.name)
+		b = append(b, ':')
+		if v := f.get(env); f.nullable && v == "" {
+			b = append(b, "null"...)
+		} else {
+			b = appendString(b, v)
+		}
 	}
-	b = append(b, `,"metadata":{"tenantId":`...)
-	b = appendString(b, env.Metadata.TenantID)
-	b = append(b, `,"source":`...)
-	b = appendString(b, env.Metadata.Source)
-	b = append(b, `,"correlationId":`...)
-	b = appendString(b, env.Metadata.CorrelationID)
-	b = append(b, `,"userId":`...)
-	if env.Metadata.UserID == "" {
-		b = append(b, "null"...)
-	} else {
-		b = appendString(b, env.Metadata.UserID)
-	}
-	b = append(b, `,"traceId":`...)
-	b = appendString(b, env.Metadata.TraceID)
 	return append(b, "}}"...), nil
 }
 

@@ -102,11 +102,12 @@ func TestMetricsAndAuditAreExact(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			dl, err := streams.NewDeadLetters(b.Client(t), sys.DeadLetterTopic, streams.DeadLetterLogger(slog.New(slog.DiscardHandler)))
+			w := newWriter(t, b, cat, "hotel-pms")
+			dl, err := streams.NewDeadLetters(w, sys.DeadLetterTopic, streams.DeadLetterLogger(slog.New(slog.DiscardHandler)))
 			if err != nil {
 				t.Fatal(err)
 			}
-			conAudit, err := streams.NewAuditLog(b.Client(t), cat.AuditTopic, "hotel-pms", nil)
+			conAudit, err := streams.NewAuditLog(w, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -43,17 +43,16 @@ type Producer struct {
 	cat    *topics.Catalog
 	cfg    producerConfig
 	kopts  []kgo.Opt
+	w      *Writer // its client is replaced after a stall (see watch), under mu
 	spool  *spool.Spool
+	closed atomic.Bool
 
 	mu       sync.Mutex
-	client   *kgo.Client                // replaced after a stall (see watch); read under mu
-	current  atomic.Pointer[kgo.Client] // p.client, for the audit log, which may not take mu
-	cond     *sync.Cond                 // signalled when inflight reaches zero
-	offline  bool                       // events go to the spool; cleared by the drainer when it is empty
-	inflight int                        // records handed to franz-go whose promise has not run
-	progress time.Time                  // when inflight last rose from zero or a record was last acknowledged
-	spoolErr error                      // the drainer's last spool read error (a corrupt entry); nil when healthy
-	closed   bool
+	cond     *sync.Cond // signalled when inflight reaches zero
+	offline  bool       // events go to the spool; cleared by the drainer when it is empty
+	inflight int        // records handed to franz-go whose promise has not run
+	progress time.Time  // when inflight last rose from zero or a record was last acknowledged
+	spoolErr error      // the drainer's last spool read error (a corrupt entry); nil when healthy
 	wake     chan struct{}
 	stop     chan struct{}
 	drained  chan struct{}
@@ -89,19 +88,17 @@ func NewProducer(system string, serde *Serde, opts ...ProducerOption) (*Producer
 	}
 	p := &Producer{system: system, serde: serde, cat: serde.cat, cfg: cfg, kopts: append(cfg.clientOpts(system), kgo.RecordDeliveryTimeout(delivery)),
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), drained: make(chan struct{})}
-	p.cfg.observers = cfg.withBuiltins(system, serde.cat, p.current.Load)
 	p.cond = sync.NewCond(&p.mu)
 	var err error
-	if p.client, err = kgo.NewClient(p.kopts...); err != nil {
-		return nil, fmt.Errorf("%w: kafka client: %v", ErrConfig, err)
+	if p.w, err = newWriter(system, serde.cat, cfg, p.kopts); err != nil {
+		return nil, err
 	}
-	p.current.Store(p.client)
 	if cfg.spoolDir == "" {
 		close(p.drained)
 		return p, nil
 	}
 	if p.spool, err = spool.Open(spoolPath(cfg.spoolDir, system), spool.MaxBytes(cfg.spoolMaxBytes)); err != nil {
-		p.client.Close()
+		p.w.client.Load().Close()
 		return nil, fmt.Errorf("streams: spool: %w", err)
 	}
 	p.offline = p.spool.Len() > 0 // events left by an earlier run are delivered before any new one
@@ -361,24 +358,26 @@ func (p *Producer) spoolFirst(recs []*kgo.Record, results []Result, errs []error
 		} else {
 			results[i] = Result{EventID: eventIDOf(rec), Topic: rec.Topic, Spooled: true, Seq: seqs[i]}
 		}
-		for _, o := range p.cfg.observers {
-			o.ObservePublish(p.system, rec, results[i], errs[i])
-		}
+		p.w.observe(rec, results[i], errs[i])
 	}
 	return true
 }
 
-// produce hands one record to franz-go, or to the spool while offline; done runs exactly once,
-// after the observers.
+// produce writes one record through the writer, or, with a spool, to the spool while offline;
+// done runs exactly once, after the observers.
 func (p *Producer) produce(ctx context.Context, rec *kgo.Record, done func(Result, error)) {
-	if len(p.cfg.observers) > 0 {
-		done = p.observed(rec, done)
+	if p.closed.Load() {
+		p.w.observe(rec, Result{}, ErrClosed)
+		done(Result{}, ErrClosed)
+		return
 	}
 	if p.spool == nil {
-		done = p.bounded(rec, done)
+		p.w.write(ctx, rec, writeEvent, done)
+		return
 	}
+	done = p.w.observed(rec, done)
 	p.mu.Lock()
-	if p.closed {
+	if p.closed.Load() { // checked again under mu: Close may have begun since, and the spool closes with it
 		p.mu.Unlock()
 		done(Result{}, ErrClosed)
 		return
@@ -402,9 +401,10 @@ func (p *Producer) produce(ctx context.Context, rec *kgo.Record, done func(Resul
 		p.progress = time.Now()
 	}
 	p.inflight++
-	client := p.client
 	p.mu.Unlock()
-	promise := func(r *kgo.Record, err error) {
+	// Sent without blocking: a full buffer (ErrMaxBuffered) spools the record. The client is the
+	// one of this moment; replaceClient waits for inflight to drop to zero before replacing it.
+	p.w.send(ctx, rec, true, func(r *kgo.Record, err error) {
 		if err == nil {
 			p.mu.Lock()
 			p.progress = time.Now()
@@ -413,7 +413,7 @@ func (p *Producer) produce(ctx context.Context, rec *kgo.Record, done func(Resul
 			done(Result{EventID: eventIDOf(r), Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}, nil)
 			return
 		}
-		if p.spool == nil || !outage(err) {
+		if !outage(err) {
 			p.settle()
 			done(Result{}, err)
 			return
@@ -433,47 +433,7 @@ func (p *Producer) produce(ctx context.Context, rec *kgo.Record, done func(Resul
 			return
 		}
 		done(Result{EventID: eventIDOf(r), Topic: r.Topic, Spooled: true, Seq: seqs[0]}, nil)
-	}
-	if p.spool != nil {
-		client.TryProduce(ctx, rec, promise)
-	} else {
-		client.Produce(ctx, rec, promise)
-	}
-}
-
-// bounded gives rec a DeliveryTimeout deadline and wraps done to report its expiry as
-// ErrDeliveryTimeout (see boundDelivery).
-func (p *Producer) bounded(rec *kgo.Record, done func(Result, error)) func(Result, error) {
-	return boundDelivery(rec, p.cfg.deliveryTimeout, done)
-}
-
-// boundDelivery gives rec a deadline d from now (franz-go fails a record whose context ends even
-// while no broker is reachable, when its RecordDeliveryTimeout is not evaluated) and wraps done to
-// report its expiry, or franz-go's record timeout, as ErrDeliveryTimeout.
-func boundDelivery(rec *kgo.Record, d time.Duration, done func(Result, error)) func(Result, error) {
-	parent := rec.Context
-	if parent == nil {
-		parent = context.Background()
-	}
-	ctx, cancel := context.WithTimeoutCause(parent, d, ErrDeliveryTimeout)
-	rec.Context = ctx
-	return func(r Result, err error) {
-		if err != nil && (errors.Is(err, kgo.ErrRecordTimeout) || errors.Is(context.Cause(ctx), ErrDeliveryTimeout)) {
-			err = fmt.Errorf("%w: no acknowledgement within %s (DeliveryTimeout): %v", ErrDeliveryTimeout, d, err)
-		}
-		cancel()
-		done(r, err)
-	}
-}
-
-// observed wraps done to tell the observers first.
-func (p *Producer) observed(rec *kgo.Record, done func(Result, error)) func(Result, error) {
-	return func(r Result, err error) {
-		for _, o := range p.cfg.observers {
-			o.ObservePublish(p.system, rec, r, err)
-		}
-		done(r, err)
-	}
+	})
 }
 
 func (p *Producer) settle() {
@@ -555,7 +515,7 @@ func (p *Producer) replaceClient() {
 		return // the options were valid at start; try again at the next tick
 	}
 	p.mu.Lock()
-	old := p.client
+	old := p.w.client.Load()
 	p.offline = true // new events go to the spool from now on, behind the aborted ones
 	p.mu.Unlock()
 	old.UnsafeAbortBufferedRecords()
@@ -563,8 +523,7 @@ func (p *Producer) replaceClient() {
 	for p.inflight > 0 {
 		p.cond.Wait()
 	}
-	p.client = fresh
-	p.current.Store(fresh)
+	p.w.client.Store(fresh)
 	p.mu.Unlock()
 	old.Close()
 }
@@ -617,23 +576,20 @@ func (p *Producer) drainOnce() (backoff bool) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.spoolAfter+p.cfg.requestTimeout)
 	defer cancel()
-	p.mu.Lock()
-	client := p.client
-	p.mu.Unlock()
-	res := client.ProduceSync(ctx, recs...)
+	// Spooled records were observed when they were spooled; they are sent again as they are.
 	// Delete the acknowledged prefix in spool order; the rest is sent again (a record acknowledged
-	// after a failed one is then written twice, with the same eventId). ProduceSync lists results
-	// in the order the promises completed, not in recs' order: when one partition fails and
-	// another succeeds, its first results can be acknowledgements of records behind a failure.
-	failed := make(map[*kgo.Record]bool, len(res))
-	for _, r := range res {
-		if r.Err != nil {
-			failed[r.Record] = true
-		}
-	}
-	done := -1
+	// after a failed one is then written twice, with the same eventId): when one partition fails
+	// and another succeeds, records behind a failure can be acknowledged.
+	failed := make([]bool, len(recs))
+	var wg sync.WaitGroup
+	wg.Add(len(recs))
 	for i, r := range recs {
-		if failed[r] {
+		p.w.send(ctx, r, false, func(_ *kgo.Record, err error) { failed[i] = err != nil; wg.Done() })
+	}
+	wg.Wait()
+	done := -1
+	for i := range recs {
+		if failed[i] {
 			break
 		}
 		done = i
@@ -679,18 +635,17 @@ func (p *Producer) SpoolOldestAge() time.Duration {
 // the client and the spool. Spooled events are delivered by the next Producer on the same SpoolDir.
 func (p *Producer) Close(ctx context.Context) error {
 	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
+	already := p.closed.Swap(true)
+	p.mu.Unlock()
+	if already {
 		return nil
 	}
-	p.closed = true
-	p.mu.Unlock()
 	if p.spool != nil {
 		close(p.stop)
 		<-p.drained
 	}
 	p.mu.Lock()
-	client := p.client
+	client := p.w.client.Load()
 	p.mu.Unlock()
 	err := client.Flush(ctx)
 	if err != nil && p.spool != nil {

@@ -1,7 +1,6 @@
 package streams
 
 import (
-	"bytes"
 	"context"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -37,22 +36,28 @@ func (s *Serde) record(ctx context.Context, env *Envelope, typed Event) (*kgo.Re
 // Headers returns the envelope headers of env. The traceparent's span id is derived from the
 // eventId (FNV-1a), so the same event always carries the same parent span.
 func Headers(env *Envelope) []kgo.RecordHeader {
+	// One allocation holds every value (six headers per event published).
+	vals := [...]string{env.EventType, env.Version, env.EventID, env.Metadata.Source, env.Metadata.CorrelationID}
+	n := len("00-") + len(env.Metadata.TraceID) + len("-0123456789abcdef-01")
+	for _, v := range vals {
+		n += len(v)
+	}
+	buf := make([]byte, 0, n)
+	hs := []kgo.RecordHeader{{Key: HeaderEventType}, {Key: HeaderVersion}, {Key: HeaderEventID}, {Key: HeaderSource},
+		{Key: HeaderCorrelationID}, {Key: HeaderTraceparent}}
+	for i, v := range vals {
+		buf = append(buf, v...)
+		hs[i].Value = buf[len(buf)-len(v) : len(buf) : len(buf)]
+	}
+	start := len(buf) // 00-<32 hex trace id>-<16 hex span id>-01
+	buf = append(append(buf, "00-"...), env.Metadata.TraceID...)
+	buf = append(buf, '-')
 	h := eventSpanID(env.EventID)
-	var tp [55]byte // 00-<32 hex trace id>-<16 hex span id>-01
-	b := append(append(tp[:0], "00-"...), env.Metadata.TraceID...)
-	b = append(b, '-')
 	for shift := 60; shift >= 0; shift -= 4 {
-		b = append(b, hexDigits[h>>uint(shift)&0xf])
+		buf = append(buf, hexDigits[h>>uint(shift)&0xf])
 	}
-	b = append(b, "-01"...)
-	return []kgo.RecordHeader{
-		{Key: HeaderEventType, Value: []byte(env.EventType)},
-		{Key: HeaderVersion, Value: []byte(env.Version)},
-		{Key: HeaderEventID, Value: []byte(env.EventID)},
-		{Key: HeaderSource, Value: []byte(env.Metadata.Source)},
-		{Key: HeaderCorrelationID, Value: []byte(env.Metadata.CorrelationID)},
-		{Key: HeaderTraceparent, Value: bytes.Clone(b)},
-	}
+	hs[5].Value = append(buf, "-01"...)[start:]
+	return hs
 }
 
 // eventSpanID derives the parent span id of an event's traceparent from its eventId (FNV-1a).

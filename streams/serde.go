@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
-	"time"
+	"sync/atomic"
 
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -38,6 +38,7 @@ type Serde struct {
 	byName    map[string]*schemas.Subject
 	codecs    sync.Map // schema fingerprint -> *codec
 	envelopes sync.Map // schema fingerprint -> envelopeEncoder (nil when not direct)
+	sizes     sync.Map // *schemas.Version -> *atomic.Int64: the largest value Record encoded with it
 }
 
 type writerSchema struct {
@@ -128,6 +129,12 @@ func (s *Serde) appendEncode(ctx context.Context, b []byte, env *Envelope, typed
 	if err != nil {
 		return "", nil, err
 	}
+	var size *atomic.Int64
+	if b == nil { // a record's value: sized as the largest of the version so far, so encoding appends without growing
+		sz, _ := s.sizes.LoadOrStore(v, new(atomic.Int64))
+		size = sz.(*atomic.Int64)
+		b = make([]byte, 0, min(size.Load(), maxValueHint))
+	}
 	if b, err = s.header.AppendEncode(b, id, nil); err != nil {
 		return "", nil, fmt.Errorf("streams: wire header: %w", err)
 	}
@@ -139,8 +146,14 @@ func (s *Serde) appendEncode(ctx context.Context, b []byte, env *Envelope, typed
 	if err != nil {
 		return "", nil, err
 	}
+	if size != nil && int64(len(b)) > size.Load() {
+		size.Store(int64(len(b)))
+	}
 	return topic, b, nil
 }
+
+// maxValueHint bounds the capacity a value buffer is given ahead of encoding (bytes).
+const maxValueHint = 64 << 10
 
 // checkEnvelope adds the problems of env's envelope fields (not its data) to errs.
 func (s *Serde) checkEnvelope(env *Envelope, errs *fieldErrs) {
@@ -172,11 +185,7 @@ func (s *Serde) encode(b []byte, env *Envelope, v *schemas.Version) ([]byte, err
 	if direct := s.envelopeEncoder(v.Envelope); direct != nil {
 		out, err = direct(b, env, v.String())
 	} else {
-		out, err = s.codec(v.Envelope).enc(b, map[string]any{
-			"eventId": env.EventID, "eventType": env.EventType, "version": v.String(), "timestamp": env.Timestamp, "data": env.Data,
-			"metadata": map[string]any{"tenantId": env.Metadata.TenantID, "source": env.Metadata.Source,
-				"correlationId": env.Metadata.CorrelationID, "userId": nilIfEmpty(env.Metadata.UserID), "traceId": env.Metadata.TraceID},
-		})
+		out, err = s.codec(v.Envelope).enc(b, env.Map(v.String(), env.Data))
 	}
 	if err == nil {
 		return out, nil
@@ -187,13 +196,6 @@ func (s *Serde) encode(b []byte, env *Envelope, v *schemas.Version) ([]byte, err
 		return nil, err
 	}
 	return nil, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
-}
-
-func nilIfEmpty(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
 }
 
 // envelopeEncoder returns the direct envelope encoder of a schema (nil when it has other fields),
@@ -292,7 +294,7 @@ func (s *Serde) DecodeAs(ctx context.Context, value []byte, reader *schemas.Vers
 		}
 		decoded, _ = fromAvro(reader.Envelope, raw).(map[string]any)
 	}
-	env := envelopeFromAvro(decoded)
+	env := envelopeFromMap(decoded)
 	if reader != nil {
 		env.Version = reader.String()
 	}
@@ -307,18 +309,6 @@ func (s *Serde) wire(ctx context.Context, value []byte) (int, []byte, *writerSch
 	}
 	w, err := s.writer(ctx, id)
 	return id, body, w, err
-}
-
-func envelopeFromAvro(m map[string]any) *Envelope {
-	md, _ := m["metadata"].(map[string]any)
-	str := func(m map[string]any, k string) string { s, _ := m[k].(string); return s }
-	ts, _ := m["timestamp"].(time.Time)
-	data, _ := m["data"].(map[string]any)
-	return &Envelope{
-		EventID: str(m, "eventId"), EventType: str(m, "eventType"), Version: str(m, "version"), Timestamp: ts.UTC(), Data: data,
-		Metadata: Metadata{TenantID: str(md, "tenantId"), Source: str(md, "source"), CorrelationID: str(md, "correlationId"),
-			UserID: str(md, "userId"), TraceID: str(md, "traceId")},
-	}
 }
 
 // writer returns the writer schema for a registry id, fetching it once.

@@ -2,8 +2,13 @@ package streams
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/attribute"
@@ -12,21 +17,28 @@ import (
 	"github.com/hotelbus/hotelbus/topics"
 )
 
-// Writer writes records that already exist in hotelbus form (a redriven dead letter, a replayed
-// event) as one system, with what a Producer applies to a new event's record: the system must be
-// allowed to write the topic (ErrNotOwner: an event topic only by its owner, a dead-letter or
-// redrive topic only by its system; the audit topic and topics outside the catalog by anyone), the
-// envelope headers it carries must follow the identifier grammar (ErrInvalidIdentifier), the same Kafka
-// settings (acks=all, idempotent, Brokers, KafkaOptions, DeliveryTimeout), a producer span child of
-// the record's traceparent (which it then carries, with Tracing), the observers (Observe) and the
-// publish audit record (PublishAudit). Keys, values and the other headers are written as given.
+// Writer is the one write path of hotelbus: every Kafka record the platform writes goes through a
+// Writer bound to the system that writes it. A Producer writes its events (publish, dual publish,
+// the spool's drain) through its own; DeadLetters writes dead letters, and AuditLog audit records,
+// through the one they are given; `hotelbus dlq redrive` and `hotelbus replay --to-topic` write
+// through Write. Every record thus gets the same Kafka settings (acks=all, idempotent, Brokers,
+// KafkaOptions, DeliveryTimeout), the ownership check (ErrNotOwner: an event topic only by its
+// owner, a dead-letter or redrive topic only by its system; the audit topic and topics outside the
+// catalog by anyone), a producer span (Tracing), the observers (Observe) and the publish audit
+// record (PublishAudit; audit records themselves are neither observed, traced nor audited).
+//
+// Write takes a record already in hotelbus form (a redriven dead letter, a replayed event, a
+// changelog entry): the envelope headers it carries, when it carries an eventId header, must follow
+// the identifier grammar, its key then being a tenantId (ErrInvalidIdentifier); a record without
+// envelope headers keeps the key its caller gave. Its producer span is a child of the record's
+// traceparent (which it then carries). Keys, values and the other headers are written as given.
 //
 // A Writer is safe for concurrent use.
 type Writer struct {
 	system string
 	cat    *topics.Catalog
-	cfg    producerConfig
-	cl     *kgo.Client
+	cfg    producerConfig // observers with the built-in ones
+	client atomic.Pointer[kgo.Client]
 }
 
 // NewWriter returns a writer for system, which must be in cat. Of the ProducerOptions it uses the
@@ -42,61 +54,63 @@ func NewWriter(system string, cat *topics.Catalog, opts ...ProducerOption) (*Wri
 	if cfg.spoolDir != "" {
 		return nil, fmt.Errorf("%w: SpoolDir: a Writer has no spool", ErrConfig)
 	}
+	return newWriter(system, cat, cfg, cfg.clientOpts(system))
+}
+
+// newWriter returns the writer of system with a client made of kopts.
+func newWriter(system string, cat *topics.Catalog, cfg producerConfig, kopts []kgo.Opt) (*Writer, error) {
 	if _, ok := cat.System(system); !ok {
 		return nil, fmt.Errorf("%w: system %q is not in the catalog", ErrConfig, system)
 	}
-	cl, err := kgo.NewClient(cfg.clientOpts(system)...)
+	cl, err := kgo.NewClient(kopts...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: kafka client: %v", ErrConfig, err)
 	}
-	w := &Writer{system: system, cat: cat, cfg: cfg, cl: cl}
-	w.cfg.observers = cfg.withBuiltins(system, cat, func() *kgo.Client { return cl })
+	w := &Writer{system: system, cat: cat, cfg: cfg}
+	w.client.Store(cl)
+	w.cfg.observers = slices.Clone(cfg.observers)
+	if cfg.tracer != nil {
+		w.cfg.observers = append(w.cfg.observers, endPublishSpan{})
+	}
+	if cfg.audit && cat.AuditTopic != "" {
+		w.cfg.observers = append(w.cfg.observers, &AuditLog{w: w, log: slog.Default()})
+	}
 	return w, nil
 }
+
+// writeMode says what the write path checks and traces of a record.
+type writeMode uint8
+
+const (
+	// writeEvent: a Producer's event, built from an envelope it prepared and checked (ownership by
+	// event type, identifiers by the encoder), its publish span started and in rec.Context.
+	writeEvent writeMode = iota
+	// writeRecord: a record in hotelbus form written again (Write): ownership and identifiers are
+	// checked, and a "write <topic>" span is started, child of the record's traceparent.
+	writeRecord
+	// writeAsIs: a dead letter: ownership is checked, not its headers (they may be why it was
+	// dead-lettered); its span is a child of ctx's span (the consumer's), else of its traceparent.
+	writeAsIs
+)
 
 // Write checks rec and sends it without waiting; done is called exactly once with the outcome
 // (from a franz-go goroutine; keep it short), also when rec is refused before sending.
 func (w *Writer) Write(ctx context.Context, rec *kgo.Record, done func(Result, error)) {
-	if err := mayWrite(w.cat, w.system, rec); err != nil {
-		done(Result{}, err)
-		return
-	}
-	if w.cfg.tracer != nil {
-		ctx = traceContext.Extract(ctx, headerCarrier{rec})
-		var span trace.Span
-		ctx, span = w.cfg.tracer.Start(ctx, "write "+rec.Topic, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
-			attribute.String("messaging.system", "kafka"),
-			attribute.String("messaging.operation.type", "send"),
-			attribute.String("messaging.message.id", Header(rec, HeaderEventID)),
-			attribute.String("hotelbus.event_type", Header(rec, HeaderEventType))))
-		traceContext.Inject(ctx, headerCarrier{rec})
-		_ = span // ended by endPublishSpan, an observer of every traced writer
-	}
-	rec.Context = ctx
-	observers := w.cfg.observers
-	finish := boundDelivery(rec, w.cfg.deliveryTimeout, func(res Result, err error) {
-		for _, o := range observers {
-			o.ObservePublish(w.system, rec, res, err)
-		}
-		done(res, err)
-	})
-	w.cl.Produce(ctx, rec, func(r *kgo.Record, err error) {
-		var res Result
-		if err == nil {
-			res = Result{EventID: eventIDOf(r), Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
-		}
-		finish(res, err)
-	})
+	w.write(ctx, rec, writeRecord, done)
 }
 
 // WriteSync writes recs and waits for every outcome; the error is the first failure.
 func (w *Writer) WriteSync(ctx context.Context, recs ...*kgo.Record) ([]Result, error) {
+	return w.writeSync(ctx, writeRecord, recs...)
+}
+
+func (w *Writer) writeSync(ctx context.Context, mode writeMode, recs ...*kgo.Record) ([]Result, error) {
 	results := make([]Result, len(recs))
 	errs := make([]error, len(recs))
 	var wg sync.WaitGroup
 	wg.Add(len(recs))
 	for i, rec := range recs {
-		w.Write(ctx, rec, func(r Result, err error) { results[i], errs[i] = r, err; wg.Done() })
+		w.write(ctx, rec, mode, func(r Result, err error) { results[i], errs[i] = r, err; wg.Done() })
 	}
 	wg.Wait()
 	for i, err := range errs {
@@ -107,21 +121,114 @@ func (w *Writer) WriteSync(ctx context.Context, recs ...*kgo.Record) ([]Result, 
 	return results, nil
 }
 
+// write is the write path: the checks and the span mode says, then the observers, the delivery
+// bound and the client; done runs exactly once, after the observers. A refused record is not
+// observed.
+func (w *Writer) write(ctx context.Context, rec *kgo.Record, mode writeMode, done func(Result, error)) {
+	if mode != writeEvent {
+		if err := w.check(rec, mode); err != nil {
+			done(Result{}, err)
+			return
+		}
+		rec.Context = w.startSpan(ctx, rec, mode)
+	}
+	finish := boundDelivery(rec, w.cfg.deliveryTimeout, w.observed(rec, done))
+	w.send(ctx, rec, false, func(r *kgo.Record, err error) {
+		var res Result
+		if err == nil {
+			res = Result{EventID: eventIDOf(r), Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
+		}
+		finish(res, err)
+	})
+}
+
+// boundDelivery gives rec a deadline d from now (franz-go fails a record whose context ends even
+// while no broker is reachable, when its RecordDeliveryTimeout is not evaluated) and wraps done to
+// report its expiry, or franz-go's record timeout, as ErrDeliveryTimeout.
+func boundDelivery(rec *kgo.Record, d time.Duration, done func(Result, error)) func(Result, error) {
+	parent := rec.Context
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, cancel := context.WithTimeoutCause(parent, d, ErrDeliveryTimeout)
+	rec.Context = ctx
+	return func(r Result, err error) {
+		if err != nil && (errors.Is(err, kgo.ErrRecordTimeout) || errors.Is(context.Cause(ctx), ErrDeliveryTimeout)) {
+			err = fmt.Errorf("%w: no acknowledgement within %s (DeliveryTimeout): %v", ErrDeliveryTimeout, d, err)
+		}
+		cancel()
+		done(r, err)
+	}
+}
+
+// check refuses a record the writer's system may not write (see Writer), and one carrying envelope
+// headers that break the identifier grammar unless mode is writeAsIs.
+func (w *Writer) check(rec *kgo.Record, mode writeMode) error {
+	if t, ok := w.cat.Topic(rec.Topic); ok && t.Owner != "" && t.Owner != w.system {
+		return fmt.Errorf("%w: %s writes %s, not %s", ErrNotOwner, t.Owner, rec.Topic, w.system)
+	}
+	if mode == writeAsIs || !slices.ContainsFunc(rec.Headers, func(h kgo.RecordHeader) bool { return h.Key == HeaderEventID }) {
+		return nil
+	}
+	return recordIdentifiers(w.cat, rec, nil)
+}
+
+// startSpan starts the "write <topic>" producer span of rec with Tracing and puts its context in
+// rec's traceparent; it returns the context rec is written with.
+func (w *Writer) startSpan(ctx context.Context, rec *kgo.Record, mode writeMode) context.Context {
+	if w.cfg.tracer == nil {
+		return ctx
+	}
+	if mode != writeAsIs || !trace.SpanContextFromContext(ctx).IsValid() {
+		ctx = traceContext.Extract(ctx, headerCarrier{rec})
+	}
+	ctx, _ = w.cfg.tracer.Start(ctx, "write "+rec.Topic, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
+		attribute.String("messaging.system", "kafka"),
+		attribute.String("messaging.operation.type", "send"),
+		attribute.String("messaging.message.id", Header(rec, HeaderEventID)),
+		attribute.String("hotelbus.event_type", Header(rec, HeaderEventType))))
+	traceContext.Inject(ctx, headerCarrier{rec}) // ended by endPublishSpan, an observer of every traced writer
+	return ctx
+}
+
+// observed wraps done to tell the observers first.
+func (w *Writer) observed(rec *kgo.Record, done func(Result, error)) func(Result, error) {
+	if len(w.cfg.observers) == 0 {
+		return done
+	}
+	return func(r Result, err error) {
+		w.observe(rec, r, err)
+		done(r, err)
+	}
+}
+
+// observe tells the observers the outcome of rec.
+func (w *Writer) observe(rec *kgo.Record, r Result, err error) {
+	for _, o := range w.cfg.observers {
+		o.ObservePublish(w.system, rec, r, err)
+	}
+}
+
+// send hands rec to the client, without blocking when try is set (ErrMaxBuffered when the buffer
+// is full). It is the only call of a franz-go produce method in hotelbus.
+func (w *Writer) send(ctx context.Context, rec *kgo.Record, try bool, promise func(*kgo.Record, error)) {
+	if try {
+		w.client.Load().TryProduce(ctx, rec, promise)
+		return
+	}
+	w.client.Load().Produce(ctx, rec, promise)
+}
+
+// Ping reaches a broker (a readiness check).
+func (w *Writer) Ping(ctx context.Context) error { return w.client.Load().Ping(ctx) }
+
 // Flush waits until ctx ends for the records written so far to be acknowledged or fail.
-func (w *Writer) Flush(ctx context.Context) error { return w.cl.Flush(ctx) }
+func (w *Writer) Flush(ctx context.Context) error { return w.client.Load().Flush(ctx) }
 
 // Close flushes (until ctx ends) and closes the client.
 func (w *Writer) Close(ctx context.Context) error {
-	err := w.cl.Flush(ctx)
-	w.cl.Close()
+	cl := w.client.Load()
+	err := cl.Flush(ctx)
+	cl.Close()
 	return err
-}
-
-// mayWrite refuses a record system may not write (see Writer) or whose envelope headers break the
-// identifier grammar.
-func mayWrite(cat *topics.Catalog, system string, rec *kgo.Record) error {
-	if t, ok := cat.Topic(rec.Topic); ok && t.Owner != "" && t.Owner != system {
-		return fmt.Errorf("%w: %s writes %s, not %s", ErrNotOwner, t.Owner, rec.Topic, system)
-	}
-	return recordIdentifiers(cat, rec, nil)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -13,13 +14,30 @@ import (
 
 	"github.com/hotelbus/hotelbus/streams"
 	"github.com/hotelbus/hotelbus/streams/streamstest"
+	"github.com/hotelbus/hotelbus/topics"
 )
+
+// newWriter returns a writer of system on b, closed when the test ends. Its publish audit is off
+// (the audit topic of cat may not exist on b) unless opts turn it on.
+func newWriter(t testing.TB, b streamstest.Backend, cat *topics.Catalog, system string, opts ...streams.ProducerOption) *streams.Writer {
+	t.Helper()
+	w, err := streams.NewWriter(system, cat, append([]streams.ProducerOption{streams.Brokers(b.Brokers...), streams.PublishAudit(false)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = w.Close(ctx)
+	})
+	return w
+}
 
 // TestWriterWritesLikeAPublish: a record written again by the Writer (as `dlq redrive` and
 // `replay --to-topic` do) gets what a publish gets: the ownership check (another system's redrive
 // or event topic is refused), the identifier grammar of its envelope headers, a producer span in
 // the event's trace whose context the record then carries, and a publish audit record; its key,
-// value and other headers are kept.
+// value and other headers are kept. A record without envelope headers keeps its caller's key.
 func TestWriterWritesLikeAPublish(t *testing.T) {
 	b := streamstest.Kfake(t)
 	serde, cat := isolated(t, b)
@@ -83,6 +101,15 @@ func TestWriterWritesLikeAPublish(t *testing.T) {
 	}
 	if audit["hotel-pms "+res.Topic] != res.EventID || audit["hotel-member "+member.RedriveTopic] != res.EventID {
 		t.Errorf("audit records %v", audit)
+	}
+
+	// A record without envelope headers (a compacted changelog's entry) keeps the key its caller
+	// gave, which need not be a tenantId.
+	changelog := dlqTopic(t, b) // any one-partition topic outside the catalog
+	if _, err := w.WriteSync(ctx, &kgo.Record{Topic: changelog, Key: []byte("room/101 2026-11-27"), Value: []byte(`{"free":3}`)}); err != nil {
+		t.Errorf("changelog entry with a caller's key: %v", err)
+	} else if got := consume(t, b, 1, changelog)[0]; string(got.Key) != "room/101 2026-11-27" {
+		t.Errorf("changelog entry key %q", got.Key)
 	}
 
 	badID := copyOf(member.RedriveTopic)

@@ -55,6 +55,9 @@ type Config struct {
 	Serde *streams.Serde
 	// Now is the clock of redrive timestamps (nil: time.Now).
 	Now func() time.Time
+	// WriterOptions are added to Brokers and KafkaOptions for the SDK writer Redrive writes
+	// through (Tracing, Observe, PublishAudit, DeliveryTimeout). Default: none.
+	WriterOptions []streams.ProducerOption
 }
 
 // DLQ is the dead-letter tooling of one system. Its methods are safe for concurrent use.

@@ -145,7 +145,8 @@ func (q *DLQ) Redrive(ctx context.Context, o RedriveOptions) (Report, error) {
 	}
 	// The records are written as the system that owns the redrive topic, through the SDK's writer
 	// (ownership, identifier grammar, acks=all and idempotence, observers and audit as a publish).
-	prod, err := streams.NewWriter(q.system, q.cat, streams.Brokers(q.cfg.Brokers...), streams.KafkaOptions(q.cfg.KafkaOptions...))
+	prod, err := streams.NewWriter(q.system, q.cat, append([]streams.ProducerOption{streams.Brokers(q.cfg.Brokers...),
+		streams.KafkaOptions(q.cfg.KafkaOptions...)}, q.cfg.WriterOptions...)...)
 	if err != nil {
 		return rep, fmt.Errorf("dlq: writer: %w", err)
 	}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/hotelbus/hotelbus/streams"
 )
 
 // Format is an output format.
@@ -101,6 +103,9 @@ type Config struct {
 	// HeaderReplayedFrom. A topic of the catalog is refused unless AllowOwnerTopic.
 	ToTopic         string
 	AllowOwnerTopic bool
+	// WriterOptions are added to Brokers and KafkaOptions for the SDK writers ToTopic writes
+	// through (Tracing, Observe, PublishAudit, DeliveryTimeout). Default: none.
+	WriterOptions []streams.ProducerOption
 
 	// Workers decode, filter and encode partitions in parallel (default GOMAXPROCS).
 	Workers int

@@ -72,17 +72,9 @@ func compileWhere(expr string, costLimit uint64) (cel.Program, error) {
 // evaluation over the cost limit fails with ErrWhereCost; one that ctx ends stops within
 // whereInterruptEvery iterations with an error that wraps ctx's.
 func evalWhere(ctx context.Context, prg cel.Program, costLimit uint64, env *streams.Envelope, r *kgo.Record) (bool, error) {
-	var user any
-	if env.Metadata.UserID != "" {
-		user = env.Metadata.UserID
-	}
-	out, _, err := prg.ContextEval(ctx, map[string]any{
-		"eventId": env.EventID, "eventType": env.EventType, "version": env.Version, "timestamp": env.Timestamp,
-		"data": celValue(env.Data),
-		"metadata": map[string]any{"tenantId": env.Metadata.TenantID, "source": env.Metadata.Source,
-			"correlationId": env.Metadata.CorrelationID, "userId": user, "traceId": env.Metadata.TraceID},
-		"topic": r.Topic, "partition": int64(r.Partition), "offset": r.Offset,
-	})
+	vars := env.Map("", celValue(env.Data))
+	vars["topic"], vars["partition"], vars["offset"] = r.Topic, int64(r.Partition), r.Offset
+	out, _, err := prg.ContextEval(ctx, vars)
 	var canceled interpreter.EvalCancelledError
 	if errors.As(err, &canceled) && canceled.Cause == interpreter.CostLimitExceeded {
 		return false, fmt.Errorf("%w of %d (--where-cost-limit)", ErrWhereCost, costLimit)

@@ -165,15 +165,7 @@ type encoded struct {
 func encode(e *encoded, p *plan, f Format, env *streams.Envelope) error {
 	switch f {
 	case Parquet:
-		var user any
-		if env.Metadata.UserID != "" {
-			user = env.Metadata.UserID
-		}
-		row, err := pqRow(p.pqRoot, map[string]any{
-			"eventId": env.EventID, "eventType": env.EventType, "version": env.Version, "timestamp": env.Timestamp, "data": env.Data,
-			"metadata": map[string]any{"tenantId": env.Metadata.TenantID, "source": env.Metadata.Source,
-				"correlationId": env.Metadata.CorrelationID, "userId": user, "traceId": env.Metadata.TraceID},
-		})
+		row, err := pqRow(p.pqRoot, env.Map("", env.Data))
 		if err != nil {
 			return fmt.Errorf("parquet: %w", err)
 		}

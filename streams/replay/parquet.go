@@ -9,6 +9,8 @@ import (
 
 	"github.com/hamba/avro/v2"
 	"github.com/parquet-go/parquet-go"
+
+	"github.com/hotelbus/hotelbus/streams/internal/decimal"
 )
 
 // pqNode is one node of the plan that shreds a generic value (see streams.Envelope) into the
@@ -255,17 +257,17 @@ func pqString(v any) (parquet.Value, error) {
 // pqDecimal stores a decimal's unscaled value: INT32 up to 9 digits, INT64 up to 18, else a
 // big-endian two's complement BYTE_ARRAY, as the Parquet DECIMAL logical type allows.
 func pqDecimal(d *avro.DecimalLogicalSchema) (parquet.Node, func(any) (parquet.Value, error), error) {
-	scale := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(d.Scale())), nil)
+	spec := decimal.New(d.Precision(), d.Scale())
 	unscaled := func(v any) (*big.Int, error) {
 		r, ok := v.(*big.Rat)
 		if !ok || r == nil {
 			return nil, fmt.Errorf("expected a decimal, got %T", v)
 		}
-		n := new(big.Rat).Mul(r, new(big.Rat).SetInt(scale))
-		if !n.IsInt() {
-			return nil, fmt.Errorf("%s has more than %d decimal places", r.RatString(), d.Scale())
+		n, err := spec.Unscaled(r)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w of decimal(%d,%d)", r.RatString(), err, d.Precision(), d.Scale())
 		}
-		return n.Num(), nil
+		return n, nil
 	}
 	switch p := d.Precision(); {
 	case p <= 9:
@@ -290,29 +292,9 @@ func pqDecimal(d *avro.DecimalLogicalSchema) (parquet.Node, func(any) (parquet.V
 			if err != nil {
 				return parquet.Value{}, err
 			}
-			return parquet.ByteArrayValue(twosComplement(n)), nil
+			return parquet.ByteArrayValue(decimal.TwosComplement(n)), nil
 		}, nil
 	}
-}
-
-// twosComplement returns the shortest big-endian two's complement bytes of n.
-func twosComplement(n *big.Int) []byte {
-	if n.Sign() >= 0 {
-		b := n.Bytes()
-		if len(b) == 0 || b[0]&0x80 != 0 {
-			b = append([]byte{0}, b...)
-		}
-		return b
-	}
-	// -n - 1 in one's complement of each byte is n in two's complement.
-	b := new(big.Int).Sub(new(big.Int).Neg(n), big.NewInt(1)).Bytes()
-	for i := range b {
-		b[i] = ^b[i]
-	}
-	if len(b) == 0 || b[0]&0x80 == 0 {
-		b = append([]byte{0xff}, b...)
-	}
-	return b
 }
 
 // shred appends the values of v (nil when absent) under n to row, at repetition level r, definition

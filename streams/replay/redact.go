@@ -110,28 +110,11 @@ func (r *redactor) redactEnvelope(v *schemas.Version, env *streams.Envelope) {
 			continue
 		}
 		for _, mf := range md.Fields() {
-			if p := metadataValue(&env.Metadata, mf.Name()); p != nil && *p != "" && isPII(mf) {
+			if p := env.Field(mf.Name()); p != nil && *p != "" && isPII(mf) {
 				*p = r.hash(*p)
 			}
 		}
 	}
-}
-
-// metadataValue returns the field of m that holds the envelope's metadata field name.
-func metadataValue(m *streams.Metadata, name string) *string {
-	switch name {
-	case "tenantId":
-		return &m.TenantID
-	case "source":
-		return &m.Source
-	case "correlationId":
-		return &m.CorrelationID
-	case "userId":
-		return &m.UserID
-	case "traceId":
-		return &m.TraceID
-	}
-	return nil
 }
 
 // redact replaces, in place, the pii fields of v (a value of schema s, see streams.Envelope) and

@@ -191,7 +191,7 @@ func (r *Replay) Run(ctx context.Context) (Summary, error) {
 	var writer sync.WaitGroup
 	var sinkErr error
 	if r.cfg.ToTopic != "" {
-		st.prod = &writers{cat: r.cat, opts: []streams.ProducerOption{streams.Brokers(r.cfg.Brokers...), streams.KafkaOptions(r.cfg.KafkaOptions...)},
+		st.prod = &writers{cat: r.cat, opts: append([]streams.ProducerOption{streams.Brokers(r.cfg.Brokers...), streams.KafkaOptions(r.cfg.KafkaOptions...)}, r.cfg.WriterOptions...),
 			bySystem: map[string]*streams.Writer{}}
 		defer st.prod.close()
 	} else {
@@ -617,26 +617,23 @@ func (ws *writers) close() {
 	}
 }
 
-// republish re-encodes env with its current schema and produces it to ToTopic with rec's
-// timestamp, the key and envelope headers of env (rebuilt from the envelope the encoder checked
+// republish re-encodes env with its current schema into the record a publish of it is
+// (streams.Serde.Record: key and envelope headers rebuilt from the envelope the encoder checked
 // against the identifier grammar, never copied: a record written around hotelbus may carry
-// identifiers the grammar refuses), rec's other headers, and HeaderReplayedFrom.
+// identifiers the grammar refuses) and writes it to ToTopic with rec's timestamp, rec's other
+// headers, and HeaderReplayedFrom.
 func (w *worker) republish(rec *kgo.Record, env *streams.Envelope) error {
-	_, value, err := w.serde.AppendEncode(w.work, nil, env)
+	out, err := w.serde.Record(w.work, env)
 	if err != nil {
 		return fmt.Errorf("replay: --to-topic: re-encoding %s[%d]@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
 	}
-	headers := streams.Headers(env)
 	for _, h := range rec.Headers {
-		switch h.Key {
-		case streams.HeaderEventType, streams.HeaderVersion, streams.HeaderEventID, streams.HeaderSource,
-			streams.HeaderCorrelationID, streams.HeaderTraceparent:
-			continue
+		if !slices.ContainsFunc(out.Headers, func(o kgo.RecordHeader) bool { return o.Key == h.Key }) {
+			out.Headers = append(out.Headers, h)
 		}
-		headers = append(headers, h)
 	}
-	headers = append(headers, kgo.RecordHeader{Key: HeaderReplayedFrom, Value: fmt.Appendf(nil, "%s/%d@%d", rec.Topic, rec.Partition, rec.Offset)})
-	out := &kgo.Record{Topic: w.cfg.ToTopic, Key: []byte(env.Metadata.TenantID), Value: value, Headers: headers, Timestamp: rec.Timestamp}
+	out.Headers = append(out.Headers, kgo.RecordHeader{Key: HeaderReplayedFrom, Value: fmt.Appendf(nil, "%s/%d@%d", rec.Topic, rec.Partition, rec.Offset)})
+	out.Topic, out.Timestamp = w.cfg.ToTopic, rec.Timestamp
 	writer, err := w.prod.get(w.cfg.ToTopic, env.Metadata.Source)
 	if err != nil {
 		return err

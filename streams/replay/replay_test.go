@@ -24,6 +24,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/hotelbus/hotelbus/schemas"
 	"github.com/hotelbus/hotelbus/streams"
@@ -629,6 +632,13 @@ func (f *fixture) testToTopic(t *testing.T) {
 	target, _ := sandbox.TopicFor("billing.paid")
 	c := f.config()
 	c.EventTypes, c.ToTopic = []string{"billing.paid"}, target.Name
+	// The writes go through the SDK's writer, as a publish: a producer span per record in the
+	// event's trace, and the writer's observers told of the owning system's write.
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	defer tp.Shutdown(context.Background())
+	obs := &observed{}
+	c.WriterOptions = []streams.ProducerOption{streams.Tracing(tp), streams.Observe(obs)}
 	own, _ := f.cat.TopicFor("billing.paid")
 	refused := c
 	refused.ToTopic = own.Name
@@ -673,12 +683,28 @@ func (f *fixture) testToTopic(t *testing.T) {
 	<-done
 	mu.Lock()
 	defer mu.Unlock()
+	spanOf := map[string]string{} // "<trace id>-<span id>" of each ended producer span -> its name
+	for _, s := range spans.Ended() {
+		if s.SpanKind() == trace.SpanKindProducer {
+			spanOf[s.SpanContext().TraceID().String()+"-"+s.SpanContext().SpanID().String()] = s.Name()
+		}
+	}
+	if len(spanOf) != len(want) {
+		t.Errorf("%d producer spans for %d republished events", len(spanOf), len(want))
+	}
 	for _, id := range want {
 		m := got[id]
 		if m == nil {
 			continue
 		}
 		src := f.byID(id)
+		tpHeader := streams.Header(m.Record, streams.HeaderTraceparent)
+		if parts := strings.Split(tpHeader, "-"); len(parts) != 4 || parts[1] != src.env.Metadata.TraceID || spanOf[parts[1]+"-"+parts[2]] != "write "+target.Name {
+			t.Errorf("republished %s: traceparent %q is not the write span of the event's trace %s", id, tpHeader, src.env.Metadata.TraceID)
+		}
+		if w := src.env.Metadata.Source + " " + target.Name + " " + id; !obs.saw(w) {
+			t.Errorf("republished %s: the observers were not told %q", id, w)
+		}
 		a, _ := f.serde.JSON(src.env)
 		b, _ := f.serde.JSON(m.Envelope)
 		if !bytes.Equal(a, b) || string(m.Record.Key) != src.env.Metadata.TenantID ||
@@ -877,4 +903,27 @@ func TestReplayWhereInterrupted(t *testing.T) {
 		t.Fatalf("summary %s, error %v; want interrupted with nothing written", sum, err)
 	}
 	t.Logf("returned %s after the start, canceled at 500ms", took.Round(time.Millisecond))
+}
+
+// observed records what the observers of a writer are told: "<system> <topic> <eventId>".
+type observed struct {
+	mu  sync.Mutex
+	got map[string]bool
+}
+
+func (o *observed) ObservePublish(system string, rec *kgo.Record, _ streams.Result, err error) {
+	if err == nil {
+		o.mu.Lock()
+		if o.got == nil {
+			o.got = map[string]bool{}
+		}
+		o.got[system+" "+rec.Topic+" "+streams.Header(rec, streams.HeaderEventID)] = true
+		o.mu.Unlock()
+	}
+}
+
+func (o *observed) saw(w string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.got[w]
 }

@@ -243,13 +243,18 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 		if err != nil {
 			return cmdutil.Usagef("%v (--dedup-lease)", err)
 		}
-		kcl, err := f.KafkaClient(o.kafka)
+		// Dead letters are written as the system the bridge consumes as, through the SDK's writer.
+		w, err := streams.NewWriter(topo.ConsumeAs, cat, streams.Brokers(seeds...), streams.KafkaOptions(kopts...))
 		if err != nil {
 			return err
 		}
-		defer kcl.Close()
-		ops.Ready(kcl.Ping)
-		dl, err := streams.NewDeadLetters(kcl, topo.DeadLetterTopic, streams.DeadLetterLogger(log))
+		defer func() {
+			cctx, ccancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+			defer ccancel()
+			_ = w.Close(cctx)
+		}()
+		ops.Ready(w.Ping)
+		dl, err := streams.NewDeadLetters(w, topo.DeadLetterTopic, streams.DeadLetterLogger(log))
 		if err != nil {
 			return err
 		}

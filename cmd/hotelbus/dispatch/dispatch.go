@@ -161,15 +161,20 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	if err != nil {
 		return err
 	}
-	kcl, err := f.KafkaClient(o.kafka)
+	// Dead letters and audit records are written as the system, through the SDK's writer.
+	w, err := streams.NewWriter(o.system, cat, streams.Brokers(seeds...), streams.KafkaOptions(kopts...), streams.Tracing(tp))
 	if err != nil {
-		return err
+		return cmdutil.Usagef("%v", err)
 	}
-	defer kcl.Close()
+	defer func() {
+		cctx, ccancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+		defer ccancel()
+		_ = w.Close(cctx)
+	}()
 	if err := f.WarnUnreachable(ctx); err != nil {
 		return err
 	}
-	dl, err := streams.NewDeadLetters(kcl, sys.DeadLetterTopic, streams.ParkKey(o.parkKey), streams.DeadLetterLogger(log))
+	dl, err := streams.NewDeadLetters(w, sys.DeadLetterTopic, streams.ParkKey(o.parkKey), streams.DeadLetterLogger(log))
 	if err != nil {
 		return err
 	}
@@ -180,9 +185,9 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	}
 	metrics.ObserveDedup(dedup)
 	ops.Registry.MustRegister(d.Collector(o.system))
-	ops.Ready(kcl.Ping)
+	ops.Ready(w.Ping)
 	ops.Ready(func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
-	audit, err := streams.NewAuditLog(kcl, cat.AuditTopic, o.system, log)
+	audit, err := streams.NewAuditLog(w, log)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,75 @@
+// Package decimal is the arithmetic of Avro's decimal logical type, shared by the SDK's codec and
+// validation and by replay's Parquet mapping: the unscaled integer a decimal value is stored as at
+// a scale within a precision, and that integer's big-endian two's complement bytes.
+package decimal
+
+import (
+	"errors"
+	"math/big"
+)
+
+var (
+	// ErrScale: the value has more decimal places than the scale.
+	ErrScale = errors.New("more decimal places than the scale")
+	// ErrPrecision: the value has more digits than the precision.
+	ErrPrecision = errors.New("more digits than the precision")
+)
+
+// Spec is one decimal(precision, scale) type.
+type Spec struct {
+	scale, limit *big.Int // 10^scale, 10^precision
+}
+
+// New returns the decimal(precision, scale) type.
+func New(precision, scale int) Spec {
+	return Spec{scale: new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(scale)), nil),
+		limit: new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(precision)), nil)}
+}
+
+// Unscaled returns r × 10^scale, the integer the type stores r as; ErrScale when that is not an
+// integer, ErrPrecision when it has more digits than the precision.
+func (s Spec) Unscaled(r *big.Rat) (*big.Int, error) {
+	n := new(big.Int).Mul(r.Num(), s.scale)
+	var rem big.Int
+	n.QuoRem(n, r.Denom(), &rem)
+	switch {
+	case rem.Sign() != 0:
+		return nil, ErrScale
+	case new(big.Int).Abs(n).Cmp(s.limit) >= 0:
+		return nil, ErrPrecision
+	}
+	return n, nil
+}
+
+// Rat returns the value an unscaled integer n stands for.
+func (s Spec) Rat(n *big.Int) *big.Rat { return new(big.Rat).SetFrac(n, s.scale) }
+
+// TwosComplement returns the shortest big-endian two's complement bytes of n.
+func TwosComplement(n *big.Int) []byte {
+	switch n.Sign() {
+	case 0:
+		return []byte{0}
+	case 1:
+		b := n.Bytes()
+		if b[0]&0x80 != 0 {
+			return append([]byte{0}, b...)
+		}
+		return b
+	}
+	size := len(n.Bytes()) + 1
+	mod := new(big.Int).Lsh(big.NewInt(1), uint(size*8))
+	b := new(big.Int).Add(n, mod).Bytes()
+	for len(b) > 1 && b[0] == 0xff && b[1]&0x80 != 0 {
+		b = b[1:]
+	}
+	return b
+}
+
+// FromTwosComplement returns the integer of big-endian two's complement bytes.
+func FromTwosComplement(b []byte) *big.Int {
+	n := new(big.Int).SetBytes(b)
+	if len(b) > 0 && b[0]&0x80 != 0 {
+		n.Sub(n, new(big.Int).Lsh(big.NewInt(1), uint(len(b)*8)))
+	}
+	return n
+}
