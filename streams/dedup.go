@@ -102,12 +102,11 @@ import (
 // identifier grammar (a non-retryable DecodeErr) or carry no eventId pass through without
 // deduplication: they have no eventId to trust.
 //
-// Wiring: Dedup is the outermost middleware and the consumer's BatchPreparer,
+// Wiring: Dedup is outside dead letters and retry, and the consumer's BatchPreparer, so that a
+// message keeps its lease through all its attempts, and a dead-lettered message (for which the
+// dead-letter middleware returns nil) is done too; UseStandard does both:
 //
-//	streams.Use(d.Middleware(), dl.Middleware(), streams.Retry()), streams.UsePreparer(d)
-//
-// so that a message keeps its lease through all its attempts, and a dead-lettered message (for
-// which the dead-letter middleware returns nil) is done too.
+//	streams.UseStandard(streams.StandardChain{Metrics: m, Audit: a, Dedup: d, DeadLetters: dl})
 //
 // A Dedup is safe for concurrent use; its counters are for metrics.
 type Dedup struct {
