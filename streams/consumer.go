@@ -718,12 +718,12 @@ func (c *Consumer) work(j *job) {
 // error, and returns the outcome.
 func (c *Consumer) run(j *job) error {
 	err := j.chain(j.part.ctx, j.msg)
-	for backoff := 100 * time.Millisecond; err != nil && IsRetryable(err) && j.part.ctx.Err() == nil; backoff = min(2*backoff, 30*time.Second) {
+	bo := Backoff{Initial: 100 * time.Millisecond, Max: 30 * time.Second}
+	for err != nil && IsRetryable(err) && j.part.ctx.Err() == nil {
+		wait := bo.Next()
 		c.log.Warn("streams: consumer: retryable failure reached the consumer; the record stays unfinished and runs again",
-			append(recordAttrs(j.msg.Record, eventTypeOf(j.msg), Header(j.msg.Record, HeaderVersion)), "err", err, "backoff", backoff)...)
-		select {
-		case <-j.part.ctx.Done():
-		case <-time.After(backoff):
+			append(recordAttrs(j.msg.Record, eventTypeOf(j.msg), Header(j.msg.Record, HeaderVersion)), "err", err, "backoff", wait)...)
+		if sleepCtx(j.part.ctx, wait) == nil {
 			err = j.chain(j.part.ctx, j.msg)
 		}
 	}

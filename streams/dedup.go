@@ -386,7 +386,7 @@ func (d *Dedup) Prepare(ctx context.Context, batch []*Message) error {
 			}
 			return nil
 		}
-		if err := bo.wait(ctx, d, "prepare", err); err != nil {
+		if err := d.wait(ctx, bo, "prepare", err); err != nil {
 			return err
 		}
 	}
@@ -552,7 +552,7 @@ func (d *Dedup) handle(ctx context.Context, m *Message, st *dedupState, next Han
 				waited = true
 				d.waits.Add(1)
 			}
-			if err := leaseBO.sleep(ctx); err != nil {
+			if err := leaseBO.Wait(ctx); err != nil {
 				return fmt.Errorf("streams: dedup: waiting for the lease of %s: %w", st.key, err)
 			}
 			st.status = statusUnknown
@@ -565,7 +565,7 @@ func (d *Dedup) handle(ctx context.Context, m *Message, st *dedupState, next Han
 				}
 				continue
 			}
-			redisBO.reset()
+			redisBO.Reset()
 			st.status = statusUnknown
 			if took == 1 {
 				d.acquired.Add(1)
@@ -583,7 +583,7 @@ func (d *Dedup) handle(ctx context.Context, m *Message, st *dedupState, next Han
 				}
 				continue
 			}
-			redisBO.reset()
+			redisBO.Reset()
 			st.at = at
 			d.classify(st, set)
 		}
@@ -592,7 +592,7 @@ func (d *Dedup) handle(ctx context.Context, m *Message, st *dedupState, next Han
 
 // unreachable handles a failed Redis call of the middleware: it fails open (status open) or waits
 // one backoff step (fail closed), returning ctx's error when ctx ends.
-func (d *Dedup) unreachable(ctx context.Context, m *Message, st *dedupState, bo *backoff, op string, err error) error {
+func (d *Dedup) unreachable(ctx context.Context, m *Message, st *dedupState, bo *Backoff, op string, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("streams: dedup %s: %w", op, ctx.Err())
 	}
@@ -603,7 +603,7 @@ func (d *Dedup) unreachable(ctx context.Context, m *Message, st *dedupState, bo 
 		st.status = statusOpen
 		return nil
 	}
-	return bo.wait(ctx, d, op, err)
+	return d.wait(ctx, bo, op, err)
 }
 
 // run calls the handler under the lease, extending it while the handler runs, and then marks the
@@ -651,7 +651,7 @@ func (d *Dedup) run(ctx context.Context, m *Message, st *dedupState, next Handle
 			}
 			return nil
 		}
-		if werr := bo.wait(ctx, d, "finish", ferr); werr != nil {
+		if werr := d.wait(ctx, bo, "finish", ferr); werr != nil {
 			// The handler succeeded: let the offset be committed; the lease expires by itself.
 			d.cfg.logger.Error("streams: dedup: event handled but not marked done before shutdown",
 				"key", st.key, "err", ferr)
@@ -883,45 +883,21 @@ func pipelineErr(cmds []redis.Cmder, err error) error {
 	return nil
 }
 
-func (d *Dedup) backoff() *backoff {
-	return &backoff{initial: d.cfg.backoffInitial, max: d.cfg.backoffMax}
-}
-
-// backoff is an exponential backoff without jitter: initial, doubling, up to max.
-type backoff struct {
-	initial, max, next time.Duration
-}
-
-func (b *backoff) reset() { b.next = 0 }
-
-// sleep waits for the next step, or until ctx ends (returning its error).
-func (b *backoff) sleep(ctx context.Context) error {
-	if b.next == 0 {
-		b.next = b.initial
-	}
-	d := b.next
-	b.next = min(2*b.next, b.max)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+func (d *Dedup) backoff() *Backoff {
+	return &Backoff{Initial: d.cfg.backoffInitial, Max: d.cfg.backoffMax}
 }
 
 // wait logs a failed Redis call and sleeps one backoff step (fail closed). A Cluster client is
 // asked to reload the cluster's layout meanwhile: go-redis does not do so when a pipeline cannot
 // reach a node, so after a master died it would keep sending the group's slot to the dead node
 // until its periodic refresh (TestRedisClusterFailover: 25 s instead of a few).
-func (b *backoff) wait(ctx context.Context, d *Dedup, op string, err error) error {
+func (d *Dedup) wait(ctx context.Context, b *Backoff, op string, err error) error {
 	d.redisFailures.Add(1)
 	if cc, ok := d.rdb.(*redis.ClusterClient); ok {
 		cc.ReloadState(ctx)
 	}
-	d.cfg.logger.Warn("streams: dedup: Redis unreachable, waiting (fail-closed)", "op", op, "err", err, "retry_in", max(b.next, b.initial))
-	if serr := b.sleep(ctx); serr != nil {
+	d.cfg.logger.Warn("streams: dedup: Redis unreachable, waiting (fail-closed)", "op", op, "err", err, "retry_in", b.Step())
+	if serr := b.Wait(ctx); serr != nil {
 		return fmt.Errorf("streams: dedup %s: Redis unreachable (%v): %w", op, err, serr)
 	}
 	return nil
