@@ -20,7 +20,8 @@ import (
 	"github.com/hotelbus/hotelbus/streams/streamstest"
 )
 
-// TestConsumerFullChain runs the whole consumer chain (dedup on Redis, dead letters outside retry)
+// TestConsumerFullChain runs the whole consumer chain as UseStandard assembles it (dedup on Redis,
+// registered as the batch preparer too, dead letters outside retry)
 // over 20,000 events of 200 tenants with poison records mixed in, handlers failing transiently on
 // 20% of the events and permanently on chosen ones: every event is handled exactly once and in
 // order except the permanent ones, which end in the dead-letter topic with their headers, together
@@ -95,8 +96,8 @@ func TestConsumerFullChain(t *testing.T) {
 					handled.Add(1)
 					return nil
 				})
-			}, streams.Use(dedup.Middleware(), dl.Middleware(), streams.Retry(streams.RetryBackoff(time.Millisecond, 10*time.Millisecond))),
-				streams.UsePreparer(dedup))
+			}, streams.UseStandard(streams.StandardChain{Dedup: dedup, DeadLetters: dl,
+				Retry: []streams.RetryOption{streams.RetryBackoff(time.Millisecond, 10*time.Millisecond)}}))
 			eventually(t, 3*time.Minute, "every event handled or given up", func() bool { return handled.Load() >= int64(len(recs)) })
 
 			dlq := consume(t, b, len(permanent)+len(poison), sys.DeadLetterTopic)

@@ -88,7 +88,7 @@ type Consumer struct {
 	parts      map[topicPartition]*partState
 	order      []*partState // live partitions, in round-robin order for dispatch
 	rr         int
-	running    int // handler calls running, including abandoned ones
+	running    int // handler chains running, including abandoned ones
 	unfinished int // records of live partitions enqueued and not finished
 	changed    chan struct{}
 }
@@ -661,54 +661,88 @@ func (p *partState) advance() {
 	}
 }
 
-// schedule starts handlers for ready records while slots are free, taking partitions in turn.
-// Caller holds c.mu.
+// schedule starts chains for ready records while slots are free, taking partitions in turn, each
+// on a new worker goroutine (a worker that finishes a record takes the next ready one itself: see
+// work). Caller holds c.mu.
 func (c *Consumer) schedule() {
-	for c.running < c.cfg.maxInFlight {
-		n := len(c.order)
-		var p *partState
-		for i := range n {
-			q := c.order[(c.rr+i)%n]
-			if len(q.ready) > 0 && q.running < c.cfg.maxInFlightPart && !q.revoked {
-				p, c.rr = q, (c.rr+i+1)%n
-				break
-			}
-		}
-		if p == nil {
+	for {
+		j := c.take()
+		if j == nil {
 			return
 		}
+		go c.work(j)
+	}
+}
+
+// take returns the next ready record when an in-flight slot is free, taking partitions in turn,
+// with its slot counted; nil when none may start. Caller holds c.mu.
+func (c *Consumer) take() *job {
+	if c.running >= c.cfg.maxInFlight {
+		return nil
+	}
+	n := len(c.order)
+	for i := range n {
+		p := c.order[(c.rr+i)%n]
+		if len(p.ready) == 0 || p.running >= c.cfg.maxInFlightPart || p.revoked {
+			continue
+		}
+		c.rr = (c.rr + i + 1) % n
 		j := p.ready[0]
 		p.ready[0] = nil
 		p.ready = p.ready[1:]
 		j.started = true
 		p.running++
 		c.running++
-		go c.run(j)
+		return j
+	}
+	return nil
+}
+
+// work runs records on one goroutine: j, then, while slots are free, the next ready record, so
+// that a busy consumer starts a goroutine per free slot rather than per record; records of one
+// key still run one after another (a record becomes ready when the one before it in its lane
+// finished).
+func (c *Consumer) work(j *job) {
+	for j != nil {
+		err := c.run(j)
+		c.mu.Lock()
+		c.finish(j, err)
+		j = c.take()
+		c.schedule()
+		c.notify()
+		c.mu.Unlock()
 	}
 }
 
 // run calls the chain for one record, again after a backoff while it fails with a retryable
-// error, and records the outcome.
-func (c *Consumer) run(j *job) {
+// error, and returns the outcome.
+func (c *Consumer) run(j *job) error {
 	err := j.chain(j.part.ctx, j.msg)
-	for backoff := 100 * time.Millisecond; err != nil && IsRetryable(err) && j.part.ctx.Err() == nil; backoff = min(2*backoff, 30*time.Second) {
+	bo := Backoff{Initial: 100 * time.Millisecond, Max: 30 * time.Second}
+	for err != nil && IsRetryable(err) && j.part.ctx.Err() == nil {
+		wait := bo.Next()
 		c.log.Warn("streams: consumer: retryable failure reached the consumer; the record stays unfinished and runs again",
-			append(recordAttrs(j.msg.Record, eventTypeOf(j.msg), Header(j.msg.Record, HeaderVersion)), "err", err, "backoff", backoff)...)
-		select {
-		case <-j.part.ctx.Done():
-		case <-time.After(backoff):
+			append(recordAttrs(j.msg.Record, eventTypeOf(j.msg), Header(j.msg.Record, HeaderVersion)), "err", err, "backoff", wait)...)
+		if sleepCtx(j.part.ctx, wait) == nil {
 			err = j.chain(j.part.ctx, j.msg)
 		}
 	}
-	c.mu.Lock()
+	if err != nil && j.part.ctx.Err() == nil {
+		c.log.Error("streams: consumer: handler failed; event skipped",
+			append(recordAttrs(j.msg.Record, eventTypeOf(j.msg), Header(j.msg.Record, HeaderVersion)), "err", err)...)
+	}
+	return err
+}
+
+// finish records the outcome of j's chain: j is finished (its lane's next record becomes ready,
+// the commit position advances) unless its partition was given up meanwhile or it failed because
+// its context ended. Caller holds c.mu.
+func (c *Consumer) finish(j *job, err error) {
 	p := j.part
 	c.running--
 	p.running--
-	if p.dropped || (err != nil && j.part.ctx.Err() != nil) {
+	if p.dropped || (err != nil && p.ctx.Err() != nil) {
 		// Given up (revoked past the deadline, lost or shut down): not finished, not committed.
-		c.schedule()
-		c.notify()
-		c.mu.Unlock()
 		return
 	}
 	j.done = true
@@ -721,13 +755,6 @@ func (c *Consumer) run(j *job) {
 		delete(p.lanes, j.key)
 	}
 	p.advance()
-	c.schedule()
-	c.notify()
-	c.mu.Unlock()
-	if err != nil {
-		c.log.Error("streams: consumer: handler failed; event skipped",
-			append(recordAttrs(j.msg.Record, eventTypeOf(j.msg), Header(j.msg.Record, HeaderVersion)), "err", err)...)
-	}
 }
 
 func eventTypeOf(m *Message) string {

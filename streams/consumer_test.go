@@ -623,6 +623,7 @@ func TestConsumerConfig(t *testing.T) {
 		"zero in flight per partition": {brokers, streams.MaxInFlightPerPartition(0)},
 		"shutdown beyond rebalance":    {brokers, streams.ShutdownTimeout(time.Minute), streams.RebalanceTimeout(30 * time.Second)},
 		"nil middleware":               {brokers, streams.Use(nil)},
+		"standard chain, bad retry":    {brokers, streams.UseStandard(streams.StandardChain{Retry: []streams.RetryOption{streams.RetryMaxAttempts(0)}})},
 	} {
 		if _, err := streams.NewConsumer("hotel-pms", serde, opts...); !errors.Is(err, streams.ErrConfig) {
 			t.Errorf("%s: err = %v, want ErrConfig", name, err)

@@ -38,18 +38,21 @@ import (
 // deadline (written by an older version) ends when its key expires.
 //
 // Protocol, per message:
-//   - Prepare checks a whole polled batch in one Redis round trip: for each distinct eventId it
-//     tries to take the lease and reads the key. Each message is then acquired (this message owns
-//     the lease), done, or leased by another owner (another consumer, or an earlier message of the
-//     batch with the same eventId).
+//   - Prepare checks a whole polled batch in one Redis round trip: for each distinct eventId one
+//     SET NX GET tries to take the lease and reads the key otherwise (no script: Redis 7.0 or
+//     later). Each message is then acquired (this message owns the lease), done, or leased by
+//     another owner (another consumer, or an earlier message of the batch with the same eventId).
 //   - The middleware commits a done event without calling the handler (returns nil). It waits for
 //     a lease held by another owner, polling with backoff, until the key is done (skip), free (take
 //     it and handle), past its deadline (take it over, compare-and-set, and handle) or the context
 //     ends: a live foreign lease is never skipped.
 //   - An acquired message is handled; while the handler runs the lease is extended (owner-checked)
-//     every third of the lease. On success an owner-checked script turns the key into "done" with
-//     the done TTL; on failure the lease is deleted (owner-checked) so that redelivery handles the
-//     event again, and the handler's error is returned.
+//     every third of the lease. On success the key turns into "done" with the done TTL,
+//     owner-checked: the done marks of the handlers finishing while a round trip is in flight are
+//     coalesced into the next one, as one script call for all of them (group commit), so a batch
+//     costs the lease round trip and about one done round trip, not a script call per event. On
+//     failure the lease is deleted (owner-checked) so that redelivery handles the event again, and
+//     the handler's error is returned.
 //
 // Redis unreachable: by default Dedup fails closed. Prepare and the middleware retry with
 // exponential backoff, logging each failure, until Redis answers or the context ends; no event is
@@ -57,12 +60,19 @@ import (
 // handled without deduplication, logged at error level once per batch.
 //
 // Redis Cluster: every key of a Dedup carries the group as its hash tag, so all of them are in one
-// slot, on one node, by design: the batch check of Prepare (SET NX + GET per event, one
-// pipeline), Release's pipeline, the coalesced done marks (one pipeline of one-key scripts) and
-// the OnDone transaction (WATCH on the event's key, then MULTI/EXEC) each go to one node in one
-// round trip, and a transaction is possible at all. The other scripts (extend, take over,
-// release) touch one key. OnDone's effects must use keys containing "{" + Tag() + "}"; a key in
-// another slot makes the transaction fail with CROSSSLOT. The gateway's Idempotency-Key records
+// slot, on one node, by design: the batch check of Prepare (one SET NX GET per event, one
+// pipeline), Release's script call, the coalesced done marks (one multi-key script call per
+// flush) and the OnDone transaction (WATCH on the event's key, then MULTI/EXEC) each go to one node
+// in one round trip, and a multi-key script or a transaction is possible at all. The other
+// scripts (extend, take over, release after a failure) touch one key. OnDone's effects must use
+// keys containing "{" + Tag() + "}"; a key in another slot makes the transaction fail with
+// CROSSSLOT. A tag per partition (or per hash bucket of the eventId) was considered and not
+// taken: the key of an event must not depend on where its record sits, since the two copies of a
+// dual-published event, a record replayed after the topic gained partitions, and an event
+// published again by another path must find the same key; and OnDone's effects would need a tag
+// per event. The load a group puts on its node is one SET NX GET and a fraction of a script call
+// per event, about 3 µs of redis-server time (so a node serves some 300,000 events/s of one
+// group); groups spread over the nodes with their tags. The gateway's Idempotency-Key records
 // (hotelbus:gateway:idempotency:<system>:<sha256 of the key>) are read and written by one-key
 // commands only (SET NX, GET, a one-key script), so they may spread over every slot.
 // TestDedupKeysShareOneSlot and the dedup suite run on a real three-master Cluster.
@@ -92,12 +102,11 @@ import (
 // identifier grammar (a non-retryable DecodeErr) or carry no eventId pass through without
 // deduplication: they have no eventId to trust.
 //
-// Wiring: Dedup is the outermost middleware and the consumer's BatchPreparer,
+// Wiring: Dedup is outside dead letters and retry, and the consumer's BatchPreparer, so that a
+// message keeps its lease through all its attempts, and a dead-lettered message (for which the
+// dead-letter middleware returns nil) is done too; UseStandard does both:
 //
-//	streams.Use(d.Middleware(), dl.Middleware(), streams.Retry()), streams.UsePreparer(d)
-//
-// so that a message keeps its lease through all its attempts, and a dead-lettered message (for
-// which the dead-letter middleware returns nil) is done too.
+//	streams.UseStandard(streams.StandardChain{Metrics: m, Audit: a, Dedup: d, DeadLetters: dl})
 //
 // A Dedup is safe for concurrent use; its counters are for metrics.
 type Dedup struct {
@@ -109,7 +118,7 @@ type Dedup struct {
 	seq    atomic.Uint64
 	fin    finisher
 
-	hits, acquired, waits, roundTrips, takeOvers, keysLost, redisFailures atomic.Int64
+	hits, acquired, waits, roundTrips, doneTrips, takeOvers, keysLost, redisFailures atomic.Int64
 }
 
 // dedupStatus is what the middleware knows about a message's key.
@@ -144,29 +153,52 @@ local function owns(v, tok)
 end
 `
 
-// finishSrc turns the caller's lease into "done" for ARGV[2] ms. A missing key (Redis lost it) is
-// marked done too: the event was handled. Returns 1 when the key is now done by this call, 3 when
-// it did so for a missing key, 2 when it was already done, 0 when another owner holds it.
+// finishSrc marks a batch of leases done, one script call per batch instead of one per event (Redis
+// runs each script call with a fixed cost several times a SET's: TestDedupOneScriptCallPerFlush):
+// for each KEYS[i] it turns the caller's lease (owner token ARGV[i+1]) into "done" for ARGV[1] ms;
+// a missing key (Redis lost it) is marked done too, since the event was handled. It returns one
+// result per key: 1 when the key is now done by this call, 3 when it did so for a missing key, 2
+// when it was already done, 0 when another owner holds it. All KEYS share the group's hash tag
+// (one slot: see Dedup, "Redis Cluster"); one MGET reads them all (a script's Redis calls cost per
+// call, on miniredis most of all).
 const finishSrc = ownsLua + `
-local v = redis.call("GET", KEYS[1])
-if v == false then
-  redis.call("SET", KEYS[1], "done", "PX", ARGV[2])
-  return 3
+local out = {}
+local vs = redis.call("MGET", unpack(KEYS))
+for i, k in ipairs(KEYS) do
+  local v = vs[i]
+  if v == false then
+    redis.call("SET", k, "done", "PX", ARGV[1])
+    out[i] = 3
+  elseif owns(v, ARGV[i + 1]) then
+    redis.call("SET", k, "done", "PX", ARGV[1])
+    out[i] = 1
+  elseif v == "done" then
+    out[i] = 2
+  else
+    out[i] = 0
+  end
 end
-if owns(v, ARGV[1]) then
-  redis.call("SET", KEYS[1], "done", "PX", ARGV[2])
-  return 1
-end
-if v == "done" then return 2 end
-return 0`
+return out`
 
-// releaseScript deletes the caller's lease and nothing else. Returns 1 when deleted.
+var finishScript = redis.NewScript(finishSrc)
+
+// releaseSrc deletes the caller's leases of a batch (KEYS[i], owner token ARGV[i]) and nothing
+// else, in one script call. Returns how many it deleted.
 const releaseSrc = ownsLua + `
-local v = redis.call("GET", KEYS[1])
-if v and owns(v, ARGV[1]) then return redis.call("DEL", KEYS[1]) end
-return 0`
+local n = 0
+for i, k in ipairs(KEYS) do
+  local v = redis.call("GET", k)
+  if v and owns(v, ARGV[i]) then n = n + redis.call("DEL", k) end
+end
+return n`
 
 var releaseScript = redis.NewScript(releaseSrc)
+
+// scriptChunk bounds the keys of one batched script call (finishSrc, releaseSrc): Redis runs a
+// script without serving other clients, so a flush of thousands of done marks is several calls
+// of at most scriptChunk keys (each well under a millisecond on redis-server), pipelined in one
+// round trip.
+const scriptChunk = 512
 
 // extendScript sets the caller's lease to ARGV[2] (its new value, with the new deadline) for
 // ARGV[3] ms, also when the key vanished (Redis lost it: a restart without persistence, a
@@ -260,6 +292,10 @@ func (d *Dedup) Waits() int64 { return d.waits.Load() }
 // RoundTrips counts Prepare calls that got Redis's answer (one per batch, outages excepted).
 func (d *Dedup) RoundTrips() int64 { return d.roundTrips.Load() }
 
+// DoneRoundTrips counts the round trips that marked events done (each one pipeline carrying the
+// done marks of the handlers that finished meanwhile, in one script call per 512 events).
+func (d *Dedup) DoneRoundTrips() int64 { return d.doneTrips.Load() }
+
 // TakeOvers counts expired leases of other owners taken over: events whose earlier attempt started
 // and never finished, so that its outcome is unknown.
 func (d *Dedup) TakeOvers() int64 { return d.takeOvers.Load() }
@@ -294,8 +330,7 @@ func (d *Dedup) token() string {
 func (d *Dedup) Prepare(ctx context.Context, batch []*Message) error {
 	type check struct {
 		st  *dedupState
-		set *redis.BoolCmd
-		get *redis.StringCmd
+		set *redis.StatusCmd
 	}
 	var checks []check
 	first := map[string]bool{}
@@ -324,8 +359,7 @@ func (d *Dedup) Prepare(ctx context.Context, batch []*Message) error {
 		cmds, err := d.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i := range checks {
 				c := &checks[i]
-				c.set = p.SetNX(ctx, c.st.key, d.leaseValue(c.st.token, at), d.keyTTL())
-				c.get = p.Get(ctx, c.st.key)
+				c.set = d.acquire(ctx, p, c.st.key, d.leaseValue(c.st.token, at))
 			}
 			return nil
 		})
@@ -334,7 +368,7 @@ func (d *Dedup) Prepare(ctx context.Context, batch []*Message) error {
 			d.roundTrips.Add(1)
 			for _, c := range checks {
 				c.st.at = at
-				d.classify(c.st, c.set.Val(), c.get.Val())
+				d.classify(c.st, c.set)
 			}
 			return nil
 		}
@@ -352,7 +386,7 @@ func (d *Dedup) Prepare(ctx context.Context, batch []*Message) error {
 			}
 			return nil
 		}
-		if err := bo.wait(ctx, d, "prepare", err); err != nil {
+		if err := d.wait(ctx, bo, "prepare", err); err != nil {
 			return err
 		}
 	}
@@ -380,23 +414,20 @@ func (d *Dedup) Release(ctx context.Context, batch []*Message) error {
 const releaseChunk = 500
 
 func (d *Dedup) release(ctx context.Context, batch []*Message) error {
-	var n int
-	cmds, err := d.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, m := range batch {
-			st, ok := m.Value(d).(*dedupState)
-			if !ok || st.status != statusAcquired {
-				continue
-			}
-			st.status = statusUnknown
-			p.Eval(ctx, releaseSrc, []string{st.key}, st.token)
-			n++
+	var keys []string
+	var tokens []any
+	for _, m := range batch {
+		st, ok := m.Value(d).(*dedupState)
+		if !ok || st.status != statusAcquired {
+			continue
 		}
-		return nil
-	})
-	if n == 0 {
+		st.status = statusUnknown
+		keys, tokens = append(keys, st.key), append(tokens, st.token)
+	}
+	if len(keys) == 0 {
 		return nil
 	}
-	if err := pipelineErr(cmds, err); err != nil {
+	if err := releaseScript.Eval(ctx, d.rdb, keys, tokens...).Err(); err != nil {
 		return fmt.Errorf("streams: dedup release: %w", err)
 	}
 	return nil
@@ -425,9 +456,17 @@ func (d *Dedup) OnDone(m *Message, effects func(p redis.Pipeliner)) {
 // OnDone effects: a key containing "{" + Tag() + "}" is in the slot of the group's dedup keys.
 func (d *Dedup) Tag() string { return d.tag }
 
-// classify records in st the status that a SET NX of st's lease (taken at st.at) and the key's
-// value read right after it mean.
-func (d *Dedup) classify(st *dedupState, set bool, value string) {
+// acquire queues on c the one command that tries to take a lease and reads what holds the key
+// otherwise: SET key lease NX GET PX ttl (Redis 7.0 or later), read with acquired.
+func (d *Dedup) acquire(ctx context.Context, c redis.StringCmdable, key, lease string) *redis.StatusCmd {
+	return c.SetArgs(ctx, key, lease, redis.SetArgs{Mode: "NX", Get: true, TTL: d.keyTTL()})
+}
+
+// classify records in st the status that the answer of acquire for st's lease (taken at st.at)
+// means: a nil answer is the lease taken (the key did not exist), any other the key's value.
+func (d *Dedup) classify(st *dedupState, cmd *redis.StatusCmd) {
+	value, err := cmd.Result()
+	set := errors.Is(err, redis.Nil)
 	switch {
 	case set:
 		d.acquired.Add(1)
@@ -443,9 +482,6 @@ func (d *Dedup) classify(st *dedupState, set bool, value string) {
 		st.status = statusAcquired
 	case value == doneValue:
 		st.status = statusDone
-	case value == "":
-		// The key was deleted between SET and GET: check again.
-		st.status = statusUnknown
 	case leaseExpired(value, time.Now()):
 		st.status, st.seen = statusExpired, value
 	default:
@@ -516,7 +552,7 @@ func (d *Dedup) handle(ctx context.Context, m *Message, st *dedupState, next Han
 				waited = true
 				d.waits.Add(1)
 			}
-			if err := leaseBO.sleep(ctx); err != nil {
+			if err := leaseBO.Wait(ctx); err != nil {
 				return fmt.Errorf("streams: dedup: waiting for the lease of %s: %w", st.key, err)
 			}
 			st.status = statusUnknown
@@ -529,7 +565,7 @@ func (d *Dedup) handle(ctx context.Context, m *Message, st *dedupState, next Han
 				}
 				continue
 			}
-			redisBO.reset()
+			redisBO.Reset()
 			st.status = statusUnknown
 			if took == 1 {
 				d.acquired.Add(1)
@@ -540,29 +576,23 @@ func (d *Dedup) handle(ctx context.Context, m *Message, st *dedupState, next Han
 			}
 		case statusUnknown:
 			at := time.Now()
-			var set *redis.BoolCmd
-			var get *redis.StringCmd
-			cmds, err := d.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-				set = p.SetNX(ctx, st.key, d.leaseValue(st.token, at), d.keyTTL())
-				get = p.Get(ctx, st.key)
-				return nil
-			})
-			if err := pipelineErr(cmds, err); err != nil {
+			set := d.acquire(ctx, d.rdb, st.key, d.leaseValue(st.token, at))
+			if err := set.Err(); err != nil && !errors.Is(err, redis.Nil) {
 				if err := d.unreachable(ctx, m, st, redisBO, "acquire", err); err != nil {
 					return err
 				}
 				continue
 			}
-			redisBO.reset()
+			redisBO.Reset()
 			st.at = at
-			d.classify(st, set.Val(), get.Val())
+			d.classify(st, set)
 		}
 	}
 }
 
 // unreachable handles a failed Redis call of the middleware: it fails open (status open) or waits
 // one backoff step (fail closed), returning ctx's error when ctx ends.
-func (d *Dedup) unreachable(ctx context.Context, m *Message, st *dedupState, bo *backoff, op string, err error) error {
+func (d *Dedup) unreachable(ctx context.Context, m *Message, st *dedupState, bo *Backoff, op string, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("streams: dedup %s: %w", op, ctx.Err())
 	}
@@ -573,7 +603,7 @@ func (d *Dedup) unreachable(ctx context.Context, m *Message, st *dedupState, bo 
 		st.status = statusOpen
 		return nil
 	}
-	return bo.wait(ctx, d, op, err)
+	return d.wait(ctx, bo, op, err)
 }
 
 // run calls the handler under the lease, extending it while the handler runs, and then marks the
@@ -621,7 +651,7 @@ func (d *Dedup) run(ctx context.Context, m *Message, st *dedupState, next Handle
 			}
 			return nil
 		}
-		if werr := bo.wait(ctx, d, "finish", ferr); werr != nil {
+		if werr := d.wait(ctx, bo, "finish", ferr); werr != nil {
 			// The handler succeeded: let the offset be committed; the lease expires by itself.
 			d.cfg.logger.Error("streams: dedup: event handled but not marked done before shutdown",
 				"key", st.key, "err", ferr)
@@ -770,15 +800,30 @@ func (d *Dedup) checkWait(n int64, err error, marks int) {
 	}
 }
 
-// flushDone sends one pipeline of done marks and hands each caller its result.
+// flushDone marks a batch of leases done in one round trip: one finishSrc call per scriptChunk
+// keys (not one per event), pipelined, with the WAIT of DedupWaitReplicas behind them; each caller
+// gets its result.
 func (d *Dedup) flushDone(batch []*finishReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.lease)
 	defer cancel()
-	cmds := make([]*redis.Cmd, len(batch))
+	type call struct {
+		cmd  *redis.Cmd
+		reqs []*finishReq
+	}
+	var calls []call
 	var wait *redis.Cmd
+	ttl := d.cfg.doneTTL.Milliseconds()
 	_, err := d.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, r := range batch {
-			cmds[i] = p.Eval(ctx, finishSrc, []string{r.key}, r.token, d.cfg.doneTTL.Milliseconds())
+		for start := 0; start < len(batch); start += scriptChunk {
+			reqs := batch[start:min(start+scriptChunk, len(batch))]
+			keys := make([]string, len(reqs))
+			args := make([]any, 1, 1+len(reqs))
+			args[0] = ttl
+			for i, r := range reqs {
+				keys[i] = r.key
+				args = append(args, r.token)
+			}
+			calls = append(calls, call{cmd: finishScript.Eval(ctx, p, keys, args...), reqs: reqs})
 		}
 		if d.cfg.waitReplicas > 0 {
 			// On the same connection as the marks: WAIT covers this client's writes before it.
@@ -786,16 +831,22 @@ func (d *Dedup) flushDone(batch []*finishReq) {
 		}
 		return nil
 	})
+	d.doneTrips.Add(1)
 	if wait != nil && err == nil {
 		n, werr := wait.Int64()
 		d.checkWait(n, werr, len(batch))
 	}
-	for i, r := range batch {
-		r.res, r.err = cmds[i].Int()
-		if r.err == nil && err != nil && !errors.Is(err, redis.Nil) {
-			r.err = err
+	for _, c := range calls {
+		res, cerr := c.cmd.Int64Slice()
+		if cerr == nil && len(res) != len(c.reqs) {
+			cerr = fmt.Errorf("streams: dedup: done marks: %d results for %d keys", len(res), len(c.reqs))
 		}
-		close(r.done)
+		for i, r := range c.reqs {
+			if r.err = cerr; cerr == nil {
+				r.res = int(res[i])
+			}
+			close(r.done)
+		}
 	}
 }
 
@@ -832,45 +883,21 @@ func pipelineErr(cmds []redis.Cmder, err error) error {
 	return nil
 }
 
-func (d *Dedup) backoff() *backoff {
-	return &backoff{initial: d.cfg.backoffInitial, max: d.cfg.backoffMax}
-}
-
-// backoff is an exponential backoff without jitter: initial, doubling, up to max.
-type backoff struct {
-	initial, max, next time.Duration
-}
-
-func (b *backoff) reset() { b.next = 0 }
-
-// sleep waits for the next step, or until ctx ends (returning its error).
-func (b *backoff) sleep(ctx context.Context) error {
-	if b.next == 0 {
-		b.next = b.initial
-	}
-	d := b.next
-	b.next = min(2*b.next, b.max)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+func (d *Dedup) backoff() *Backoff {
+	return &Backoff{Initial: d.cfg.backoffInitial, Max: d.cfg.backoffMax}
 }
 
 // wait logs a failed Redis call and sleeps one backoff step (fail closed). A Cluster client is
 // asked to reload the cluster's layout meanwhile: go-redis does not do so when a pipeline cannot
 // reach a node, so after a master died it would keep sending the group's slot to the dead node
 // until its periodic refresh (TestRedisClusterFailover: 25 s instead of a few).
-func (b *backoff) wait(ctx context.Context, d *Dedup, op string, err error) error {
+func (d *Dedup) wait(ctx context.Context, b *Backoff, op string, err error) error {
 	d.redisFailures.Add(1)
 	if cc, ok := d.rdb.(*redis.ClusterClient); ok {
 		cc.ReloadState(ctx)
 	}
-	d.cfg.logger.Warn("streams: dedup: Redis unreachable, waiting (fail-closed)", "op", op, "err", err, "retry_in", max(b.next, b.initial))
-	if serr := b.sleep(ctx); serr != nil {
+	d.cfg.logger.Warn("streams: dedup: Redis unreachable, waiting (fail-closed)", "op", op, "err", err, "retry_in", b.Step())
+	if serr := b.Wait(ctx); serr != nil {
 		return fmt.Errorf("streams: dedup %s: Redis unreachable (%v): %w", op, err, serr)
 	}
 	return nil

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 )
 
@@ -59,6 +58,7 @@ func Retry(opts ...RetryOption) Middleware {
 	}
 	return func(next Handler) Handler {
 		return func(ctx context.Context, m *Message) error {
+			bo := Backoff{Initial: cfg.backoffInitial, Max: cfg.backoffMax, Jitter: true}
 			for attempt := 1; ; attempt++ {
 				m.Attempt = attempt
 				err := next(ctx, m)
@@ -77,29 +77,15 @@ func Retry(opts ...RetryOption) Middleware {
 				if !retryable || attempt >= cfg.maxAttempts {
 					return &RetryError{Err: err, Attempts: attempt, FirstFailure: m.FirstFailure, LastFailure: m.LastFailure, Exhausted: retryable}
 				}
-				wait := cfg.delay(attempt)
+				wait := bo.Next()
 				var ra RetryAfterer
 				if errors.As(err, &ra) {
 					wait = max(wait, ra.RetryAfter())
 				}
-				t := time.NewTimer(wait)
-				select {
-				case <-ctx.Done():
-					t.Stop()
+				if sleepCtx(ctx, wait) != nil {
 					return fmt.Errorf("streams: retry stopped after attempt %d (last error: %v): %w", attempt, err, ctx.Err())
-				case <-t.C:
 				}
 			}
 		}
 	}
-}
-
-// delay returns the wait after the attempt-th failure: uniform in [0, min(max, initial*2^(attempt-1))).
-func (c *retryConfig) delay(attempt int) time.Duration {
-	ceil := c.backoffInitial
-	for i := 1; i < attempt && ceil < c.backoffMax; i++ {
-		ceil *= 2
-	}
-	ceil = min(ceil, c.backoffMax)
-	return rand.N(ceil)
 }

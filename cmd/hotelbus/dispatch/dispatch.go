@@ -193,8 +193,8 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	}
 	c, err := streams.NewConsumer(o.system, serde, streams.Brokers(seeds...), streams.KafkaOptions(kopts...), streams.Logger(log),
 		streams.MaxInFlight(o.maxInFlight), streams.ShutdownTimeout(o.shutdownTimeout), streams.SessionTimeout(o.sessionTimeout), streams.Tracing(tp),
-		streams.Use(metrics.Middleware(), audit.Middleware(), dedup.Middleware(), dl.Middleware(), streams.Retry(streams.RetryMaxAttempts(o.attempts))),
-		streams.UsePreparer(dedup))
+		streams.UseStandard(streams.StandardChain{Metrics: metrics, Audit: audit, Dedup: dedup, DeadLetters: dl,
+			Retry: []streams.RetryOption{streams.RetryMaxAttempts(o.attempts)}}))
 	if err != nil {
 		if errors.Is(err, streams.ErrConfig) {
 			return cmdutil.Usagef("%v", err)

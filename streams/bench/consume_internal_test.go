@@ -1,0 +1,56 @@
+package bench
+
+import (
+	"context"
+	"os"
+	"slices"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hotelbus/hotelbus/streams/streamstest"
+)
+
+// BenchmarkConsumeRows runs only the produce, consume and dedup-throughput rows of a quick run, on
+// the real broker and redis-server when the rig provides them (HOTELBUS_TEST_BROKERS,
+// HOTELBUS_TEST_REDIS) and on kfake and miniredis otherwise: the run to profile the consume path
+// with, reporting each row's median ratio (go test -run '^$' -bench ConsumeRows -cpuprofile cpu.out -memprofile mem.out ./streams/bench).
+func BenchmarkConsumeRows(b *testing.B) {
+	be := streamstest.Backends(b)[0]
+	url := streamstest.RedisBackends(b)["miniredis"]
+	if u := os.Getenv(streamstest.EnvRedis); u != "" && os.Getenv(streamstest.EnvBrokers) != "" {
+		be, url = streamstest.RealKafka(b), u
+	}
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	b.Cleanup(func() { rdb.Close() })
+	_, regURL := streamstest.Registry(b)
+	ctx := context.Background()
+	ratios := map[string][]float64{}
+	for range b.N {
+		r := &run{env: Env{Brokers: be.Brokers, Registry: regURL, Redis: rdb}, sz: sizesFor(true)}
+		if err := r.setup(ctx); err != nil {
+			b.Fatal(err)
+		}
+		rows, err := r.produceConsume(ctx)
+		if err == nil {
+			var more []Row
+			more, err = r.dedupThroughput(ctx)
+			rows = append(rows, more...)
+		}
+		r.cleanup()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, row := range rows {
+			ratios[row.Name] = append(ratios[row.Name], row.Ratio)
+		}
+	}
+	for name, rs := range ratios {
+		slices.Sort(rs)
+		b.ReportMetric(rs[len(rs)/2], name+"-ratio-median")
+	}
+}
