@@ -260,8 +260,8 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 		}
 		c, err := streams.NewConsumer(topo.ConsumeAs, serde, streams.Brokers(seeds...), streams.KafkaOptions(kopts...), streams.Group(topo.Group),
 			streams.Logger(log), streams.MaxInFlight(o.maxInFlight), streams.ShutdownTimeout(o.shutdownTimeout),
-			streams.SessionTimeout(o.sessionTimeout), streams.Use(metrics.Middleware(), dedup.Middleware(), dl.Middleware(), streams.Retry(streams.RetryMaxAttempts(o.attempts))),
-			streams.UsePreparer(dedup))
+			streams.SessionTimeout(o.sessionTimeout), streams.UseStandard(streams.StandardChain{Metrics: metrics, Dedup: dedup, DeadLetters: dl,
+				Retry: []streams.RetryOption{streams.RetryMaxAttempts(o.attempts)}}))
 		if err != nil {
 			if errors.Is(err, streams.ErrConfig) {
 				return cmdutil.Usagef("%v", err)
