@@ -1,0 +1,394 @@
+package views
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/hotelbus/hotelbus/streams"
+	"github.com/hotelbus/hotelbus/topics"
+)
+
+const (
+	minBackoff = 200 * time.Millisecond
+	maxBackoff = 10 * time.Second
+)
+
+// run keeps the view up to date until ctx ends: it creates the changelog, restores from it when
+// the store is empty, and reads the source partitions, starting over with backoff on any failure
+// (Kafka down, the topic missing).
+func (v *View) run(ctx context.Context) {
+	backoff := minBackoff
+	for ctx.Err() == nil {
+		err := v.runOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		v.logOnce("views: view stopped; retrying", err)
+		if !sleep(ctx, backoff) {
+			return
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+func (v *View) runOnce(ctx context.Context) error {
+	parts, err := v.ensureChangelog(ctx)
+	if err != nil {
+		return err
+	}
+	if !v.restored {
+		if err := v.restore(ctx); err != nil {
+			return err
+		}
+	}
+	return v.consume(ctx, parts)
+}
+
+// ensureChangelog returns the source topic's partition count and creates the view's changelog
+// topic (compacted, as many partitions, the source topic's replication capped at the brokers
+// there are) when it is missing; an existing one with fewer partitions is an error.
+func (v *View) ensureChangelog(ctx context.Context) (int32, error) {
+	l := v.l
+	cctx, cancel := context.WithTimeout(ctx, l.cfg.RequestTimeout)
+	defer cancel()
+	md, err := l.adm.Metadata(cctx, v.def.Topic, v.changelog)
+	if err != nil {
+		return 0, fmt.Errorf("views: metadata of %s: %w", v.def.Topic, err)
+	}
+	src, ok := md.Topics[v.def.Topic]
+	if !ok || src.Err != nil || len(src.Partitions) == 0 {
+		return 0, fmt.Errorf("views: source topic %s of %s is missing (run `hotelbus topics apply`): %v", v.def.Topic, v.def, src.Err)
+	}
+	n := int32(len(src.Partitions))
+	if cl, ok := md.Topics[v.changelog]; ok && cl.Err == nil {
+		if int32(len(cl.Partitions)) < n {
+			return 0, fmt.Errorf("views: changelog %s has %d partitions, fewer than the %d of %s", v.changelog, len(cl.Partitions), n, v.def.Topic)
+		}
+		return n, nil
+	}
+	rf, minISR := int16(1), 1
+	if t, ok := l.cfg.Catalog.Topic(v.def.Topic); ok {
+		rf, minISR = t.ReplicationFactor, t.MinInsyncReplicas
+	}
+	rf = min(rf, int16(len(md.Brokers)))
+	minISR = min(minISR, int(rf))
+	ms := strconv.Itoa(minISR)
+	compact := "compact"
+	resp, err := l.adm.CreateTopic(cctx, n, rf, map[string]*string{"cleanup.policy": &compact, "min.insync.replicas": &ms}, v.changelog)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		return 0, fmt.Errorf("views: creating the changelog %s: %w", v.changelog, err)
+	}
+	if err == nil {
+		l.cfg.Logger.Info("views: created the changelog topic", "view", v.def.String(), "topic", v.changelog, "partitions", n, "replicationFactor", rf)
+	}
+	return n, nil
+}
+
+// consume reads every partition of the source topic from the stored positions (the first record
+// where there is none) and applies what it reads, batch by batch, until ctx ends or a write fails.
+func (v *View) consume(ctx context.Context, parts int32) error {
+	l := v.l
+	v.mu.Lock()
+	offsets := map[int32]kgo.Offset{}
+	for p := range parts {
+		if o, ok := v.pos[p]; ok {
+			offsets[p] = kgo.NewOffset().At(o)
+		} else {
+			offsets[p] = kgo.NewOffset().AtStart()
+		}
+	}
+	v.mu.Unlock()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(l.cfg.Brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{v.def.Topic: offsets}),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(500 * time.Millisecond)}, l.cfg.KafkaOptions...)...)
+	if err != nil {
+		return fmt.Errorf("views: Kafka client: %w", err)
+	}
+	defer cl.Close()
+	for {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			v.logOnce("views: fetch error", fmt.Errorf("%s[%d]: %w", t, p, err))
+		})
+		b := v.prepare(ctx, fs)
+		if err := v.apply(ctx, b); err != nil {
+			return err // the client is dropped: the next one starts at the stored positions
+		}
+		if len(b.stalled) > 0 {
+			seek := map[string]map[int32]kgo.EpochOffset{v.def.Topic: {}}
+			for p, off := range b.stalled {
+				seek[v.def.Topic][p] = kgo.EpochOffset{Epoch: -1, Offset: off}
+			}
+			cl.SetOffsets(seek)
+			v.logOnce("views: the registry is unreachable; a partition waits for it", b.stallErr)
+			if !sleep(ctx, time.Second) {
+				return ctx.Err()
+			}
+		}
+	}
+}
+
+// change is one event to apply to an item.
+type change struct {
+	partition int32
+	tenant    string
+	key       string
+	action    topics.Action
+	data      json.RawMessage
+	ts        time.Time
+	eventID   string
+}
+
+// batch is what one poll gives: the changes in order, the next offset of every partition read,
+// the eventIds read, and the partitions that stopped at a record the registry must decode first.
+type batch struct {
+	changes  []change
+	pos      map[int32]int64
+	ids      []string
+	stalled  map[int32]int64
+	stallErr error
+}
+
+// prepare decodes and checks the records of a poll (see the package documentation for what is
+// skipped and what stalls a partition).
+func (v *View) prepare(ctx context.Context, fs kgo.Fetches) *batch {
+	b := &batch{pos: map[int32]int64{}, stalled: map[int32]int64{}}
+	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
+		for _, r := range fp.Records {
+			if et := streams.Header(r, streams.HeaderEventType); et != "" {
+				if _, feeds := v.def.Apply[et]; !feeds {
+					b.pos[r.Partition] = r.Offset + 1
+					b.ids = append(b.ids, streams.Header(r, streams.HeaderEventID))
+					continue
+				}
+			}
+			c, reason, err := v.decode(ctx, r)
+			if err != nil && streams.IsRetryable(err) {
+				b.stalled[r.Partition], b.stallErr = r.Offset, err
+				return
+			}
+			b.pos[r.Partition] = r.Offset + 1
+			switch {
+			case err != nil:
+				v.skip(r, reason, err)
+			case c != nil:
+				b.changes = append(b.changes, *c)
+				b.ids = append(b.ids, c.eventID)
+			}
+		}
+	})
+	return b
+}
+
+// decode returns the change a record makes (nil when its type does not feed the view), or why it
+// is skipped.
+func (v *View) decode(ctx context.Context, r *kgo.Record) (*change, string, error) {
+	s := v.l.serde
+	env, err := s.Decode(ctx, r.Value)
+	if err != nil {
+		return nil, "undecodable", err
+	}
+	action, feeds := v.def.Apply[env.EventType]
+	if !feeds {
+		return nil, "", nil
+	}
+	if !idRe.MatchString(env.Metadata.TenantID) || env.Metadata.TenantID != string(r.Key) {
+		return nil, "invalid-identifier", fmt.Errorf("%w: metadata.tenantId must match %s and equal the record key", ErrInvalid, idRe)
+	}
+	key, _ := env.Data[v.def.Key].(string)
+	if !idRe.MatchString(key) {
+		return nil, "invalid-key", fmt.Errorf("%w: data.%s must match %s", ErrInvalid, v.def.Key, idRe)
+	}
+	if env.EventID == "" {
+		return nil, "invalid-identifier", fmt.Errorf("%w: no eventId", ErrInvalid)
+	}
+	j, err := s.JSON(env)
+	if err != nil {
+		return nil, "undecodable", err
+	}
+	var whole struct {
+		Data json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(j, &whole); err != nil {
+		return nil, "undecodable", err
+	}
+	return &change{partition: r.Partition, tenant: env.Metadata.TenantID, key: key, action: action, data: whole.Data,
+		ts: env.Timestamp, eventID: env.EventID}, "", nil
+}
+
+func (v *View) skip(r *kgo.Record, reason string, err error) {
+	v.l.cfg.Logger.Warn("views: record skipped", "view", v.def.String(), "reason", reason, "topic", r.Topic, "partition", r.Partition,
+		"offset", r.Offset, "err", err)
+	if v.l.m != nil {
+		v.l.m.skipped.WithLabelValues(v.l.cfg.System, v.def.Name, reason).Inc()
+	}
+}
+
+// apply folds a batch's changes into the items they touch, writes each changed item to the
+// changelog and, once the broker acknowledged every one, commits the items and the positions in
+// one transaction.
+func (v *View) apply(ctx context.Context, b *batch) error {
+	if len(b.pos) == 0 {
+		return nil
+	}
+	type touched struct {
+		partition int32
+		item      *Item
+		dirty     bool
+	}
+	items := map[string]*touched{}
+	var order []string
+	for _, c := range b.changes {
+		k := string(itemKey(c.tenant, c.key))
+		t, ok := items[k]
+		if !ok {
+			cur, err := v.l.st.get(v.def.Name, []byte(k))
+			if err != nil {
+				return fmt.Errorf("views: %s: %w", v.def, err)
+			}
+			t = &touched{}
+			if cur != nil {
+				t.item = &Item{}
+				if err := json.Unmarshal(cur, t.item); err != nil {
+					return fmt.Errorf("views: %s: stored item: %w", v.def, err)
+				}
+			}
+			items[k] = t
+			order = append(order, k)
+		}
+		next, changed, err := applyEvent(c.action, t.item, c.key, c.data, c.ts, c.eventID)
+		if err != nil {
+			v.l.cfg.Logger.Warn("views: event not applied", "view", v.def.String(), "eventId", c.eventID, "err", err)
+			continue
+		}
+		t.partition, t.item, t.dirty = c.partition, next, t.dirty || changed
+		if v.l.m != nil && changed {
+			v.l.m.applied.WithLabelValues(v.l.cfg.System, v.def.Name, string(c.action)).Inc()
+		}
+	}
+	var ops []op
+	var recs []*kgo.Record
+	for _, k := range order {
+		t := items[k]
+		if !t.dirty {
+			continue
+		}
+		o := op{key: []byte(k)}
+		if t.item != nil {
+			val, err := json.Marshal(t.item)
+			if err != nil {
+				return err
+			}
+			o.value = val
+		}
+		ops = append(ops, o)
+		tenant, key, _ := cut0(k)
+		recs = append(recs, &kgo.Record{Topic: v.changelog, Partition: t.partition, Key: []byte(tenant + "/" + key), Value: o.value,
+			Headers: []kgo.RecordHeader{{Key: HeaderSourceTopic, Value: []byte(v.def.Topic)}, {Key: HeaderSourcePartition, Value: partitionHeader(t.partition)},
+				{Key: HeaderSourceOffset, Value: []byte(strconv.FormatInt(b.pos[t.partition], 10))}}})
+	}
+	if len(recs) > 0 {
+		pctx, cancel := context.WithTimeout(ctx, v.l.cfg.RequestTimeout)
+		err := v.l.writer.ProduceSync(pctx, recs...).FirstErr()
+		cancel()
+		if err != nil {
+			return fmt.Errorf("views: writing the changelog %s: %w", v.changelog, err)
+		}
+	}
+	count, err := v.l.st.commit(v.def.Name, ops, b.pos, false)
+	if err != nil {
+		return fmt.Errorf("views: %s: committing: %w", v.def, err)
+	}
+	v.mu.Lock()
+	for p, o := range b.pos {
+		v.pos[p] = o
+	}
+	for _, id := range b.ids {
+		v.seen.add(id)
+	}
+	v.count = count
+	close(v.changed)
+	v.changed = make(chan struct{})
+	v.mu.Unlock()
+	return nil
+}
+
+// cut0 splits a stored item key into tenant and key.
+func cut0(k string) (tenant, key string, ok bool) {
+	for i := 0; i < len(k); i++ {
+		if k[i] == 0 {
+			return k[:i], k[i+1:], true
+		}
+	}
+	return k, "", false
+}
+
+// check lists the source partitions' end offsets every CheckEvery: lag, staleness, readiness.
+func (v *View) check(ctx context.Context) {
+	tick := time.NewTicker(v.l.cfg.CheckEvery)
+	defer tick.Stop()
+	for {
+		v.checkOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (v *View) checkOnce(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, min(v.l.cfg.RequestTimeout, 3*time.Second))
+	defer cancel()
+	listed, err := v.l.adm.ListEndOffsets(cctx, v.def.Topic)
+	if err == nil {
+		err = listed.Error()
+	}
+	if err != nil {
+		return
+	}
+	ends := map[int32]int64{}
+	listed.Each(func(o kadm.ListedOffset) { ends[o.Partition] = o.Offset })
+	if len(ends) == 0 {
+		return
+	}
+	now := time.Now()
+	v.mu.Lock()
+	v.ends, v.contactedAt = ends, now
+	if v.startEnds == nil {
+		v.startEnds = ends
+	}
+	if v.lagLocked() == 0 {
+		v.caughtUpAt = now
+	}
+	if !v.ready && v.restored {
+		ready := true
+		for p, end := range v.startEnds {
+			ready = ready && v.pos[p] >= end
+		}
+		v.ready = ready
+	}
+	save := v.caughtUpAt.Sub(v.savedFresh) >= 5*time.Second
+	if save {
+		v.savedFresh = v.caughtUpAt
+	}
+	fresh := v.caughtUpAt
+	v.mu.Unlock()
+	if save {
+		_ = v.l.st.putFresh(v.def.Name, fresh)
+	}
+}
