@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/hotelbus/hotelbus/schemas"
 	"github.com/hotelbus/hotelbus/streams"
@@ -36,9 +37,15 @@ type rig struct {
 
 func newRig(t *testing.T, b streamstest.Backend) *rig {
 	t.Helper()
+	rc, url := streamstest.Registry(t)
+	return newRigWith(t, b, rc, url)
+}
+
+// newRigWith is newRig on a given registry.
+func newRigWith(t *testing.T, b streamstest.Backend, rc *sr.Client, url string) *rig {
+	t.Helper()
 	prefix := streamstest.Name(t, "t") + "."
 	cat := streamstest.PrefixedCatalog(t, b, prefix)
-	rc, url := streamstest.Registry(t)
 	set := streamstest.RegisterSchemas(t, rc, cat)
 	serde, err := streams.NewSerde(rc, set, cat)
 	if err != nil {

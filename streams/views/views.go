@@ -183,6 +183,11 @@ func (l *Local) Close() error {
 			l.cancel()
 		}
 		l.wg.Wait()
+		for _, v := range l.views {
+			if v.caughtUpAt.After(v.savedFresh) {
+				_ = l.st.putFresh(v.def.Name, v.caughtUpAt) // staleness carries over the restart
+			}
+		}
 		err = l.closeClients()
 	})
 	return err
