@@ -20,12 +20,15 @@ const restoreBatch = 5000
 // restore empties the view's store and fills it from the changelog up to the end offsets listed
 // first, then records, in the transaction that marks the restore done, the highest source position
 // the changelog holds for each partition. A restore cut short (crash, Kafka gone) leaves no mark,
-// and the next run starts it over.
-func (v *View) restore(ctx context.Context) error {
+// and the next run starts it over. A changelog just created (empty) is not read.
+func (v *View) restore(ctx context.Context, created bool) error {
 	l := v.l
 	start := time.Now()
 	if err := l.st.reset(v.def.Name, v.def.Topic); err != nil {
 		return fmt.Errorf("views: %s: resetting the store: %w", v.def, err)
+	}
+	if created {
+		return v.finishRestore(start, 0, map[int32]int64{})
 	}
 	lctx, cancel := context.WithTimeout(ctx, l.cfg.RequestTimeout)
 	starts, err := l.adm.ListStartOffsets(lctx, v.changelog)
@@ -75,7 +78,16 @@ func (v *View) restore(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("views: restoring %s from %s: %w", v.def, v.changelog, err)
 	}
-	count, err := l.st.commit(v.def.Name, ops, pos, true)
+	if _, err := l.st.commit(v.def.Name, ops, nil, false); err != nil {
+		return fmt.Errorf("views: restoring %s: %w", v.def, err)
+	}
+	return v.finishRestore(start, n, pos)
+}
+
+// finishRestore marks the restore done with the source positions found, in one transaction.
+func (v *View) finishRestore(start time.Time, records int, pos map[int32]int64) error {
+	l := v.l
+	count, err := l.st.commit(v.def.Name, nil, pos, true)
 	if err != nil {
 		return fmt.Errorf("views: restoring %s: %w", v.def, err)
 	}
@@ -85,7 +97,7 @@ func (v *View) restore(ctx context.Context) error {
 	close(v.changed)
 	v.changed = make(chan struct{})
 	v.mu.Unlock()
-	l.cfg.Logger.Info("views: restored from the changelog", "view", v.def.String(), "records", n, "items", count,
+	l.cfg.Logger.Info("views: restored from the changelog", "view", v.def.String(), "records", records, "items", count,
 		"took", time.Since(start).Round(time.Millisecond))
 	if l.m != nil {
 		l.m.restoreSeconds.WithLabelValues(l.cfg.System, v.def.Name).Set(time.Since(start).Seconds())

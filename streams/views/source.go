@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -19,6 +21,8 @@ import (
 const (
 	minBackoff = 200 * time.Millisecond
 	maxBackoff = 10 * time.Second
+	// maxBatch bounds the records applied in one transaction.
+	maxBatch = 5000
 )
 
 // run keeps the view up to date until ctx ends: it creates the changelog, restores from it when
@@ -40,12 +44,12 @@ func (v *View) run(ctx context.Context) {
 }
 
 func (v *View) runOnce(ctx context.Context) error {
-	parts, err := v.ensureChangelog(ctx)
+	parts, created, err := v.ensureChangelog(ctx)
 	if err != nil {
 		return err
 	}
 	if !v.restored {
-		if err := v.restore(ctx); err != nil {
+		if err := v.restore(ctx, created); err != nil {
 			return err
 		}
 	}
@@ -54,25 +58,25 @@ func (v *View) runOnce(ctx context.Context) error {
 
 // ensureChangelog returns the source topic's partition count and creates the view's changelog
 // topic (compacted, as many partitions, the source topic's replication capped at the brokers
-// there are) when it is missing; an existing one with fewer partitions is an error.
-func (v *View) ensureChangelog(ctx context.Context) (int32, error) {
+// there are) when it is missing, saying so; an existing one with fewer partitions is an error.
+func (v *View) ensureChangelog(ctx context.Context) (parts int32, created bool, err error) {
 	l := v.l
 	cctx, cancel := context.WithTimeout(ctx, l.cfg.RequestTimeout)
 	defer cancel()
 	md, err := l.adm.Metadata(cctx, v.def.Topic, v.changelog)
 	if err != nil {
-		return 0, fmt.Errorf("views: metadata of %s: %w", v.def.Topic, err)
+		return 0, false, fmt.Errorf("views: metadata of %s: %w", v.def.Topic, err)
 	}
 	src, ok := md.Topics[v.def.Topic]
 	if !ok || src.Err != nil || len(src.Partitions) == 0 {
-		return 0, fmt.Errorf("views: source topic %s of %s is missing (run `hotelbus topics apply`): %v", v.def.Topic, v.def, src.Err)
+		return 0, false, fmt.Errorf("views: source topic %s of %s is missing (run `hotelbus topics apply`): %v", v.def.Topic, v.def, src.Err)
 	}
 	n := int32(len(src.Partitions))
 	if cl, ok := md.Topics[v.changelog]; ok && cl.Err == nil {
 		if int32(len(cl.Partitions)) < n {
-			return 0, fmt.Errorf("views: changelog %s has %d partitions, fewer than the %d of %s", v.changelog, len(cl.Partitions), n, v.def.Topic)
+			return 0, false, fmt.Errorf("views: changelog %s has %d partitions, fewer than the %d of %s", v.changelog, len(cl.Partitions), n, v.def.Topic)
 		}
-		return n, nil
+		return n, false, nil
 	}
 	rf, minISR := int16(1), 1
 	if t, ok := l.cfg.Catalog.Topic(v.def.Topic); ok {
@@ -87,12 +91,12 @@ func (v *View) ensureChangelog(ctx context.Context) (int32, error) {
 		err = resp.Err
 	}
 	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-		return 0, fmt.Errorf("views: creating the changelog %s: %w", v.changelog, err)
+		return 0, false, fmt.Errorf("views: creating the changelog %s: %w", v.changelog, err)
 	}
 	if err == nil {
 		l.cfg.Logger.Info("views: created the changelog topic", "view", v.def.String(), "topic", v.changelog, "partitions", n, "replicationFactor", rf)
 	}
-	return n, nil
+	return n, err == nil, nil
 }
 
 // consume reads every partition of the source topic from the stored positions (the first record
@@ -116,13 +120,27 @@ func (v *View) consume(ctx context.Context, parts int32) error {
 		return fmt.Errorf("views: Kafka client: %w", err)
 	}
 	defer cl.Close()
+	drained, cancelDrain := context.WithCancel(ctx)
+	cancelDrain() // polls with it return only what is buffered
 	for {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		// One transaction (and one changelog flush) per poll is the cost of a batch: take what
+		// else is already buffered, up to maxBatch records, into the same one.
+		for n := fs.NumRecords(); n < maxBatch && cl.BufferedFetchRecords() > 0; {
+			more := cl.PollRecords(drained, maxBatch-n)
+			if more.NumRecords() == 0 {
+				break
+			}
+			n += more.NumRecords()
+			fs = append(fs, more...)
+		}
 		fs.EachError(func(t string, p int32, err error) {
-			v.logOnce("views: fetch error", fmt.Errorf("%s[%d]: %w", t, p, err))
+			if !errors.Is(err, context.Canceled) {
+				v.logOnce("views: fetch error", fmt.Errorf("%s[%d]: %w", t, p, err))
+			}
 		})
 		b := v.prepare(ctx, fs)
 		if err := v.apply(ctx, b); err != nil {
@@ -164,33 +182,56 @@ type batch struct {
 }
 
 // prepare decodes and checks the records of a poll (see the package documentation for what is
-// skipped and what stalls a partition).
+// skipped and what stalls a partition). Decoding, the main cost, runs on up to GOMAXPROCS
+// goroutines; the results are taken in offset order.
 func (v *View) prepare(ctx context.Context, fs kgo.Fetches) *batch {
-	b := &batch{pos: map[int32]int64{}, stalled: map[int32]int64{}}
-	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
-		for _, r := range fp.Records {
-			if et := streams.Header(r, streams.HeaderEventType); et != "" {
-				if _, feeds := v.def.Apply[et]; !feeds {
-					b.pos[r.Partition] = r.Offset + 1
-					b.ids = append(b.ids, streams.Header(r, streams.HeaderEventID))
-					continue
+	type decoded struct {
+		c      *change
+		reason string
+		err    error
+		skip   bool // a type the view does not read, known from its header
+	}
+	recs := fs.Records()
+	out := make([]decoded, len(recs))
+	workers := min(runtime.GOMAXPROCS(0), len(recs)/64+1)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(recs); i += workers {
+				r := recs[i]
+				if et := streams.Header(r, streams.HeaderEventType); et != "" {
+					if _, feeds := v.def.Apply[et]; !feeds {
+						out[i].skip = true
+						continue
+					}
 				}
+				out[i].c, out[i].reason, out[i].err = v.decode(ctx, r)
 			}
-			c, reason, err := v.decode(ctx, r)
-			if err != nil && streams.IsRetryable(err) {
-				b.stalled[r.Partition], b.stallErr = r.Offset, err
-				return
-			}
-			b.pos[r.Partition] = r.Offset + 1
-			switch {
-			case err != nil:
-				v.skip(r, reason, err)
-			case c != nil:
-				b.changes = append(b.changes, *c)
-				b.ids = append(b.ids, c.eventID)
-			}
+		}()
+	}
+	wg.Wait()
+	b := &batch{pos: map[int32]int64{}, stalled: map[int32]int64{}}
+	for i, r := range recs {
+		if _, stalled := b.stalled[r.Partition]; stalled {
+			continue
 		}
-	})
+		d := out[i]
+		switch {
+		case d.skip:
+			b.ids = append(b.ids, streams.Header(r, streams.HeaderEventID))
+		case d.err != nil && streams.IsRetryable(d.err):
+			b.stalled[r.Partition], b.stallErr = r.Offset, d.err
+			continue
+		case d.err != nil:
+			v.skip(r, d.reason, d.err)
+		case d.c != nil:
+			b.changes = append(b.changes, *d.c)
+			b.ids = append(b.ids, d.c.eventID)
+		}
+		b.pos[r.Partition] = r.Offset + 1
+	}
 	return b
 }
 
