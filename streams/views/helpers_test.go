@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"log/slog"
 	"reflect"
 	"sort"
@@ -320,4 +321,11 @@ func modelSize(m map[string]map[string]*modelItem) string {
 		s += fmt.Sprintf(" %s=%d", name, len(items))
 	}
 	return s
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
