@@ -1,9 +1,12 @@
 package views_test
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
+	"github.com/hotelbus/hotelbus/streams"
 	"github.com/hotelbus/hotelbus/streams/streamstest"
 	"github.com/hotelbus/hotelbus/streams/views"
 )
@@ -46,5 +49,55 @@ func TestModel20k(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestReadYourWrites: after a Producer's acknowledgement, WaitFor its partition and offset (or
+// WaitForEvent its eventId) and the item is there.
+func TestReadYourWrites(t *testing.T) {
+	r := newRig(t, streamstest.Kfake(t))
+	l := r.open(t, "hotel-pms", t.TempDir())
+	v, err := l.View("members")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := streams.NewProducer("hotel-member", r.serde, streams.Brokers(r.b.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	evs := r.events(t, 400, 2, 41)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n := 0
+	for _, ev := range evs {
+		if ev.Envelope.EventType != "member.status_changed" {
+			continue
+		}
+		n++
+		res, err := p.Publish(ctx, ev.Envelope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n%2 == 0 {
+			err = v.WaitFor(ctx, res.Partition, res.Offset)
+		} else {
+			err = v.WaitForEvent(ctx, res.EventID)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		it, err := v.Get(ev.Envelope.Metadata.TenantID, ev.Envelope.Data["membershipId"].(string))
+		if err != nil || it.EventID != res.EventID {
+			t.Fatalf("after the wait: %+v %v, want event %s", it, err, res.EventID)
+		}
+	}
+	if n == 0 {
+		t.Fatal("no member.status_changed generated")
+	}
+	short, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel2()
+	if err := v.WaitFor(short, 0, 1<<40); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("waiting for an offset never written: %v", err)
 	}
 }
