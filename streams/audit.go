@@ -52,13 +52,13 @@ func ParseAuditRecord(b []byte) (AuditRecord, error) {
 	return r, nil
 }
 
-// AuditLog writes AuditRecords to the audit topic: every event a producer sends (it is a
-// PublishObserver: Observe) and every outcome of a consumer's chain (Middleware, outermost). Writes
+// AuditLog writes AuditRecords to the audit topic: every event a producer sends (every Producer
+// has one, see PublishAudit; it is a PublishObserver) and every outcome of a consumer's chain (Middleware, outermost). Writes
 // are asynchronous and never block the caller: when franz-go's buffer is full a record is dropped
 // and counted (Dropped), and failed writes are logged and counted (Failed), because the audit log
 // must not slow down or stop the event flow it describes. Safe for concurrent use.
 type AuditLog struct {
-	cl      *kgo.Client
+	client  func() *kgo.Client // the client to write with now
 	topic   string
 	system  string
 	log     *slog.Logger
@@ -75,7 +75,7 @@ func NewAuditLog(cl *kgo.Client, topic, system string, logger *slog.Logger) (*Au
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &AuditLog{cl: cl, topic: topic, system: system, log: logger}, nil
+	return &AuditLog{client: func() *kgo.Client { return cl }, topic: topic, system: system, log: logger}, nil
 }
 
 // Write sends r without waiting.
@@ -89,7 +89,7 @@ func (a *AuditLog) Write(r AuditRecord) {
 	if key == "" {
 		key = r.EventID
 	}
-	a.cl.TryProduce(context.Background(), &kgo.Record{Topic: a.topic, Key: []byte(key), Value: b}, func(_ *kgo.Record, err error) {
+	a.client().TryProduce(context.Background(), &kgo.Record{Topic: a.topic, Key: []byte(key), Value: b}, func(_ *kgo.Record, err error) {
 		switch {
 		case err == nil:
 		case errors.Is(err, kgo.ErrMaxBuffered):
@@ -103,7 +103,7 @@ func (a *AuditLog) Write(r AuditRecord) {
 }
 
 // Flush waits for the records written so far to be acknowledged or fail.
-func (a *AuditLog) Flush(ctx context.Context) error { return a.cl.Flush(ctx) }
+func (a *AuditLog) Flush(ctx context.Context) error { return a.client().Flush(ctx) }
 
 // Dropped counts records dropped because the client's buffer was full; Failed those the broker
 // refused or that could not be encoded.

@@ -14,8 +14,13 @@ import (
 
 // codec is a schema compiled into Avro binary encode and decode functions working directly on the
 // generic values of Envelope.Data: no reflection over the schema per value, no union wrapping. It
-// is the fast path; on any encoding problem the caller re-validates with toAvro to name every bad
-// field, and data written with another schema version is decoded through hamba/avro's resolution.
+// serves the generic values of the JSON edges (gateway, produce, replay); typed events (package
+// streams/events) go through hamba/avro's struct codec. It earns its place over hamba/avro's
+// generic codec: BenchmarkCodecReservationCreated measures encode+decode of reservation.created at
+// about 54µs for it against 229µs for hamba/avro on the same generic map (and 30µs for hamba/avro
+// on the generated type). On any encoding problem the caller re-validates with validate to name
+// every bad field, and data written with another schema version is decoded through hamba/avro's
+// resolution.
 type codec struct {
 	enc func(b []byte, v any) ([]byte, error)
 	dec func(r *binReader) any

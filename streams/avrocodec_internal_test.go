@@ -58,13 +58,6 @@ func TestCompiledCodecAgreesWithHamba(t *testing.T) {
 	}
 }
 
-func nilIfEmpty(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
-}
-
 // normalize prints decimals and times canonically so DeepEqual compares values, not representations.
 func normalize(v any) any {
 	switch x := v.(type) {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/hotelbus/hotelbus/topics"
 )
 
 // SerdeOption configures a Serde.
@@ -44,6 +46,7 @@ type producerConfig struct {
 	maxBufferedRecords int
 	maxBufferedBytes   int
 	requestTimeout     time.Duration
+	deliveryTimeout    time.Duration
 	spoolDir           string
 	spoolMaxBytes      int64
 	spoolAfter         time.Duration
@@ -51,6 +54,7 @@ type producerConfig struct {
 	drainBackoff       time.Duration
 	now                func() time.Time
 	observers          []PublishObserver
+	audit              bool
 	tracer             trace.Tracer
 }
 
@@ -61,6 +65,8 @@ func defaultProducerConfig() producerConfig {
 		compression:        []kgo.CompressionCodec{kgo.SnappyCompression(), kgo.NoCompression()},
 		maxBufferedRecords: 50_000,
 		requestTimeout:     10 * time.Second,
+		deliveryTimeout:    30 * time.Second,
+		audit:              true,
 		spoolMaxBytes:      1 << 30,
 		spoolAfter:         15 * time.Second,
 		drainBatch:         500,
@@ -83,6 +89,8 @@ func (c *producerConfig) validate() error {
 		return fmt.Errorf("%w: MaxBufferedBytes: must not be negative", ErrConfig)
 	case c.requestTimeout < time.Second:
 		return fmt.Errorf("%w: RequestTimeout: %s is below 1s", ErrConfig, c.requestTimeout)
+	case c.deliveryTimeout < c.linger+time.Second:
+		return fmt.Errorf("%w: DeliveryTimeout: %s must exceed the linger by at least 1s", ErrConfig, c.deliveryTimeout)
 	case c.spoolDir != "" && c.spoolAfter < c.linger+time.Second:
 		return fmt.Errorf("%w: SpoolAfter: %s must exceed the linger by at least 1s", ErrConfig, c.spoolAfter)
 	case c.spoolMaxBytes < 1:
@@ -156,6 +164,53 @@ func MaxBufferedBytes(n int) ProducerOption {
 // Maps to request.timeout.ms (franz-go: ProduceRequestTimeout).
 func RequestTimeout(d time.Duration) ProducerOption {
 	return func(c *producerConfig) { c.requestTimeout = d }
+}
+
+// clientOpts returns the franz-go options of a producer or writer of system. The delivery
+// timeout is bounded per record (see bounded), not with RecordDeliveryTimeout, which counts from
+// the record's timestamp: a replayed record keeps its original one.
+func (c *producerConfig) clientOpts(system string) []kgo.Opt {
+	return append([]kgo.Opt{
+		kgo.SeedBrokers(c.brokers...),
+		kgo.ClientID("hotelbus-" + system),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(c.linger),
+		kgo.ProducerBatchMaxBytes(c.batchMaxBytes),
+		kgo.ProducerBatchCompression(c.compression...),
+		kgo.MaxBufferedRecords(c.maxBufferedRecords),
+		kgo.MaxBufferedBytes(c.maxBufferedBytes),
+		kgo.ProduceRequestTimeout(c.requestTimeout),
+	}, c.kafkaOpts...)
+}
+
+// withBuiltins returns the observers with the built-in ones added: the span's end with Tracing,
+// and the publish audit log (PublishAudit) writing through client.
+func (c *producerConfig) withBuiltins(system string, cat *topics.Catalog, client func() *kgo.Client) []PublishObserver {
+	obs := slices.Clone(c.observers)
+	if c.tracer != nil {
+		obs = append(obs, endPublishSpan{})
+	}
+	if c.audit && cat.AuditTopic != "" {
+		obs = append(obs, &AuditLog{client: client, topic: cat.AuditTopic, system: system, log: slog.Default()})
+	}
+	return obs
+}
+
+// PublishAudit turns the producer's publish audit records on or off. Default on: the outcome of
+// every event the producer sends (published, spooled or failed) is written as an AuditRecord to
+// the catalog's audit topic (topics.Catalog.AuditTopic; none when the catalog has none) through the
+// producer's own client, without waiting, so `hotelbus trace` and the dashboard's journeys see
+// every publish.
+func PublishAudit(on bool) ProducerOption {
+	return func(c *producerConfig) { c.audit = on }
+}
+
+// DeliveryTimeout bounds how long a producer without a spool waits for the broker to acknowledge
+// an event: Publish then fails with ErrDeliveryTimeout (PublishAsync's done gets it), also while
+// no broker can be reached at all. Default 30s. Maps to delivery.timeout.ms (franz-go's
+// RecordDeliveryTimeout). With a spool, SpoolAfter applies instead: the event is spooled.
+func DeliveryTimeout(d time.Duration) ProducerOption {
+	return func(c *producerConfig) { c.deliveryTimeout = d }
 }
 
 // SpoolDir enables the durable offline spool in dir (one file per producer; two producers must not
@@ -238,6 +293,7 @@ type consumerConfig struct {
 	start            Start
 	shutdownTimeout  time.Duration
 	tracer           trace.Tracer
+	group            string
 	errs             []string
 }
 
@@ -286,6 +342,19 @@ func (c *consumerConfig) validate() error {
 		return fmt.Errorf("%w: ShutdownTimeout: %s must be positive and below the RebalanceTimeout (%s)", ErrConfig, c.shutdownTimeout, c.rebalanceTimeout)
 	}
 	return nil
+}
+
+// Group makes the consumer read through group instead of its system's consumer group
+// (System.Group), for a service that reads a system's subscriptions on its own account (the
+// RabbitMQ bridge). The system's redrive topic, whose records are addressed to the system's group,
+// is then not read. Default: the system's group. Maps to group.id.
+func Group(group string) ConsumerOption {
+	return consumerOptionFunc(func(c *consumerConfig) {
+		if group == "" {
+			c.errs = append(c.errs, "Group: empty consumer group")
+		}
+		c.group = group
+	})
 }
 
 // MaxInFlight bounds the handler calls running at once in one Consumer, over all its partitions
@@ -384,6 +453,8 @@ type dedupConfig struct {
 	backoffInitial time.Duration
 	backoffMax     time.Duration
 	logger         *slog.Logger
+	waitReplicas   int
+	waitTimeout    time.Duration
 }
 
 func defaultDedupConfig() dedupConfig {
@@ -406,6 +477,8 @@ func (c *dedupConfig) validate() error {
 		return fmt.Errorf("%w: DedupBackoff: want 0 < initial (%s) <= max (%s)", ErrConfig, c.backoffInitial, c.backoffMax)
 	case c.logger == nil:
 		return fmt.Errorf("%w: DedupLogger: nil logger", ErrConfig)
+	case c.waitReplicas < 0 || c.waitReplicas > 0 && c.waitTimeout <= 0:
+		return fmt.Errorf("%w: DedupWaitReplicas: want replicas >= 0 (%d) and a positive timeout (%s)", ErrConfig, c.waitReplicas, c.waitTimeout)
 	}
 	return nil
 }
@@ -443,6 +516,17 @@ func DedupBackoff(initial, max time.Duration) DedupOption {
 // DedupLogger sets the logger for Redis outages and lost leases. Default: slog.Default().
 func DedupLogger(l *slog.Logger) DedupOption {
 	return func(c *dedupConfig) { c.logger = l }
+}
+
+// DedupWaitReplicas makes every done mark (and OnDone transaction) wait, with Redis's WAIT in the
+// same round trip, until replicas replicas acknowledged it or timeout passed, before the handler's
+// success is reported and the offset can be committed: a failover to one of those replicas then
+// keeps the done marks of every event reported handled (see Dedup, "Failover"). A WAIT that times
+// out is logged; the event stays handled. Not available with a Redis Cluster client (go-redis
+// sends a pipeline's WAIT, which has no key, to any node): NewDedup refuses it. Default: 0 (no
+// WAIT).
+func DedupWaitReplicas(replicas int, timeout time.Duration) DedupOption {
+	return func(c *dedupConfig) { c.waitReplicas, c.waitTimeout = replicas, timeout }
 }
 
 // RetryOption configures the retry middleware (see Retry).

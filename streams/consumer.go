@@ -104,6 +104,7 @@ type route struct {
 	handler    Handler          // the user's handler
 	chain      Handler          // the middleware chain around the handler
 	orderField string           // the data field naming the ordering key ("" = the record key)
+	typed      *typedRoute      // set for a typed handler (Handle): records decode into its type
 }
 
 type topicPartition struct {
@@ -170,12 +171,15 @@ func NewConsumer(system string, serde *Serde, opts ...ConsumerOption) (*Consumer
 		return nil, fmt.Errorf("%w: system %q subscribes to nothing", ErrConfig, system)
 	}
 	tps := serde.cat.SubscribedTopics(system)
-	if sys.RedriveTopic != "" {
+	group := sys.Group
+	if cfg.group != "" {
+		group = cfg.group
+	} else if sys.RedriveTopic != "" {
 		tps = append(tps, sys.RedriveTopic)
 		slices.Sort(tps)
 	}
-	c := &Consumer{system: system, group: sys.Group, topics: tps, serde: serde, cat: serde.cat,
-		cfg: cfg, log: cfg.logger.With("system", system, "group", sys.Group), subscribed: map[string]bool{},
+	c := &Consumer{system: system, group: group, topics: tps, serde: serde, cat: serde.cat,
+		cfg: cfg, log: cfg.logger.With("system", system, "group", group), subscribed: map[string]bool{},
 		routes: map[routeKey]*route{}, done: make(chan struct{}), parts: map[topicPartition]*partState{}, changed: make(chan struct{})}
 	for _, et := range sys.Subscribes {
 		c.subscribed[et] = true
@@ -196,6 +200,11 @@ func (c *Consumer) Topics() []string { return append([]string(nil), c.topics...)
 // major's schema, or a second handler for the same pair makes Run fail with ErrConfig; a
 // registration after Run is logged and ignored.
 func (c *Consumer) Handle(eventType string, major int, h Handler) {
+	c.handle(eventType, major, h, nil)
+}
+
+// handle registers h, decoding its records into typed values when typed is set (see Handle).
+func (c *Consumer) handle(eventType string, major int, h Handler, typed *typedRoute) {
 	c.regMu.Lock()
 	defer c.regMu.Unlock()
 	if c.started {
@@ -203,7 +212,16 @@ func (c *Consumer) Handle(eventType string, major int, h Handler) {
 		return
 	}
 	if c.regErr == nil {
-		c.regErr = c.register(eventType, major, h)
+		c.regErr = c.register(eventType, major, h, typed)
+	}
+}
+
+// failRegistration makes Run fail with err (the first registration error wins).
+func (c *Consumer) failRegistration(err error) {
+	c.regMu.Lock()
+	defer c.regMu.Unlock()
+	if c.regErr == nil {
+		c.regErr = err
 	}
 }
 
@@ -212,17 +230,13 @@ func (c *Consumer) Handle(eventType string, major int, h Handler) {
 func (c *Consumer) HandleType(eventType string, h Handler) {
 	v, ok := c.serde.set.Latest(eventType)
 	if !ok {
-		c.regMu.Lock()
-		defer c.regMu.Unlock()
-		if c.regErr == nil {
-			c.regErr = fmt.Errorf("%w: handler for %s: no local schema", ErrConfig, eventType)
-		}
+		c.failRegistration(fmt.Errorf("%w: handler for %s: no local schema", ErrConfig, eventType))
 		return
 	}
 	c.Handle(eventType, v.Major, h)
 }
 
-func (c *Consumer) register(eventType string, major int, h Handler) error {
+func (c *Consumer) register(eventType string, major int, h Handler, typed *typedRoute) error {
 	switch {
 	case h == nil:
 		return fmt.Errorf("%w: nil handler for %s v%d", ErrConfig, eventType, major)
@@ -237,9 +251,15 @@ func (c *Consumer) register(eventType string, major int, h Handler) error {
 	if _, dup := c.routes[k]; dup {
 		return fmt.Errorf("%w: two handlers for %s v%d", ErrConfig, eventType, major)
 	}
-	r := &route{reader: sub.Latest(), handler: h, orderField: c.cat.OrderingKey(eventType)}
+	r := &route{reader: sub.Latest(), handler: h, orderField: c.cat.OrderingKey(eventType), typed: typed}
+	if typed != nil {
+		r.reader = typed.reader
+	}
 	if r.orderField != "" && !isStringField(r.reader.Data, r.orderField) {
 		return fmt.Errorf("%w: ordering key of %s: %s %s has no string field %q", ErrConfig, eventType, eventType, r.reader, r.orderField)
+	}
+	if r.orderField != "" && typed != nil && typed.key == nil {
+		return fmt.Errorf("%w: ordering key of %s: the typed handler's type has no string field tagged %q", ErrConfig, eventType, r.orderField)
 	}
 	c.routes[k] = r
 	return nil
@@ -543,7 +563,14 @@ func (c *Consumer) route(ctx context.Context, j *job, r *kgo.Record) {
 			c.log.Warn("streams: consumer: no handler found; event skipped", recordAttrs(r, et, version)...)
 			return
 		}
-		m.Envelope, m.DecodeErr = c.serde.DecodeAs(ctx, r.Value, rt.reader)
+		if rt.typed != nil {
+			e := rt.typed.new()
+			if m.Envelope, m.DecodeErr = c.serde.decodeTyped(ctx, r.Value, rt.reader, e); m.DecodeErr == nil {
+				m.event = e
+			}
+		} else {
+			m.Envelope, m.DecodeErr = c.serde.DecodeAs(ctx, r.Value, rt.reader)
+		}
 		if m.DecodeErr != nil && IsRetryable(m.DecodeErr) {
 			m.SetValue(readerKey{}, rt.reader)
 		}
@@ -574,7 +601,13 @@ func (c *Consumer) route(ctx context.Context, j *job, r *kgo.Record) {
 		return
 	}
 	j.chain = rt.chain
-	if rt.orderField != "" && m.Envelope != nil {
+	switch {
+	case rt.orderField == "" || m.Envelope == nil:
+	case m.event != nil:
+		if v := rt.typed.key(m.event); v != "" {
+			j.key = v
+		}
+	default:
 		if v, ok := m.Envelope.Data[rt.orderField].(string); ok && v != "" {
 			j.key = v
 		}

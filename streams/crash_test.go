@@ -31,7 +31,14 @@ func TestMain(m *testing.M) {
 	if cfg := os.Getenv(crashChildEnv); cfg != "" {
 		os.Exit(runCrashChild(cfg))
 	}
-	os.Exit(m.Run())
+	stop, err := startExampleStack()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "examples' backends:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	stop()
+	os.Exit(code)
 }
 
 // crashChildConfig is what a crash-test consumer process needs to join the parent test's setup.

@@ -21,8 +21,7 @@ import (
 //
 //	hotelbus:dedup:{<group>}:<source>:<eventId>
 //
-// The group is a hash tag, so every key of a batch lives in one Redis Cluster slot and a batch is
-// one pipeline. The source (metadata.source: the system whose credential published the event, set
+// The group is a hash tag (see "Redis Cluster" below). The source (metadata.source: the system whose credential published the event, set
 // by its Producer, never by the payload; a system of the catalog, which the Consumer checks) is a
 // namespace: eventIds may be chosen by clients, and one system publishing another's eventId must
 // not make a group drop that other system's event as a duplicate. Dual-published copies share
@@ -57,6 +56,35 @@ import (
 // handled without its lease. With DedupFailOpen, a batch prepared while Redis is unreachable is
 // handled without deduplication, logged at error level once per batch.
 //
+// Redis Cluster: every key of a Dedup carries the group as its hash tag, so all of them are in one
+// slot, on one node, by design: the batch check of Prepare (SET NX + GET per event, one
+// pipeline), Release's pipeline, the coalesced done marks (one pipeline of one-key scripts) and
+// the OnDone transaction (WATCH on the event's key, then MULTI/EXEC) each go to one node in one
+// round trip, and a transaction is possible at all. The other scripts (extend, take over,
+// release) touch one key. OnDone's effects must use keys containing "{" + Tag() + "}"; a key in
+// another slot makes the transaction fail with CROSSSLOT. The gateway's Idempotency-Key records
+// (hotelbus:gateway:idempotency:<system>:<sha256 of the key>) are read and written by one-key
+// commands only (SET NX, GET, a one-key script), so they may spread over every slot.
+// TestDedupKeysShareOneSlot and the dedup suite run on a real three-master Cluster.
+//
+// Failover (Sentinel, Cluster): Redis replicates asynchronously, so a primary killed before its
+// replica received the latest writes loses them when the replica is promoted: leases just taken
+// or extended, and done marks just written. Dedup keeps its guarantees through that: a lost done
+// mark means an event can be handled again (a duplicate delivery) if it is redelivered (its
+// offset was not committed yet, and its partition moved or its consumer restarted) or its other
+// dual-published copy arrives later; a lost lease means another owner that receives the same
+// event meanwhile may handle it concurrently (a duplicate). Nothing is ever skipped that was not
+// handled, because a key is only "done" after its handler succeeded, and a lost key reads as
+// never seen; and order is the consumer's, which Redis does not decide. The scripts treat a
+// vanished key as the caller's (extend, finish), so an owner whose lease was lost in the
+// failover finishes normally. While no primary answers (the failover window, seconds), Dedup
+// fails closed as for any outage. A lost lease is seen by its owner (KeysLost, logged with the
+// eventId); a lost done mark is not seen by anyone (the key reads as never seen), so such a
+// duplicate leaves no trace but the failover itself. DedupWaitReplicas (one server or Sentinel,
+// not a Cluster) bounds what a failover can lose: done marks are acknowledged by a replica before
+// the handler's success is reported, so only events whose done mark was in flight at the crash
+// can be handled twice, and a WAIT that timed out is logged.
+//
 // The source and eventId are the envelope's; for a record whose decoding failed transiently (a
 // retryable DecodeErr, such as the registry being unreachable) they are the record's source and
 // eventId headers (checked against the identifier grammar by the Consumer). A redriven record's
@@ -81,7 +109,7 @@ type Dedup struct {
 	seq    atomic.Uint64
 	fin    finisher
 
-	hits, acquired, waits, roundTrips, takeOvers atomic.Int64
+	hits, acquired, waits, roundTrips, takeOvers, keysLost, redisFailures atomic.Int64
 }
 
 // dedupStatus is what the middleware knows about a message's key.
@@ -117,11 +145,15 @@ end
 `
 
 // finishSrc turns the caller's lease into "done" for ARGV[2] ms. A missing key (Redis lost it) is
-// marked done too: the event was handled. Returns 1 when the key is now done by this call, 2 when
-// it was already done, 0 when another owner holds it.
+// marked done too: the event was handled. Returns 1 when the key is now done by this call, 3 when
+// it did so for a missing key, 2 when it was already done, 0 when another owner holds it.
 const finishSrc = ownsLua + `
 local v = redis.call("GET", KEYS[1])
-if v == false or owns(v, ARGV[1]) then
+if v == false then
+  redis.call("SET", KEYS[1], "done", "PX", ARGV[2])
+  return 3
+end
+if owns(v, ARGV[1]) then
   redis.call("SET", KEYS[1], "done", "PX", ARGV[2])
   return 1
 end
@@ -137,11 +169,13 @@ return 0`
 var releaseScript = redis.NewScript(releaseSrc)
 
 // extendScript sets the caller's lease to ARGV[2] (its new value, with the new deadline) for
-// ARGV[3] ms, also when the key vanished (Redis restarted without persistence). Returns 1 when
-// the caller holds the lease, 0 when another owner does or the event is done.
+// ARGV[3] ms, also when the key vanished (Redis lost it: a restart without persistence, a
+// failover to a replica that had not received it). Returns 1 when the caller holds the lease, 2
+// when it does again after the key vanished, 0 when another owner does or the event is done.
 var extendScript = redis.NewScript(ownsLua + `
 local v = redis.call("GET", KEYS[1])
-if v == false or owns(v, ARGV[1]) then redis.call("SET", KEYS[1], ARGV[2], "PX", ARGV[3]) return 1 end
+if v == false then redis.call("SET", KEYS[1], ARGV[2], "PX", ARGV[3]) return 2 end
+if owns(v, ARGV[1]) then redis.call("SET", KEYS[1], ARGV[2], "PX", ARGV[3]) return 1 end
 return 0`)
 
 // takeOverScript replaces an expired lease (ARGV[1], the value read) by the caller's (ARGV[2]) for
@@ -192,6 +226,9 @@ func NewDedup(rdb redis.UniversalClient, group string, opts ...DedupOption) (*De
 	if rdb == nil {
 		return nil, fmt.Errorf("%w: NewDedup: nil Redis client", ErrConfig)
 	}
+	if _, cluster := rdb.(*redis.ClusterClient); cluster && cfg.waitReplicas > 0 {
+		return nil, fmt.Errorf("%w: DedupWaitReplicas: not available with a Redis Cluster client", ErrConfig)
+	}
 	if group == "" || strings.ContainsAny(group, "{}") {
 		return nil, fmt.Errorf("%w: NewDedup: group %q must be non-empty and hold no braces", ErrConfig, group)
 	}
@@ -226,6 +263,25 @@ func (d *Dedup) RoundTrips() int64 { return d.roundTrips.Load() }
 // TakeOvers counts expired leases of other owners taken over: events whose earlier attempt started
 // and never finished, so that its outcome is unknown.
 func (d *Dedup) TakeOvers() int64 { return d.takeOvers.Load() }
+
+// KeysLost counts the leases this Dedup held that Redis no longer had when it extended them or
+// marked their event done: Redis lost the key (a failover to a replica that had not received it,
+// a restart without persistence), so another owner receiving the same event meanwhile could have
+// handled it too. Each is logged at warn with the eventId ("Redis lost the lease"). These, and
+// TakeOvers, are where a duplicate delivery caused by a Redis failover shows.
+func (d *Dedup) KeysLost() int64 { return d.keysLost.Load() }
+
+// RedisFailures counts Redis calls of the protocol that failed (Redis unreachable, no primary
+// during a failover, a timeout): each is followed by a backoff (fail closed) or by handling without
+// deduplication (DedupFailOpen).
+func (d *Dedup) RedisFailures() int64 { return d.redisFailures.Load() }
+
+// lostKey counts and logs a lease Redis no longer had (see KeysLost).
+func (d *Dedup) lostKey(m *Message, st *dedupState, when string) {
+	d.keysLost.Add(1)
+	d.cfg.logger.Warn("streams: dedup: Redis lost the lease "+when+" (a failover or restart lost the key); another owner may have handled the event meanwhile",
+		"eventId", Header(m.Record, HeaderEventID), "key", st.key, "topic", m.Record.Topic, "partition", m.Record.Partition, "offset", m.Record.Offset)
+}
 
 func (d *Dedup) token() string {
 	return d.owner + ":" + strconv.FormatUint(d.seq.Add(1), 36)
@@ -286,6 +342,7 @@ func (d *Dedup) Prepare(ctx context.Context, batch []*Message) error {
 			return fmt.Errorf("streams: dedup prepare: %w", ctx.Err())
 		}
 		if d.cfg.failOpen {
+			d.redisFailures.Add(1)
 			d.cfg.logger.Error("streams: dedup: Redis unreachable, handling the batch WITHOUT deduplication (fail-open)",
 				"err", err, "messages", len(batch))
 			for _, m := range batch {
@@ -446,7 +503,10 @@ func (d *Dedup) handle(ctx context.Context, m *Message, st *dedupState, next Han
 				}
 				continue
 			}
-			if held == 1 {
+			if held != 0 {
+				if held == 2 {
+					d.lostKey(m, st, "while the event waited its turn")
+				}
 				st.at = at
 				return d.run(ctx, m, st, next)
 			}
@@ -507,6 +567,7 @@ func (d *Dedup) unreachable(ctx context.Context, m *Message, st *dedupState, bo 
 		return fmt.Errorf("streams: dedup %s: %w", op, ctx.Err())
 	}
 	if d.cfg.failOpen {
+		d.redisFailures.Add(1)
 		d.cfg.logger.Error("streams: dedup: Redis unreachable, handling WITHOUT deduplication (fail-open)",
 			"err", err, "key", st.key, "topic", m.Record.Topic, "partition", m.Record.Partition, "offset", m.Record.Offset)
 		st.status = statusOpen
@@ -541,13 +602,17 @@ func (d *Dedup) run(ctx context.Context, m *Message, st *dedupState, next Handle
 		cancel()
 		if ferr == nil {
 			st.status = statusDone
-			if res == 0 {
+			switch res {
+			case 0:
 				d.cfg.logger.Warn("streams: dedup: lease lost while the handler ran; another owner is handling the event",
 					"key", st.key, "topic", m.Record.Topic, "partition", m.Record.Partition, "offset", m.Record.Offset)
+			case 3:
+				d.lostKey(m, st, "before the event was marked done")
 			}
 			return nil
 		}
 		if d.cfg.failOpen {
+			d.redisFailures.Add(1)
 			d.cfg.logger.Error("streams: dedup: Redis unreachable, event handled but NOT marked done (fail-open)",
 				"key", st.key, "err", ferr)
 			if st.effects != nil {
@@ -578,7 +643,9 @@ func (d *Dedup) finish(ctx context.Context, st *dedupState) (int, error) {
 		err := d.rdb.Watch(ctx, func(tx *redis.Tx) error {
 			v, err := tx.Get(ctx, st.key).Result()
 			switch {
-			case err != nil && !errors.Is(err, redis.Nil):
+			case errors.Is(err, redis.Nil):
+				res = 3
+			case err != nil:
 				return err
 			case v == doneValue:
 				res = 2
@@ -592,6 +659,10 @@ func (d *Dedup) finish(ctx context.Context, st *dedupState) (int, error) {
 				st.effects(p)
 				return nil
 			})
+			if err == nil && d.cfg.waitReplicas > 0 {
+				n, werr := tx.Wait(ctx, d.cfg.waitReplicas, d.cfg.waitTimeout).Result()
+				d.checkWait(n, werr, 1)
+			}
 			return err
 		}, st.key)
 		if !errors.Is(err, redis.TxFailedErr) {
@@ -628,6 +699,9 @@ func (d *Dedup) keepLease(ctx context.Context, m *Message, st *dedupState) (stop
 			d.cfg.logger.Warn("streams: dedup: lease lost while the handler runs; another owner may handle the event",
 				"key", st.key, "topic", m.Record.Topic, "partition", m.Record.Partition, "offset", m.Record.Offset)
 		default:
+			if held == 2 {
+				d.lostKey(m, st, "while the handler ran")
+			}
 			st.at = at
 			t.Reset(every - time.Since(at))
 		}
@@ -687,17 +761,35 @@ func (d *Dedup) markDone(ctx context.Context, st *dedupState) (int, error) {
 	}
 }
 
+// checkWait logs a WAIT (DedupWaitReplicas) that returned before enough replicas acknowledged
+// marks done marks: a failover now could lose them.
+func (d *Dedup) checkWait(n int64, err error, marks int) {
+	if err != nil || n < int64(d.cfg.waitReplicas) {
+		d.cfg.logger.Warn("streams: dedup: done marks not acknowledged by enough replicas in time (WAIT); a failover now could lose them",
+			"marks", marks, "replicas", n, "want", d.cfg.waitReplicas, "timeout", d.cfg.waitTimeout, "err", err)
+	}
+}
+
 // flushDone sends one pipeline of done marks and hands each caller its result.
 func (d *Dedup) flushDone(batch []*finishReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.lease)
 	defer cancel()
 	cmds := make([]*redis.Cmd, len(batch))
+	var wait *redis.Cmd
 	_, err := d.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, r := range batch {
 			cmds[i] = p.Eval(ctx, finishSrc, []string{r.key}, r.token, d.cfg.doneTTL.Milliseconds())
 		}
+		if d.cfg.waitReplicas > 0 {
+			// On the same connection as the marks: WAIT covers this client's writes before it.
+			wait = p.Do(ctx, "wait", d.cfg.waitReplicas, d.cfg.waitTimeout.Milliseconds())
+		}
 		return nil
 	})
+	if wait != nil && err == nil {
+		n, werr := wait.Int64()
+		d.checkWait(n, werr, len(batch))
+	}
 	for i, r := range batch {
 		r.res, r.err = cmds[i].Int()
 		if r.err == nil && err != nil && !errors.Is(err, redis.Nil) {
@@ -768,8 +860,15 @@ func (b *backoff) sleep(ctx context.Context) error {
 	}
 }
 
-// wait logs a failed Redis call and sleeps one backoff step (fail closed).
+// wait logs a failed Redis call and sleeps one backoff step (fail closed). A Cluster client is
+// asked to reload the cluster's layout meanwhile: go-redis does not do so when a pipeline cannot
+// reach a node, so after a master died it would keep sending the group's slot to the dead node
+// until its periodic refresh (TestRedisClusterFailover: 25 s instead of a few).
 func (b *backoff) wait(ctx context.Context, d *Dedup, op string, err error) error {
+	d.redisFailures.Add(1)
+	if cc, ok := d.rdb.(*redis.ClusterClient); ok {
+		cc.ReloadState(ctx)
+	}
 	d.cfg.logger.Warn("streams: dedup: Redis unreachable, waiting (fail-closed)", "op", op, "err", err, "retry_in", max(b.next, b.initial))
 	if serr := b.sleep(ctx); serr != nil {
 		return fmt.Errorf("streams: dedup %s: Redis unreachable (%v): %w", op, err, serr)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -34,12 +35,16 @@ type redisBackend struct {
 
 // dedupBackends returns streamstest.RedisBackends (miniredis, and the real redis-server under
 // `make test`) plus a miniredis whose clock follows real time, so that lease expiry is exercised
-// in process too.
+// in process too, and under `make test` the rig's Redis Cluster of three masters: every multi-key
+// operation of Dedup must stay within one hash slot (a CROSSSLOT error fails the test).
 func dedupBackends(t *testing.T) []redisBackend {
 	t.Helper()
 	var out []redisBackend
 	for name, url := range streamstest.RedisBackends(t) {
 		out = append(out, redisBackend{name: name, url: url, expires: name != "miniredis"})
+	}
+	if url := streamstest.RedisCluster(t); url != "" {
+		out = append(out, redisBackend{name: "cluster", url: url, expires: true})
 	}
 	return append(out, redisBackend{name: "miniredis-clock", url: "redis://" + clockedMiniredis(t).Addr(), expires: true})
 }
@@ -101,17 +106,26 @@ func handshake(cmd redis.Cmder) bool {
 	return false
 }
 
-// countedRedis returns a client for url with a countHook, closed when the test ends.
-func countedRedis(t *testing.T, url string, tune ...func(*redis.Options)) (*redis.Client, *countHook) {
+// countedRedis returns a client for url (any form streams.NewRedisClient takes) with a
+// countHook, closed when the test ends. tune adjusts the options of a redis:// URL.
+func countedRedis(t *testing.T, url string, tune ...func(*redis.Options)) (redis.UniversalClient, *countHook) {
 	t.Helper()
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
+	var rdb redis.UniversalClient
+	if len(tune) > 0 {
+		opts, err := redis.ParseURL(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range tune {
+			f(opts)
+		}
+		rdb = redis.NewClient(opts)
+	} else {
+		var err error
+		if rdb, err = streams.NewRedisClient(url); err != nil {
+			t.Fatal(err)
+		}
 	}
-	for _, f := range tune {
-		f(opts)
-	}
-	rdb := redis.NewClient(opts)
 	t.Cleanup(func() { _ = rdb.Close() })
 	h := &countHook{}
 	rdb.AddHook(h)
@@ -132,7 +146,7 @@ func newDedup(t *testing.T, rdb redis.UniversalClient, group string, opts ...str
 
 // goldenEvents returns a function making envelopes parsed from eventType's golden example, each
 // with a fresh eventId.
-func goldenEvents(t *testing.T, eventType string) func() *streams.Envelope {
+func goldenEvents(t testing.TB, eventType string) func() *streams.Envelope {
 	t.Helper()
 	set, cat := loadAll(t)
 	serde, _ := newSerde(t, set, cat)
@@ -970,6 +984,61 @@ func TestDedupPrepareAfterLostReply(t *testing.T) {
 			}
 			if el := time.Since(start); el > lease/2 || d.TakeOvers() != 0 || d.Waits() != 0 {
 				t.Fatalf("handled after %v with %d takeovers and %d waits: the retry did not recognise its own lease", el, d.TakeOvers(), d.Waits())
+			}
+		})
+	}
+}
+
+// TestDedupCountsKeysLost: a lease that Redis lost while its handler ran (a failover to a replica
+// that had not received it; here the key is deleted) is counted in KeysLost and logged with the
+// eventId, so that a duplicate it allowed is explained; the event still ends done, with and
+// without OnDone effects.
+func TestDedupCountsKeysLost(t *testing.T) {
+	events := goldenEvents(t, "billing.paid")
+	for _, rb := range dedupBackends(t) {
+		t.Run(rb.name, func(t *testing.T) {
+			ctx := testCtx(t)
+			rdb, _ := countedRedis(t, rb.url)
+			group := streamstest.Name(t, "g")
+			var logs streamstest.LogBuffer
+			d := newDedup(t, rdb, group, streams.DedupLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+			reg := prometheus.NewRegistry()
+			metrics, err := streams.NewMetrics(reg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			metrics.ObserveDedup(d)
+			for i, effects := range []bool{false, true} {
+				env := events()
+				key := d.Key(env.Metadata.Source, env.EventID)
+				h := d.Middleware()(func(ctx context.Context, m *streams.Message) error {
+					if err := rdb.Del(ctx, key).Err(); err != nil {
+						return err
+					}
+					if effects {
+						d.OnDone(m, func(p redis.Pipeliner) { p.Incr(ctx, "effects:{"+d.Tag()+"}") })
+					}
+					return nil
+				})
+				m := dedupMsg(env, group, "t.billing", 0, int64(i))
+				if err := d.Prepare(ctx, []*streams.Message{m}); err != nil {
+					t.Fatal(err)
+				}
+				if err := h(ctx, m); err != nil {
+					t.Fatal(err)
+				}
+				if v := rdb.Get(ctx, key).Val(); v != "done" {
+					t.Errorf("effects %v: key = %q, want done", effects, v)
+				}
+				if got := d.KeysLost(); got != int64(i+1) {
+					t.Errorf("effects %v: KeysLost = %d, want %d", effects, got, i+1)
+				}
+				if got := metricValue(t, reg, "hotelbus_dedup_keys_lost_total", map[string]string{"group": group}); got != float64(i+1) {
+					t.Errorf("effects %v: hotelbus_dedup_keys_lost_total = %v, want %d", effects, got, i+1)
+				}
+				if !strings.Contains(logs.String(), "Redis lost the lease") || !strings.Contains(logs.String(), env.EventID) {
+					t.Errorf("effects %v: no warning naming the eventId:\n%s", effects, logs.String())
+				}
 			}
 		})
 	}

@@ -58,6 +58,12 @@ var (
 	// ErrConfig: an option has an invalid value; the message names the option. Not retryable.
 	ErrConfig = errors.New("streams: invalid configuration")
 
+	// ErrDeliveryTimeout: a producer without a spool did not get the broker's acknowledgement of an
+	// event within DeliveryTimeout (the broker is unreachable, or too slow). The event may or may
+	// not have been written. Retryable: publishing it again is safe, consumers deduplicate by
+	// eventId.
+	ErrDeliveryTimeout = errors.New("streams: delivery timed out")
+
 	// ErrClosed: the producer or consumer was closed. Not retryable.
 	ErrClosed = errors.New("streams: closed")
 )
@@ -75,7 +81,7 @@ func IsRetryable(err error) bool {
 		errors.Is(err, ErrNotOwner), errors.Is(err, ErrMissingTenant), errors.Is(err, ErrInvalidIdentifier),
 		errors.Is(err, ErrConfig), errors.Is(err, ErrClosed):
 		return false
-	case errors.Is(err, ErrRegistry), errors.Is(err, ErrSpoolFull):
+	case errors.Is(err, ErrRegistry), errors.Is(err, ErrSpoolFull), errors.Is(err, ErrDeliveryTimeout):
 		return true
 	}
 	var ke *kerr.Error

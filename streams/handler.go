@@ -23,6 +23,9 @@ type Message struct {
 	// FirstFailure and LastFailure are set by the retry middleware when an attempt failed.
 	FirstFailure, LastFailure time.Time
 
+	// event is the typed value of a typed handler's record (see Handle); nil otherwise.
+	event Event
+
 	// state is per-message scratch space for middleware, keyed by the middleware's own key type.
 	state map[any]any
 	// outcome and detail: see SetOutcome.

@@ -103,8 +103,9 @@ func parseJSON(b []byte, lookup DataSchema) (*Envelope, error) {
 			}
 			return nil, err
 		}
-		env.Version = version
 		env.Data, _ = fromJSON(schema, data, "data", errs).(map[string]any)
+		hintVersion(errs, env.EventType, env.Version, version, lookup)
+		env.Version = version
 	}
 	if err := errs.err(); err != nil {
 		return nil, err

@@ -18,6 +18,8 @@ import (
 //	hotelbus_handler_duration_seconds{group,event_type}          time in the chain (dedup, retries included)
 //	hotelbus_end_to_end_latency_seconds{group,event_type}        handled time minus the event's timestamp
 //	hotelbus_dedup_hits_total{group}
+//	hotelbus_dedup_takeovers_total{group}, hotelbus_dedup_keys_lost_total{group},
+//	hotelbus_dedup_redis_failures_total{group}                   (ObserveDedup)
 //	hotelbus_retries_total{group,event_type}                     attempts after the first
 //	hotelbus_dead_letters_total{group,error_class}
 //	hotelbus_spool_depth_events{system}, hotelbus_spool_oldest_age_seconds{system}
@@ -33,6 +35,7 @@ type Metrics struct {
 	duration, latency      *prometheus.HistogramVec
 	dedupHits, deadLetters *prometheus.CounterVec
 	spool                  *spoolCollector
+	dedup                  *dedupCollector
 	children               sync.Map // childKey -> *children
 	publishChildren        sync.Map // publishKey -> prometheus.Counter
 }
@@ -79,8 +82,16 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			oldest: prometheus.NewDesc("hotelbus_spool_oldest_age_seconds", "Age of the oldest event in a producer's spool (0 when empty).",
 				[]string{"system"}, nil),
 		},
+		dedup: &dedupCollector{
+			takeOvers: prometheus.NewDesc("hotelbus_dedup_takeovers_total",
+				"Expired leases of other owners taken over: events whose earlier attempt started and never finished (a possible repeat).", []string{"group"}, nil),
+			keysLost: prometheus.NewDesc("hotelbus_dedup_keys_lost_total",
+				"Leases Redis no longer had when extended or marked done (a failover or restart lost them): another owner may have handled the event too.", []string{"group"}, nil),
+			redisFailures: prometheus.NewDesc("hotelbus_dedup_redis_failures_total",
+				"Redis calls of the dedup protocol that failed (unreachable, no primary during a failover, timeout).", []string{"group"}, nil),
+		},
 	}
-	for _, c := range []prometheus.Collector{m.published, m.consumed, m.handled, m.duration, m.latency, m.dedupHits, m.retries, m.deadLetters, m.spool} {
+	for _, c := range []prometheus.Collector{m.published, m.consumed, m.handled, m.duration, m.latency, m.dedupHits, m.retries, m.deadLetters, m.spool, m.dedup} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("streams: metrics: %w", err)
 		}
@@ -103,6 +114,37 @@ func (m *Metrics) ObserveSpool(p *Producer) {
 	m.spool.mu.Lock()
 	defer m.spool.mu.Unlock()
 	m.spool.producers = append(m.spool.producers, p)
+}
+
+// ObserveDedup exports d's TakeOvers and KeysLost (the events a crash or a Redis failover may have
+// handled twice) and RedisFailures, read at each scrape.
+func (m *Metrics) ObserveDedup(d *Dedup) {
+	m.dedup.mu.Lock()
+	defer m.dedup.mu.Unlock()
+	m.dedup.dedups = append(m.dedup.dedups, d)
+}
+
+// dedupCollector reads the counters of the observed Dedups when scraped.
+type dedupCollector struct {
+	takeOvers, keysLost, redisFailures *prometheus.Desc
+	mu                                 sync.Mutex
+	dedups                             []*Dedup
+}
+
+func (c *dedupCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.takeOvers
+	ch <- c.keysLost
+	ch <- c.redisFailures
+}
+
+func (c *dedupCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, d := range c.dedups {
+		ch <- prometheus.MustNewConstMetric(c.takeOvers, prometheus.CounterValue, float64(d.TakeOvers()), d.tag)
+		ch <- prometheus.MustNewConstMetric(c.keysLost, prometheus.CounterValue, float64(d.KeysLost()), d.tag)
+		ch <- prometheus.MustNewConstMetric(c.redisFailures, prometheus.CounterValue, float64(d.RedisFailures()), d.tag)
+	}
 }
 
 // spoolCollector reads the spool gauges of the observed producers when scraped.

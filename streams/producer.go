@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -45,12 +46,13 @@ type Producer struct {
 	spool  *spool.Spool
 
 	mu       sync.Mutex
-	client   *kgo.Client // replaced after a stall (see watch); read under mu
-	cond     *sync.Cond  // signalled when inflight reaches zero
-	offline  bool        // events go to the spool; cleared by the drainer when it is empty
-	inflight int         // records handed to franz-go whose promise has not run
-	progress time.Time   // when inflight last rose from zero or a record was last acknowledged
-	spoolErr error       // the drainer's last spool read error (a corrupt entry); nil when healthy
+	client   *kgo.Client                // replaced after a stall (see watch); read under mu
+	current  atomic.Pointer[kgo.Client] // p.client, for the audit log, which may not take mu
+	cond     *sync.Cond                 // signalled when inflight reaches zero
+	offline  bool                       // events go to the spool; cleared by the drainer when it is empty
+	inflight int                        // records handed to franz-go whose promise has not run
+	progress time.Time                  // when inflight last rose from zero or a record was last acknowledged
+	spoolErr error                      // the drainer's last spool read error (a corrupt entry); nil when healthy
 	closed   bool
 	wake     chan struct{}
 	stop     chan struct{}
@@ -81,31 +83,19 @@ func NewProducer(system string, serde *Serde, opts ...ProducerOption) (*Producer
 	if _, ok := serde.cat.System(system); !ok {
 		return nil, fmt.Errorf("%w: system %q is not in the catalog", ErrConfig, system)
 	}
-	if cfg.tracer != nil {
-		cfg.observers = append(cfg.observers, endPublishSpan{})
-	}
-	p := &Producer{system: system, serde: serde, cat: serde.cat, cfg: cfg,
-		wake: make(chan struct{}, 1), stop: make(chan struct{}), drained: make(chan struct{})}
-	p.cond = sync.NewCond(&p.mu)
-	kopts := []kgo.Opt{
-		kgo.SeedBrokers(cfg.brokers...),
-		kgo.ClientID("hotelbus-" + system),
-		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerLinger(cfg.linger),
-		kgo.ProducerBatchMaxBytes(cfg.batchMaxBytes),
-		kgo.ProducerBatchCompression(cfg.compression...),
-		kgo.MaxBufferedRecords(cfg.maxBufferedRecords),
-		kgo.MaxBufferedBytes(cfg.maxBufferedBytes),
-		kgo.ProduceRequestTimeout(cfg.requestTimeout),
-	}
+	delivery := cfg.deliveryTimeout
 	if cfg.spoolDir != "" {
-		kopts = append(kopts, kgo.RecordDeliveryTimeout(cfg.spoolAfter))
+		delivery = cfg.spoolAfter
 	}
-	p.kopts = append(kopts, cfg.kafkaOpts...)
+	p := &Producer{system: system, serde: serde, cat: serde.cat, cfg: cfg, kopts: append(cfg.clientOpts(system), kgo.RecordDeliveryTimeout(delivery)),
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), drained: make(chan struct{})}
+	p.cfg.observers = cfg.withBuiltins(system, serde.cat, p.current.Load)
+	p.cond = sync.NewCond(&p.mu)
 	var err error
 	if p.client, err = kgo.NewClient(p.kopts...); err != nil {
 		return nil, fmt.Errorf("%w: kafka client: %v", ErrConfig, err)
 	}
+	p.current.Store(p.client)
 	if cfg.spoolDir == "" {
 		close(p.drained)
 		return p, nil
@@ -155,6 +145,11 @@ func (p *Producer) PublishBatch(ctx context.Context, envs []*Envelope) ([]Result
 // subscribers of either version see one event and deduplication treats the copies as one. Each
 // envelope supplies its own Version and Data; all must have the same EventType and tenant.
 func (p *Producer) PublishDual(ctx context.Context, envs ...*Envelope) ([]Result, error) {
+	return p.publishDual(ctx, envs, nil)
+}
+
+// publishDual is PublishDual with the data of envs[i] taken from typed[i] when typed is set.
+func (p *Producer) publishDual(ctx context.Context, envs []*Envelope, typed []Event) ([]Result, error) {
 	if len(envs) < 2 {
 		return nil, fmt.Errorf("%w: PublishDual needs at least two versions", ErrInvalidEvent)
 	}
@@ -168,7 +163,18 @@ func (p *Producer) PublishDual(ctx context.Context, envs ...*Envelope) ([]Result
 		}
 		e.EventID, e.Timestamp, e.Metadata = first.EventID, first.Timestamp, first.Metadata
 	}
-	return p.PublishBatch(ctx, envs)
+	recs := make([]*kgo.Record, len(envs))
+	for i, env := range envs {
+		var data Event
+		if typed != nil {
+			data = typed[i]
+		}
+		var err error
+		if recs[i], err = p.recordOf(ctx, env, data); err != nil {
+			return nil, fmt.Errorf("event %d: %w", i, err)
+		}
+	}
+	return p.send(ctx, recs)
 }
 
 // PublishAsync sends one event without waiting; done is called exactly once with the result, from
@@ -280,6 +286,11 @@ func (p *Producer) ParseJSON(b []byte) (*Envelope, error) {
 
 // record prepares, validates and encodes env.
 func (p *Producer) record(ctx context.Context, env *Envelope) (*kgo.Record, error) {
+	return p.recordOf(ctx, env, nil)
+}
+
+// recordOf is record with the data taken from typed instead of env.Data when it is set.
+func (p *Producer) recordOf(ctx context.Context, env *Envelope, typed Event) (*kgo.Record, error) {
 	if err := p.Prepare(ctx, env); err != nil {
 		return nil, err
 	}
@@ -287,7 +298,7 @@ func (p *Producer) record(ctx context.Context, env *Envelope) (*kgo.Record, erro
 	if p.cfg.tracer != nil {
 		ctx, span = startPublishSpan(ctx, p.cfg.tracer, env)
 	}
-	rec, err := p.serde.Record(ctx, env)
+	rec, err := p.serde.record(ctx, env, typed)
 	if err != nil {
 		if span != nil {
 			span.RecordError(err)
@@ -363,6 +374,9 @@ func (p *Producer) produce(ctx context.Context, rec *kgo.Record, done func(Resul
 	if len(p.cfg.observers) > 0 {
 		done = p.observed(rec, done)
 	}
+	if p.spool == nil {
+		done = p.bounded(rec, done)
+	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -424,6 +438,31 @@ func (p *Producer) produce(ctx context.Context, rec *kgo.Record, done func(Resul
 		client.TryProduce(ctx, rec, promise)
 	} else {
 		client.Produce(ctx, rec, promise)
+	}
+}
+
+// bounded gives rec a DeliveryTimeout deadline and wraps done to report its expiry as
+// ErrDeliveryTimeout (see boundDelivery).
+func (p *Producer) bounded(rec *kgo.Record, done func(Result, error)) func(Result, error) {
+	return boundDelivery(rec, p.cfg.deliveryTimeout, done)
+}
+
+// boundDelivery gives rec a deadline d from now (franz-go fails a record whose context ends even
+// while no broker is reachable, when its RecordDeliveryTimeout is not evaluated) and wraps done to
+// report its expiry, or franz-go's record timeout, as ErrDeliveryTimeout.
+func boundDelivery(rec *kgo.Record, d time.Duration, done func(Result, error)) func(Result, error) {
+	parent := rec.Context
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, cancel := context.WithTimeoutCause(parent, d, ErrDeliveryTimeout)
+	rec.Context = ctx
+	return func(r Result, err error) {
+		if err != nil && (errors.Is(err, kgo.ErrRecordTimeout) || errors.Is(context.Cause(ctx), ErrDeliveryTimeout)) {
+			err = fmt.Errorf("%w: no acknowledgement within %s (DeliveryTimeout): %v", ErrDeliveryTimeout, d, err)
+		}
+		cancel()
+		done(r, err)
 	}
 }
 
@@ -525,6 +564,7 @@ func (p *Producer) replaceClient() {
 		p.cond.Wait()
 	}
 	p.client = fresh
+	p.current.Store(fresh)
 	p.mu.Unlock()
 	old.Close()
 }

@@ -309,3 +309,58 @@ func dualFixture(t *testing.T, b streamstest.Backend) (*streams.Serde, *streams.
 	}
 	return serde, p, parse
 }
+
+// TestProducerDeliveryTimeout: without a spool, Publish to an unreachable broker fails with
+// ErrDeliveryTimeout (retryable) once DeliveryTimeout has passed, instead of waiting forever.
+func TestProducerDeliveryTimeout(t *testing.T) {
+	set, cat := loadAll(t)
+	serde, _ := newSerde(t, set, cat)
+	const timeout = 2 * time.Second
+	p, err := streams.NewProducer("hotel-pms", serde, streams.Brokers("127.0.0.1:1"), streams.DeliveryTimeout(timeout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = p.Close(ctx)
+	})
+	start := time.Now()
+	_, err = p.Publish(context.Background(), example(t, serde, "reservation.created"))
+	took := time.Since(start)
+	if !errors.Is(err, streams.ErrDeliveryTimeout) || !streams.IsRetryable(err) {
+		t.Errorf("Publish = %v, want ErrDeliveryTimeout (retryable)", err)
+	}
+	if took < timeout || took > timeout+3*time.Second {
+		t.Errorf("Publish returned after %s, want about %s", took, timeout)
+	}
+	if _, err := streams.NewProducer("hotel-pms", serde, streams.Brokers("127.0.0.1:1"), streams.DeliveryTimeout(time.Millisecond)); !errors.Is(err, streams.ErrConfig) {
+		t.Errorf("DeliveryTimeout(1ms) = %v, want ErrConfig", err)
+	}
+}
+
+// TestProducerWritesPublishAudit: every producer writes a publish audit record per event (what
+// `hotelbus trace` reads), typed or generic; PublishAudit(false) turns it off.
+func TestProducerWritesPublishAudit(t *testing.T) {
+	b := streamstest.Kfake(t)
+	serde, cat := isolated(t, b)
+	ctx := context.Background()
+	quiet := newProducer(t, "hotel-pms", b, serde, streams.PublishAudit(false))
+	if _, err := quiet.Publish(ctx, example(t, serde, "reservation.created")); err != nil {
+		t.Fatal(err)
+	}
+	p := newProducer(t, "hotel-pms", b, serde)
+	res, err := p.Publish(streams.ContextWithCorrelationID(ctx, "flow-42"), example(t, serde, "reservation.created"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := consume(t, b, 1, cat.AuditTopic)
+	ar, err := streams.ParseAuditRecord(recs[0].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ar.Kind != streams.AuditPublished || ar.System != "hotel-pms" || ar.EventID != res.EventID || ar.Outcome != streams.OutcomePublished ||
+		ar.CorrelationID != "flow-42" || string(recs[0].Key) != "flow-42" || ar.Offset != res.Offset || ar.Topic != res.Topic {
+		t.Errorf("audit record %+v under key %q, result %+v", ar, recs[0].Key, res)
+	}
+}

@@ -22,7 +22,12 @@ const (
 // Record encodes env as the Kafka record hotelbus writes: topic from the catalog, key = tenantId,
 // value in the Confluent wire format, and the envelope headers.
 func (s *Serde) Record(ctx context.Context, env *Envelope) (*kgo.Record, error) {
-	topic, value, err := s.AppendEncode(ctx, nil, env)
+	return s.record(ctx, env, nil)
+}
+
+// record is Record with the data taken from typed instead of env.Data when it is set.
+func (s *Serde) record(ctx context.Context, env *Envelope, typed Event) (*kgo.Record, error) {
+	topic, value, err := s.appendEncode(ctx, nil, env, typed)
 	if err != nil {
 		return nil, err
 	}

@@ -112,6 +112,11 @@ func (s *Serde) Topic(eventType string) (string, error) {
 // against the schema) and appends its wire-format value to b. It returns the topic the event
 // is routed to. It blocks on the registry only the first time a schema version is used.
 func (s *Serde) AppendEncode(ctx context.Context, b []byte, env *Envelope) (topic string, out []byte, err error) {
+	return s.appendEncode(ctx, b, env, nil)
+}
+
+// appendEncode is AppendEncode with the data taken from typed instead of env.Data when it is set.
+func (s *Serde) appendEncode(ctx context.Context, b []byte, env *Envelope, typed Event) (topic string, out []byte, err error) {
 	v, err := s.version(env.EventType, env.Version)
 	if err != nil {
 		return "", nil, err
@@ -126,15 +131,19 @@ func (s *Serde) AppendEncode(ctx context.Context, b []byte, env *Envelope) (topi
 	if b, err = s.header.AppendEncode(b, id, nil); err != nil {
 		return "", nil, fmt.Errorf("streams: wire header: %w", err)
 	}
-	if b, err = s.encode(b, env, v); err != nil {
+	if typed != nil {
+		b, err = s.encodeTyped(b, env, v, typed)
+	} else {
+		b, err = s.encode(b, env, v)
+	}
+	if err != nil {
 		return "", nil, err
 	}
 	return topic, b, nil
 }
 
-// encode appends the Avro body of env written with v. On any problem it names every bad field.
-func (s *Serde) encode(b []byte, env *Envelope, v *schemas.Version) ([]byte, error) {
-	errs := &fieldErrs{}
+// checkEnvelope adds the problems of env's envelope fields (not its data) to errs.
+func (s *Serde) checkEnvelope(env *Envelope, errs *fieldErrs) {
 	checkIdentifiers(env, errs)
 	if env.Timestamp.IsZero() {
 		errs.add("timestamp", "must be set")
@@ -142,12 +151,19 @@ func (s *Serde) encode(b []byte, env *Envelope, v *schemas.Version) ([]byte, err
 	if p := sourceProblem(s.cat, env.Metadata.Source); p != "" {
 		errs.add("metadata.source", "%s", p)
 	}
+}
+
+// encode appends the Avro body of env written with v. On any problem it names every bad field.
+func (s *Serde) encode(b []byte, env *Envelope, v *schemas.Version) ([]byte, error) {
+	errs := &fieldErrs{}
+	s.checkEnvelope(env, errs)
 	if env.Data == nil {
 		errs.add("data", "must be set")
 	}
 	if len(errs.list) > 0 {
 		if env.Data != nil {
 			validate(v.Data, env.Data, "data", errs)
+			hintVersion(errs, env.EventType, env.Version, v.String(), s.DataSchema)
 		}
 		return nil, errs.err()
 	}
@@ -156,24 +172,28 @@ func (s *Serde) encode(b []byte, env *Envelope, v *schemas.Version) ([]byte, err
 	if direct := s.envelopeEncoder(v.Envelope); direct != nil {
 		out, err = direct(b, env, v.String())
 	} else {
-		var user any
-		if env.Metadata.UserID != "" {
-			user = env.Metadata.UserID
-		}
 		out, err = s.codec(v.Envelope).enc(b, map[string]any{
 			"eventId": env.EventID, "eventType": env.EventType, "version": v.String(), "timestamp": env.Timestamp, "data": env.Data,
 			"metadata": map[string]any{"tenantId": env.Metadata.TenantID, "source": env.Metadata.Source,
-				"correlationId": env.Metadata.CorrelationID, "userId": user, "traceId": env.Metadata.TraceID},
+				"correlationId": env.Metadata.CorrelationID, "userId": nilIfEmpty(env.Metadata.UserID), "traceId": env.Metadata.TraceID},
 		})
 	}
 	if err == nil {
 		return out, nil
 	}
 	validate(v.Data, env.Data, "data", errs)
+	hintVersion(errs, env.EventType, env.Version, v.String(), s.DataSchema)
 	if err := errs.err(); err != nil {
 		return nil, err
 	}
 	return nil, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
+}
+
+func nilIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }
 
 // envelopeEncoder returns the direct envelope encoder of a schema (nil when it has other fields),
@@ -244,11 +264,7 @@ func (s *Serde) Decode(ctx context.Context, value []byte) (*Envelope, error) {
 // DecodeAs decodes a wire-format value into reader's shape (nil: as Decode). The returned envelope's
 // Version is the version its Data follows.
 func (s *Serde) DecodeAs(ctx context.Context, value []byte, reader *schemas.Version) (*Envelope, error) {
-	id, body, err := s.header.DecodeID(value)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformedRecord, err)
-	}
-	w, err := s.writer(ctx, id)
+	id, body, w, err := s.wire(ctx, value)
 	if err != nil {
 		return nil, err
 	}
@@ -281,6 +297,16 @@ func (s *Serde) DecodeAs(ctx context.Context, value []byte, reader *schemas.Vers
 		env.Version = reader.String()
 	}
 	return env, nil
+}
+
+// wire splits a wire-format value into its schema id and body and returns the writer schema.
+func (s *Serde) wire(ctx context.Context, value []byte) (int, []byte, *writerSchema, error) {
+	id, body, err := s.header.DecodeID(value)
+	if err != nil {
+		return 0, nil, nil, fmt.Errorf("%w: %v", ErrMalformedRecord, err)
+	}
+	w, err := s.writer(ctx, id)
+	return id, body, w, err
 }
 
 func envelopeFromAvro(m map[string]any) *Envelope {

@@ -296,3 +296,47 @@ func withVersion(t testing.TB, v *schemas.Version, major, minor int, field strin
 	}
 	return set
 }
+
+// TestUnknownFieldHintsVersion: a field of a later minor version sent under an earlier "version" is
+// refused as unknown, and the error says that the version selects the schema and which version has
+// the field, both for JSON (ParseJSON) and for a Go Envelope (Encode).
+func TestUnknownFieldHintsVersion(t *testing.T) {
+	full, cat := loadAll(t)
+	v := latest(t, full, "service.ordered")
+	set := withMinor(t, v, `{"name": "giftWrap", "type": ["null", "string"], "default": null}`)
+	serde, _ := newSerde(t, set, cat)
+	var m map[string]any
+	if err := json.Unmarshal(v.Example, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["version"] = v.String()
+	data(m)["giftWrap"] = "ribbon"
+	data(m)["colour"] = "red"
+	b, _ := json.Marshal(m)
+	_, err := serde.ParseJSON(b)
+	want := `data.giftWrap: unknown field (not in schema hotelbus.service.v1.ServiceOrdered version 1.0, which the event's "version" selects; version 1.1 has it: send "version": "1.1", or no version for the newest)`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("ParseJSON: %v\nwant %s", err, want)
+	}
+	if want := `data.colour: unknown field (not in schema hotelbus.service.v1.ServiceOrdered version 1.0, which the event's "version" selects)`; !strings.Contains(err.Error(), want) {
+		t.Errorf("ParseJSON: %v\nwant %s", err, want)
+	}
+
+	delete(m, "version")
+	b, _ = json.Marshal(m)
+	env, err := serde.ParseJSON(b)
+	if want := `data.colour: unknown field (not in schema hotelbus.service.v1.ServiceOrdered version 1.1, the newest: the event gives no "version")`; err == nil ||
+		strings.Contains(err.Error(), "giftWrap") || !strings.Contains(err.Error(), want) {
+		t.Fatalf("newest version: %v, want only colour refused: %s", err, want)
+	}
+	delete(data(m), "colour")
+	b, _ = json.Marshal(m)
+	if env, err = serde.ParseJSON(b); err != nil {
+		t.Fatal(err)
+	}
+	env.Version = v.String()
+	_, _, err = serde.AppendEncode(context.Background(), nil, env)
+	if want := `data.giftWrap: unknown field (not in schema hotelbus.service.v1.ServiceOrdered version 1.0, which the event's "version" selects; version 1.1 has it`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Encode: %v\nwant %s", err, want)
+	}
+}

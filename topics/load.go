@@ -20,6 +20,7 @@ var ErrInvalid = errors.New("topics: invalid declarations")
 type catalogFile struct {
 	Systems      map[string]systemDecl `yaml:"systems"`
 	OrderingKeys map[string]string     `yaml:"orderingKeys"`
+	RabbitMQ     *rabbitMQDecl         `yaml:"rabbitmq"`
 }
 
 type systemDecl struct {
@@ -89,7 +90,7 @@ func Load(fsys fs.FS, env string) (*Catalog, error) {
 	if _, ok := tf.Environments[env]; env != "" && !ok {
 		return nil, invalid(TopicsFile, "environments", "unknown environment %q (declared: %s)", env, strings.Join(sortedKeys(tf.Environments), ", "))
 	}
-	c := &Catalog{Env: env, systems: map[string]int{}, topics: map[string]int{}, route: map[string]int{}, owner: map[string]string{},
+	c := &Catalog{Env: env, Environments: sortedKeys(tf.Environments), systems: map[string]int{}, topics: map[string]int{}, route: map[string]int{}, owner: map[string]string{},
 		orderingKeys: map[string]string{}}
 	if err := c.loadSystems(cf); err != nil {
 		return nil, err
@@ -98,6 +99,9 @@ func Load(fsys fs.FS, env string) (*Catalog, error) {
 		return nil, err
 	}
 	if err := c.loadTopics(tf, env); err != nil {
+		return nil, err
+	}
+	if err := c.loadRabbitMQ(cf.RabbitMQ, tf, env); err != nil {
 		return nil, err
 	}
 	return c, nil

@@ -41,11 +41,15 @@ const (
 // Catalog is the validated, environment-resolved view of the declarations.
 type Catalog struct {
 	// Env is the environment the settings were resolved for ("" = the defaults).
-	Env     string
-	Systems []System
-	Topics  []Topic
+	Env string
+	// Environments are the environments topics.yaml declares, sorted.
+	Environments []string
+	Systems      []System
+	Topics       []Topic
 	// AuditTopic is the audit log every system writes (see streams.AuditRecord).
 	AuditTopic string
+	// RabbitMQ is the RabbitMQ bridge's topology; nil when the catalog declares none.
+	RabbitMQ *RabbitMQ
 
 	systems map[string]int
 	topics  map[string]int
@@ -282,6 +286,11 @@ func (c *Catalog) WithPrefix(prefix string) *Catalog {
 		out.Systems[i] = s
 	}
 	out.AuditTopic = prefix + c.AuditTopic
+	if c.RabbitMQ != nil {
+		r := *c.RabbitMQ
+		r.Group, r.DeadLetterTopic = prefix+r.Group, prefix+r.DeadLetterTopic
+		out.RabbitMQ = &r
+	}
 	out.Topics = make([]Topic, len(c.Topics))
 	for i, t := range c.Topics {
 		t.Name = prefix + t.Name

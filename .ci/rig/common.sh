@@ -7,6 +7,8 @@
 #   kafka/libs/.stamp   sha256 of pom.xml the jars were resolved from
 #   venv/               Python venv for the interop peer (confluent-kafka, fastavro)
 #   venv/.stamp         sha256 of requirements.txt + the base interpreter version
+#   npm/node_modules/   npm tools for the contract checks (from package.json)
+#   npm/.stamp          sha256 of package.json + the node version
 #
 # Run-time state (broker data and logs, pid files) lives under $RUN_DIR: ${HOTELBUS_RIG_TMP:-/dev/shm}
 # when writable, else ${TMPDIR:-/tmp}. Memory, because fsync stalls on a busy disk starve the KRaft
@@ -18,6 +20,7 @@ RUN_DIR=${HOTELBUS_RIG_TMP:-/dev/shm}
 [[ -d $RUN_DIR && -w $RUN_DIR ]] || RUN_DIR=${TMPDIR:-/tmp}
 KAFKA_LIBS=$CACHE/kafka/libs
 VENV=$CACHE/venv
+NPM_TOOLS=$CACHE/npm
 JAVA=${JAVA:-java}
 BASE_PYTHON=${HOTELBUS_BASE_PYTHON:-python3}
 
@@ -81,13 +84,22 @@ ensure_debs() {
 	command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 	command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 	((${#missing[@]} == 0)) && return 0
+	apt_install "${missing[@]}"
+	if ! command -v redis-server >/dev/null || ! command -v kcat >/dev/null; then
+		die "redis-server/kcat still missing after install"
+	fi
+}
+
+# apt_install PKG...: installs Debian packages with apt-get (refreshing the package lists first),
+# keeping services from starting on install; shows apt's output and fails when it fails.
+apt_install() {
 	need_cmd apt-get
 	local sudo=()
 	if ((EUID != 0)); then
 		need_cmd sudo
 		sudo=(sudo -n)
 	fi
-	log "installing ${missing[*]} with apt-get"
+	log "installing $* with apt-get"
 	local policy=/usr/sbin/policy-rc.d made_policy=
 	if [[ ! -e $policy ]]; then
 		printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
@@ -98,46 +110,60 @@ ensure_debs() {
 	out=$(mktemp)
 	{
 		retry env DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get update -qq &&
-			retry env DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+			retry env DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@"
 	} >"$out" 2>&1 </dev/null || rc=$?
 	[[ -z $made_policy ]] || "${sudo[@]}" rm -f "$policy"
-	if ((rc != 0)); then
-		cat "$out" >&2
-		rm -f "$out"
-		die "apt-get install ${missing[*]} failed"
-	fi
+	((rc == 0)) || cat "$out" >&2
 	rm -f "$out"
-	if ! command -v redis-server >/dev/null || ! command -v kcat >/dev/null; then
-		die "redis-server/kcat still missing after install"
+	((rc == 0)) || die "apt-get install $* failed"
+}
+
+# ensure_rabbitmq: installs Debian's rabbitmq-server when missing (the RabbitMQ bridge's tests),
+# kept from starting on install like ensure_debs' packages.
+ensure_rabbitmq() {
+	[[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]] && return 0
+	need_cmd apt-get
+	((EUID == 0)) || die "installing rabbitmq-server needs root"
+	log "installing rabbitmq-server with apt-get"
+	local policy=/usr/sbin/policy-rc.d made_policy= rc=0 out
+	if [[ ! -e $policy ]]; then
+		printf '#!/bin/sh\nexit 101\n' >"$policy"
+		chmod 755 "$policy"
+		made_policy=1
 	fi
+	out=$(mktemp)
+	{
+		retry env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+			retry env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rabbitmq-server
+	} >"$out" 2>&1 </dev/null || rc=$?
+	[[ -z $made_policy ]] || rm -f "$policy"
+	((rc == 0)) || { cat "$out" >&2; rm -f "$out"; die "apt-get install rabbitmq-server failed"; }
+	rm -f "$out"
 }
 
 # ensure_chromium: installs Debian's chromium when no Chromium is in PATH, for the dashboard's
-# headless browser test (chromedp finds it in PATH). Like ensure_debs, the package lists are only
-# refreshed when it has to be installed.
+# headless browser test (chromedp finds it in PATH). The package lists are only refreshed when it
+# has to be installed.
 ensure_chromium() {
 	if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
 		return 0
 	fi
-	need_cmd apt-get
-	local sudo=()
-	if ((EUID != 0)); then
-		need_cmd sudo
-		sudo=(sudo -n)
-	fi
-	log "installing chromium with apt-get"
-	local out
-	out=$(mktemp)
-	if ! {
-		retry env DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get update -qq &&
-			retry env DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends chromium
-	} >"$out" 2>&1 </dev/null; then
-		cat "$out" >&2
-		rm -f "$out"
-		die "apt-get install chromium failed"
-	fi
-	rm -f "$out"
+	apt_install chromium
 	command -v chromium >/dev/null || die "chromium still missing after install"
+}
+
+# ensure_containers: installs Debian's buildah (builds the image without a daemon), podman and
+# runc (run it; podman is told to use runc, see image.sh) when missing.
+ensure_containers() {
+	local missing=() c
+	for c in buildah podman runc; do
+		command -v "$c" >/dev/null 2>&1 || missing+=("$c")
+	done
+	((${#missing[@]} == 0)) && return 0
+	apt_install "${missing[@]}"
+	for c in buildah podman runc; do
+		command -v "$c" >/dev/null 2>&1 || die "$c still missing after install"
+	done
 }
 
 # ensure_kafka_jars: resolves the broker jars with Maven unless the cache already holds the jars
@@ -181,6 +207,29 @@ ensure_venv() {
 	"$VENV/bin/python" -c 'import confluent_kafka, fastavro; from confluent_kafka.schema_registry.avro import AvroSerializer' ||
 		die "the venv cannot import confluent_kafka's Avro serializer"
 	echo "$want" >"$VENV/.stamp"
+}
+
+# ensure_npm_tools: installs the npm packages of package.json (exact versions) into $NPM_TOOLS unless
+# it holds them for the current package.json and node. Needs node and npm (Debian's nodejs, npm).
+ensure_npm_tools() {
+	need_cmd node
+	need_cmd npm
+	local want
+	want=$( (cat "$RIG_DIR/package.json"; node --version) | sha256sum | cut -d' ' -f1)
+	if [[ -f $NPM_TOOLS/.stamp && $(cat "$NPM_TOOLS/.stamp") == "$want" ]]; then
+		return 0
+	fi
+	log "installing npm tools into $NPM_TOOLS"
+	local tmp=$NPM_TOOLS.tmp
+	rm -rf "$tmp"
+	mkdir -p "$tmp"
+	cp "$RIG_DIR/package.json" "$tmp/"
+	retry npm install --prefix "$tmp" --no-audit --no-fund --ignore-scripts --omit=dev --no-package-lock \
+		--loglevel=error >&2 </dev/null || die "npm install of the rig's tools failed (.ci/rig/package.json)"
+	[[ -x $tmp/node_modules/.bin/tsc && -d $tmp/node_modules/@asyncapi/parser ]] || die "npm produced no tsc or @asyncapi/parser in $tmp"
+	echo "$want" >"$tmp/.stamp"
+	rm -rf "$NPM_TOOLS"
+	mv "$tmp" "$NPM_TOOLS"
 }
 
 # java_opts LOGDIR: JVM flags for one broker with a small heap that logs to LOGDIR/server.log.

@@ -2,8 +2,9 @@
 # `make faults`: the fault-injection suite (streams/faults). Brings the rig up (single.sh: one
 # broker and one redis-server, shared by the scenarios that do not kill brokers), builds the
 # hotelbus binary once, runs the suite, prints the summary table and each scenario's table, and
-# always stops everything it started: the rig, and the private brokers (broker.sh) and the
-# three-node cluster (cluster3.sh) the scenarios start under its state directory, also when the
+# always stops everything it started: the rig, and the private brokers (broker.sh), the
+# three-node cluster (cluster3.sh) and the Redis Sentinel sets and Clusters (redis-ha.sh) the
+# scenarios start under its state directory, also when the
 # tests fail, time out or the run is interrupted. After a failure the processes' and brokers' logs
 # are kept in a directory it names. Exits with go test's status.
 #
@@ -51,6 +52,9 @@ cleanup() {
 	local d
 	for d in "$state"/broker.*; do
 		[[ ! -d $d ]] || bash "$RIG_DIR/broker.sh" stop "$d" || rc=1
+	done
+	for d in "$state"/redis-ha.*; do
+		[[ ! -d $d ]] || bash "$RIG_DIR/redis-ha.sh" stop "$d" || rc=1
 	done
 	for d in "$state"/cluster3.*; do
 		[[ ! -d $d ]] || HOTELBUS_RIG_TMP=$d bash "$RIG_DIR/cluster3.sh" stop || rc=1

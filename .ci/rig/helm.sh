@@ -15,6 +15,7 @@
 #                                    which `go install pkg@version` refuses)
 # A binary present at its versioned path is reused; a partial build never lands there.
 # Exits non-zero on the first failing step. Extra arguments go to the final `go test`.
+# `helm.sh --build-only` only builds the two binaries and prints the path of helm.
 set -euo pipefail
 # shellcheck source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -85,6 +86,7 @@ mkdir -p "$HELM_CACHE"
 helm_locked build_helm
 helm_locked build_unittest
 if [[ ${1:-} == --build-only ]]; then
+	echo "$HELM"
 	exit 0
 fi
 

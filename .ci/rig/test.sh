@@ -52,6 +52,8 @@ set +m
 rc=0
 wait "$gotest" || rc=$?
 gotest=
+# The container image, built and run as the chart's pods run it against this rig (image.sh).
+((rc != 0)) || bash "$RIG_DIR/image.sh" || rc=$?
 # The Helm chart checks (no rig needed); skipped when the Go tests failed, so that exits fast.
 ((rc != 0)) || bash "$RIG_DIR/helm.sh" || rc=$?
 ((rc != 0)) || bash "$RIG_DIR/faults.sh" || rc=$? # the fault-injection suite (its own rig), once all above passed

@@ -59,6 +59,7 @@ type Config struct {
 
 // DLQ is the dead-letter tooling of one system. Its methods are safe for concurrent use.
 type DLQ struct {
+	cat     *topics.Catalog
 	system  string
 	topic   string
 	redrive string
@@ -89,7 +90,7 @@ func New(cat *topics.Catalog, system string, cfg Config) (*DLQ, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: kafka client: %v", ErrConfig, err)
 	}
-	return &DLQ{system: system, topic: sys.DeadLetterTopic, redrive: sys.RedriveTopic, eventTypes: cat.EventTypes(), cfg: cfg, cl: cl,
+	return &DLQ{cat: cat, system: system, topic: sys.DeadLetterTopic, redrive: sys.RedriveTopic, eventTypes: cat.EventTypes(), cfg: cfg, cl: cl,
 		adm: kadm.NewClient(cl)}, nil
 }
 

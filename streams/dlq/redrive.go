@@ -143,10 +143,11 @@ func (q *DLQ) Redrive(ctx context.Context, o RedriveOptions) (Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	prod, err := kgo.NewClient(append(q.cfg.base(), kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))...)
+	// The records are written as the system that owns the redrive topic, through the SDK's writer
+	// (ownership, identifier grammar, acks=all and idempotence, observers and audit as a publish).
+	prod, err := streams.NewWriter(q.system, q.cat, streams.Brokers(q.cfg.Brokers...), streams.KafkaOptions(q.cfg.KafkaOptions...))
 	if err != nil {
-		return rep, fmt.Errorf("dlq: kafka client: %w", err)
+		return rep, fmt.Errorf("dlq: writer: %w", err)
 	}
 
 	type pending struct {
@@ -192,7 +193,7 @@ func (q *DLQ) Redrive(ctx context.Context, o RedriveOptions) (Report, error) {
 				}
 			}
 			sent++
-			prod.Produce(ctx, q.redriveRecord(d, o.RunID, it.RedriveID), func(r *kgo.Record, err error) {
+			prod.Write(ctx, q.redriveRecord(d, o.RunID, it.RedriveID), func(r streams.Result, err error) {
 				if err != nil {
 					it.Outcome, it.Error = Failed, err.Error()
 				} else {
@@ -206,8 +207,7 @@ func (q *DLQ) Redrive(ctx context.Context, o RedriveOptions) (Report, error) {
 	})
 	// Flush waits for every promise; Close fails those a canceled flush left pending, so the
 	// emitter always ends.
-	flushErr := prod.Flush(ctx)
-	prod.Close()
+	flushErr := prod.Close(ctx)
 	close(queue)
 	emitter.Wait()
 	rep.Scanned, rep.Matched, rep.Duration = st.Read, st.Matched, time.Since(started)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/hotelbus/hotelbus/streams"
 	"github.com/hotelbus/hotelbus/streams/streamstest"
 )
 
@@ -182,4 +183,90 @@ func (r *Redis) Restart(t testing.TB) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// RedisHA is a highly available Redis (.ci/rig/redis-ha.sh): a primary, a replica and three
+// Sentinels, or a Redis Cluster; a scenario may kill its processes.
+type RedisHA struct {
+	// URL is the redis-sentinel:// or redis-cluster:// URL of the set.
+	URL   string
+	state string
+}
+
+// StartRedisSentinel starts a primary, a replica and three Sentinels (master name "hotelbus"); it
+// is stopped when the test ends.
+func StartRedisSentinel(t testing.TB) *RedisHA { t.Helper(); return startRedisHA(t, "sentinel") }
+
+// StartRedisCluster starts a Redis Cluster of three masters with replicas (0 or 1) replicas each;
+// it is stopped when the test ends.
+func StartRedisCluster(t testing.TB, replicas int) *RedisHA {
+	t.Helper()
+	return startRedisHA(t, "cluster", strconv.Itoa(replicas))
+}
+
+func startRedisHA(t testing.TB, kind string, args ...string) *RedisHA {
+	t.Helper()
+	r := &RedisHA{state: StateDir(t, "redis-ha")}
+	t.Cleanup(func() {
+		_ = exec.Command("bash", filepath.Join(streamstest.ModuleRoot(t), ".ci", "rig", "redis-ha.sh"), "stop", r.state).Run()
+	})
+	r.URL = script(t, nil, "redis-ha.sh", append([]string{kind, r.state}, args...)...)
+	return r
+}
+
+// Kill9 kills one of the set's processes (primary, replica, sentinel1..3, node1..6) with SIGKILL
+// and returns its address.
+func (r *RedisHA) Kill9(t testing.TB, name string) string {
+	t.Helper()
+	return "127.0.0.1:" + script(t, nil, "redis-ha.sh", "kill", r.state, name)
+}
+
+// Name returns the name of the set's process listening at addr ("" for none).
+func (r *RedisHA) Name(t testing.TB, addr string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(r.state, "ports"))
+	if err != nil {
+		t.Fatalf("faults: redis-ha ports: %v", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if name, port, ok := strings.Cut(line, " "); ok && "127.0.0.1:"+port == addr {
+			return name
+		}
+	}
+	return ""
+}
+
+// Primary returns the address of the primary now: for a Sentinel set, the one the first Sentinel
+// that answers reports for master "hotelbus"; for a Cluster, the master that serves key's slot, as
+// a freshly started client sees the cluster.
+func (r *RedisHA) Primary(ctx context.Context, key string) (string, error) {
+	rest, ok := strings.CutPrefix(r.URL, "redis-sentinel://")
+	if !ok {
+		rdb, err := streams.NewRedisClient(r.URL, streams.RedisNoRetry())
+		if err != nil {
+			return "", err
+		}
+		defer rdb.Close()
+		cc, ok := rdb.(*redis.ClusterClient)
+		if !ok {
+			return "", fmt.Errorf("faults: %s is neither a Sentinel set nor a Cluster", r.URL)
+		}
+		node, err := cc.MasterForKey(ctx, key)
+		if err != nil {
+			return "", err
+		}
+		return node.Options().Addr, nil
+	}
+	addrs, master, _ := strings.Cut(rest, "/")
+	var errs []error
+	for _, addr := range strings.Split(addrs, ",") {
+		sc := redis.NewSentinelClient(&redis.Options{Addr: addr, MaxRetries: -1, DialerRetries: 1})
+		a, err := sc.GetMasterAddrByName(ctx, master).Result()
+		sc.Close()
+		if err == nil && len(a) == 2 {
+			return a[0] + ":" + a[1], nil
+		}
+		errs = append(errs, fmt.Errorf("sentinel %s: %v", addr, err))
+	}
+	return "", errors.Join(errs...)
 }

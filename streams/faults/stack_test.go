@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -50,9 +49,9 @@ type config struct {
 	brokers         []string
 	// replicated declares the topics with replication 3 and min.insync.replicas 2 (cluster3).
 	replicated bool
-	// dedupRedis is the dispatchers' Redis, by default the rig's redis-server (which the gateway
-	// always uses).
-	dedupRedis string
+	// dedupRedis is the dispatchers' Redis, gatewayRedis the gateway's (Idempotency-Key), by
+	// default the rig's redis-server. Any form of --redis (redis-sentinel://, redis-cluster://).
+	dedupRedis, gatewayRedis string
 	// spoolAfter is the gateway's --spool-after.
 	spoolAfter time.Duration
 	// dispatchFlags are added to every dispatcher's command line.
@@ -112,6 +111,9 @@ func newStack(t *testing.T, cfg config) *stack {
 	if cfg.dedupRedis == "" {
 		cfg.dedupRedis = rigRedis
 	}
+	if cfg.gatewayRedis == "" {
+		cfg.gatewayRedis = rigRedis
+	}
 	if cfg.spoolAfter == 0 {
 		cfg.spoolAfter = 3 * time.Second
 	}
@@ -150,7 +152,7 @@ func newStack(t *testing.T, cfg config) *stack {
 	s.gwURL = "http://127.0.0.1:" + strconv.Itoa(port)
 	s.spool = t.TempDir()
 	s.gw = faults.Start(t, "gateway", env, s.bin, "gateway", "--listen", "127.0.0.1:"+strconv.Itoa(port),
-		"--brokers", strings.Join(cfg.brokers, ","), "--registry", s.regURL, "--redis", rigRedis, "--prefix", s.prefix,
+		"--brokers", strings.Join(cfg.brokers, ","), "--registry", s.regURL, "--redis", cfg.gatewayRedis, "--prefix", s.prefix,
 		"--spool-dir", s.spool, "--spool-after", cfg.spoolAfter.String(),
 		// The suite measures delivery under faults, not admission: no rate limit.
 		"--system-rate", "0", "--tenant-rate", "0")
@@ -362,6 +364,39 @@ func (s *stack) waitOutcome(outcome string, n int, timeout time.Duration) {
 	}
 }
 
+// pauseAfter returns, from the deliveries at the target of every acknowledged event, the longest
+// pause in deliveries that ends within window after t0 (or spans t0): when the last delivery before
+// it and the first after it came, relative to t0 (the first is -1 when nothing came after t0).
+// After a fault at t0, the first delivery after the pause is when the pipeline moved again.
+func (s *stack) pauseAfter(t0 time.Time, window time.Duration) (last, first time.Duration) {
+	s.mu.Lock()
+	ids := slices.Clone(s.acked)
+	s.mu.Unlock()
+	var at []time.Time
+	for _, id := range ids {
+		for _, d := range s.target.Deliveries(id) {
+			if d.At.After(t0.Add(-window)) && d.At.Before(t0.Add(window)) {
+				at = append(at, d.At)
+			}
+		}
+	}
+	slices.SortFunc(at, func(a, b time.Time) int { return a.Compare(b) })
+	prev := t0
+	last, first = 0, -1
+	var longest time.Duration = -1
+	for _, a := range at {
+		if a.Before(t0) {
+			prev = a
+			continue
+		}
+		if gap := a.Sub(prev); gap > longest {
+			longest, last, first = gap, prev.Sub(t0), a.Sub(t0)
+		}
+		prev = a
+	}
+	return last, first
+}
+
 // recovery measures how long after a fault the target had every event acknowledged when the
 // measurement started.
 type recovery struct {
@@ -468,7 +503,10 @@ func (s *stack) finish(in *ingestion, drain time.Duration) streamstest.CheckerRe
 // dispatchers recorded as unknown, by eventId: a delivery sent without an answer (the dispatcher's
 // class unknown-outcome: a timeout or a broken connection after the request was written), and a
 // lease taken over from an owner that started the event and never finished it (dedup's "took
-// over the expired lease": the owner was killed or stopped, or lost its lease while delivering).
+// over the expired lease": the owner was killed or stopped, or lost its lease while delivering),
+// and a lease that Redis lost while its owner held it (dedup's "Redis lost the lease": a failover
+// promoted a replica that had not received it, so another owner could take the event meanwhile;
+// this is how a duplicate caused by the failover window is explained).
 // It also counts, for the table, the transient failures by class and the group's troubles (lost
 // partitions, failed commits).
 func (s *stack) unknownOutcomes() (byEvent map[string][]string, classes map[string]int) {
@@ -480,6 +518,9 @@ func (s *stack) unknownOutcomes() (byEvent map[string][]string, classes map[stri
 			case strings.Contains(line, "took over the expired lease"):
 				classes["lease taken over"]++
 				reason = r.name + " took over an expired lease of another owner"
+			case strings.Contains(line, "Redis lost the lease"):
+				classes["lease lost by Redis"]++
+				reason = r.name + " found its lease gone from Redis (lost in the failover), so another owner could take the event meanwhile"
 			case strings.Contains(line, "class="+dispatch.ClassUnknownOutcome):
 				classes[dispatch.ClassUnknownOutcome]++
 				reason = r.name + " sent a delivery and got no answer (" + logValue(line, "err") + ")"
@@ -714,8 +755,10 @@ func (s *stack) locate(ids []string) []string {
 		}
 	}
 	sys, _ := s.cat.System(receiver)
-	opts, _ := redis.ParseURL(s.cfg.dedupRedis)
-	rdb := redis.NewClient(opts)
+	rdb, err := streams.NewRedisClient(s.cfg.dedupRedis)
+	if err != nil {
+		return []string{err.Error()}
+	}
 	defer rdb.Close()
 	dedup, err := streams.NewDedup(rdb, sys.Group)
 	if err != nil {

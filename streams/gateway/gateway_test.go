@@ -87,7 +87,7 @@ func TestPublishedEventIsInKafkaWhereTheAnswerSays(t *testing.T) {
 }
 
 func TestIdempotencyKey(t *testing.T) {
-	for _, p := range pairs(t) {
+	for _, p := range idempotencyPairs(t) {
 		t.Run(p.name, func(t *testing.T) {
 			f := newFixture(t, p.kafka, p.redisURL, fxOpts{})
 			body := mustJSON(t, envelope(t, "member.registered", "tenant-a"))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,22 +20,6 @@ import (
 // EnvArtifacts names a directory that receives a copy of the dashboard screenshot (the test's
 // temporary directory is removed when it ends).
 const EnvArtifacts = "HOTELBUS_TEST_ARTIFACTS"
-
-// chromium returns the path of a Chromium: the rig installs Debian's (.ci/rig/common.sh
-// ensure_chromium). Without one the test fails under HOTELBUS_TEST_REAL=1 and is skipped otherwise.
-func chromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "headless-shell"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if streamstest.Real() {
-		t.Fatal("no Chromium in PATH (HOTELBUS_TEST_REAL=1): the rig installs Debian's chromium, see .ci/rig/common.sh ensure_chromium")
-	}
-	t.Skip("no Chromium in PATH (installed by the rig under `make test`)")
-	return ""
-}
 
 // page drives one headless browser tab.
 type page struct {
@@ -112,7 +95,7 @@ func (p *page) do(what string, steps ...chromedp.Action[chromedp.Void]) {
 // the journey view shows an audited correlation id, and a commit brings the lag back to 0. It saves
 // a screenshot under the test's temporary directory.
 func TestDashboardInBrowser(t *testing.T) {
-	exe := chromium(t)
+	exe := streamstest.Chromium(t)
 	for _, b := range streamstest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
 			r := newRig(t, b)

@@ -1,16 +1,9 @@
 package registry
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
 	"strconv"
-	"strings"
 
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -18,125 +11,27 @@ import (
 	"github.com/hotelbus/hotelbus/schemas"
 )
 
-type routeKind int
-
-const (
-	routeOther    routeKind = iota // reads and lookups, served by srfake as they are
-	routeRegister                  // POST /subjects/{subject}/versions
-	routeCompat                    // POST /compatibility/subjects/{subject}/versions[/{version}]
-	routeChange                    // PUT and DELETE: served by srfake, journaled when they succeed
-)
-
-type route struct {
-	kind    routeKind
-	subject string
-	// version is the compatibility endpoint's {version}; "" for the form without one.
-	version string
-}
-
-// parseRoute classifies req. Subjects and versions are unescaped from the escaped path (sr clients
-// escape them, "/" included). A /contexts/{name} prefix is dropped: srfake serves those paths like the
-// unprefixed ones.
-func parseRoute(req *http.Request) route {
-	if req.Method == http.MethodPut || req.Method == http.MethodDelete {
-		return route{kind: routeChange}
-	}
-	if req.Method != http.MethodPost {
-		return route{}
-	}
-	segs := strings.Split(strings.TrimPrefix(req.URL.EscapedPath(), "/"), "/")
-	if len(segs) > 2 && segs[0] == "contexts" {
-		segs = segs[2:]
-	}
-	for i, s := range segs {
-		u, err := url.PathUnescape(s)
-		if err != nil {
-			return route{}
+// answerCompat answers POST /compatibility/subjects/{subject}/versions[/{version}]:
+// {"is_compatible": bool}, with "messages" when ?verbose=true, as Confluent does. With a version,
+// the candidate is compared with that version alone ("latest": the newest, compatible when there is
+// none); without, with the versions the subject's level compares a registration with.
+func (r *Registry) answerCompat(st *state, q *request, subject, version string) (result, error) {
+	verbose := q.flag("verbose")
+	var msgs []string
+	cand, _, err := r.candidate(st, q.body)
+	if err == nil && cand.typ == typeAvro {
+		var level string
+		level, msgs, err = r.evaluate(st, subject, cand, version)
+		if err == nil && len(msgs) > 0 {
+			msgs = append(msgs, fmt.Sprintf("{compatibility: '%s'}", level))
 		}
-		segs[i] = u
-	}
-	switch {
-	case len(segs) == 3 && segs[0] == "subjects" && segs[2] == "versions":
-		return route{kind: routeRegister, subject: segs[1]}
-	case len(segs) >= 4 && len(segs) <= 5 && segs[0] == "compatibility" && segs[1] == "subjects" && segs[3] == "versions":
-		rt := route{kind: routeCompat, subject: segs[2]}
-		if len(segs) == 5 {
-			rt.version = segs[4]
-		}
-		return rt
-	}
-	return route{}
-}
-
-// apiError is an error answered with a Confluent error body.
-type apiError struct {
-	status, code int
-	msg          string
-}
-
-func (e *apiError) Error() string { return "registry: " + e.msg }
-
-func writeAPIError(w http.ResponseWriter, err error) {
-	var ae *apiError
-	if errors.As(err, &ae) {
-		writeError(w, ae.status, ae.code, ae.msg)
-		return
-	}
-	writeError(w, http.StatusInternalServerError, sr.ErrStoreError.Code, err.Error())
-}
-
-// intercept is srfake's interceptor: it refuses incompatible Avro registrations and answers the
-// compatibility endpoints, which srfake stubs with "compatible". Everything else, and non-Avro
-// schemas, go on to srfake.
-func (r *Registry) intercept(w http.ResponseWriter, req *http.Request) bool {
-	rt := parseRoute(req)
-	if rt.kind != routeRegister && rt.kind != routeCompat {
-		return false
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, maxBody))
-	req.Body = io.NopCloser(bytes.NewReader(body))
-	var sch sr.Schema
-	if err != nil || json.Unmarshal(body, &sch) != nil || sch.Type != sr.TypeAvro {
-		return false // srfake answers malformed bodies and stores other schema types unchecked
-	}
-	if rt.kind == routeCompat {
-		r.answerCompat(w, req, rt, sch)
-		return true
-	}
-	if _, found, err := r.lookup(req.Context(), rt.subject, body); err != nil || found {
-		return false // an already registered schema is not checked again; srfake returns its id
-	}
-	level, msgs, err := r.evaluate(req.Context(), rt.subject, sch, "")
-	if err != nil {
-		writeAPIError(w, err)
-		return true
-	}
-	if len(msgs) > 0 {
-		writeError(w, http.StatusConflict, sr.ErrIncompatibleSchema.Code, fmt.Sprintf(
-			"Schema being registered is incompatible with an earlier schema for subject %q, details: [%s, {compatibility: '%s'}]",
-			rt.subject, strings.Join(msgs, ", "), level))
-		return true
-	}
-	return false
-}
-
-// answerCompat answers POST /compatibility/...: {"is_compatible": bool}, with "messages" when
-// ?verbose=true, as Confluent does. With a version, the candidate is compared with that version alone
-// ("latest": the newest, compatible when there is none); without, with the versions the subject's
-// level compares a registration with.
-func (r *Registry) answerCompat(w http.ResponseWriter, req *http.Request, rt route, sch sr.Schema) {
-	verbose := req.URL.Query().Get("verbose") == "true"
-	level, msgs, err := r.evaluate(req.Context(), rt.subject, sch, rt.version)
-	if err == nil && len(msgs) > 0 {
-		msgs = append(msgs, fmt.Sprintf("{compatibility: '%s'}", level))
 	}
 	var ae *apiError
-	if errors.As(err, &ae) && ae.code == sr.ErrInvalidSchema.Code && verbose {
+	if errors.As(err, &ae) && ae.code == codeInvalidSchema && verbose {
 		msgs, err = []string{ae.msg}, nil
 	}
 	if err != nil {
-		writeAPIError(w, err)
-		return
+		return result{}, err
 	}
 	resp := struct {
 		Is       bool     `json:"is_compatible"`
@@ -145,146 +40,136 @@ func (r *Registry) answerCompat(w http.ResponseWriter, req *http.Request, rt rou
 	if verbose {
 		resp.Messages = msgs
 	}
-	writeJSON(w, http.StatusOK, resp)
+	return result{value: resp}, nil
 }
 
-// evaluate compares candidate with subject's versions (see answerCompat for version) at the subject's
-// level and returns that level and one message per incompatibility; none means compatible.
-func (r *Registry) evaluate(ctx context.Context, subject string, candidate sr.Schema, version string) (sr.CompatibilityLevel, []string, error) {
-	cand, err := r.parseAvro(candidate)
-	if err != nil {
-		return 0, nil, &apiError{http.StatusUnprocessableEntity, sr.ErrInvalidSchema.Code, "Invalid schema: " + err.Error()}
+// evaluate compares candidate with subject's live versions (see answerCompat for version) at the
+// subject's level and returns that level and one message per incompatibility; none means
+// compatible. The verdicts are schemas.CheckCompatibility's, which agree with Apache Avro Java's.
+func (r *Registry) evaluate(st *state, subject string, candidate *stored, version string) (string, []string, error) {
+	level := st.level(subject)
+	var lvl sr.CompatibilityLevel
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return "", nil, fmt.Errorf("registry: compatibility level of %q: %w", subject, err)
 	}
-	level, err := r.level(ctx, subject)
+	earlier, err := earlier(st, subject, lvl, version)
 	if err != nil {
-		return 0, nil, err
-	}
-	earlier, err := r.earlier(ctx, subject, level, version)
-	if err != nil {
-		return 0, nil, err
+		return "", nil, err
 	}
 	history := make([]avro.Schema, len(earlier))
-	for i, ss := range earlier {
-		if ss.Type != sr.TypeAvro {
-			return level, []string{fmt.Sprintf("{oldSchemaVersion: %d, description:'Incompatible because of different schema type'}", ss.Version)}, nil
+	for i, v := range earlier {
+		rec := st.ids[v.id]
+		if rec.typ != typeAvro {
+			return level, []string{fmt.Sprintf("{oldSchemaVersion: %d, description:'Incompatible because of different schema type'}", v.version)}, nil
 		}
-		if history[i], err = r.parseAvro(ss.Schema); err != nil {
-			return 0, nil, fmt.Errorf("registry: subject %q version %d: %w", subject, ss.Version, err)
+		if rec.avro == nil {
+			return "", nil, fmt.Errorf("registry: subject %q version %d (id %d) does not parse", subject, v.version, v.id)
 		}
+		history[i] = rec.avro
 	}
 	var msgs []string
-	for _, f := range schemas.CheckCompatibility(level, cand, history).Errors {
-		msgs = append(msgs, fmt.Sprintf("{direction:'%s', oldSchemaVersion: %d, description:'%s'}", f.Direction, earlier[f.Against].Version, f.Message))
+	for _, f := range schemas.CheckCompatibility(lvl, candidate.avro, history).Errors {
+		msgs = append(msgs, fmt.Sprintf("{direction:'%s', oldSchemaVersion: %d, description:'%s'}", f.Direction, earlier[f.Against].version, f.Message))
 	}
 	return level, msgs, nil
 }
 
 // earlier returns the versions a candidate is compared with, oldest first: for version "" those the
-// level checks (none for NONE, the newest, or all for transitive levels), else the one named.
-func (r *Registry) earlier(ctx context.Context, subject string, level sr.CompatibilityLevel, version string) ([]sr.SubjectSchema, error) {
-	var versions []int
-	if version == "" || version == "latest" {
-		status, body, err := r.inproc(ctx, http.MethodGet, "/subjects/"+url.PathEscape(subject)+"/versions", nil)
-		if err != nil {
-			return nil, err
-		}
-		if status == http.StatusOK {
-			if err := json.Unmarshal(body, &versions); err != nil {
-				return nil, fmt.Errorf("registry: versions of %q: %w", subject, err)
-			}
-		}
+// level checks (none for NONE, the newest, or all live ones for transitive levels), else the one
+// named ("latest": the newest live one, none when there is none).
+func earlier(st *state, subject string, level sr.CompatibilityLevel, version string) ([]subjectVersion, error) {
+	var live []subjectVersion
+	if s := st.subjects[subject]; s != nil {
+		live = s.live()
+	}
+	if version == "" {
 		switch {
-		case len(versions) == 0:
-		case version == "latest", level != sr.CompatNone && !transitive(level):
-			versions = versions[len(versions)-1:]
+		case len(live) == 0, transitive(level):
+			return live, nil
 		case level == sr.CompatNone:
-			versions = nil
+			return nil, nil
 		}
-	} else {
-		v, err := strconv.Atoi(version)
-		if err != nil || v <= 0 {
-			return nil, &apiError{http.StatusUnprocessableEntity, sr.ErrInvalidVersion.Code,
-				fmt.Sprintf("The specified version '%s' is not a valid version id. Allowed values are between [1, 2^31-1] and the string \"latest\"", version)}
-		}
-		versions = []int{v}
+		return live[len(live)-1:], nil
 	}
-	out := make([]sr.SubjectSchema, 0, len(versions))
-	for _, v := range versions {
-		ss, ok := r.fake.GetSchema(subject, v)
-		if !ok {
-			return nil, &apiError{http.StatusNotFound, sr.ErrVersionNotFound.Code, fmt.Sprintf("Version %d not found.", v)}
-		}
-		out = append(out, ss)
+	v, err := parseVersion(version)
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	if v == 0 {
+		if len(live) == 0 {
+			return nil, nil
+		}
+		return live[len(live)-1:], nil
+	}
+	if !st.hasVersions(subject, false) {
+		return nil, notFound(codeSubjectNotFound, subjectNotFoundMessageFmt, subject)
+	}
+	for _, sv := range live {
+		if sv.version == v {
+			return []subjectVersion{sv}, nil
+		}
+	}
+	return nil, notFound(codeVersionNotFound, versionNotFoundMessageFmt, v)
 }
 
 func transitive(level sr.CompatibilityLevel) bool {
 	return level == sr.CompatBackwardTransitive || level == sr.CompatForwardTransitive || level == sr.CompatFullTransitive
 }
 
-// level returns subject's compatibility level, the global one if it has none.
-func (r *Registry) level(ctx context.Context, subject string) (sr.CompatibilityLevel, error) {
-	status, body, err := r.inproc(ctx, http.MethodGet, "/config/"+url.PathEscape(subject), nil)
-	if err != nil {
-		return 0, err
+// referenced returns the schema a reference names: a version of a subject, live or soft deleted
+// (Confluent resolves references to soft-deleted versions too).
+func referenced(st *state, ref sr.SchemaReference) (*stored, subjectVersion, error) {
+	if s := st.subjects[ref.Subject]; s != nil {
+		if i := s.find(ref.Version); i >= 0 {
+			v := s.versions[i]
+			return st.ids[v.id], v, nil
+		}
 	}
-	var cfg struct {
-		Level sr.CompatibilityLevel `json:"compatibilityLevel"`
-	}
-	if status != http.StatusOK {
-		return 0, fmt.Errorf("registry: compatibility level of %q: HTTP %d: %s", subject, status, bytes.TrimSpace(body))
-	}
-	if err := json.Unmarshal(body, &cfg); err != nil {
-		return 0, fmt.Errorf("registry: compatibility level of %q: %w", subject, err)
-	}
-	return cfg.Level, nil
+	return nil, subjectVersion{}, fmt.Errorf("reference %q: subject %q version %d not found", ref.Name, ref.Subject, ref.Version)
 }
 
-// lookup finds the live version of subject holding the schema in body (a registration body), with
-// srfake's notion of equal schemas.
-func (r *Registry) lookup(ctx context.Context, subject string, body []byte) (sr.SubjectSchema, bool, error) {
-	status, resp, err := r.inproc(ctx, http.MethodPost, "/subjects/"+url.PathEscape(subject), body)
-	if err != nil || status != http.StatusOK {
-		return sr.SubjectSchema{}, false, err
-	}
-	var ss sr.SubjectSchema
-	if err := json.Unmarshal(resp, &ss); err != nil {
-		return sr.SubjectSchema{}, false, fmt.Errorf("registry: looking up a schema in %q: %w", subject, err)
-	}
-	return ss, true, nil
-}
-
-// parseAvro parses s with its references, each in a cache of its own so that no name leaks between
-// schemas.
-func (r *Registry) parseAvro(s sr.Schema) (avro.Schema, error) {
-	cache := &avro.SchemaCache{}
-	if err := r.loadReferences(s.References, cache, map[string]bool{}); err != nil {
+// loadReferences returns a function giving a fresh cache holding the named types of refs, parsed
+// depth first, so that no name leaks between schemas. It fails on a missing reference, a cycle, or
+// a referenced schema that is not Avro.
+func loadReferences(st *state, refs []sr.SchemaReference) (func() *avro.SchemaCache, error) {
+	var texts []string
+	if err := collectReferences(st, refs, map[string]bool{}, &texts); err != nil {
 		return nil, err
 	}
-	return avro.ParseWithCache(s.Schema, "", cache)
+	fill := func() (*avro.SchemaCache, error) {
+		cache := &avro.SchemaCache{}
+		for _, t := range texts {
+			if _, err := avro.ParseWithCache(t, "", cache); err != nil {
+				return nil, err
+			}
+		}
+		return cache, nil
+	}
+	if _, err := fill(); err != nil {
+		return nil, fmt.Errorf("reference: %w", err)
+	}
+	return func() *avro.SchemaCache { c, _ := fill(); return c }, nil
 }
 
-// loadReferences parses the referenced schemas, depth first, into cache; loading guards against
-// reference cycles.
-func (r *Registry) loadReferences(refs []sr.SchemaReference, cache *avro.SchemaCache, loading map[string]bool) error {
+func collectReferences(st *state, refs []sr.SchemaReference, loading map[string]bool, texts *[]string) error {
 	for _, ref := range refs {
 		key := ref.Subject + "\x00" + strconv.Itoa(ref.Version)
 		if loading[key] {
 			return fmt.Errorf("reference cycle through %q version %d", ref.Subject, ref.Version)
 		}
-		ss, ok := r.fake.GetSchema(ref.Subject, ref.Version)
-		if !ok {
-			return fmt.Errorf("reference %q: subject %q version %d not found", ref.Name, ref.Subject, ref.Version)
+		rec, _, err := referenced(st, ref)
+		if err != nil {
+			return err
+		}
+		if rec.typ != typeAvro {
+			return fmt.Errorf("reference %q: subject %q version %d is %s, not AVRO", ref.Name, ref.Subject, ref.Version, rec.typ)
 		}
 		loading[key] = true
-		if err := r.loadReferences(ss.References, cache, loading); err != nil {
+		if err := collectReferences(st, rec.refs, loading, texts); err != nil {
 			return err
 		}
 		delete(loading, key)
-		if _, err := avro.ParseWithCache(ss.Schema.Schema, "", cache); err != nil {
-			return fmt.Errorf("reference %q: %w", ref.Name, err)
-		}
+		*texts = append(*texts, rec.text)
 	}
 	return nil
 }

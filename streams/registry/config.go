@@ -36,9 +36,10 @@ func Listen(addr string) Option {
 	return func(c *config) { c.listen = addr }
 }
 
-// DefaultLevel sets the global compatibility level, used by subjects without their own level. The
-// default is FULL_TRANSITIVE. A global level set over HTTP (PUT /config) and kept in DataDir takes
-// precedence after a restart.
+// DefaultLevel sets the global compatibility level, used by subjects without their own level, and
+// the level DELETE /config goes back to. The default is FULL_TRANSITIVE, the level hotelbus holds
+// its subjects at (Confluent's is BACKWARD). A global level set over HTTP (PUT /config) and kept in
+// DataDir takes precedence after a restart.
 func DefaultLevel(level sr.CompatibilityLevel) Option {
 	return func(c *config) { c.defaultLevel = level }
 }

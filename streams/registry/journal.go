@@ -17,11 +17,11 @@ const journalFile = "registry.jsonl"
 
 // Journal entry kinds.
 const (
-	// opRegister records a schema that got a new version: replayed with srfake's SeedSchema (a new id)
-	// or RegisterSchema (an id reused from another subject), which must give back Version and ID.
+	// opRegister records a schema that got a new version, with its id and version, restored as they
+	// were (Registry.replayRegister).
 	opRegister = "register"
 	// opHTTP records a successful PUT or DELETE (config, mode, soft or hard delete): replayed by
-	// serving the same request to srfake.
+	// serving the same request again, which must succeed.
 	opHTTP = "http"
 )
 

@@ -1,44 +1,49 @@
 // Package registry is the embedded Confluent-compatible schema registry used by `hotelbus dev` and by
-// tests: franz-go's srfake (the REST API, in memory) served over HTTP on a listener of its own, with
+// tests. It answers the REST API as Confluent Schema Registry 7.x/8.x does for Avro and the core
+// API (subjects, versions, ids, config, mode, compatibility, soft and hard deletes, references,
+// pagination; see api.go), with
 //
-//   - real compatibility checks: POST /subjects/{subject}/versions refuses an Avro schema that breaks
-//     the subject's level (or the global one) with HTTP 409 as Confluent does, and POST
-//     /compatibility/subjects/{subject}/versions[/{version}] answers with the same verdicts
-//     (schemas.CheckCompatibility). Other schema types are not checked;
+//   - real compatibility checks: a registration that breaks the subject's level (or the global
+//     one) is refused with 409, and POST /compatibility/... answers with the same verdicts
+//     (schemas.CheckCompatibility, which agrees with Apache Avro Java). Other schema types are
+//     stored without checks;
+//   - lookups by canonical form: a schema is found, and its id reused, whatever its whitespace, key
+//     order or namespace style;
 //   - optional durability (DataDir): schema ids, versions, deletions and levels survive a restart.
+//
+// The HTTP layer is the registry's own rather than franz-go's srfake, which it used to wrap:
+// srfake's answers differ from Confluent's on most of the paths standard clients call (?subject=
+// on ids, soft-deleted subjects, delete and config codes, pagination, canonical lookups), and its
+// registration re-reads every stored schema. The state is a few maps (state in store.go) whose
+// registration cost does not grow with the number of schemas.
 package registry
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"strconv"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/sr"
-	"github.com/twmb/franz-go/pkg/sr/srfake"
 )
-
-// maxBody bounds request bodies, as srfake does.
-const maxBody = 1 << 20
 
 // Registry is a running embedded schema registry. Its methods are safe for concurrent use.
 type Registry struct {
-	fake    *srfake.Registry
-	handler http.Handler
-	server  *http.Server
-	served  chan error // Serve's result
-	url     string
+	handler      http.Handler
+	server       *http.Server
+	served       chan error // Serve's result
+	url          string
+	defaultLevel sr.CompatibilityLevel
 
-	// mu serializes changes (register, PUT, DELETE) with their journal appends, so the journal order is
-	// the order srfake applied them in.
-	mu      sync.Mutex
+	// mu guards st; changes hold it for writing until their journal append is done, so the journal
+	// order is the order they were applied in.
+	mu      sync.RWMutex
+	st      *state
 	journal *journal // nil in memory-only mode
 	// refuse, once set (a journal append failed, or Close), makes every later change fail: the
 	// state in memory may be ahead of the journal, and a restart must not lose acknowledged changes.
@@ -57,8 +62,7 @@ func New(opts ...Option) (*Registry, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	r := &Registry{fake: srfake.NewRegistry(srfake.WithGlobalCompat(cfg.defaultLevel))}
-	r.fake.Intercept(r.intercept)
+	r := &Registry{st: newState(cfg.defaultLevel), defaultLevel: cfg.defaultLevel}
 	r.handler = http.HandlerFunc(r.serveHTTP)
 	if cfg.dataDir != "" {
 		j, entries, err := openJournal(cfg.dataDir)
@@ -79,7 +83,8 @@ func New(opts ...Option) (*Registry, error) {
 		return nil, err
 	}
 	r.url = "http://" + ln.Addr().String()
-	r.server = &http.Server{Handler: r.handler, ReadHeaderTimeout: 10 * time.Second}
+	r.server = &http.Server{Handler: r.handler, ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: time.Minute, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 	r.served = make(chan error, 1)
 	go func() { r.served <- r.server.Serve(ln) }()
 	return r, nil
@@ -115,21 +120,40 @@ func (r *Registry) Close() error {
 	return r.closeErr
 }
 
-// serveHTTP serializes changes and journals those srfake accepted; everything else goes to srfake
-// (and its interceptor, see intercept) directly.
+// serveHTTP answers one API call: reads under the read lock, changes under the write lock with
+// their journal append.
 func (r *Registry) serveHTTP(w http.ResponseWriter, req *http.Request) {
-	rt := parseRoute(req)
-	if rt.kind != routeRegister && rt.kind != routeChange {
-		r.fake.Handler().ServeHTTP(w, req)
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, maxBody))
+	body, err := readBody(w, req)
 	if err != nil {
-		writeError(w, http.StatusUnprocessableEntity, sr.ErrInvalidSchema.Code, "registry: reading the request body: "+err.Error())
+		writeError(w, err)
 		return
 	}
-	req.Body = io.NopCloser(bytes.NewReader(body))
+	q, err := parseRequest(req, body)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	res, err := r.serve(q)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if res.value == nil {
+		w.Header().Set("Content-Type", contentType)
+		w.WriteHeader(http.StatusOK)
+		// A failed write means the client went away; there is no one left to tell.
+		_, _ = w.Write([]byte(res.raw))
+		return
+	}
+	writeJSON(w, http.StatusOK, res.value)
+}
 
+func (r *Registry) serve(q *request) (result, error) {
+	if !q.isChange() {
+		r.mu.RLock()
+		defer r.mu.RUnlock()
+		return r.route(r.st, q)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.refuse != nil {
@@ -137,79 +161,35 @@ func (r *Registry) serveHTTP(w http.ResponseWriter, req *http.Request) {
 		if errors.Is(r.refuse, ErrClosed) {
 			status = http.StatusServiceUnavailable
 		}
-		writeError(w, status, sr.ErrStoreError.Code, r.refuse.Error())
-		return
+		return result{}, &apiError{status, codeStoreError, r.refuse.Error()}
 	}
-	var rec recorder
-	if rt.kind == routeRegister {
-		r.register(&rec, req, rt.subject, body)
-	} else {
-		r.fake.Handler().ServeHTTP(&rec, req)
-		if rec.ok() {
-			r.record(&rec, entry{Op: opHTTP, Method: req.Method, Target: req.URL.RequestURI(), Body: string(body)})
+	res, err := r.route(r.st, q)
+	if err != nil || r.journal == nil {
+		return res, err
+	}
+	e := res.reg
+	if e == nil {
+		if q.method == http.MethodPost {
+			return res, nil // a registration that found its schema already there
 		}
+		e = &entry{Op: opHTTP, Method: q.method, Target: q.target, Body: string(q.body)}
 	}
-	rec.flush(w)
-}
-
-// register serves a registration (compatibility is enforced by intercept) and journals the version
-// it created, if any. The caller holds r.mu.
-func (r *Registry) register(rec *recorder, req *http.Request, subject string, body []byte) {
-	_, existed, err := r.lookup(req.Context(), subject, body)
-	if err != nil {
-		rec.fail(err)
-		return
-	}
-	r.fake.Handler().ServeHTTP(rec, req)
-	if !rec.ok() || existed {
-		return
-	}
-	var created struct {
-		ID int `json:"id"`
-	}
-	var sch sr.Schema
-	if err := errors.Join(json.Unmarshal(rec.body.Bytes(), &created), json.Unmarshal(body, &sch)); err != nil {
-		rec.fail(fmt.Errorf("registry: decoding registration of %q: %w", subject, err))
-		return
-	}
-	ss, found, err := r.lookup(req.Context(), subject, body)
-	if err == nil && (!found || ss.ID != created.ID) {
-		err = fmt.Errorf("registry: schema id %d registered under %q but not found there", created.ID, subject)
-	}
-	if err != nil {
-		rec.fail(err)
-		return
-	}
-	r.record(rec, entry{Op: opRegister, Subject: subject, Version: ss.Version, ID: ss.ID, Schema: &sch})
-}
-
-// record journals e; if that fails, rec's success response is replaced by the error and every later
-// change is refused. The caller holds r.mu.
-func (r *Registry) record(rec *recorder, e entry) {
-	if r.journal == nil {
-		return
-	}
-	if err := r.journal.append(e); err != nil {
+	if err := r.journal.append(*e); err != nil {
 		r.refuse = fmt.Errorf("registry: changes refused after a journal failure: %w", err)
-		rec.fail(err)
+		return result{}, err
 	}
+	return res, nil
 }
 
-// replay applies a journal to the fresh srfake registry.
+// replay applies a journal to the empty state.
 func (r *Registry) replay(entries []entry) error {
-	ctx := context.Background()
 	for i, e := range entries {
 		var err error
 		switch e.Op {
 		case opRegister:
-			err = r.replayRegister(ctx, e)
+			err = r.replayRegister(e)
 		case opHTTP:
-			var status int
-			var body []byte
-			status, body, err = r.inproc(ctx, e.Method, e.Target, []byte(e.Body))
-			if err == nil && status/100 != 2 {
-				err = fmt.Errorf("%s %s answered %d: %s", e.Method, e.Target, status, bytes.TrimSpace(body))
-			}
+			err = r.replayHTTP(e)
 		default:
 			err = fmt.Errorf("unknown op %q", e.Op)
 		}
@@ -220,104 +200,70 @@ func (r *Registry) replay(entries []entry) error {
 	return nil
 }
 
-// replayRegister restores one registration with its id and version. srfake's SeedSchema takes both but
-// panics on an id already seeded, which is how a schema registered under several subjects is stored;
-// then RegisterSchema, which reuses the id of an equal schema and gives the subject's next version,
-// must reproduce them. SeedSchema raises srfake's next id above the seeded one, so new ids continue
-// after the largest replayed id.
-func (r *Registry) replayRegister(ctx context.Context, e entry) (err error) {
+// replayRegister restores one registration with its id and version. A schema that no longer passes
+// the checks of this version is kept all the same (unparsed: later compatibility checks against it
+// fail and name it), since it was acknowledged.
+func (r *Registry) replayRegister(e entry) error {
 	if e.Schema == nil || e.Subject == "" || e.ID <= 0 || e.Version <= 0 {
 		return fmt.Errorf("incomplete register entry %+v", e)
 	}
-	status, _, err := r.inproc(ctx, http.MethodGet, "/schemas/ids/"+strconv.Itoa(e.ID), nil)
-	if err != nil {
-		return err
+	st := r.st
+	if s := st.subjects[e.Subject]; s != nil && len(s.versions) > 0 && s.versions[len(s.versions)-1].version >= e.Version {
+		return fmt.Errorf("%q version %d id %d: the subject is already at version %d", e.Subject, e.Version, e.ID, s.versions[len(s.versions)-1].version)
 	}
-	if status == http.StatusNotFound {
-		defer func() {
-			if p := recover(); p != nil {
-				err = fmt.Errorf("seeding %q version %d id %d: %v", e.Subject, e.Version, e.ID, p)
+	rec := st.ids[e.ID]
+	if rec == nil {
+		typ := typeString(e.Schema.Type)
+		built, err := r.build(st, typ, e.Schema.Schema, e.Schema.References)
+		if err != nil {
+			built = &stored{typ: typ, text: e.Schema.Schema, refs: e.Schema.References,
+				key: fmt.Sprintf("unparsed\x00%d", e.ID)}
+		}
+		built.id = e.ID
+		rec = built
+	}
+	st.add(e.Subject, rec, e.Version)
+	return nil
+}
+
+// replayHTTP serves a journaled PUT or DELETE again; it must succeed as it did. Journals written
+// while the registry wrapped srfake may hold deletes srfake accepted and Confluent refuses: a
+// second soft delete (40404, 40406) is already applied, and a hard delete without a soft delete
+// first (40405, 40407) is replayed as both.
+func (r *Registry) replayHTTP(e entry) error {
+	err := r.replayRequest(e.Method, e.Target, e.Body)
+	var ae *apiError
+	if errors.As(err, &ae) && e.Method == http.MethodDelete {
+		switch ae.code {
+		case codeSubjectSoftDeleted, codeVersionSoftDeleted:
+			err = nil
+		case codeSubjectNotSoftDeleted, codeVersionNotSoftDeleted:
+			var u *url.URL
+			if u, err = url.Parse(e.Target); err != nil {
+				break
 			}
-		}()
-		r.fake.SeedSchema(e.Subject, e.Version, e.ID, *e.Schema)
-		return nil
+			q := u.Query()
+			q.Del("permanent")
+			u.RawQuery = q.Encode()
+			if err = r.replayRequest(e.Method, u.String(), ""); err == nil {
+				err = r.replayRequest(e.Method, e.Target, e.Body)
+			}
+		}
 	}
-	id, version, err := r.fake.RegisterSchema(e.Subject, *e.Schema)
 	if err != nil {
-		return fmt.Errorf("registering %q: %w", e.Subject, err)
-	}
-	if id != e.ID || version != e.Version {
-		return fmt.Errorf("%q registered as version %d id %d, journal says version %d id %d", e.Subject, version, id, e.Version, e.ID)
+		return fmt.Errorf("%s %s: %w", e.Method, e.Target, err)
 	}
 	return nil
 }
 
-// recorder buffers a response of srfake so that it can be inspected before it is sent.
-type recorder struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func (w *recorder) Header() http.Header {
-	if w.header == nil {
-		w.header = http.Header{}
-	}
-	return w.header
-}
-
-func (w *recorder) WriteHeader(status int) {
-	if w.status == 0 {
-		w.status = status
-	}
-}
-
-func (w *recorder) Write(b []byte) (int, error) {
-	w.WriteHeader(http.StatusOK)
-	return w.body.Write(b)
-}
-
-func (w *recorder) ok() bool { return w.status == 0 || w.status/100 == 2 }
-
-// fail replaces the response with a 500 for err.
-func (w *recorder) fail(err error) {
-	w.header, w.status = nil, 0
-	w.body.Reset()
-	writeError(w, http.StatusInternalServerError, sr.ErrStoreError.Code, err.Error())
-}
-
-func (w *recorder) flush(dst http.ResponseWriter) {
-	for k, v := range w.header {
-		dst.Header()[k] = v
-	}
-	if w.status != 0 {
-		dst.WriteHeader(w.status)
-	}
-	// A failed write means the client went away; there is no one left to tell.
-	_, _ = dst.Write(w.body.Bytes())
-}
-
-// inproc serves one request with srfake's handler in process.
-func (r *Registry) inproc(ctx context.Context, method, target string, body []byte) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, target, bytes.NewReader(body))
+func (r *Registry) replayRequest(method, target, body string) error {
+	req, err := http.NewRequestWithContext(context.Background(), method, target, strings.NewReader(body))
 	if err != nil {
-		return 0, nil, fmt.Errorf("registry: %s %s: %w", method, target, err)
+		return err
 	}
-	var rec recorder
-	r.fake.Handler().ServeHTTP(&rec, req)
-	if rec.status == 0 {
-		rec.status = http.StatusOK
+	q, err := parseRequest(req, []byte(body))
+	if err == nil {
+		_, err = r.route(r.st, q)
 	}
-	return rec.status, rec.body.Bytes(), nil
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/vnd.schemaregistry.v1+json")
-	w.WriteHeader(status)
-	// A failed write means the client went away; there is no one left to tell.
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func writeError(w http.ResponseWriter, status, code int, msg string) {
-	writeJSON(w, status, map[string]any{"error_code": code, "message": msg})
+	return err
 }

@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -82,7 +83,7 @@ func setLevel(t *testing.T, cl *sr.Client, level sr.CompatibilityLevel, subjects
 
 func levelOf(t *testing.T, cl *sr.Client, subj string) sr.CompatibilityLevel {
 	t.Helper()
-	res := cl.Compatibility(context.Background(), subj)
+	res := cl.Compatibility(sr.WithParams(context.Background(), sr.DefaultToGlobal), subj)
 	if res[0].Err != nil {
 		t.Fatalf("Compatibility %q: %v", subj, res[0].Err)
 	}
@@ -466,5 +467,65 @@ func TestInvalidOptions(t *testing.T) {
 		if _, err := registry.New(opt); !errors.Is(err, registry.ErrConfig) {
 			t.Errorf("%s: %v, want ErrConfig", name, err)
 		}
+	}
+}
+
+// TestRestartAfterHardDeletes: hard deletes, a re-registration after them (a new id, version 1
+// again) and a config delete replay to the same state.
+func TestRestartAfterHardDeletes(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	r, cl := start(t, registry.DataDir(dir))
+	a := "a-value"
+	create(t, cl, a, v1)
+	create(t, cl, a, v2)
+	for _, how := range []sr.DeleteHow{sr.SoftDelete, sr.HardDelete} {
+		if _, err := cl.DeleteSubject(ctx, a, how); err != nil {
+			t.Fatal(err)
+		}
+	}
+	again := create(t, cl, a, v1)
+	if again.Version != 1 || again.ID != 3 {
+		t.Fatalf("v1 after the hard delete: %+v, want version 1 id 3", again)
+	}
+	setLevel(t, cl, sr.CompatNone, a)
+	if res := cl.ResetCompatibility(ctx, a); res[0].Err != nil {
+		t.Fatal(res[0].Err)
+	}
+	before := snap(t, cl, a)
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, cl = start(t, registry.DataDir(dir))
+	if after := snap(t, cl, a); !after.equal(before) {
+		t.Fatalf("after restart:\n%+v\nbefore:\n%+v", after, before)
+	}
+	if next := create(t, cl, a, v2); next.ID != 4 {
+		t.Errorf("next registration: %+v, want id 4 (ids are never reused)", next)
+	}
+}
+
+// TestReplaysSrfakeEraJournal: a journal written while the registry wrapped srfake, which accepted
+// a hard delete without a soft delete first and a second soft delete, still replays.
+func TestReplaysSrfakeEraJournal(t *testing.T) {
+	dir := t.TempDir()
+	schema := func(s sr.Schema) string { b, _ := json.Marshal(s); return string(b) }
+	lines := []string{
+		`{"op":"register","subject":"a","version":1,"id":1,"schema":` + schema(v1) + `}`,
+		`{"op":"register","subject":"b","version":1,"id":2,"schema":` + schema(v2) + `}`,
+		`{"op":"http","method":"DELETE","target":"/subjects/a/versions/1?permanent=true"}`,
+		`{"op":"http","method":"DELETE","target":"/subjects/b"}`,
+		`{"op":"http","method":"DELETE","target":"/subjects/b"}`,
+	}
+	if err := os.WriteFile(filepath.Join(dir, "registry.jsonl"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, cl := start(t, registry.DataDir(dir))
+	ctx := context.Background()
+	if subs, err := cl.Subjects(sr.WithParams(ctx, sr.ShowDeleted)); err != nil || !slices.Equal(subs, []string{"b"}) {
+		t.Errorf("subjects with deleted: %v, %v; want [b]", subs, err)
+	}
+	if ss := create(t, cl, "c", record(idField, `{"name":"x","type":"int","default":0}`)); ss.ID != 3 {
+		t.Errorf("next id %d, want 3", ss.ID)
 	}
 }

@@ -43,6 +43,7 @@ import (
 // Replay is one configured replay. Build it with New, then call Run once.
 type Replay struct {
 	cfg     Config
+	cat     *topics.Catalog
 	serde   *streams.Serde
 	sel     selection
 	where   cel.Program
@@ -96,7 +97,7 @@ func New(serde *streams.Serde, cat *topics.Catalog, cfg Config) (*Replay, error)
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	r := &Replay{cfg: cfg, serde: serde}
+	r := &Replay{cfg: cfg, cat: cat, serde: serde}
 	var err error
 	if r.sel, err = selectTopics(cat, &r.cfg); err != nil {
 		return nil, err
@@ -136,8 +137,8 @@ type run struct {
 	stop   context.CancelCauseFunc
 	cut    atomic.Bool // ctx ended a batch midway; what it had kept before is written
 	out    chan *encoded
-	single bool // the output is one stream, not a file per event type
-	prod   *kgo.Client
+	single bool     // the output is one stream, not a file per event type
+	prod   *writers // with ToTopic
 	pwg    sync.WaitGroup
 	perr   atomic.Pointer[error]
 	total  int64
@@ -190,10 +191,9 @@ func (r *Replay) Run(ctx context.Context) (Summary, error) {
 	var writer sync.WaitGroup
 	var sinkErr error
 	if r.cfg.ToTopic != "" {
-		if st.prod, err = kgo.NewClient(base...); err != nil {
-			return Summary{}, fmt.Errorf("replay: kafka client: %w", err)
-		}
-		defer st.prod.Close()
+		st.prod = &writers{cat: r.cat, opts: []streams.ProducerOption{streams.Brokers(r.cfg.Brokers...), streams.KafkaOptions(r.cfg.KafkaOptions...)},
+			bySystem: map[string]*streams.Writer{}}
+		defer st.prod.close()
 	} else {
 		if sink, err = newSink(&r.cfg); err != nil {
 			return Summary{}, err
@@ -225,7 +225,7 @@ func (r *Replay) Run(ctx context.Context) (Summary, error) {
 	}
 	if st.prod != nil {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		if err := st.prod.Flush(fctx); err != nil && readErr == nil {
+		if err := st.prod.flush(fctx); err != nil && readErr == nil {
 			readErr = fmt.Errorf("replay: --to-topic: flushing: %w", err)
 		}
 		cancel()
@@ -567,6 +567,56 @@ func (w *worker) plan(env *streams.Envelope) (*plan, error) {
 	return p, nil
 }
 
+// writers are the SDK writers republishing with ToTopic, one per writing system: the topic's
+// owner when it is a catalog topic, else the event's own source, so a replayed event is written
+// as the system that owns it.
+type writers struct {
+	cat      *topics.Catalog
+	opts     []streams.ProducerOption
+	mu       sync.Mutex
+	bySystem map[string]*streams.Writer
+}
+
+func (ws *writers) get(topic, source string) (*streams.Writer, error) {
+	system := source
+	if t, ok := ws.cat.Topic(topic); ok && t.Owner != "" {
+		system = t.Owner
+	}
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if w, ok := ws.bySystem[system]; ok {
+		return w, nil
+	}
+	w, err := streams.NewWriter(system, ws.cat, ws.opts...)
+	if err != nil {
+		return nil, fmt.Errorf("replay: --to-topic: writer for %s: %w", system, err)
+	}
+	ws.bySystem[system] = w
+	return w, nil
+}
+
+// flush waits for every writer's records until ctx ends.
+func (ws *writers) flush(ctx context.Context) error {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	for _, w := range ws.bySystem {
+		if err := w.Flush(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (ws *writers) close() {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	for _, w := range ws.bySystem {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = w.Close(ctx)
+		cancel()
+	}
+}
+
 // republish re-encodes env with its current schema and produces it to ToTopic with rec's
 // timestamp, the key and envelope headers of env (rebuilt from the envelope the encoder checked
 // against the identifier grammar, never copied: a record written around hotelbus may carry
@@ -587,8 +637,12 @@ func (w *worker) republish(rec *kgo.Record, env *streams.Envelope) error {
 	}
 	headers = append(headers, kgo.RecordHeader{Key: HeaderReplayedFrom, Value: fmt.Appendf(nil, "%s/%d@%d", rec.Topic, rec.Partition, rec.Offset)})
 	out := &kgo.Record{Topic: w.cfg.ToTopic, Key: []byte(env.Metadata.TenantID), Value: value, Headers: headers, Timestamp: rec.Timestamp}
+	writer, err := w.prod.get(w.cfg.ToTopic, env.Metadata.Source)
+	if err != nil {
+		return err
+	}
 	w.pwg.Add(1)
-	w.prod.Produce(w.work, out, func(_ *kgo.Record, err error) {
+	writer.Write(w.work, out, func(_ streams.Result, err error) {
 		defer w.pwg.Done()
 		if err != nil {
 			err = fmt.Errorf("replay: --to-topic: %w", err)

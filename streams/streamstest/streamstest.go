@@ -8,13 +8,16 @@
 //	HOTELBUS_TEST_REAL=1      real components are mandatory: a test that needs one fails without it
 //	HOTELBUS_TEST_BROKERS     bootstrap address of a real Apache Kafka broker
 //	HOTELBUS_TEST_REDIS       redis:// URL of a real redis-server
+//	HOTELBUS_TEST_REDIS_CLUSTER  redis-cluster:// URL of a real Redis Cluster of three masters
 //	HOTELBUS_TEST_PYTHON      python of a venv with confluent-kafka and fastavro (the interop peer)
+//	HOTELBUS_TEST_NODE_MODULES node_modules of the rig's npm tools (@asyncapi/parser, typescript)
 package streamstest
 
 import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -33,7 +36,11 @@ const (
 	EnvReal    = "HOTELBUS_TEST_REAL"
 	EnvBrokers = "HOTELBUS_TEST_BROKERS"
 	EnvRedis   = "HOTELBUS_TEST_REDIS"
-	EnvPython  = "HOTELBUS_TEST_PYTHON"
+	// EnvRedisCluster names a real Redis Cluster (redis-cluster://...).
+	EnvRedisCluster = "HOTELBUS_TEST_REDIS_CLUSTER"
+	EnvPython       = "HOTELBUS_TEST_PYTHON"
+	// EnvNodeModules names the node_modules directory .ci/rig/common.sh ensure_npm_tools fills.
+	EnvNodeModules = "HOTELBUS_TEST_NODE_MODULES"
 )
 
 // Real reports whether real components are mandatory in this run.
@@ -119,6 +126,18 @@ func RedisBackends(t testing.TB) map[string]string {
 	return out
 }
 
+// RedisCluster returns the rig's Redis Cluster URL (redis-cluster://, three masters), or "" when
+// HOTELBUS_TEST_REDIS_CLUSTER is unset outside `make test`; under HOTELBUS_TEST_REAL=1 a missing
+// Cluster fails the test. miniredis has no Cluster mode: the key layout is checked on a real one.
+func RedisCluster(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv(EnvRedisCluster)
+	if u == "" && Real() {
+		t.Fatalf("a real Redis Cluster is required (HOTELBUS_TEST_REAL=1) but %s is not set", EnvRedisCluster)
+	}
+	return u
+}
+
 // Registry starts the embedded schema registry (in memory) over HTTP and returns a client for it
 // and its URL; it is closed when the test ends.
 func Registry(t testing.TB, opts ...registry.Option) (*sr.Client, string) {
@@ -139,6 +158,30 @@ func Registry(t testing.TB, opts ...registry.Option) (*sr.Client, string) {
 func Python(t testing.TB) string {
 	t.Helper()
 	return need(t, EnvPython, "the Python interop peer")
+}
+
+// NodeModules returns the node_modules directory of the rig's npm tools (see need for when it is
+// missing).
+func NodeModules(t testing.TB) string {
+	t.Helper()
+	return need(t, EnvNodeModules, "the rig's npm tools (.ci/rig/common.sh ensure_npm_tools)")
+}
+
+// Chromium returns the path of a Chromium for headless browser tests: the rig installs Debian's
+// (.ci/rig/common.sh ensure_chromium). Without one the test fails under HOTELBUS_TEST_REAL=1 and is
+// skipped otherwise.
+func Chromium(t testing.TB) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "headless-shell"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if Real() {
+		t.Fatal("no Chromium in PATH (HOTELBUS_TEST_REAL=1): the rig installs Debian's chromium, see .ci/rig/common.sh ensure_chromium")
+	}
+	t.Skip("no Chromium in PATH (installed by the rig under `make test`)")
+	return ""
 }
 
 var unsafeChars = regexp.MustCompile(`[^a-zA-Z0-9._-]+`)

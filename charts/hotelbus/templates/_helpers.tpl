@@ -103,8 +103,23 @@ secretKey: {{ $v.kafka.sasl.passwordSecret.key }}
 {{- end }}
 {{- end -}}
 
+{{/* The Redis URL of .Values.redis in the form its mode selects (see streams.NewRedisClient):
+  redis[s]://[user@]host:port/db, redis[s]-sentinel://[user@]h:p,.../<master>/<db> or
+  redis[s]-cluster://[user@]h:p,...; never a password (HOTELBUS_REDIS_PASSWORD holds it). */}}
+{{- define "hotelbus.redisURL" -}}
+{{- $user := ternary (printf "%s@" .username) "" (ne .username "") -}}
+{{- if eq (.mode | default "single") "sentinel" -}}
+{{- printf "%s-sentinel://%s%s/%s/%d" (ternary "rediss" "redis" .sentinel.tls) $user (join "," .sentinel.addresses) .sentinel.master (int .sentinel.db) -}}
+{{- else if eq .mode "cluster" -}}
+{{- printf "%s-cluster://%s%s" (ternary "rediss" "redis" .cluster.tls) $user (join "," .cluster.addresses) -}}
+{{- else -}}
+{{- regexReplaceAll "^(rediss?://)" .url (printf "${1}%s" $user) -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Environment of every hotelbus container: (dict "ctx" $ "user" <kafkaUser dict>). Passwords
-  come from Secrets; the registry and Redis URLs get them through $(VAR) expansion. */}}
+  come from Secrets; the registry URL gets its own through $(VAR) expansion, the Redis password
+  is read from HOTELBUS_REDIS_PASSWORD by the binary. */}}
 {{- define "hotelbus.env" -}}
 {{- $v := .ctx.Values -}}
 - name: HOTELBUS_BROKERS
@@ -141,15 +156,16 @@ secretKey: {{ $v.kafka.sasl.passwordSecret.key }}
     secretKeyRef:
       name: {{ $v.redis.passwordSecret.name }}
       key: {{ $v.redis.passwordSecret.key }}
-- name: HOTELBUS_REDIS
-  value: {{ regexReplaceAll "^(rediss?://)" $v.redis.url (printf "${1}%s:$$(HOTELBUS_REDIS_PASSWORD)@" $v.redis.username) | quote }}
-{{- else if $v.redis.username }}
-- name: HOTELBUS_REDIS
-  value: {{ regexReplaceAll "^(rediss?://)" $v.redis.url (printf "${1}%s@" $v.redis.username) | quote }}
-{{- else }}
-- name: HOTELBUS_REDIS
-  value: {{ $v.redis.url | quote }}
 {{- end }}
+{{- if $v.redis.sentinelPasswordSecret.name }}
+- name: HOTELBUS_REDIS_SENTINEL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.redis.sentinelPasswordSecret.name }}
+      key: {{ $v.redis.sentinelPasswordSecret.key }}
+{{- end }}
+- name: HOTELBUS_REDIS
+  value: {{ include "hotelbus.redisURL" $v.redis | quote }}
 {{- if $v.trustedCA.secretName }}
 - name: SSL_CERT_DIR
   value: /etc/ssl/certs:/etc/hotelbus/trusted-ca

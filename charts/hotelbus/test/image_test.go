@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,16 +18,15 @@ import (
 
 const repoRoot = "../../.."
 
-// The image runs as the user the chart's securityContext names, on a distroless or scratch base,
-// from a static binary.
+// The image is one FROM scratch stage (nothing is pulled), taking the binary `make build` makes
+// statically, runs as the user the chart's securityContext names, and starts hotelbus.
 func TestDockerfileMatchesChart(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(repoRoot, "cmd", "hotelbus", "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var froms []string
+	var froms, runs []string
 	user, entrypoint := "", ""
-	static := false
 	sc := bufio.NewScanner(strings.NewReader(string(b)))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
@@ -35,31 +35,30 @@ func TestDockerfileMatchesChart(t *testing.T) {
 		}
 		switch strings.ToUpper(f[0]) {
 		case "FROM":
-			froms = append(froms, f[len(f)-1])
-			if len(f) >= 3 && strings.EqualFold(f[len(f)-2], "AS") {
-				froms[len(froms)-1] = f[len(f)-3]
-			}
+			froms = append(froms, strings.Join(f[1:], " "))
+		case "RUN":
+			runs = append(runs, sc.Text())
 		case "USER":
 			user = f[1]
 		case "ENTRYPOINT":
 			entrypoint = strings.Join(f[1:], " ")
 		}
-		if strings.Contains(sc.Text(), "CGO_ENABLED=0") {
-			static = true
-		}
 	}
-	if len(froms) < 2 {
-		t.Fatalf("not multi-stage: FROM %v", froms)
+	if !slices.Equal(froms, []string{"scratch"}) {
+		t.Errorf("FROM %q, want one stage FROM scratch", froms)
 	}
-	final := froms[len(froms)-1]
-	if !strings.HasPrefix(final, "gcr.io/distroless/static") && final != "scratch" {
-		t.Errorf("final stage %s is neither distroless/static nor scratch", final)
+	if len(runs) > 0 {
+		t.Errorf("RUN in an image without a shell: %q", runs)
 	}
-	if !static {
-		t.Error("the binary is not built with CGO_ENABLED=0")
-	}
-	if !strings.Contains(entrypoint, "hotelbus") {
+	if entrypoint != `["/usr/local/bin/hotelbus"]` {
 		t.Errorf("ENTRYPOINT %s", entrypoint)
+	}
+	mk, err := os.ReadFile(filepath.Join(repoRoot, "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^\tCGO_ENABLED=0 .*\$\(GO\) build -trimpath`).Match(mk) {
+		t.Error("make build does not build with CGO_ENABLED=0 and -trimpath")
 	}
 	vb, err := os.ReadFile(filepath.Join(chartDir, "values.yaml"))
 	if err != nil {
@@ -80,42 +79,60 @@ func TestDockerfileMatchesChart(t *testing.T) {
 	}
 }
 
-// The ignore file lets in every directory the binary is built from, and nothing else of the repo.
-func TestDockerignoreAdmitsTheBuild(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(repoRoot, "cmd", "hotelbus", "Dockerfile.dockerignore"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	allowed := map[string]bool{}
-	for _, line := range strings.Split(string(b), "\n") {
-		if p, ok := strings.CutPrefix(strings.TrimSpace(line), "!"); ok {
-			allowed[strings.TrimSuffix(p, "/")] = true
+// `make image` builds the image the chart runs by default: values.yaml's image.repository with
+// the chart's appVersion as the tag.
+func TestMakeImageIsTheChartDefault(t *testing.T) {
+	cmd := exec.Command("make", "-s", "--no-print-directory", "image-ref")
+	cmd.Dir = repoRoot
+	// The reference as `make image` computes it, not as this shell may override it.
+	for _, e := range os.Environ() {
+		if k, _, _ := strings.Cut(e, "="); k != "IMAGE" && k != "VERSION" && k != "MAKEFLAGS" {
+			cmd.Env = append(cmd.Env, e)
 		}
 	}
-	cmd := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.Dir}}{{end}}", "./cmd/hotelbus")
-	cmd.Dir = repoRoot
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("go list: %v", err)
+		t.Fatalf("make image-ref: %v", err)
 	}
-	root, err := filepath.Abs(repoRoot)
+	if got, want := strings.TrimSpace(string(out)), chartDefaultImage(t); got != want {
+		t.Errorf("make image builds %s, the chart's default image is %s", got, want)
+	}
+}
+
+// chartAppVersion is Chart.yaml's appVersion.
+func chartAppVersion(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(chartDir, "Chart.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
-	for _, dir := range strings.Fields(string(out)) {
-		rel, err := filepath.Rel(root, dir)
-		if err != nil || strings.HasPrefix(rel, "..") {
-			continue // a module from the module cache
-		}
-		n++
-		if top := strings.Split(rel, string(filepath.Separator))[0]; !allowed[top] {
-			t.Errorf("package dir %s is kept out of the build context", rel)
-		}
+	var chart struct {
+		AppVersion string `json:"appVersion"`
 	}
-	if n == 0 || !allowed["go.mod"] || !allowed["go.sum"] {
-		t.Errorf("%d repository packages; go.mod/go.sum admitted: %v %v", n, allowed["go.mod"], allowed["go.sum"])
+	if err := yaml.Unmarshal(b, &chart); err != nil || chart.AppVersion == "" {
+		t.Fatalf("Chart.yaml appVersion: %v", err)
 	}
+	return chart.AppVersion
+}
+
+// chartDefaultImage is the image reference the chart's values.yaml renders: image.repository and
+// the appVersion, when values.yaml sets neither a tag nor a digest.
+func chartDefaultImage(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(chartDir, "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values struct {
+		Image struct{ Repository, Tag, Digest string } `json:"image"`
+	}
+	if err := yaml.Unmarshal(b, &values); err != nil || values.Image.Repository == "" {
+		t.Fatalf("values.yaml image.repository: %v", err)
+	}
+	if values.Image.Tag != "" || values.Image.Digest != "" {
+		t.Fatalf("values.yaml pins image tag %q digest %q: the default is the appVersion", values.Image.Tag, values.Image.Digest)
+	}
+	return values.Image.Repository + ":" + chartAppVersion(t)
 }
 
 // Every query of the Grafana dashboard is valid PromQL (Grafana's variables substituted).

@@ -402,25 +402,16 @@ func TestStrimziUsersFollowOwnership(t *testing.T) {
 	}
 }
 
-// The image tag defaults to the chart's appVersion.
+// Every hotelbus container of the defaults runs the chart's default image (appVersion as the tag).
 func TestImageDefaultsToAppVersion(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(chartDir, "Chart.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var chart struct {
-		AppVersion string `json:"appVersion"`
-	}
-	if err := yaml.Unmarshal(b, &chart); err != nil || chart.AppVersion == "" {
-		t.Fatalf("Chart.yaml appVersion: %v", err)
-	}
+	want := chartDefaultImage(t)
 	n := 0
 	for _, p := range pods(rendered(t)["defaults"]) {
 		for _, c := range append(slices.Clone(p.spec.InitContainers), p.spec.Containers...) {
 			if strings.HasPrefix(c.Image, "hotelbus/") {
 				n++
-				if c.Image != "hotelbus/hotelbus:"+chart.AppVersion {
-					t.Errorf("%s %s: image %s, want hotelbus/hotelbus:%s", p.where, c.Name, c.Image, chart.AppVersion)
+				if c.Image != want {
+					t.Errorf("%s %s: image %s, want %s", p.where, c.Name, c.Image, want)
 				}
 			}
 		}

@@ -100,6 +100,17 @@ hotelbus_gateway_credential_reload_failures_total{` + ns + `,pod="gw-1"} 0 1x22`
 			9 * time.Minute, map[string]string{"service": "hotelbus-gateway", "pod": "gw-1", "severity": "warning"}},
 		{"other release down", `up{` + ns + `,service="other-gateway",pod="o-1"} 0x8`, 8 * time.Minute, nil},
 	},
+	"HotelbusDedupRedisUnavailable": {
+		{"failing for 6m", `hotelbus_dedup_redis_failures_total{` + ns + `,group="hotelbus.hotel-pms",pod="d-1"} 0x3 0+12x6`,
+			10 * time.Minute, map[string]string{"group": "hotelbus.hotel-pms", "severity": "critical"}},
+		{"a failover: failures within one minute", `hotelbus_dedup_redis_failures_total{` + ns + `,group="hotelbus.hotel-pms",pod="d-1"} 0x3 6x6`,
+			10 * time.Minute, nil},
+	},
+	"HotelbusDedupKeysLost": {
+		{"2 leases lost", `hotelbus_dedup_keys_lost_total{` + ns + `,group="hotelbus.hotel-common",pod="d-1"} 0x3 2x3`,
+			5 * time.Minute, map[string]string{"group": "hotelbus.hotel-common", "severity": "warning"}},
+		{"none lost", `hotelbus_dedup_keys_lost_total{` + ns + `,group="hotelbus.hotel-common",pod="d-1"} 0x8`, 8 * time.Minute, nil},
+	},
 }
 
 // prometheusRule returns the PrometheusRule rendered with monitoring-values.yaml.

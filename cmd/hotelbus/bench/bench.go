@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/cmdutil"
+	"github.com/hotelbus/hotelbus/streams"
 	"github.com/hotelbus/hotelbus/streams/bench"
 	"github.com/hotelbus/hotelbus/streams/registry"
 )
@@ -57,7 +58,7 @@ random prefix and deleted at the end. --quick runs fewer events (under a minute 
 	fl.BoolVar(&o.quick, "quick", false, "fewer events: under a minute on two cores")
 	fl.BoolVar(&o.json, "json", false, "print the report as JSON instead of the table")
 	fl.StringVar(&o.registry, "registry", "", "schema registry URL (env HOTELBUS_REGISTRY)")
-	fl.StringVar(&o.redis, "redis", "", "Redis URL for the dedup keys, redis://host:port/db (env HOTELBUS_REDIS)")
+	fl.StringVar(&o.redis, "redis", "", "Redis URL for the dedup keys: "+cmdutil.RedisURLUsage)
 	fl.StringVar(&o.kcat, "kcat", "", "kcat binary for the replay baseline (default: kcat in PATH; without it the row is skipped)")
 	o.kafka = cmdutil.AddKafkaFlags(cmd)
 	return cmd
@@ -99,12 +100,16 @@ func connect(f *cmdutil.Factory, o *options, env *bench.Env) (func(), error) {
 	if env.Registry, err = f.Registry(o.registry); err != nil {
 		return nil, err
 	}
-	rdb, err := f.RedisClient(o.redis)
+	url, err := f.Redis(o.redis)
+	if err != nil {
+		return nil, err
+	}
+	rdb, err := f.RedisClientFor(url)
 	if err != nil {
 		return nil, err
 	}
 	env.Brokers, env.KafkaOptions, env.Redis = seeds, kopts, rdb
-	env.Label = "brokers " + strings.Join(seeds, ",") + ", redis " + rdb.Options().Addr
+	env.Label = "brokers " + strings.Join(seeds, ",") + ", redis " + streams.RedactRedisURL(url)
 	return func() { rdb.Close() }, nil
 }
 

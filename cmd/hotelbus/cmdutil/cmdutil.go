@@ -9,10 +9,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/hotelbus/hotelbus/streams"
 )
 
 // Exit codes: success, a failure of the work, bad usage.
@@ -30,9 +31,13 @@ type Factory struct {
 	ErrOut io.Writer
 	// Getenv looks up environment variables (os.Getenv in the binary).
 	Getenv func(string) string
-	// DataDir is where `hotelbus dev` keeps its data and endpoints.json (HOTELBUS_DATA_DIR or
-	// ".hotelbus").
+	// DataDir is where `hotelbus dev` keeps its data and endpoints.json by default (LocateDev).
 	DataDir string
+	// DevSearch lists the data directories searched for a running dev stack (LocateDev); empty:
+	// DataDir alone.
+	DevSearch []string
+	// DevSearchFrom is the directory DevSearch walked up from, for DevStack's message.
+	DevSearchFrom string
 	// ConnectTimeout bounds Reachable (--connect-timeout, a flag of the root command; 0 is
 	// refused).
 	ConnectTimeout time.Duration
@@ -44,15 +49,14 @@ type Factory struct {
 // System returns the Factory of the running binary.
 func System() *Factory {
 	f := &Factory{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr, Getenv: os.Getenv, ConnectTimeout: DefaultConnectTimeout}
-	f.DataDir = f.Getenv("HOTELBUS_DATA_DIR")
-	if f.DataDir == "" {
-		f.DataDir = DefaultDataDir
+	cwd, err := os.Getwd()
+	if err != nil {
+		cwd = "."
 	}
+	loc := LocateDev(f.Getenv, cwd)
+	f.DataDir, f.DevSearch, f.DevSearchFrom = loc.DataDir, loc.Search, loc.From
 	return f
 }
-
-// DefaultDataDir is the data directory of `hotelbus dev` when none is given.
-const DefaultDataDir = ".hotelbus"
 
 // UsageError is bad usage: a wrong flag, argument or value. The command exits with ExitUsage.
 type UsageError struct{ Err error }
@@ -77,34 +81,9 @@ func ExitCode(err error) int {
 	return ExitFailure
 }
 
-// Endpoints is the shape of <data-dir>/endpoints.json written by `hotelbus dev`.
-type Endpoints struct {
-	Kafka    string            `json:"kafka,omitempty"`
-	Registry string            `json:"registry,omitempty"`
-	Redis    string            `json:"redis,omitempty"`
-	Gateway  string            `json:"gateway,omitempty"`
-	Monitor  string            `json:"monitor,omitempty"`
-	Tokens   map[string]string `json:"tokens,omitempty"`
-}
-
-// EndpointsFile is the file name of Endpoints inside the data directory.
-const EndpointsFile = "endpoints.json"
-
-// ReadEndpoints reads dir/endpoints.json.
-func ReadEndpoints(dir string) (*Endpoints, error) {
-	b, err := os.ReadFile(filepath.Join(dir, EndpointsFile))
-	if err != nil {
-		return nil, err
-	}
-	var e Endpoints
-	if err := json.Unmarshal(b, &e); err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, EndpointsFile), err)
-	}
-	return &e, nil
-}
-
 // Resolve returns where a component is: the flag's value, else the environment variable, else the
-// running dev stack's endpoints.json (saying so on ErrOut). flag names the flag for the error.
+// running dev stack's endpoints.json (DevStack; saying so on ErrOut). flag names the flag for the
+// error, which also lists where the dev stack was looked for.
 func (f *Factory) Resolve(flagValue, flag, env string, pick func(*Endpoints) string) (string, error) {
 	v, _, err := f.resolve(flagValue, flag, env, pick)
 	return v, err
@@ -118,12 +97,12 @@ func (f *Factory) resolve(flagValue, flag, env string, pick func(*Endpoints) str
 	if v := f.Getenv(env); v != "" {
 		return v, env, nil
 	}
-	if e, err := ReadEndpoints(f.DataDir); err == nil && pick(e) != "" {
-		file := filepath.Join(f.DataDir, EndpointsFile)
-		fmt.Fprintf(f.ErrOut, "using %s from the dev stack's %s\n", pick(e), file)
-		return pick(e), file + " of `hotelbus dev`, is it running?", nil
+	e, file, err := f.DevStack(flag, func(e *Endpoints) bool { return pick(e) != "" })
+	if err != nil {
+		return "", "", Usagef("no %s: pass --%s, set %s, or start `hotelbus dev`; %v", flag, flag, env, err)
 	}
-	return "", "", Usagef("no %s: pass --%s, set %s, or start `hotelbus dev`", flag, flag, env)
+	fmt.Fprintf(f.ErrOut, "using %s from the dev stack's %s\n", pick(e), file)
+	return pick(e), file + " of `hotelbus dev`, is it running?", nil
 }
 
 // Registry resolves --registry / HOTELBUS_REGISTRY; Reachable then checks it.
@@ -145,13 +124,19 @@ func (f *Factory) brokers(flagValue string) (value, origin string, err error) {
 	return f.resolve(flagValue, "brokers", "HOTELBUS_BROKERS", func(e *Endpoints) string { return e.Kafka })
 }
 
-// Redis resolves --redis / HOTELBUS_REDIS; Reachable then checks it.
+// Redis resolves --redis / HOTELBUS_REDIS; Reachable then checks it. A password given in --redis
+// is refused (a command line is visible to every user of the machine): it belongs in
+// HOTELBUS_REDIS_PASSWORD, or in HOTELBUS_REDIS's URL.
 func (f *Factory) Redis(flagValue string) (string, error) {
 	url, origin, err := f.resolve(flagValue, "redis", "HOTELBUS_REDIS", func(e *Endpoints) string { return e.Redis })
-	if err == nil {
-		f.useRedis(url, origin)
+	if err != nil {
+		return "", err
 	}
-	return url, err
+	if flagValue != "" && streams.RedactRedisURL(flagValue) != flagValue {
+		return "", Usagef("--redis %s: no password on the command line; set %s instead", streams.RedactRedisURL(flagValue), EnvRedisPassword)
+	}
+	f.useRedis(url, origin)
+	return url, nil
 }
 
 // AddPrefixFlag registers --prefix on cmd into p: the prefix of every topic and consumer group

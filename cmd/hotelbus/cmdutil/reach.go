@@ -8,9 +8,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/hotelbus/hotelbus/streams"
 )
 
 // DefaultConnectTimeout is how long a command waits, by default, for Kafka, the schema registry
@@ -65,14 +66,13 @@ func (f *Factory) useRegistry(url, origin string) {
 }
 
 func (f *Factory) useRedis(url, origin string) {
-	f.use(&component{what: "Redis", addr: url, origin: origin, try: "PING",
+	f.use(&component{what: "Redis", addr: streams.RedactRedisURL(url), origin: origin, try: "PING",
 		ping: func(ctx context.Context) error {
-			opts, err := redis.ParseURL(url)
+			// One attempt: the answer, not a retry policy, is checked.
+			cl, err := f.RedisClientFor(url, streams.RedisNoRetry())
 			if err != nil {
 				return err
 			}
-			opts.MaxRetries, opts.DialerRetries = -1, 1 // one attempt: the answer, not a retry policy, is checked
-			cl := redis.NewClient(opts)
 			defer cl.Close()
 			return cl.Ping(ctx).Err()
 		}})

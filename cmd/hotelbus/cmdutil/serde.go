@@ -43,17 +43,36 @@ func (f *Factory) Serde(registryFlag string, cat *topics.Catalog, register bool)
 	return streams.NewSerde(cl, set, cat, streams.AutoRegister(register))
 }
 
-// RedisClient resolves --redis (see Redis) and returns a client for it; the caller closes it.
-func (f *Factory) RedisClient(flag string) (*redis.Client, error) {
+// RedisClient resolves --redis (see Redis) and returns a client for it (one server, Sentinel or
+// Cluster, by the URL's form: streams.NewRedisClient); the caller closes it. The data nodes'
+// password is HOTELBUS_REDIS_PASSWORD's when the URL has none, the Sentinels' is
+// HOTELBUS_REDIS_SENTINEL_PASSWORD's.
+func (f *Factory) RedisClient(flag string) (redis.UniversalClient, error) {
 	url, err := f.Redis(flag)
 	if err != nil {
 		return nil, err
 	}
-	opts, err := redis.ParseURL(url)
+	return f.RedisClientFor(url)
+}
+
+// RedisURLUsage ends the usage of every --redis flag: the forms, the variable, the password.
+const RedisURLUsage = "redis://host:port/db (one server), redis-sentinel://host:port[,host:port...]/<master>[/<db>] or " +
+	"redis-cluster://host:port[,host:port...]; rediss... for TLS (env HOTELBUS_REDIS; password from HOTELBUS_REDIS_PASSWORD)"
+
+// Environment variables holding the Redis passwords (a Secret in the chart).
+const (
+	EnvRedisPassword         = "HOTELBUS_REDIS_PASSWORD"
+	EnvRedisSentinelPassword = "HOTELBUS_REDIS_SENTINEL_PASSWORD"
+)
+
+// RedisClientFor returns a client for a Redis URL already resolved by Redis, as RedisClient does.
+func (f *Factory) RedisClientFor(url string, opts ...streams.RedisOption) (redis.UniversalClient, error) {
+	opts = append(opts, streams.RedisPassword(f.Getenv(EnvRedisPassword)), streams.RedisSentinelPassword(f.Getenv(EnvRedisSentinelPassword)))
+	rdb, err := streams.NewRedisClient(url, opts...)
 	if err != nil {
 		return nil, Usagef("--redis: %v", err)
 	}
-	return redis.NewClient(opts), nil
+	return rdb, nil
 }
 
 // LookupSystem returns the catalog's system called name, or a usage error naming --system and

@@ -36,6 +36,8 @@ type options struct {
 	threshold       int
 	probe, probeMax time.Duration
 	lease           time.Duration
+	waitReplicas    int
+	waitTimeout     time.Duration
 	parkKey         bool
 	maxInFlight     int
 	shutdownTimeout time.Duration
@@ -57,7 +59,8 @@ HMAC-SHA256 of the lines "<t>", ce-id, ce-type, ce-source, ce-tenantid and the b
 (see the dispatch package's Sign and Verify), under the first (newest) secret of --secret-file (one
 secret per line) or ` + EnvSecret + ` (comma-separated), read at start. To rotate, give receivers the
 new secret next to the old one, then list the new secret first here and restart, then drop the old
-one.
+one. Given neither, a running ` + "`hotelbus dev`" + ` stack's secret is used (dispatchSecret in its
+endpoints.json, for the receiver to verify with).
 
 The target authenticates the dispatcher with the headers of --target-auth-file ("Name: value"
 lines, e.g. "Authorization: Bearer <token>"), checked for a change every second and reread (a
@@ -85,10 +88,10 @@ the group.`,
 	fl := cmd.Flags()
 	fl.StringVar(&o.system, "system", "", "the receiving system (required): its subscriptions are delivered")
 	fl.StringVar(&o.target, "target", "", "the endpoint events are POSTed to (required), http:// or https://")
-	fl.StringVar(&o.secretFile, "secret-file", "", "file holding the signing secrets, one per line, newest first (default: $"+EnvSecret+", comma-separated); each at least 16 bytes")
+	fl.StringVar(&o.secretFile, "secret-file", "", "file holding the signing secrets, one per line, newest first (default: $"+EnvSecret+", comma-separated, or a running hotelbus dev stack's); each at least 16 bytes")
 	fl.StringVar(&o.authFile, "target-auth-file", "", "file of \"Name: value\" header lines sent to the target, e.g. \"Authorization: Bearer <token>\" (reread on change)")
 	fl.StringVar(&o.registry, "registry", "", "schema registry URL (env HOTELBUS_REGISTRY)")
-	fl.StringVar(&o.redis, "redis", "", "Redis URL for dedup, redis://host:port/db (env HOTELBUS_REDIS)")
+	fl.StringVar(&o.redis, "redis", "", "Redis URL for dedup: "+cmdutil.RedisURLUsage)
 	cmdutil.AddPrefixFlag(cmd, &o.prefix)
 	fl.DurationVar(&o.timeout, "timeout", 10*time.Second, "how long one delivery may take")
 	fl.IntVar(&o.attempts, "attempts", 5, "deliveries of one event before it is dead-lettered (transient failures)")
@@ -96,6 +99,8 @@ the group.`,
 	fl.DurationVar(&o.probe, "probe-interval", time.Second, "first wait before probing a target that is down")
 	fl.DurationVar(&o.probeMax, "probe-max", 30*time.Second, "longest wait between probes")
 	fl.DurationVar(&o.lease, "dedup-lease", 30*time.Second, "dedup lease: how long another member waits for a delivery of a crashed one")
+	fl.IntVar(&o.waitReplicas, "dedup-wait-replicas", 0, "replicas that must acknowledge every dedup done mark (Redis WAIT) before its offset is committed, so a Sentinel failover keeps it; 0: no WAIT; not with redis-cluster://")
+	fl.DurationVar(&o.waitTimeout, "dedup-wait-timeout", 100*time.Millisecond, "longest WAIT for --dedup-wait-replicas")
 	fl.BoolVar(&o.parkKey, "park-key", false, "after a dead letter, dead-letter the key's later events too until redrive (default: continue)")
 	fl.IntVar(&o.maxInFlight, "max-in-flight", 256, "deliveries running at once (different keys)")
 	fl.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a shutdown waits for deliveries in flight")
@@ -147,9 +152,10 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 		return err
 	}
 	defer rdb.Close()
-	dedup, err := streams.NewDedup(rdb, sys.Group, streams.DedupLease(o.lease), streams.DedupLogger(log))
+	dedup, err := streams.NewDedup(rdb, sys.Group, streams.DedupLease(o.lease), streams.DedupLogger(log),
+		streams.DedupWaitReplicas(o.waitReplicas, o.waitTimeout))
 	if err != nil {
-		return cmdutil.Usagef("%v (--dedup-lease)", err)
+		return cmdutil.Usagef("%v (--dedup-lease, --dedup-wait-replicas, --dedup-wait-timeout)", err)
 	}
 	seeds, kopts, err := f.KafkaOpts(o.kafka)
 	if err != nil {
@@ -172,6 +178,7 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	if err != nil {
 		return err
 	}
+	metrics.ObserveDedup(dedup)
 	ops.Registry.MustRegister(d.Collector(o.system))
 	ops.Ready(kcl.Ping)
 	ops.Ready(func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
@@ -211,17 +218,20 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	return nil
 }
 
-// readSecrets reads the signing secrets, newest first: the lines of path (blank lines and lines
-// starting with # skipped), or the comma-separated EnvSecret when path is "". Errors never show a
-// secret.
-// ReadSecrets returns the signing secrets of path (one per line, # comments), or of $HOTELBUS_DISPATCH_SECRET
-// (comma-separated) when path is empty; none is a usage error naming both.
+// ReadSecrets returns the signing secrets, newest first: the lines of path (blank lines and lines
+// starting with # skipped), or the comma-separated EnvSecret when path is "", or else the running
+// dev stack's dispatchSecret; none is a usage error naming each. Errors never show a secret.
 func ReadSecrets(f *cmdutil.Factory, path string) ([][]byte, error) {
 	var parts []string
 	if path == "" {
 		s := f.Getenv(EnvSecret)
 		if s == "" {
-			return nil, cmdutil.Usagef("no signing secret: pass --secret-file or set %s", EnvSecret)
+			e, file, err := f.DevStack("dispatch signing secret", func(e *cmdutil.Endpoints) bool { return e.DispatchSecret != "" })
+			if err != nil {
+				return nil, cmdutil.Usagef("no signing secret: pass --secret-file, set %s, or start `hotelbus dev`; %v", EnvSecret, err)
+			}
+			fmt.Fprintf(f.ErrOut, "using the dev stack's signing secret (dispatchSecret in %s)\n", file)
+			s = e.DispatchSecret
 		}
 		parts = strings.Split(s, ",")
 	} else {

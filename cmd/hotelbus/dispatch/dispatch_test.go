@@ -46,7 +46,7 @@ func TestDispatchCommandUsage(t *testing.T) {
 		{env, []string{"dispatch", "--system", "hotel-pms", "--target", "ftp://x/"}, `target ftp://x/: want an http`},
 		{env, []string{"dispatch", "--system", "hotel-pms", "--target", "http://hook:p4ss@x/", "--registry", "http://127.0.0.1:1"}, "TargetAuthFile"},
 		{env, []string{"dispatch", "--system", "hotel-pms", "--target", "http://x/", "--target-auth-file", "/nonexistent"}, "TargetAuthFile"},
-		{nil, []string{"dispatch", "--system", "hotel-pms", "--target", "http://x/"}, "--secret-file or set HOTELBUS_DISPATCH_SECRET"},
+		{nil, []string{"dispatch", "--system", "hotel-pms", "--target", "http://x/"}, "pass --secret-file, set HOTELBUS_DISPATCH_SECRET, or start `hotelbus dev`"},
 		{env, []string{"dispatch", "--system", "hotel-pms", "--target", "http://x/", "--secret-file", "/nonexistent"}, "--secret-file"},
 		{map[string]string{"HOTELBUS_DISPATCH_SECRET": secret + ",short"}, []string{"dispatch", "--system", "hotel-pms", "--target", "http://x/", "--registry", "http://127.0.0.1:1"}, "Secret"},
 	} {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/cmdutil"
 	"github.com/hotelbus/hotelbus/streams"
 	gw "github.com/hotelbus/hotelbus/streams/gateway"
+	"github.com/hotelbus/hotelbus/topics"
 )
 
 type options struct {
@@ -53,7 +55,8 @@ Credentials (one or more tokens per system) come from --credentials, a file of
 "<system> <token or sha256:digest> [tenants=<patterns>]" lines or a directory with one file per
 system (a mounted Kubernetes secret) of "<token or sha256:digest> [tenants=<patterns>]" lines; from
 HOTELBUS_GATEWAY_TOKEN_<SYSTEM> variables (HOTELBUS_GATEWAY_TOKEN_HOTEL_PMS); or, given neither, from
-a running ` + "`hotelbus dev`" + ` stack's tokens. Keep digests at rest: print one with
+a running ` + "`hotelbus dev`" + ` stack's tokens (the ones of the gateway dev runs itself, in its
+endpoints.json). Keep digests at rest: print one with
   printf %s "$TOKEN" | sha256sum        (and write it as sha256:<hex>)
 tenants= scopes a credential: a comma-separated list of tenantIds and prefixes ending in "*"
 (tenants=sakura-*,kyoto-grand); a publish for another tenant is refused with 403.
@@ -74,7 +77,7 @@ With --spool-dir, events the broker cannot take are kept on disk (answer 202 "sp
 delivered in order later; without it they fail with 503. SIGINT or SIGTERM stops accepting
 connections, finishes the requests in flight and closes the producers (spooled events stay on disk
 for the next run).`,
-		Example: `  hotelbus gateway                                             # against a running hotelbus dev stack
+		Example: `  hotelbus gateway                                             # a second gateway on a running hotelbus dev stack, its tokens
   hotelbus gateway --listen :8080 --credentials /etc/hotelbus/tokens --spool-dir /var/lib/hotelbus/spool \
       --brokers kafka:9092 --registry http://registry:8081 --redis redis://redis:6379/0
   curl -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
@@ -87,7 +90,7 @@ for the next run).`,
 	fl.StringVar(&o.credentials, "credentials", "", "credentials file or directory (a mounted Kubernetes secret); see above")
 	fl.DurationVar(&o.reloadEvery, "reload-interval", 5*time.Second, "how often --credentials is checked for changes")
 	fl.StringVar(&o.registry, "registry", "", "schema registry URL (env HOTELBUS_REGISTRY)")
-	fl.StringVar(&o.redis, "redis", "", "Redis URL for Idempotency-Key answers, redis://host:port/db (env HOTELBUS_REDIS)")
+	fl.StringVar(&o.redis, "redis", "", "Redis URL for Idempotency-Key answers: "+cmdutil.RedisURLUsage)
 	fl.StringVar(&o.spoolDir, "spool-dir", "", "durable offline spool directory, one file per system (default: none)")
 	fl.DurationVar(&o.spoolAfter, "spool-after", 15*time.Second, "with --spool-dir: how long an event waits for the broker before it is spooled")
 	cmdutil.AddPrefixFlag(cmd, &o.prefix)
@@ -128,8 +131,8 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	}
 	src := gw.CredentialSource{Path: o.credentials, Getenv: f.Getenv}
 	if o.credentials == "" && !anyEnvToken(f, systems) {
-		if ep, err := cmdutil.ReadEndpoints(f.DataDir); err == nil && len(ep.Tokens) > 0 {
-			fmt.Fprintf(f.ErrOut, "using the dev stack's tokens from %s\n", f.DataDir)
+		if ep, file, err := f.DevStack("gateway tokens", func(e *cmdutil.Endpoints) bool { return len(e.Tokens) > 0 }); err == nil {
+			fmt.Fprintf(f.ErrOut, "using the dev stack's tokens from %s\n", file)
 			src.Tokens = map[string][]string{}
 			for sys, tok := range ep.Tokens {
 				src.Tokens[sys] = []string{tok}
@@ -169,44 +172,20 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 		return err
 	}
 	defer stopTracing(context.Background())
-	reg := prometheus.NewRegistry()
-	metrics, err := streams.NewMetrics(reg)
-	if err != nil {
-		return err
-	}
-	audit, err := streams.NewAuditLog(kcl, cat.AuditTopic, "gateway", nil)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = audit.Flush(fctx)
-	}()
-	popts := []streams.ProducerOption{streams.Brokers(seeds...), streams.KafkaOptions(kopts...), streams.Tracing(tp), streams.Observe(metrics, audit)}
+	var popts []streams.ProducerOption
 	if o.spoolDir != "" {
 		popts = append(popts, streams.SpoolDir(o.spoolDir), streams.SpoolAfter(o.spoolAfter))
 	}
-	producers := map[string]*streams.Producer{}
-	defer func() { closeProducers(f, producers) }()
-	for _, sys := range systems {
-		p, err := streams.NewProducer(sys, serde, popts...)
-		if err != nil {
-			if errors.Is(err, streams.ErrConfig) {
-				return cmdutil.Usagef("%v", err)
-			}
-			return err
-		}
-		producers[sys] = p
-		metrics.ObserveSpool(p)
-	}
 	log := slog.New(slog.NewTextHandler(f.ErrOut, nil))
-	server, err := gw.New(gw.Config{Producers: producers, Credentials: creds, Redis: rdb, Kafka: kcl, Registry: serde.Registry(), Metrics: reg, TracerProvider: tp, Logger: log,
+	rt, err := Assemble(gw.Config{Credentials: creds, Redis: rdb, Kafka: kcl, TracerProvider: tp, Logger: log,
 		MaxBodyBytes: o.maxBodyBytes, MaxEventBytes: o.maxEventBytes, MaxBatchEvents: o.maxBatchEvents, PublishTimeout: o.publishTimeout,
-		WriteTimeout: o.publishTimeout + 15*time.Second, MaxBufferedBytes: o.maxBuffered, MaxParseBytes: o.maxParse, Limits: o.limits})
+		WriteTimeout: o.publishTimeout + 15*time.Second, MaxBufferedBytes: o.maxBuffered, MaxParseBytes: o.maxParse, Limits: o.limits},
+		cat, serde, append([]streams.ProducerOption{streams.Brokers(seeds...), streams.KafkaOptions(kopts...), streams.Tracing(tp)}, popts...)...)
 	if err != nil {
-		return cmdutil.Usagef("%v", err)
+		return err
 	}
+	defer rt.Close(f.ErrOut)
+	server := rt.Server
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return cmdutil.Usagef("--listen: %v", err)
@@ -240,13 +219,56 @@ func anyEnvToken(f *cmdutil.Factory, systems []string) bool {
 	return false
 }
 
-// closeProducers flushes every producer; with a spool, what the broker did not take stays on disk.
-func closeProducers(f *cmdutil.Factory, producers map[string]*streams.Producer) {
+// Runtime is a gateway on one catalog: a producer per system and the Server. `hotelbus gateway`
+// and `hotelbus dev` both run it.
+type Runtime struct {
+	Server    *gw.Server
+	producers map[string]*streams.Producer
+}
+
+// Assemble builds a Runtime from cfg, whose Credentials, Redis and Kafka must be set: it fills in
+// the producers, one per system of cat built with popts and observed by the gateway's metrics (each
+// writes its own publish audit records, streams.PublishAudit's default), the registry and the
+// metrics. A configuration refused is a usage error. Close it after the Server's Shutdown.
+func Assemble(cfg gw.Config, cat *topics.Catalog, serde *streams.Serde, popts ...streams.ProducerOption) (_ *Runtime, err error) {
+	reg := prometheus.NewRegistry()
+	metrics, err := streams.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	rt := &Runtime{producers: map[string]*streams.Producer{}}
+	defer func() {
+		if err != nil {
+			rt.Close(io.Discard)
+		}
+	}()
+	popts = append(popts, streams.Observe(metrics))
+	for _, s := range cat.Systems {
+		p, err := streams.NewProducer(s.Name, serde, popts...)
+		if err != nil {
+			if errors.Is(err, streams.ErrConfig) {
+				return nil, cmdutil.Usagef("%v", err)
+			}
+			return nil, err
+		}
+		rt.producers[s.Name] = p
+		metrics.ObserveSpool(p)
+	}
+	cfg.Producers, cfg.Registry, cfg.Metrics = rt.producers, serde.Registry(), reg
+	if rt.Server, err = gw.New(cfg); err != nil {
+		return nil, cmdutil.Usagef("%v", err)
+	}
+	return rt, nil
+}
+
+// Close flushes every producer (with a spool, what the broker did not take stays on disk),
+// reporting failures on errOut.
+func (rt *Runtime) Close(errOut io.Writer) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for sys, p := range producers {
+	for sys, p := range rt.producers {
 		if err := p.Close(ctx); err != nil {
-			fmt.Fprintf(f.ErrOut, "gateway: closing the %s producer: %v\n", sys, err)
+			fmt.Fprintf(errOut, "gateway: closing the %s producer: %v\n", sys, err)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/acls"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/bench"
+	"github.com/hotelbus/hotelbus/cmd/hotelbus/bridge"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/catalog"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/cmdutil"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/dev"
@@ -67,8 +68,10 @@ consumer groups that handle every event once.
 
 Commands that talk to Kafka, the registry or Redis take --brokers, --registry and --redis (or
 HOTELBUS_BROKERS, HOTELBUS_REGISTRY, HOTELBUS_REDIS); given none, they use a running
-` + "`hotelbus dev`" + ` stack's .hotelbus/endpoints.json. They check that each answers before the
-work starts and exit 1 naming the address when one does not within --connect-timeout.`,
+` + "`hotelbus dev`" + ` stack's endpoints.json, found in the .hotelbus directories from the current
+directory up, then the per-user state directory (HOTELBUS_DATA_DIR overrides; see hotelbus dev
+--help). They check that each answers before the work starts and exit 1 naming the address when
+one does not within --connect-timeout.`,
 		Example: `  hotelbus dev                                  # the whole platform on its embedded default
   hotelbus catalog                              # who publishes and subscribes to what
   hotelbus schemas check                        # lint and compatibility of schemas/
@@ -85,7 +88,7 @@ work starts and exit 1 naming the address when one does not within --connect-tim
 	cmd.SetFlagErrorFunc(flagError)
 	cmd.PersistentFlags().DurationVar(&f.ConnectTimeout, "connect-timeout", cmdutil.DefaultConnectTimeout,
 		"how long to wait for Kafka, the schema registry and Redis to answer before failing")
-	cmd.AddCommand(catalog.New(f), schemas.New(f), dev.New(f), topics.New(f), acls.New(f), produce.New(f), replay.New(f), resync.New(f), gateway.New(f), dispatch.New(f), receive.New(f), dlq.New(f), simulate.New(f), bench.New(f), lag.New(f), monitor.New(f), trace.New(f), example.New(f), view.New(f), version.New(f))
+	cmd.AddCommand(catalog.New(f), schemas.New(f), dev.New(f), topics.New(f), acls.New(f), produce.New(f), replay.New(f), resync.New(f), gateway.New(f), dispatch.New(f), receive.New(f), bridge.New(f), dlq.New(f), simulate.New(f), bench.New(f), lag.New(f), monitor.New(f), trace.New(f), example.New(f), view.New(f), version.New(f))
 	wrapArgs(cmd)
 	return cmd
 }

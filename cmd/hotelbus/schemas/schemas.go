@@ -14,7 +14,6 @@ import (
 
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/cmdutil"
 	hbschemas "github.com/hotelbus/hotelbus/schemas"
-	"github.com/hotelbus/hotelbus/topics"
 )
 
 type options struct {
@@ -22,6 +21,7 @@ type options struct {
 	registry string
 	level    string
 	json     bool
+	prefix   string
 }
 
 // New returns the schemas command.
@@ -41,13 +41,17 @@ version of the same subject.`,
 	cmd.PersistentFlags().StringVar(&o.dir, "dir", "", "schema tree to read (default: the schemas built into the binary)")
 	cmd.PersistentFlags().StringVar(&o.level, "level", hbschemas.DefaultLevel.String(), "compatibility level: NONE, BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE")
 	cmd.PersistentFlags().BoolVar(&o.json, "json", false, "print the report as JSON")
+	// Subjects are named after the topics (TopicRecordNameStrategy), so the prefix of an isolated
+	// copy of the platform names them too.
 	registryFlag := func(c *cobra.Command, usage string) {
 		c.Flags().StringVar(&o.registry, "registry", "", usage+" (env HOTELBUS_REGISTRY)")
+		cmdutil.AddPrefixFlag(c, &o.prefix)
 	}
 
 	list := &cobra.Command{Use: "list", Short: "List event types, versions and subjects", Args: cobra.NoArgs,
 		Example: "  hotelbus schemas list\n  hotelbus schemas list --json",
 		RunE:    func(*cobra.Command, []string) error { return runList(f, o) }}
+	cmdutil.AddPrefixFlag(list, &o.prefix)
 	check := &cobra.Command{Use: "check", Short: "Lint every schema and check each version against the earlier ones (and the registry with --registry)", Args: cobra.NoArgs,
 		Example: "  hotelbus schemas check\n  hotelbus schemas check --dir ./schemas --registry http://127.0.0.1:8081",
 		RunE:    func(*cobra.Command, []string) error { return runCheck(f, o) }}
@@ -86,7 +90,7 @@ func runList(f *cmdutil.Factory, o *options) error {
 	if err != nil {
 		return err
 	}
-	cat, err := topics.Load(topics.Embedded(), "")
+	cat, err := cmdutil.Catalog(o.prefix)
 	if err != nil {
 		return err
 	}
@@ -183,7 +187,7 @@ func compare(f *cmdutil.Factory, o *options, set *hbschemas.Set, level sr.Compat
 	if err := f.Reachable(context.Background()); err != nil {
 		return nil, nil, err
 	}
-	cat, err := topics.Load(topics.Embedded(), "")
+	cat, err := cmdutil.Catalog(o.prefix)
 	if err != nil {
 		return nil, nil, err
 	}

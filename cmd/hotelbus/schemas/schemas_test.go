@@ -156,6 +156,10 @@ func TestListAndCatalogJSON(t *testing.T) {
 	if rows[0].Subject != "hotelbus.common.auth-hotelbus.auth.v1.AuthPermissionsChangedEvent" {
 		t.Errorf("first subject %q", rows[0].Subject)
 	}
+	r = run(t, nil, "schemas", "list", "--json", "--prefix", "staging.")
+	if err := json.Unmarshal([]byte(r.Out), &rows); err != nil || rows[0].Subject != "staging.hotelbus.common.auth-hotelbus.auth.v1.AuthPermissionsChangedEvent" {
+		t.Errorf("list --prefix staging.: %v, first subject %q, want it named after the prefixed topic", err, rows[0].Subject)
+	}
 	r = run(t, nil, "catalog", "--json")
 	var cat struct {
 		Systems []struct {
@@ -164,7 +168,7 @@ func TestListAndCatalogJSON(t *testing.T) {
 		} `json:"systems"`
 		Topics []struct{ Name string } `json:"topics"`
 	}
-	if err := json.Unmarshal([]byte(r.Out), &cat); err != nil || len(cat.Systems) != 4 || len(cat.Topics) != 17 {
+	if err := json.Unmarshal([]byte(r.Out), &cat); err != nil || len(cat.Systems) != 4 || len(cat.Topics) != 18 {
 		t.Fatalf("catalog --json: %v %+v", err, cat)
 	}
 }

@@ -64,11 +64,13 @@ default seed is random and printed.
 
 --via sdk (default) publishes with one Go producer per system (--brokers, --registry);
 --via gateway posts batches to a gateway (--gateway, tokens per system from --gateway-tokens, a file
-of "<system> <token>" lines, or HOTELBUS_GATEWAY_TOKEN_<SYSTEM>, or a running hotelbus dev stack).
+of "<system> <token>" lines, or HOTELBUS_GATEWAY_TOKEN_<SYSTEM>, or a running hotelbus dev stack, whose
+gateway and tokens --via gateway uses given no flag).
 It stops after --count events or --duration, or on Ctrl-C, waits for every outcome and prints a
 summary; it exits 1 when an event failed.`,
 		Example: `  hotelbus simulate --count 10000 --rate 500
   hotelbus simulate --tenants 50 --skew 1.2 --duration 10m --rate 200 --seed 7
+  hotelbus simulate --via gateway --count 1000                 # through a running hotelbus dev stack's gateway
   hotelbus simulate --via gateway --gateway http://localhost:8080 --gateway-tokens tokens.txt --count 5000 --json`,
 		Args: cobra.NoArgs,
 		RunE: cmdutil.Interruptible(func(ctx context.Context) error { return run(ctx, f, o) }),
@@ -224,15 +226,23 @@ func (o *options) tokens(f *cmdutil.Factory, cat *topics.Catalog) (map[string]st
 		}
 	}
 	var dev map[string]string
-	if e, err := cmdutil.ReadEndpoints(f.DataDir); err == nil {
-		dev = e.Tokens
-	}
+	devNote := ""
 	var missing []string
 	for _, s := range cat.Systems {
 		if len(s.Publishes) == 0 || tokens[s.Name] != "" {
 			continue
 		}
-		if v, _, _ := strings.Cut(f.Getenv(gateway.EnvName(s.Name)), ","); v != "" {
+		v, _, _ := strings.Cut(f.Getenv(gateway.EnvName(s.Name)), ",")
+		if v == "" && dev == nil && devNote == "" {
+			e, file, err := f.DevStack("gateway tokens", func(e *cmdutil.Endpoints) bool { return len(e.Tokens) > 0 })
+			if err != nil {
+				devNote = "; " + err.Error()
+			} else {
+				dev = e.Tokens
+				fmt.Fprintf(f.ErrOut, "using the dev stack's gateway tokens from %s\n", file)
+			}
+		}
+		if v != "" {
 			tokens[s.Name] = v
 		} else if dev[s.Name] != "" {
 			tokens[s.Name] = dev[s.Name]
@@ -241,8 +251,8 @@ func (o *options) tokens(f *cmdutil.Factory, cat *topics.Catalog) (map[string]st
 		}
 	}
 	if len(missing) > 0 {
-		return nil, cmdutil.Usagef("no gateway token for %s: pass --gateway-tokens, set %s..., or start `hotelbus dev`",
-			strings.Join(missing, ", "), gateway.EnvPrefix)
+		return nil, cmdutil.Usagef("no gateway token for %s: pass --gateway-tokens, set %s..., or start `hotelbus dev`%s",
+			strings.Join(missing, ", "), gateway.EnvPrefix, devNote)
 	}
 	return tokens, nil
 }

@@ -4,14 +4,16 @@
 It talks to Kafka through librdkafka and to the schema registry through confluent-kafka's
 SchemaRegistryClient, AvroSerializer and AvroDeserializer, so it shares no code with hotelbus.
 
-  consume --brokers B --registry URL --topic T --count N [--timeout S] [--group G]
+  consume --brokers B --registry URL --topic T --count N [--timeout S] [--group G] [--defaults]
       Reads N records from the beginning of every partition of T (no offsets are committed) and
       prints one JSON object per line, in arrival order (ordered within a partition only):
       {"key", "partition", "offset", "headers": {name: str}, "value": <decoded record>}.
       The value is the canonical JSON form: decimals as strings with the schema's scale, dates
       "YYYY-MM-DD", timestamp-millis RFC 3339 UTC with 3 fractional digits and "Z", enums as
       symbols, null for None, record keys in schema field order. Exits 1 if fewer than N records
-      arrive within the timeout.
+      arrive within the timeout. With --defaults the AvroDeserializer has confluent-kafka's default
+      settings (TopicNameStrategy: it asks the registry for the writer schema with
+      ?subject=<topic>-value); without, it uses TopicRecordNameStrategy like hotelbus.
 
   produce --brokers B --registry URL --topic T --subject S --input FILE
       Reads JSON lines {"key", "headers", "value"} where value is a canonical JSON envelope
@@ -19,6 +21,12 @@ SchemaRegistryClient, AvroSerializer and AvroDeserializer, so it shares no code 
       under S, serializes it with AvroSerializer (never registering: the wire header carries the
       registered id) and produces with acks=all and the murmur2 partitioner (the Java client's
       and franz-go's default). Prints the number of records produced.
+
+  produce --defaults --brokers B --registry URL --topic T --schema-file F --input FILE
+      The same with confluent-kafka's default settings everywhere: AvroSerializer on the schema
+      text in F with auto.register.schemas (it registers F under TopicNameStrategy's
+      <topic>-value), a Producer with only bootstrap.servers set. Prints the number of records
+      produced, then the id the serializer registered, as {"id": N} on a line of its own.
 
 Exit status: 0 success, 1 failure of the work, 2 bad usage.
 """
@@ -238,11 +246,14 @@ def _partitions(consumer, topic, deadline):
 
 def cmd_consume(args):
     registry = SchemaRegistryClient({"url": args.registry})
-    # The subject comes from the writer schema's record name, as the producer's did.
-    deserialize = AvroDeserializer(
-        registry,
-        conf={"use.latest.version": False, "subject.name.strategy": topic_record_subject_name_strategy},
-    )
+    if args.defaults:
+        deserialize = AvroDeserializer(registry)
+    else:
+        # The subject comes from the writer schema's record name, as the producer's did.
+        deserialize = AvroDeserializer(
+            registry,
+            conf={"use.latest.version": False, "subject.name.strategy": topic_record_subject_name_strategy},
+        )
     consumer = Consumer(
         {
             "bootstrap.servers": args.brokers,
@@ -291,7 +302,27 @@ def cmd_consume(args):
         consumer.close()
 
 
+def _produce_defaults(args):
+    """produce --defaults: confluent-kafka's defaults, the serializer registering the schema."""
+    registry = SchemaRegistryClient({"url": args.registry})
+    with open(args.schema_file, encoding="utf-8") as f:
+        schema_str = f.read()
+    serialize = AvroSerializer(registry, schema_str)
+    producer = Producer({"bootstrap.servers": args.brokers})
+    count = _produce_lines(args, producer, serialize, expand_schema(json.loads(schema_str)))
+    print(count)
+    subject = f"{args.topic}-value"
+    print(json.dumps({"id": registry.lookup_schema(subject, Schema(schema_str, "AVRO")).schema_id}))
+
+
 def cmd_produce(args):
+    if args.defaults:
+        if not args.schema_file:
+            fail("produce --defaults needs --schema-file")
+        _produce_defaults(args)
+        return
+    if not args.subject:
+        fail("produce needs --subject (or --defaults with --schema-file)")
     registry = SchemaRegistryClient({"url": args.registry})
     latest = registry.get_latest_version(args.subject)
     schema_str = latest.schema.schema_str
@@ -321,6 +352,11 @@ def cmd_produce(args):
             "linger.ms": 5,
         }
     )
+    print(_produce_lines(args, producer, serialize, expanded))
+
+
+def _produce_lines(args, producer, serialize, expanded):
+    """Produces every line of args.input; returns the number produced once all are delivered."""
     errors = []
 
     def delivered(err, _msg):
@@ -363,7 +399,7 @@ def cmd_produce(args):
         fail(f"{left} records still undelivered after {args.timeout}s")
     if errors:
         fail(f"{len(errors)} records failed: {errors[0]}")
-    print(count)
+    return count
 
 
 def main(argv=None):
@@ -376,11 +412,14 @@ def main(argv=None):
     c.add_argument("--count", required=True, type=int)
     c.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
     c.add_argument("--group", default="hotelbus-avro-peer", help="group.id; offsets are never committed")
+    c.add_argument("--defaults", action="store_true", help="AvroDeserializer with confluent-kafka's default settings")
     pr = sub.add_parser("produce", help="produce JSON lines as Avro under the latest schema of a subject")
     pr.add_argument("--brokers", required=True)
     pr.add_argument("--registry", required=True)
     pr.add_argument("--topic", required=True)
-    pr.add_argument("--subject", required=True)
+    pr.add_argument("--subject", help="the subject whose latest schema is used (without --defaults)")
+    pr.add_argument("--defaults", action="store_true", help="confluent-kafka's default settings, auto-registering")
+    pr.add_argument("--schema-file", help="the schema the serializer registers (with --defaults)")
     pr.add_argument("--input", required=True)
     pr.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for delivery (default 30)")
     args = p.parse_args(argv)

@@ -1,0 +1,318 @@
+package streams
+
+import (
+	"context"
+	"fmt"
+	"math/big"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/hamba/avro/v2"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/hotelbus/hotelbus/schemas"
+)
+
+// Event is a typed event: the data record of one event type at one schema version, as generated
+// into package streams/events (events.ReservationCreatedV1 and the others). Typed events are
+// encoded and decoded by hamba/avro's struct codec through their avro tags; Publish, PublishDual
+// and Handle take them.
+type Event interface {
+	// EventType is the catalog's event type, e.g. "reservation.created".
+	EventType() string
+	// EventVersion is the "major.minor" schema version the type was generated from.
+	EventVersion() string
+	// Schema is the data record's schema in Parsing Canonical Form; it must equal the Serde's
+	// schema of that version (the generated code and the schema set come from the same schemas/).
+	Schema() string
+}
+
+// avroEnvelope is the envelope as hamba/avro's struct codec reads and writes it, the data record
+// being a typed Event.
+type avroEnvelope struct {
+	EventID   string       `avro:"eventId"`
+	EventType string       `avro:"eventType"`
+	Version   string       `avro:"version"`
+	Timestamp time.Time    `avro:"timestamp"`
+	Data      any          `avro:"data"`
+	Metadata  avroMetadata `avro:"metadata"`
+}
+
+type avroMetadata struct {
+	TenantID      string  `avro:"tenantId"`
+	Source        string  `avro:"source"`
+	CorrelationID string  `avro:"correlationId"`
+	UserID        *string `avro:"userId"`
+	TraceID       string  `avro:"traceId"`
+}
+
+// Publish publishes the typed event e for tenantID and returns after the broker acknowledged it
+// or it was spooled, like Producer.Publish: eventId, timestamp, correlationId and traceId are
+// filled in the same way (the latter two from ctx), ownership is checked, and data the schema
+// refuses (an enum symbol it does not have, a nil or too precise decimal) is ErrInvalidEvent.
+func Publish(ctx context.Context, p *Producer, tenantID string, e Event) (Result, error) {
+	env := typedEnvelope(tenantID, e)
+	rec, err := p.recordOf(ctx, env, e)
+	if err != nil {
+		return Result{}, err
+	}
+	rs, err := p.send(ctx, []*kgo.Record{rec})
+	if err != nil {
+		return Result{}, err
+	}
+	return rs[0], nil
+}
+
+// PublishDual publishes one event in several major versions (a migration's dual publishing), like
+// Producer.PublishDual: every copy carries the same eventId, timestamp, correlation and trace. All
+// events must be of one event type.
+func PublishDual(ctx context.Context, p *Producer, tenantID string, es ...Event) ([]Result, error) {
+	envs := make([]*Envelope, len(es))
+	for i, e := range es {
+		envs[i] = typedEnvelope(tenantID, e)
+	}
+	return p.publishDual(ctx, envs, es)
+}
+
+func typedEnvelope(tenantID string, e Event) *Envelope {
+	return &Envelope{EventType: e.EventType(), Version: e.EventVersion(), Metadata: Metadata{TenantID: tenantID}}
+}
+
+// Handle registers h for the events of PT's event type and major version (Consumer.Handle):
+// records are decoded straight into a new *T (in the version T was generated from) by hamba/avro,
+// and m.Envelope holds the envelope fields with a nil Data. Registering two majors of one event
+// type (events.XV1 and events.XV2) is dual subscription.
+func Handle[T any, PT interface {
+	*T
+	Event
+}](c *Consumer, h func(ctx context.Context, m *Message, e PT) error) {
+	var zero PT = new(T)
+	reader, ok := c.serde.set.Version(zero.EventType(), zero.EventVersion())
+	if !ok || reader.Data.String() != zero.Schema() {
+		c.failRegistration(fmt.Errorf("%w: handler for %T: the Serde has no schema %s %s as the type was generated from (run go generate ./streams/events)",
+			ErrConfig, zero, zero.EventType(), zero.EventVersion()))
+		return
+	}
+	typed := &typedRoute{reader: reader, new: func() Event { return PT(new(T)) }}
+	if f := c.cat.OrderingKey(reader.EventType); f != "" {
+		typed.key = stringField(reflect.TypeFor[T](), f)
+	}
+	c.handle(reader.EventType, reader.Major, func(ctx context.Context, m *Message) error {
+		e, ok := m.event.(PT)
+		if !ok {
+			// Decoded generically (a record without headers): decode it again, typed.
+			e = new(T)
+			env, err := c.serde.decodeTyped(ctx, m.Record.Value, reader, e)
+			if err != nil {
+				return Permanent(err)
+			}
+			m.Envelope, m.event = env, e
+		}
+		return h(ctx, m, e)
+	}, typed)
+}
+
+// typedRoute is how a typed handler's records are decoded.
+type typedRoute struct {
+	reader *schemas.Version
+	new    func() Event
+	key    func(Event) string // the ordering key field's value (nil: the record key)
+}
+
+// stringField returns a function reading the string or *string field of a struct whose avro tag
+// is name (nil when there is none).
+func stringField(t reflect.Type, name string) func(Event) string {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Tag.Get("avro") != name {
+			continue
+		}
+		idx := f.Index
+		switch {
+		case f.Type.Kind() == reflect.String:
+			return func(e Event) string { return reflect.ValueOf(e).Elem().FieldByIndex(idx).String() }
+		case f.Type.Kind() == reflect.Pointer && f.Type.Elem().Kind() == reflect.String:
+			return func(e Event) string {
+				v := reflect.ValueOf(e).Elem().FieldByIndex(idx)
+				if v.IsNil() {
+					return ""
+				}
+				return v.Elem().String()
+			}
+		}
+	}
+	return nil
+}
+
+// encodeTyped appends the Avro body of env with typed as its data, written with v by hamba/avro.
+func (s *Serde) encodeTyped(b []byte, env *Envelope, v *schemas.Version, typed Event) ([]byte, error) {
+	if typed.Schema() != v.Data.String() {
+		return nil, fmt.Errorf("%w: %T was generated from another %s %s schema than the Serde's (run go generate ./streams/events)",
+			ErrUnknownEventType, typed, v.EventType, v)
+	}
+	errs := &fieldErrs{}
+	s.checkEnvelope(env, errs)
+	if rv := reflect.ValueOf(typed); rv.IsNil() {
+		errs.add("data", "must be set")
+	} else {
+		checkDecimals(v.Data, rv, "data", errs)
+	}
+	if err := errs.err(); err != nil {
+		return nil, err
+	}
+	ae := avroEnvelope{EventID: env.EventID, EventType: env.EventType, Version: v.String(), Timestamp: env.Timestamp, Data: typed,
+		Metadata: avroMetadata{TenantID: env.Metadata.TenantID, Source: env.Metadata.Source, CorrelationID: env.Metadata.CorrelationID,
+			TraceID: env.Metadata.TraceID}}
+	if env.Metadata.UserID != "" {
+		ae.Metadata.UserID = &env.Metadata.UserID
+	}
+	body, err := avro.Marshal(v.Envelope, &ae)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
+	}
+	return append(b, body...), nil
+}
+
+// decodeTyped decodes a wire-format value into out, in reader's version, and returns its envelope
+// (Data nil).
+func (s *Serde) decodeTyped(ctx context.Context, value []byte, reader *schemas.Version, out Event) (*Envelope, error) {
+	id, body, w, err := s.wire(ctx, value)
+	if err != nil {
+		return nil, err
+	}
+	var schema avro.Schema = w.schema
+	if w.schema.Fingerprint() != reader.Envelope.Fingerprint() {
+		if schema, err = s.resolve(id, w, reader); err != nil {
+			return nil, err
+		}
+	}
+	ae := avroEnvelope{Data: out}
+	if err := avro.Unmarshal(schema, body, &ae); err != nil {
+		return nil, fmt.Errorf("%w: schema id %d: %v", ErrMalformedRecord, id, err)
+	}
+	env := &Envelope{EventID: ae.EventID, EventType: ae.EventType, Version: reader.String(), Timestamp: ae.Timestamp.UTC(),
+		Metadata: Metadata{TenantID: ae.Metadata.TenantID, Source: ae.Metadata.Source, CorrelationID: ae.Metadata.CorrelationID,
+			TraceID: ae.Metadata.TraceID}}
+	if ae.Metadata.UserID != nil {
+		env.Metadata.UserID = *ae.Metadata.UserID
+	}
+	return env, nil
+}
+
+// checkDecimals names the decimals of a typed value that hamba/avro would get wrong: a nil
+// *big.Rat where the schema requires a value (it would panic) and one with more decimal places
+// or digits than the schema's decimal (it would round silently).
+func checkDecimals(s avro.Schema, v reflect.Value, path string, errs *fieldErrs) {
+	if ref, ok := s.(*avro.RefSchema); ok {
+		s = ref.Schema()
+	}
+	switch s := s.(type) {
+	case *avro.RecordSchema:
+		for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
+			if v.IsNil() {
+				return
+			}
+			v = v.Elem()
+		}
+		if v.Kind() != reflect.Struct {
+			return
+		}
+		t := v.Type()
+		for i := range t.NumField() {
+			if !holdsDecimal(s) {
+				return
+			}
+			name := t.Field(i).Tag.Get("avro")
+			for _, f := range s.Fields() {
+				if f.Name() == name && holdsDecimal(f.Type()) {
+					checkDecimals(f.Type(), v.Field(i), join(path, name), errs)
+				}
+			}
+		}
+	case *avro.UnionSchema:
+		if (v.Kind() == reflect.Pointer || v.Kind() == reflect.Slice) && v.IsNil() {
+			return
+		}
+		for _, branch := range s.Types() {
+			if branch.Type() != avro.Null {
+				if v.Kind() == reflect.Pointer && branch.Type() != avro.Bytes {
+					v = v.Elem()
+				}
+				checkDecimals(branch, v, path, errs)
+				return
+			}
+		}
+	case *avro.ArraySchema:
+		if v.Kind() == reflect.Pointer && !v.IsNil() {
+			v = v.Elem()
+		}
+		if v.Kind() == reflect.Slice {
+			for i := range v.Len() {
+				checkDecimals(s.Items(), v.Index(i), index(path, i), errs)
+			}
+		}
+	case *avro.MapSchema:
+		if v.Kind() == reflect.Map {
+			for it := v.MapRange(); it.Next(); {
+				checkDecimals(s.Values(), it.Value(), join(path, it.Key().String()), errs)
+			}
+		}
+	case *avro.PrimitiveSchema:
+		ds, ok := s.Logical().(*avro.DecimalLogicalSchema)
+		if !ok {
+			return
+		}
+		r, _ := v.Interface().(*big.Rat)
+		if r == nil {
+			errs.add(path, "required decimal is nil")
+			return
+		}
+		checkDecimal(r, ds, path, errs)
+	}
+}
+
+// decimalHolders caches holdsDecimal by schema.
+var decimalHolders sync.Map // avro.Schema -> bool
+
+// holdsDecimal reports whether values of s may contain a decimal.
+func holdsDecimal(s avro.Schema) bool {
+	if b, ok := decimalHolders.Load(s); ok {
+		return b.(bool)
+	}
+	b := holdsDecimalSeen(s, map[string]bool{})
+	decimalHolders.Store(s, b)
+	return b
+}
+
+func holdsDecimalSeen(s avro.Schema, seen map[string]bool) bool {
+	if ref, ok := s.(*avro.RefSchema); ok {
+		s = ref.Schema()
+	}
+	switch s := s.(type) {
+	case *avro.RecordSchema:
+		if seen[s.FullName()] {
+			return false
+		}
+		seen[s.FullName()] = true
+		for _, f := range s.Fields() {
+			if holdsDecimalSeen(f.Type(), seen) {
+				return true
+			}
+		}
+	case *avro.UnionSchema:
+		for _, b := range s.Types() {
+			if holdsDecimalSeen(b, seen) {
+				return true
+			}
+		}
+	case *avro.ArraySchema:
+		return holdsDecimalSeen(s.Items(), seen)
+	case *avro.MapSchema:
+		return holdsDecimalSeen(s.Values(), seen)
+	case *avro.PrimitiveSchema:
+		_, ok := s.Logical().(*avro.DecimalLogicalSchema)
+		return ok
+	}
+	return false
+}

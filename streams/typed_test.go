@@ -1,0 +1,211 @@
+package streams_test
+
+import (
+	"context"
+	"errors"
+	"math/big"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hotelbus/hotelbus/streams"
+	"github.com/hotelbus/hotelbus/streams/events"
+	"github.com/hotelbus/hotelbus/streams/streamstest"
+)
+
+// TestTypedRoundTrip: the golden reservation.created, published generically, reaches a typed
+// handler with every field; published again as that typed value, it decodes generically to the
+// same data, key and headers as the generic publish.
+func TestTypedRoundTrip(t *testing.T) {
+	b := streamstest.Kfake(t)
+	serde, cat := isolated(t, b)
+	p := newProducer(t, "hotel-pms", b, serde)
+	ctx := context.Background()
+	generic := example(t, serde, "reservation.created")
+	res, err := p.Publish(ctx, generic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *events.ReservationCreatedV1, 1)
+	var env *streams.Envelope
+	r := startConsumer(t, "hotel-member", b, serde, func(c *streams.Consumer) {
+		streams.Handle(c, func(_ context.Context, m *streams.Message, e *events.ReservationCreatedV1) error {
+			env = m.Envelope
+			got <- e
+			return nil
+		})
+	})
+	var e *events.ReservationCreatedV1
+	select {
+	case e = <-got:
+	case <-time.After(time.Minute):
+		t.Fatal("typed handler not called")
+	}
+	r.stop(t)
+	if env.EventID != res.EventID || env.Metadata.TenantID != "sakura-hotels" || env.Metadata.Source != "hotel-pms" || env.Data != nil {
+		t.Errorf("typed envelope %+v", env)
+	}
+	if e.ReservationID != generic.Data["reservationId"] || e.AmountAfterTax.Amount.FloatString(2) != "40000.00" ||
+		!e.ArrivalDate.Equal(time.Date(2026, 12, 18, 0, 0, 0, 0, time.UTC)) || e.GuaranteeCard == nil || e.GuaranteeCard.Brand != events.ReservationCardBrandV1Jcb ||
+		e.PrimaryGuest.Address == nil || len(e.PrimaryGuest.Address.Lines) != 2 || e.RoomID != nil {
+		t.Errorf("typed value %+v", e)
+	}
+
+	res2, err := streams.Publish(ctx, p, "sakura-hotels", e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp, _ := cat.TopicFor("reservation.created")
+	recs := consume(t, b, 2, tp.Name)
+	first, err := serde.Decode(ctx, recs[0].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := serde.Decode(ctx, recs[1].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.EventID != res2.EventID || second.EventID == first.EventID || second.Metadata.Source != "hotel-pms" || second.Version != "1.0" {
+		t.Errorf("typed publish envelope %+v", second)
+	}
+	if !reflect.DeepEqual(first.Data, second.Data) {
+		t.Errorf("typed publish data differs:\n got %v\nwant %v", second.Data, first.Data)
+	}
+	if string(recs[1].Key) != "sakura-hotels" || len(recs[1].Headers) != len(recs[0].Headers) {
+		t.Errorf("typed record key %q headers %v, generic %v", recs[1].Key, recs[1].Headers, recs[0].Headers)
+	}
+	for i, h := range recs[0].Headers {
+		if recs[1].Headers[i].Key != h.Key {
+			t.Errorf("header %d: %s, generic %s", i, recs[1].Headers[i].Key, h.Key)
+		}
+	}
+}
+
+// TestTypedPublishRefusals: what the schema or the catalog refuses is refused before sending,
+// with the generic path's sentinels; decimals hamba/avro would round or panic on are named.
+func TestTypedPublishRefusals(t *testing.T) {
+	b := streamstest.Kfake(t)
+	serde, _ := isolated(t, b)
+	p := newProducer(t, "hotel-pms", b, serde)
+	ctx := context.Background()
+	valid := func() *events.ReservationCanceledV1 {
+		return &events.ReservationCanceledV1{ReservationID: "rsv-1", ConfirmationNumber: "C-1", PropertyID: "KYO01",
+			Status: events.ReservationStatusV1Canceled, Reason: events.ReservationCancellationReasonV1Other,
+			CanceledBy: events.ReservationCancellationPartyV1Hotel, CanceledAt: time.Now()}
+	}
+	if _, err := streams.Publish(ctx, p, "sakura-hotels", valid()); err != nil {
+		t.Fatalf("valid event refused: %v", err)
+	}
+	third := valid()
+	third.RefundAmount = &events.Money{Amount: big.NewRat(1, 3), Currency: "JPY"}
+	nilAmount := valid()
+	nilAmount.CancellationFee = &events.Money{Currency: "JPY"}
+	badSymbol := valid()
+	badSymbol.Reason = "BORED"
+	for name, c := range map[string]struct {
+		tenant string
+		e      streams.Event
+		want   error
+		field  string
+	}{
+		"rounded decimal": {"sakura-hotels", third, streams.ErrInvalidEvent, "data.refundAmount.amount"},
+		"nil decimal":     {"sakura-hotels", nilAmount, streams.ErrInvalidEvent, "data.cancellationFee.amount"},
+		"unknown symbol":  {"sakura-hotels", badSymbol, streams.ErrInvalidEvent, "BORED"},
+		"nil event":       {"sakura-hotels", (*events.ReservationCanceledV1)(nil), streams.ErrInvalidEvent, "data"},
+		"no tenant":       {"", valid(), streams.ErrMissingTenant, "tenantId"},
+		"bad tenant":      {"sakura/hotels", valid(), streams.ErrInvalidEvent, "metadata.tenantId"},
+		"not owner":       {"sakura-hotels", &events.PointsAddedV1{}, streams.ErrNotOwner, "hotel-member"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := streams.Publish(ctx, p, c.tenant, c.e)
+			if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.field) {
+				t.Errorf("err = %v, want %v naming %s", err, c.want, c.field)
+			}
+		})
+	}
+}
+
+// serviceCanceledV2 stands for a generated type of a second major version of service.canceled
+// (dualFixture's schema set adds a required refundPolicy field).
+type serviceCanceledV2 struct {
+	events.ServiceCanceledV1
+	RefundPolicy string `avro:"refundPolicy"`
+}
+
+var serviceCanceledV2Schema string
+
+func (*serviceCanceledV2) EventVersion() string { return "2.0" }
+func (*serviceCanceledV2) Schema() string       { return serviceCanceledV2Schema }
+
+// TestTypedDual: a typed dual publish reaches typed handlers of both majors (dual subscription),
+// once each, with one eventId.
+func TestTypedDual(t *testing.T) {
+	b := streamstest.Kfake(t)
+	serde, p, parse := dualFixture(t, b)
+	v2, _ := serde.Schemas().Version("service.canceled", "2.0")
+	serviceCanceledV2Schema = v2.Data.String()
+	ctx := context.Background()
+	// a typed v1 value, from the golden example through a generic publish and a typed handler
+	if _, err := p.Publish(ctx, parse()); err != nil {
+		t.Fatal(err)
+	}
+	seed := make(chan *events.ServiceCanceledV1, 1)
+	r := startConsumer(t, "hotel-pms", b, serde, func(c *streams.Consumer) {
+		streams.Handle(c, func(_ context.Context, _ *streams.Message, e *events.ServiceCanceledV1) error { seed <- e; return nil })
+	})
+	v1 := <-seed
+	r.stop(t)
+	res, err := streams.PublishDual(ctx, p, "sakura-hotels", v1, &serviceCanceledV2{ServiceCanceledV1: *v1, RefundPolicy: "FULL_REFUND"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 2 || res[0].EventID != res[1].EventID {
+		t.Fatalf("results %+v", res)
+	}
+	got1, got2 := make(chan string, 4), make(chan string, 4)
+	r = startConsumer(t, "hotel-pms", b, serde, func(c *streams.Consumer) {
+		streams.Handle(c, func(_ context.Context, m *streams.Message, e *events.ServiceCanceledV1) error {
+			if m.Envelope.EventID == res[0].EventID {
+				got1 <- m.Envelope.Version
+			}
+			return nil
+		})
+		streams.Handle(c, func(_ context.Context, m *streams.Message, e *serviceCanceledV2) error {
+			if m.Envelope.EventID == res[0].EventID {
+				got2 <- m.Envelope.Version + " " + e.RefundPolicy + " " + string(e.Reason)
+			}
+			return nil
+		})
+	})
+	for ch, want := range map[chan string]string{got1: "1.0", got2: "2.0 FULL_REFUND " + string(v1.Reason)} {
+		select {
+		case v := <-ch:
+			if v != want {
+				t.Errorf("got %q, want %q", v, want)
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("the handler expecting %q was not called", want)
+		}
+	}
+	r.stop(t)
+	if len(got1)+len(got2) != 0 {
+		t.Errorf("extra copies: %d, %d", len(got1), len(got2))
+	}
+}
+
+// TestTypedHandleSchemaMismatch: a typed handler whose type was generated from a schema the Serde
+// does not hold makes Run fail with ErrConfig, naming the type, before anything is consumed.
+func TestTypedHandleSchemaMismatch(t *testing.T) {
+	set, cat := loadAll(t)
+	serde, _ := newSerde(t, set, cat)
+	c, err := streams.NewConsumer("hotel-pms", serde, streams.Brokers("127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	streams.Handle(c, func(context.Context, *streams.Message, *serviceCanceledV2) error { return nil })
+	err = c.Run(context.Background())
+	if !errors.Is(err, streams.ErrConfig) || !strings.Contains(err.Error(), "serviceCanceledV2") {
+		t.Errorf("Run = %v, want ErrConfig naming the type", err)
+	}
+}
