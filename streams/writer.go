@@ -27,6 +27,7 @@ type Writer struct {
 	cat    *topics.Catalog
 	cfg    producerConfig
 	cl     *kgo.Client
+	check  func(cat *topics.Catalog, system string, rec *kgo.Record) error // mayWrite; mayWriteState (NewStateWriter)
 }
 
 // NewWriter returns a writer for system, which must be in cat. Of the ProducerOptions it uses the
@@ -49,7 +50,7 @@ func NewWriter(system string, cat *topics.Catalog, opts ...ProducerOption) (*Wri
 	if err != nil {
 		return nil, fmt.Errorf("%w: kafka client: %v", ErrConfig, err)
 	}
-	w := &Writer{system: system, cat: cat, cfg: cfg, cl: cl}
+	w := &Writer{system: system, cat: cat, cfg: cfg, cl: cl, check: mayWrite}
 	w.cfg.observers = cfg.withBuiltins(system, cat, func() *kgo.Client { return cl })
 	return w, nil
 }
@@ -57,7 +58,7 @@ func NewWriter(system string, cat *topics.Catalog, opts ...ProducerOption) (*Wri
 // Write checks rec and sends it without waiting; done is called exactly once with the outcome
 // (from a franz-go goroutine; keep it short), also when rec is refused before sending.
 func (w *Writer) Write(ctx context.Context, rec *kgo.Record, done func(Result, error)) {
-	if err := mayWrite(w.cat, w.system, rec); err != nil {
+	if err := w.check(w.cat, w.system, rec); err != nil {
 		done(Result{}, err)
 		return
 	}

@@ -10,8 +10,7 @@ import (
 
 // Item is one entry of a view: the data of the events that made it, in the seed's JSON shape (the
 // canonical JSON the SDK writes: decimals as strings, dates YYYY-MM-DD), with the timestamp and
-// eventId of the event that changed it last. A typed getter over the generated event types would
-// decode Data into the type of the view's upsert event.
+// eventId of the event that changed it last. GetAs decodes Data into a generated event type.
 type Item struct {
 	Key       string          `json:"key"`
 	Data      json.RawMessage `json:"data"`

@@ -344,7 +344,7 @@ func (v *View) apply(ctx context.Context, b *batch) error {
 	}
 	if len(recs) > 0 {
 		pctx, cancel := context.WithTimeout(ctx, v.l.cfg.RequestTimeout)
-		err := v.l.writer.ProduceSync(pctx, recs...).FirstErr()
+		_, err := v.l.writer.WriteSync(pctx, recs...)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("views: writing the changelog %s: %w", v.changelog, err)

@@ -40,7 +40,8 @@ type Local struct {
 	cfg     Config
 	st      *store
 	serde   *streams.Serde
-	writer  *kgo.Client // changelog records
+	writer  *streams.Writer // changelog records
+	admin   *kgo.Client     // metadata, topic creation, offsets: no records
 	adm     *kadm.Client
 	views   map[string]*View
 	names   []string
@@ -99,15 +100,18 @@ func Open(cfg Config) (*Local, error) {
 	if l.serde, err = streams.NewSerde(rc, cfg.Schemas, cfg.Catalog); err != nil {
 		return fail(err)
 	}
-	// The changelog is written with the SDK producer's settings (acks=all, idempotent, linger 5ms,
-	// snappy), partitioned by hand: a change goes to the partition of the source record.
-	l.writer, err = kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...), kgo.ProducerLinger(5 * time.Millisecond),
-		kgo.ProducerBatchCompression(kgo.SnappyCompression(), kgo.NoCompression()), kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProduceRequestTimeout(cfg.RequestTimeout)}, cfg.KafkaOptions...)...)
+	// The changelog is written by the SDK's writer of state records (the producer's settings,
+	// partitioned by hand: a change goes to the partition of its source record).
+	l.writer, err = streams.NewStateWriter(cfg.System, cfg.Catalog, streams.Brokers(cfg.Brokers...),
+		streams.RequestTimeout(cfg.RequestTimeout), streams.DeliveryTimeout(cfg.RequestTimeout), streams.KafkaOptions(cfg.KafkaOptions...))
+	if err != nil {
+		return fail(fmt.Errorf("%w: changelog writer: %v", ErrConfig, err))
+	}
+	l.admin, err = kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, cfg.KafkaOptions...)...)
 	if err != nil {
 		return fail(fmt.Errorf("%w: Kafka client: %v", ErrConfig, err))
 	}
-	l.adm = kadm.NewClient(l.writer)
+	l.adm = kadm.NewClient(l.admin)
 	for _, def := range cfg.Views {
 		v, err := l.openView(def)
 		if err != nil {
@@ -195,7 +199,14 @@ func (l *Local) Close() error {
 
 func (l *Local) closeClients() error {
 	if l.writer != nil {
-		l.writer.Close()
+		// Each batch waited for its records; one still in flight past its timeout is abandoned
+		// (its batch was not committed and is applied again), so there is nothing to flush.
+		done, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = l.writer.Close(done)
+	}
+	if l.admin != nil {
+		l.admin.Close()
 	}
 	return l.st.close()
 }
