@@ -26,6 +26,19 @@ import (
 
 // rig is one test's platform: a broker, the registry, a prefixed catalog with its topics, and the
 // shipped views.
+// raceEnabled is set under -race (race_test.go).
+var raceEnabled bool
+
+// scaled is n, the size, on a real broker (the rig under make test) and on kfake in a plain
+// run; a fifth on kfake under -race or -short, where the detector multiplies the cost of every
+// event and the package must finish in well under 3 minutes.
+func scaled(b streamstest.Backend, n int) int {
+	if b.Real || !(raceEnabled || testing.Short()) {
+		return n
+	}
+	return n / 5
+}
+
 type rig struct {
 	b      streamstest.Backend
 	cat    *topics.Catalog

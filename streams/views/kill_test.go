@@ -59,15 +59,16 @@ func TestKill9MidStream(t *testing.T) {
 		t.Run(b.Name, func(t *testing.T) {
 			const system = "hotel-saas"
 			r := newRig(t, b)
-			evs := r.events(t, 12_000, 200, 11)
+			evs := r.events(t, scaled(b, 12_000), 200, 11)
 			tenants := tenantsOf(evs)
 			dir := t.TempDir()
-			r.publish(t, evs[:2000])
+			head := len(evs) / 6
+			r.publish(t, evs[:head])
 			rng := rand.New(rand.NewPCG(3, 4))
-			published := 2000
+			published := head
 			for round := range 3 {
 				p, url := r.startServer(t, bin, fmt.Sprintf("view-%d", round), system, dir)
-				next := published + (len(evs)-2000)/3
+				next := published + (len(evs)-head)/3
 				if round == 2 {
 					next = len(evs)
 				}

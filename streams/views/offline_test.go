@@ -32,7 +32,7 @@ func TestOffline(t *testing.T) {
 				t.Fatal(err)
 			}
 			r := newRigWith(t, rb.Backend, rc, reg.URL())
-			evs := r.events(t, 6000, 200, 21)
+			evs := r.events(t, scaled(rb.Backend, 6000), 200, 21)
 			tenants := tenantsOf(evs)
 			first := len(evs) * 2 / 3
 			r.publish(t, evs[:first])

@@ -27,13 +27,13 @@ func TestShippedViewsMatchSchemas(t *testing.T) {
 	}
 }
 
-// TestModel20k: 20,000 events across 200 tenants feed every shipped view; every key of every view
+// TestModel20k: 20,000 events (see scaled) across 200 tenants feed every shipped view; every key of every view
 // equals a model computed from the same events, and no view holds a key the model lacks.
 func TestModel20k(t *testing.T) {
 	for _, b := range streamstest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
 			r := newRig(t, b)
-			evs := r.events(t, 20_000, 200, 7)
+			evs := r.events(t, scaled(b, 20_000), 200, 7)
 			tenants := tenantsOf(evs)
 			start := time.Now()
 			r.publish(t, evs)
