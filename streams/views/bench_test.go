@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime/pprof"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -19,7 +21,9 @@ import (
 
 // TestBenchmarks prints the figures of the benchmarks (opt-in: HOTELBUS_VIEW_BENCH=1):
 // the catch-up rate of an empty view server next to a raw franz-go client reading the same topics,
-// and Get's p50/p99 and rate over HTTP with a bearer token.
+// and Get's p50/p99 and rate over HTTP with a bearer token. HOTELBUS_VIEW_BENCH_EVENTS sets the
+// events generated (default 20000); HOTELBUS_VIEW_CPUPROFILE writes a CPU profile of the catch-up
+// alone to that file (the kfake run's is overwritten by the real broker's).
 func TestBenchmarks(t *testing.T) {
 	if os.Getenv("HOTELBUS_VIEW_BENCH") != "1" {
 		t.Skip("opt-in: HOTELBUS_VIEW_BENCH=1")
@@ -28,7 +32,14 @@ func TestBenchmarks(t *testing.T) {
 		t.Run(b.Name, func(t *testing.T) {
 			const system = "hotel-saas"
 			r := newRig(t, b)
-			evs := r.events(t, 20_000, 200, 5)
+			size := 20_000
+			if s := os.Getenv("HOTELBUS_VIEW_BENCH_EVENTS"); s != "" {
+				var err error
+				if size, err = strconv.Atoi(s); err != nil {
+					t.Fatalf("HOTELBUS_VIEW_BENCH_EVENTS: %v", err)
+				}
+			}
+			evs := r.events(t, size, 200, 5)
 			r.publish(t, evs)
 			var topicsRead []string
 			var total int64
@@ -41,10 +52,20 @@ func TestBenchmarks(t *testing.T) {
 				}
 			}
 			// The views read their topics once each (two views, two topics here).
+			if path := os.Getenv("HOTELBUS_VIEW_CPUPROFILE"); path != "" {
+				f, err := os.Create(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := pprof.StartCPUProfile(f); err != nil {
+					t.Fatal(err)
+				}
+			}
 			start := time.Now()
 			l := r.open(t, system, t.TempDir())
 			r.caughtUp(t, l, 5*time.Minute)
 			viewRate := float64(total) / time.Since(start).Seconds()
+			pprof.StopCPUProfile()
 
 			start = time.Now()
 			cl := b.Client(t, kgo.ConsumeTopics(topicsRead...), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))

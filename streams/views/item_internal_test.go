@@ -12,13 +12,35 @@ import (
 // and the eventId dedup.
 func TestApplyEvent(t *testing.T) {
 	ts := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	// step applies one event to cur through a draft, stored and read back between events as the
+	// batches of a catch-up do.
 	step := func(a topics.Action, cur *Item, data, id string) (*Item, bool) {
 		t.Helper()
-		next, changed, err := applyEvent(a, cur, "k1", json.RawMessage(data), ts, id)
+		var stored []byte
+		if cur != nil {
+			stored, _ = json.Marshal(cur)
+		}
+		d, err := draftOf(stored)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return next, changed
+		var fields map[string]json.RawMessage
+		if a == topics.Merge {
+			_ = json.Unmarshal([]byte(data), &fields)
+		}
+		changed, err := d.apply(a, "k1", json.RawMessage(data), fields, ts, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc, err := d.encode()
+		if err != nil || enc == nil {
+			return nil, changed
+		}
+		var next Item
+		if err := json.Unmarshal(enc, &next); err != nil {
+			t.Fatalf("encoded item %s: %v", enc, err)
+		}
+		return &next, changed
 	}
 	eq := func(it *Item, want string) {
 		t.Helper()
@@ -49,6 +71,22 @@ func TestApplyEvent(t *testing.T) {
 	}
 	it, _ = step(topics.Merge, nil, `{"a":1,"b":null}`, "e6")
 	eq(it, `{"a":1}`)
+
+	// A batch's merges into one draft: decoded once, encoded once, the same result.
+	d, _ := draftOf(nil)
+	for i, over := range []string{`{"a":1,"b":"x"}`, `{"b":null,"c":[2]}`, `{"a":3}`} {
+		var fields map[string]json.RawMessage
+		_ = json.Unmarshal([]byte(over), &fields)
+		if changed, err := d.apply(topics.Merge, "k1", nil, fields, ts, string(rune('f'+i))); !changed || err != nil {
+			t.Fatalf("merge %d: %v %v", i, changed, err)
+		}
+	}
+	enc, _ := d.encode()
+	var batched Item
+	if err := json.Unmarshal(enc, &batched); err != nil || batched.EventID != "h" || batched.Key != "k1" {
+		t.Fatalf("batched merges: %s %v", enc, err)
+	}
+	eq(&batched, `{"a":3,"b":"x","c":[2]}`)
 }
 
 func mustJSON(v any) string { b, _ := json.Marshal(v); return string(b) }

@@ -1,11 +1,13 @@
 package views
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -166,7 +168,8 @@ type change struct {
 	tenant    string
 	key       string
 	action    topics.Action
-	data      json.RawMessage
+	data      json.RawMessage            // upsert
+	fields    map[string]json.RawMessage // merge: data's top-level fields
 	ts        time.Time
 	eventID   string
 }
@@ -257,18 +260,19 @@ func (v *View) decode(ctx context.Context, r *kgo.Record) (*change, string, erro
 	if env.EventID == "" {
 		return nil, "invalid-identifier", fmt.Errorf("%w: no eventId", ErrInvalid)
 	}
-	j, err := s.JSON(env)
+	data, err := s.DataJSON(env)
 	if err != nil {
 		return nil, "undecodable", err
 	}
-	var whole struct {
-		Data json.RawMessage `json:"data"`
+	c := &change{partition: r.Partition, tenant: env.Metadata.TenantID, key: key, action: action, data: data, ts: env.Timestamp, eventID: env.EventID}
+	// A merge's fields are split here, on the decoding goroutines, not in apply's single one.
+	if action == topics.Merge {
+		if c.fields, err = splitFields(data); err != nil {
+			return nil, "undecodable", err
+		}
+		c.data = nil
 	}
-	if err := json.Unmarshal(j, &whole); err != nil {
-		return nil, "undecodable", err
-	}
-	return &change{partition: r.Partition, tenant: env.Metadata.TenantID, key: key, action: action, data: whole.Data,
-		ts: env.Timestamp, eventID: env.EventID}, "", nil
+	return c, "", nil
 }
 
 func (v *View) skip(r *kgo.Record, reason string, err error) {
@@ -279,66 +283,66 @@ func (v *View) skip(r *kgo.Record, reason string, err error) {
 	}
 }
 
-// apply folds a batch's changes into the items they touch, writes each changed item to the
-// changelog and, once the broker acknowledged every one, commits the items and the positions in
-// one transaction.
+// apply folds a batch's changes into the items they touch (read in one transaction, each decoded
+// and encoded once), writes each changed item to the changelog and, once the broker acknowledged
+// every one, commits the items (in key order, which bbolt writes fastest) and the positions in one
+// transaction.
 func (v *View) apply(ctx context.Context, b *batch) error {
 	if len(b.pos) == 0 {
 		return nil
 	}
 	type touched struct {
 		partition int32
-		item      *Item
+		d         *draft
 		dirty     bool
 	}
 	items := map[string]*touched{}
-	var order []string
+	var keys [][]byte
 	for _, c := range b.changes {
 		k := string(itemKey(c.tenant, c.key))
-		t, ok := items[k]
-		if !ok {
-			cur, err := v.l.st.get(v.def.Name, []byte(k))
-			if err != nil {
-				return fmt.Errorf("views: %s: %w", v.def, err)
-			}
-			t = &touched{}
-			if cur != nil {
-				t.item = &Item{}
-				if err := json.Unmarshal(cur, t.item); err != nil {
-					return fmt.Errorf("views: %s: stored item: %w", v.def, err)
-				}
-			}
-			items[k] = t
-			order = append(order, k)
+		if _, ok := items[k]; !ok {
+			items[k] = nil
+			keys = append(keys, []byte(k))
 		}
-		next, changed, err := applyEvent(c.action, t.item, c.key, c.data, c.ts, c.eventID)
+	}
+	slices.SortFunc(keys, bytes.Compare)
+	stored, err := v.l.st.gets(v.def.Name, keys)
+	if err != nil {
+		return fmt.Errorf("views: %s: %w", v.def, err)
+	}
+	for i, k := range keys {
+		d, err := draftOf(stored[i])
+		if err != nil {
+			return fmt.Errorf("views: %s: %w", v.def, err)
+		}
+		items[string(k)] = &touched{d: d}
+	}
+	for _, c := range b.changes {
+		t := items[string(itemKey(c.tenant, c.key))]
+		changed, err := t.d.apply(c.action, c.key, c.data, c.fields, c.ts, c.eventID)
 		if err != nil {
 			v.l.cfg.Logger.Warn("views: event not applied", "view", v.def.String(), "eventId", c.eventID, "err", err)
 			continue
 		}
-		t.partition, t.item, t.dirty = c.partition, next, t.dirty || changed
+		t.partition, t.dirty = c.partition, t.dirty || changed
 		if v.l.m != nil && changed {
 			v.l.m.applied.WithLabelValues(v.l.cfg.System, v.def.Name, string(c.action)).Inc()
 		}
 	}
 	var ops []op
 	var recs []*kgo.Record
-	for _, k := range order {
-		t := items[k]
+	for _, k := range keys {
+		t := items[string(k)]
 		if !t.dirty {
 			continue
 		}
-		o := op{key: []byte(k)}
-		if t.item != nil {
-			val, err := json.Marshal(t.item)
-			if err != nil {
-				return err
-			}
-			o.value = val
+		val, err := t.d.encode()
+		if err != nil {
+			return err
 		}
-		ops = append(ops, o)
-		tenant, key, _ := cut0(k)
-		recs = append(recs, &kgo.Record{Topic: v.changelog, Partition: t.partition, Key: []byte(tenant + "/" + key), Value: o.value,
+		ops = append(ops, op{key: k, value: val})
+		tenant, key, _ := cut0(string(k))
+		recs = append(recs, &kgo.Record{Topic: v.changelog, Partition: t.partition, Key: []byte(tenant + "/" + key), Value: val,
 			Headers: []kgo.RecordHeader{{Key: HeaderSourceTopic, Value: []byte(v.def.Topic)}, {Key: HeaderSourcePartition, Value: partitionHeader(t.partition)},
 				{Key: HeaderSourceOffset, Value: []byte(strconv.FormatInt(b.pos[t.partition], 10))}}})
 	}

@@ -175,12 +175,24 @@ func (s *store) commit(view string, ops []op, pos map[int32]int64, restored bool
 
 // get returns the stored JSON of an item (nil when absent), copied out of the transaction.
 func (s *store) get(view string, key []byte) ([]byte, error) {
-	var out []byte
+	out, err := s.gets(view, [][]byte{key})
+	if err != nil {
+		return nil, err
+	}
+	return out[0], nil
+}
+
+// gets returns the stored JSON of each item of keys (nil when absent), read in one transaction and
+// copied out of it.
+func (s *store) gets(view string, keys [][]byte) ([][]byte, error) {
+	out := make([][]byte, len(keys))
 	err := s.db.View(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(viewBucket(view)); b != nil {
 			if items := b.Bucket(itemsBucket); items != nil {
-				if v := items.Get(key); v != nil {
-					out = bytes.Clone(v)
+				for i, k := range keys {
+					if v := items.Get(k); v != nil {
+						out[i] = bytes.Clone(v)
+					}
 				}
 			}
 		}
