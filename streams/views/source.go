@@ -103,6 +103,8 @@ func (v *View) ensureChangelog(ctx context.Context) (parts int32, created bool, 
 
 // consume reads every partition of the source topic from the stored positions (the first record
 // where there is none) and applies what it reads, batch by batch, until ctx ends or a write fails.
+// Reading and decoding the next batch (poll) runs while the current one is applied: the batches
+// stay in order, and a batch's changes and positions are still one transaction.
 func (v *View) consume(ctx context.Context, parts int32) error {
 	l := v.l
 	v.mu.Lock()
@@ -122,15 +124,38 @@ func (v *View) consume(ctx context.Context, parts int32) error {
 		return fmt.Errorf("views: Kafka client: %w", err)
 	}
 	defer cl.Close()
+	pctx, stop := context.WithCancel(ctx)
+	batches := make(chan *batch, 1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); defer close(batches); v.poll(pctx, cl, batches) }()
+	defer func() {
+		stop()
+		for range batches { // unblock the reader; what it prepared is read again by the next client
+		}
+		wg.Wait()
+	}()
+	for b := range batches {
+		if err := v.apply(ctx, b); err != nil {
+			return err // the client is dropped: the next one starts at the stored positions
+		}
+	}
+	return ctx.Err()
+}
+
+// poll reads and prepares batches into out until ctx ends. A partition stalled on a record the
+// registry must decode first is sought back to it (which drops what the client buffered of it)
+// before the next poll, after a pause.
+func (v *View) poll(ctx context.Context, cl *kgo.Client, out chan<- *batch) {
 	drained, cancelDrain := context.WithCancel(ctx)
 	cancelDrain() // polls with it return only what is buffered
 	for {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return
 		}
-		// One transaction (and one changelog flush) per poll is the cost of a batch: take what
-		// else is already buffered, up to maxBatch records, into the same one.
+		// One transaction (and one changelog flush) per batch is its cost: take what else is
+		// already buffered, up to maxBatch records, into the same one.
 		for n := fs.NumRecords(); n < maxBatch && cl.BufferedFetchRecords() > 0; {
 			more := cl.PollRecords(drained, maxBatch-n)
 			if more.NumRecords() == 0 {
@@ -145,8 +170,10 @@ func (v *View) consume(ctx context.Context, parts int32) error {
 			}
 		})
 		b := v.prepare(ctx, fs)
-		if err := v.apply(ctx, b); err != nil {
-			return err // the client is dropped: the next one starts at the stored positions
+		select {
+		case out <- b:
+		case <-ctx.Done():
+			return
 		}
 		if len(b.stalled) > 0 {
 			seek := map[string]map[int32]kgo.EpochOffset{v.def.Topic: {}}
@@ -156,7 +183,7 @@ func (v *View) consume(ctx context.Context, parts int32) error {
 			cl.SetOffsets(seek)
 			v.logOnce("views: the registry is unreachable; a partition waits for it", b.stallErr)
 			if !sleep(ctx, time.Second) {
-				return ctx.Err()
+				return
 			}
 		}
 	}
