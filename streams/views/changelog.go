@@ -121,7 +121,8 @@ func changelogOp(r *kgo.Record) (op, error) {
 	return op{key: itemKey(tenant, key), value: r.Value}, nil
 }
 
-// sourcePosition returns the source partition and next offset a changelog record names.
+// sourcePosition returns the source partition a changelog record names and the offset where the
+// batch that wrote it began.
 func sourcePosition(r *kgo.Record) (int32, int64) {
 	p, err1 := strconv.ParseInt(streams.Header(r, HeaderSourcePartition), 10, 32)
 	off, err2 := strconv.ParseInt(streams.Header(r, HeaderSourceOffset), 10, 64)

@@ -16,11 +16,13 @@
 //     from an earlier position than the one on disk is harmless.
 //   - Every state change goes to the view's compacted changelog topic (the item as JSON, or a
 //     tombstone for a delete; key "<tenantId>/<key>"; partition = the source partition; headers
-//     with the source topic, partition and next offset) and is acknowledged BEFORE the transaction
-//     that applies it commits. A replica whose store is empty (new disk, file deleted) restores the
-//     items from the changelog and resumes the source partitions at the highest positions recorded
-//     there: everything after a recorded position either did not touch the view or is applied again
-//     idempotently.
+//     with the source topic, partition and the offset where the change's batch began) and is
+//     acknowledged BEFORE the transaction that applies it commits. A replica whose store is empty
+//     (new disk, file deleted) restores the items from the changelog and resumes the source
+//     partitions at the highest positions recorded there, the start of the last batch seen, which
+//     it applies again: the restore may have read only part of that batch (another replica was
+//     writing it, or its writer died), and everything after a recorded position either did not
+//     touch the view or is applied again idempotently.
 //   - A record that cannot be applied (undecodable, a tenantId or key outside the identifier
 //     grammar, a key field missing) is skipped, logged with its position and counted in
 //     hotelbus_view_skipped_total by reason; it never stops the partition. A record that cannot be

@@ -205,6 +205,7 @@ type change struct {
 // the eventIds read, and the partitions that stopped at a record the registry must decode first.
 type batch struct {
 	changes  []change
+	from     map[int32]int64 // the offset of the first record read of every partition
 	pos      map[int32]int64
 	ids      []string
 	stalled  map[int32]int64
@@ -242,7 +243,7 @@ func (v *View) prepare(ctx context.Context, fs kgo.Fetches) *batch {
 		}()
 	}
 	wg.Wait()
-	b := &batch{pos: map[int32]int64{}, stalled: map[int32]int64{}}
+	b := &batch{from: map[int32]int64{}, pos: map[int32]int64{}, stalled: map[int32]int64{}}
 	for i, r := range recs {
 		if _, stalled := b.stalled[r.Partition]; stalled {
 			continue
@@ -259,6 +260,9 @@ func (v *View) prepare(ctx context.Context, fs kgo.Fetches) *batch {
 		case d.c != nil:
 			b.changes = append(b.changes, *d.c)
 			b.ids = append(b.ids, d.c.eventID)
+		}
+		if _, ok := b.from[r.Partition]; !ok {
+			b.from[r.Partition] = r.Offset
 		}
 		b.pos[r.Partition] = r.Offset + 1
 	}
@@ -371,7 +375,7 @@ func (v *View) apply(ctx context.Context, b *batch) error {
 		tenant, key, _ := cut0(string(k))
 		recs = append(recs, &kgo.Record{Topic: v.changelog, Partition: t.partition, Key: []byte(tenant + "/" + key), Value: val,
 			Headers: []kgo.RecordHeader{{Key: HeaderSourceTopic, Value: []byte(v.def.Topic)}, {Key: HeaderSourcePartition, Value: partitionHeader(t.partition)},
-				{Key: HeaderSourceOffset, Value: []byte(strconv.FormatInt(b.pos[t.partition], 10))}}})
+				{Key: HeaderSourceOffset, Value: []byte(strconv.FormatInt(b.from[t.partition], 10))}}})
 	}
 	if len(recs) > 0 {
 		pctx, cancel := context.WithTimeout(ctx, v.l.cfg.RequestTimeout)

@@ -25,7 +25,9 @@ import (
 const (
 	HeaderSourceTopic     = "hotelbus-source-topic"
 	HeaderSourcePartition = "hotelbus-source-partition"
-	// HeaderSourceOffset is the source partition's next offset once the change was applied.
+	// HeaderSourceOffset is the source partition's offset where the batch that made the change
+	// began. A restore resumes there and applies that batch again (harmless: see the package
+	// documentation), since it may have read only part of the batch's changelog records.
 	HeaderSourceOffset = "hotelbus-source-offset"
 )
 
