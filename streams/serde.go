@@ -370,5 +370,14 @@ func (s *Serde) JSON(env *Envelope) ([]byte, error) {
 	return AppendJSON(nil, env, v.Data)
 }
 
+// DataJSON returns the canonical JSON form of env's data alone: the "data" of what JSON returns.
+func (s *Serde) DataJSON(env *Envelope) ([]byte, error) {
+	v, err := s.version(env.EventType, env.Version)
+	if err != nil {
+		return nil, err
+	}
+	return appendValue(nil, v.Data, env.Data, "data")
+}
+
 // ParseJSON decodes a JSON envelope with the Serde's schemas (see the package function ParseJSON).
 func (s *Serde) ParseJSON(b []byte) (*Envelope, error) { return ParseJSON(b, s.DataSchema) }

@@ -39,6 +39,7 @@ type Writer struct {
 	cat    *topics.Catalog
 	cfg    producerConfig // observers with the built-in ones
 	client atomic.Pointer[kgo.Client]
+	state  bool // records of state, not events (NewStateWriter): checked by mayWriteState
 }
 
 // NewWriter returns a writer for system, which must be in cat. Of the ProducerOptions it uses the
@@ -162,8 +163,12 @@ func boundDelivery(rec *kgo.Record, d time.Duration, done func(Result, error)) f
 }
 
 // check refuses a record the writer's system may not write (see Writer), and one carrying envelope
-// headers that break the identifier grammar unless mode is writeAsIs.
+// headers that break the identifier grammar unless mode is writeAsIs; a state writer's records are
+// checked by mayWriteState instead.
 func (w *Writer) check(rec *kgo.Record, mode writeMode) error {
+	if w.state {
+		return mayWriteState(w.cat, rec)
+	}
 	if t, ok := w.cat.Topic(rec.Topic); ok && t.Owner != "" && t.Owner != w.system {
 		return fmt.Errorf("%w: %s writes %s, not %s", ErrNotOwner, t.Owner, rec.Topic, w.system)
 	}

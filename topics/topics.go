@@ -18,7 +18,7 @@ import (
 	"time"
 )
 
-//go:embed catalog.yaml topics.yaml
+//go:embed catalog.yaml topics.yaml views.yaml
 var embedded embed.FS
 
 // Embedded returns the declarations compiled into the binary.

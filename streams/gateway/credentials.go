@@ -229,6 +229,17 @@ func (c *Credentials) Authenticate(authorization string) (system string, ok bool
 	return cr.system, true
 }
 
+// Authorize returns the system a "Bearer <token>" Authorization header value authenticates and
+// whether the credential's tenant scope allows tenant (always true without a scope). Readers that
+// share the gateway's credentials format, such as the view server, check their requests with it.
+func (c *Credentials) Authorize(authorization, tenant string) (system string, tenantAllowed, ok bool) {
+	cr, ok := c.lookup(authorization)
+	if !ok {
+		return "", false, false
+	}
+	return cr.system, cr.tenants.allows(tenant), true
+}
+
 // lookup returns the credential of a "Bearer <token>" Authorization header value. Every known
 // digest is compared in constant time, so timing reveals neither the token nor which credential
 // matched.

@@ -282,3 +282,19 @@ readinessProbe:
 {{- end -}}
 {{- toYaml (dict "items" $out) -}}
 {{- end -}}
+
+{{/* Each view server: viewDefaults overridden by its entry, with its resource names. */}}
+{{- define "hotelbus.viewServers" -}}
+{{- $out := list -}}
+{{- $seen := dict -}}
+{{- range .Values.views -}}
+{{- if hasKey $seen .system -}}
+{{- fail (printf "views: system %q is listed twice" .system) -}}
+{{- end -}}
+{{- $_ := set $seen .system true -}}
+{{- $d := mergeOverwrite (deepCopy $.Values.viewDefaults) (deepCopy .) -}}
+{{- $_ := set $d "name" (printf "%s-views-%s" (include "hotelbus.fullname" $) .system | trunc 63 | trimSuffix "-") -}}
+{{- $out = append $out $d -}}
+{{- end -}}
+{{- toYaml (dict "items" $out) -}}
+{{- end -}}

@@ -245,10 +245,10 @@ func podsByComponent(t *testing.T, ms []manifest) map[string]pod {
 	t.Helper()
 	out := map[string]pod{}
 	for _, d := range ofKind[*appsv1.Deployment](ms) {
-		out[d.Spec.Template.Labels["app.kubernetes.io/component"]] = pod{"Deployment " + d.Name, d.Spec.Template.Spec, d.Spec.Template.Labels, true}
+		out[d.Spec.Template.Labels["app.kubernetes.io/component"]] = pod{"Deployment " + d.Name, d.Spec.Template.Spec, d.Spec.Template.Labels, true, nil}
 	}
 	for _, j := range ofKind[*batchv1.Job](ms) {
-		out[j.Spec.Template.Labels["app.kubernetes.io/component"]] = pod{"Job " + j.Name, j.Spec.Template.Spec, j.Spec.Template.Labels, false}
+		out[j.Spec.Template.Labels["app.kubernetes.io/component"]] = pod{"Job " + j.Name, j.Spec.Template.Spec, j.Spec.Template.Labels, false, nil}
 	}
 	for _, c := range []string{"setup", "gateway", "dispatch"} {
 		if _, ok := out[c]; !ok {

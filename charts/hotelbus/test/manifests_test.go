@@ -28,19 +28,27 @@ type pod struct {
 	where       string
 	spec        corev1.PodSpec
 	labels      map[string]string
-	longRunning bool // a Deployment's: serves probes
+	longRunning bool     // a Deployment's or StatefulSet's: serves probes
+	claims      []string // a StatefulSet's volumeClaimTemplates: volumes of each pod
 }
 
 func pods(ms []manifest) []pod {
 	var out []pod
 	for _, d := range ofKind[*appsv1.Deployment](ms) {
-		out = append(out, pod{"Deployment " + d.Name, d.Spec.Template.Spec, d.Spec.Template.Labels, true})
+		out = append(out, pod{"Deployment " + d.Name, d.Spec.Template.Spec, d.Spec.Template.Labels, true, nil})
+	}
+	for _, s := range ofKind[*appsv1.StatefulSet](ms) {
+		p := pod{"StatefulSet " + s.Name, s.Spec.Template.Spec, s.Spec.Template.Labels, true, nil}
+		for _, c := range s.Spec.VolumeClaimTemplates {
+			p.claims = append(p.claims, c.Name)
+		}
+		out = append(out, p)
 	}
 	for _, j := range ofKind[*batchv1.Job](ms) {
-		out = append(out, pod{"Job " + j.Name, j.Spec.Template.Spec, j.Spec.Template.Labels, false})
+		out = append(out, pod{"Job " + j.Name, j.Spec.Template.Spec, j.Spec.Template.Labels, false, nil})
 	}
 	for _, p := range ofKind[*corev1.Pod](ms) {
-		out = append(out, pod{"Pod " + p.Name, p.Spec, p.Labels, false})
+		out = append(out, pod{"Pod " + p.Name, p.Spec, p.Labels, false, nil})
 	}
 	return out
 }
@@ -51,7 +59,7 @@ func TestEveryValuesFileRendersDecodableManifests(t *testing.T) {
 		"defaults":   {"Deployment", "Service", "Secret", "Job", "ServiceAccount", "PodDisruptionBudget", "Pod"},
 		"strimzi":    {"KafkaTopic", "KafkaUser", "Job"},
 		"keda":       {"ScaledObject", "TriggerAuthentication"},
-		"monitoring": {"ServiceMonitor", "PrometheusRule", "ConfigMap", "NetworkPolicy", "Ingress", "HorizontalPodAutoscaler"},
+		"monitoring": {"ServiceMonitor", "PrometheusRule", "ConfigMap", "NetworkPolicy", "Ingress", "HorizontalPodAutoscaler", "StatefulSet"},
 		"off":        {"Deployment"},
 	}
 	for name, ms := range all {
@@ -124,7 +132,7 @@ func TestPodsAreHardened(t *testing.T) {
 				mounted := map[string]bool{}
 				for _, m := range c.VolumeMounts {
 					mounted[m.Name] = true
-					if !slices.ContainsFunc(p.spec.Volumes, func(v corev1.Volume) bool { return v.Name == m.Name }) {
+					if !slices.ContainsFunc(p.spec.Volumes, func(v corev1.Volume) bool { return v.Name == m.Name }) && !slices.Contains(p.claims, m.Name) {
 						t.Errorf("%s: mounts undeclared volume %s", cw, m.Name)
 					}
 				}
@@ -189,9 +197,22 @@ func TestReferencesResolve(t *testing.T) {
 				t.Errorf("%s: Deployment %s selector does not match its pods", name, d.Name)
 			}
 		}
+		templates := map[string]map[string]string{} // workload -> its pods' labels
+		for _, d := range deployments {
+			templates["Deployment "+d.Name] = d.Spec.Template.Labels
+		}
+		for _, s := range ofKind[*appsv1.StatefulSet](ms) {
+			templates["StatefulSet "+s.Name] = s.Spec.Template.Labels
+			if !labels.SelectorFromSet(s.Spec.Selector.MatchLabels).Matches(labels.Set(s.Spec.Template.Labels)) {
+				t.Errorf("%s: StatefulSet %s selector does not match its pods", name, s.Name)
+			}
+			if !slices.ContainsFunc(ofKind[*corev1.Service](ms), func(svc *corev1.Service) bool { return svc.Name == s.Spec.ServiceName }) {
+				t.Errorf("%s: StatefulSet %s names a missing Service %s", name, s.Name, s.Spec.ServiceName)
+			}
+		}
 		selectsPods := func(set map[string]string) bool {
-			for _, d := range deployments {
-				if labels.SelectorFromSet(set).Matches(labels.Set(d.Spec.Template.Labels)) {
+			for _, l := range templates {
+				if labels.SelectorFromSet(set).Matches(labels.Set(l)) {
 					return true
 				}
 			}

@@ -52,6 +52,8 @@ func newObject(apiVersion, kind string) any {
 		return &corev1.Pod{}
 	case "apps/v1 Deployment":
 		return &appsv1.Deployment{}
+	case "apps/v1 StatefulSet":
+		return &appsv1.StatefulSet{}
 	case "batch/v1 Job":
 		return &batchv1.Job{}
 	case "policy/v1 PodDisruptionBudget":
