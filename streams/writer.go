@@ -27,11 +27,11 @@ import (
 // catalog by anyone), a producer span (Tracing), the observers (Observe) and the publish audit
 // record (PublishAudit; audit records themselves are neither observed, traced nor audited).
 //
-// Write takes a record already in hotelbus form (a redriven dead letter, a replayed event, a
-// changelog entry): the envelope headers it carries, when it carries an eventId header, must follow
-// the identifier grammar, its key then being a tenantId (ErrInvalidIdentifier); a record without
-// envelope headers keeps the key its caller gave. Its producer span is a child of the record's
-// traceparent (which it then carries). Keys, values and the other headers are written as given.
+// Write takes a record already in hotelbus form (a redriven dead letter, a replayed event): its key
+// is a tenantId and the envelope headers it carries follow the identifier grammar
+// (ErrInvalidIdentifier). A record of state, whose key is the caller's own (a view's changelog
+// entry), is written by a NewStateWriter. Its producer span is a child of the record's traceparent
+// (which it then carries). Keys, values and the other headers are written as given.
 //
 // A Writer is safe for concurrent use.
 type Writer struct {
@@ -163,7 +163,7 @@ func boundDelivery(rec *kgo.Record, d time.Duration, done func(Result, error)) f
 }
 
 // check refuses a record the writer's system may not write (see Writer), and one carrying envelope
-// headers that break the identifier grammar unless mode is writeAsIs; a state writer's records are
+// headers or a key that break the identifier grammar unless mode is writeAsIs; a state writer's records are
 // checked by mayWriteState instead.
 func (w *Writer) check(rec *kgo.Record, mode writeMode) error {
 	if w.state {
@@ -172,7 +172,7 @@ func (w *Writer) check(rec *kgo.Record, mode writeMode) error {
 	if t, ok := w.cat.Topic(rec.Topic); ok && t.Owner != "" && t.Owner != w.system {
 		return fmt.Errorf("%w: %s writes %s, not %s", ErrNotOwner, t.Owner, rec.Topic, w.system)
 	}
-	if mode == writeAsIs || !slices.ContainsFunc(rec.Headers, func(h kgo.RecordHeader) bool { return h.Key == HeaderEventID }) {
+	if mode == writeAsIs {
 		return nil
 	}
 	return recordIdentifiers(w.cat, rec, nil)

@@ -103,15 +103,6 @@ func TestWriterWritesLikeAPublish(t *testing.T) {
 		t.Errorf("audit records %v", audit)
 	}
 
-	// A record without envelope headers (a compacted changelog's entry) keeps the key its caller
-	// gave, which need not be a tenantId.
-	changelog := dlqTopic(t, b) // any one-partition topic outside the catalog
-	if _, err := w.WriteSync(ctx, &kgo.Record{Topic: changelog, Key: []byte("room/101 2026-11-27"), Value: []byte(`{"free":3}`)}); err != nil {
-		t.Errorf("changelog entry with a caller's key: %v", err)
-	} else if got := consume(t, b, 1, changelog)[0]; string(got.Key) != "room/101 2026-11-27" {
-		t.Errorf("changelog entry key %q", got.Key)
-	}
-
 	badID := copyOf(member.RedriveTopic)
 	for i := range badID.Headers {
 		if badID.Headers[i].Key == streams.HeaderEventID {

@@ -396,6 +396,11 @@ func (v *View) apply(ctx context.Context, b *batch) error {
 	for _, id := range b.ids {
 		v.seen.add(id)
 	}
+	// Reaching the end offsets listed last confirms the view was caught up when they were listed:
+	// a batch applied between two checks must not leave the staleness at an older confirmation.
+	if v.ends != nil && v.contactedAt.After(v.caughtUpAt) && v.lagLocked() == 0 {
+		v.caughtUpAt = v.contactedAt
+	}
 	v.count = count
 	close(v.changed)
 	v.changed = make(chan struct{})
