@@ -128,6 +128,12 @@ func (s *Serde) appendEncode(ctx context.Context, b []byte, env *Envelope, typed
 	if err != nil {
 		return "", nil, err
 	}
+	if s.cfg.protector != nil {
+		if env, err = s.sealed(ctx, env, v, typed); err != nil {
+			return "", nil, err
+		}
+		typed = nil
+	}
 	if b, err = s.header.AppendEncode(b, id, nil); err != nil {
 		return "", nil, fmt.Errorf("streams: wire header: %w", err)
 	}
@@ -295,6 +301,9 @@ func (s *Serde) DecodeAs(ctx context.Context, value []byte, reader *schemas.Vers
 	env := envelopeFromAvro(decoded)
 	if reader != nil {
 		env.Version = reader.String()
+	}
+	if err := s.opened(ctx, env, reader); err != nil {
+		return nil, err
 	}
 	return env, nil
 }

@@ -1,0 +1,253 @@
+package privacy_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/hotelbus/hotelbus/schemas"
+	"github.com/hotelbus/hotelbus/streams"
+	"github.com/hotelbus/hotelbus/streams/privacy"
+	"github.com/hotelbus/hotelbus/streams/streamstest"
+	"github.com/hotelbus/hotelbus/topics"
+)
+
+// rig is one test's stack: a catalog on a broker, a registry, a key file, the Keys, a protected
+// Serde and a plain one (what a reader without keys, or a standard Avro reader, sees).
+type rig struct {
+	b       streamstest.Backend
+	cat     *topics.Catalog
+	set     *schemas.Set
+	keyFile string
+	keys    *privacy.Keys
+	prot    *privacy.Protector
+	serde   *streams.Serde
+	plain   *streams.Serde
+	subj    *privacy.Subjects
+	reg     func(...streams.SerdeOption) *streams.Serde
+}
+
+func newRig(t testing.TB, b streamstest.Backend) *rig {
+	t.Helper()
+	cat := streamstest.Catalog(t, b)
+	reg, _ := streamstest.Registry(t)
+	set := streamstest.RegisterSchemas(t, reg, cat)
+	subj, err := privacy.LoadSubjects(topics.Embedded(), cat, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{b: b, cat: cat, set: set, subj: subj, keyFile: filepath.Join(t.TempDir(), privacy.KeyFileName)}
+	if _, err := privacy.GenerateKeyFile(r.keyFile); err != nil {
+		t.Fatal(err)
+	}
+	r.reg = func(opts ...streams.SerdeOption) *streams.Serde {
+		s, err := streams.NewSerde(reg, set, cat, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	r.keys = r.newKeys(t, nil)
+	r.prot = privacy.NewProtector(subj, r.keys)
+	r.serde = r.reg(streams.WithFieldProtector(r.prot))
+	r.plain = r.reg()
+	return r
+}
+
+// newKeys opens the key file (kms wraps it when not nil) and starts a Keys, as a new process would.
+func (r *rig) newKeys(t testing.TB, kms func(privacy.KMS) privacy.KMS) *privacy.Keys {
+	t.Helper()
+	kf, err := privacy.OpenKeyFile(r.keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k privacy.KMS = kf
+	if kms != nil {
+		k = kms(kf)
+	}
+	w, err := streams.NewWriter("hotel-common", r.cat, streams.Brokers(r.b.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Close(context.Background()) })
+	keys, err := privacy.NewKeys(w, k, r.cat.KeyTopic, []kgo.Opt{kgo.SeedBrokers(r.b.Brokers...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(keys.Close)
+	return keys
+}
+
+// protected returns a Serde opening with a fresh Keys (a restarted reader).
+func (r *rig) protected(t testing.TB, kms func(privacy.KMS) privacy.KMS) *streams.Serde {
+	return r.reg(streams.WithFieldProtector(privacy.NewProtector(r.subj, r.newKeys(t, kms))))
+}
+
+func (r *rig) producer(t testing.TB, system string, serde *streams.Serde) *streams.Producer {
+	t.Helper()
+	p, err := streams.NewProducer(system, serde, streams.Brokers(r.b.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close(context.Background()) })
+	return p
+}
+
+// example returns a fresh envelope of eventType from its golden example.
+func (r *rig) example(t testing.TB, eventType string) *streams.Envelope {
+	t.Helper()
+	v, _ := r.set.Latest(eventType)
+	env, err := r.plain.ParseJSON(v.Example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.EventID, env.Timestamp, env.Version = "", time.Time{}, ""
+	env.Metadata.Source, env.Metadata.CorrelationID, env.Metadata.TraceID = "", "", ""
+	return env
+}
+
+// raw reads n records of the topics from their beginning.
+func (r *rig) raw(t testing.TB, n int, topicNames ...string) []*kgo.Record {
+	t.Helper()
+	cl := r.b.Client(t, kgo.ConsumeTopics(topicNames...), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out []*kgo.Record
+	for len(out) < n {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of %d records", len(out), n)
+		}
+		out = append(out, fs.Records()...)
+	}
+	return out
+}
+
+func (r *rig) topic(eventType string) string { tp, _ := r.cat.TopicFor(eventType); return tp.Name }
+
+// clearValues of the golden reservation.created and customer.created: none may be on Kafka.
+var clearValues = []string{"kenta.sato@example.co.jp", "佐藤", "健太", "+819012345678", "渋谷区神宮前3-14-7", "150-0001",
+	"禁煙室、高層階を希望します。到着は21時頃の予定です。"}
+
+// TestSealedOnKafkaClearThroughTheSerde: a reservation published through a protected Serde has no
+// clear pii value in its record's bytes; a plain Serde (a standard Avro reader) still parses it,
+// with its pii strings sealed and its other fields clear; the protected Serde reads the original
+// data back, and so does a restarted reader.
+func TestSealedOnKafkaClearThroughTheSerde(t *testing.T) {
+	r := newRig(t, streamstest.Kfake(t))
+	ctx := context.Background()
+	env := r.example(t, "reservation.created")
+	want := r.example(t, "reservation.created").Data
+	if _, err := r.producer(t, "hotel-pms", r.serde).Publish(ctx, env); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(env.Data, want) {
+		t.Fatal("Publish changed the caller's data")
+	}
+	rec := r.raw(t, 1, r.topic("reservation.created"))[0]
+	for _, v := range clearValues {
+		if bytes.Contains(rec.Value, []byte(v)) {
+			t.Errorf("clear pii value %q in the record on Kafka", v)
+		}
+	}
+	sealed, err := r.plain.Decode(ctx, rec.Value)
+	if err != nil {
+		t.Fatalf("a reader without keys cannot parse the record: %v", err)
+	}
+	g := sealed.Data["primaryGuest"].(map[string]any)
+	if s, _ := g["email"].(string); !strings.HasPrefix(s, privacy.Prefix) {
+		t.Errorf("email on Kafka %q, want sealed", s)
+	}
+	if g["customerId"] != "cus_01J9V3H6T2R8M4K7N5Q1W0XZ3A" || sealed.Data["reservationId"] != want["reservationId"] {
+		t.Errorf("subject or non-pii field sealed: %v %v", g["customerId"], sealed.Data["reservationId"])
+	}
+	for _, s := range []*streams.Serde{r.serde, r.protected(t, nil)} {
+		got, err := s.Decode(ctx, rec.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got.Data, want) {
+			t.Errorf("opened data\n got %v\nwant %v", got.Data, want)
+		}
+	}
+}
+
+// TestForgetErasesEverywhere: after Forget, every reader (the one that forgot, one that was
+// running, a restarted one) reads the subject's pii strings as Erased and its other fields clear,
+// another subject stays intact, and Status shows the erasure without keys.
+func TestForgetErasesEverywhere(t *testing.T) {
+	r := newRig(t, streamstest.Kfake(t))
+	ctx := context.Background()
+	running := r.protected(t, nil)
+	p := r.producer(t, "hotel-member", r.serde)
+	a, bb := r.example(t, "customer.created"), r.example(t, "customer.created")
+	bb.Data["customerId"] = "cus_other"
+	for _, e := range []*streams.Envelope{a, bb} {
+		if _, err := p.Publish(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs := r.raw(t, 2, r.topic("customer.created"))
+	subject, lastName := a.Data["customerId"].(string), a.Data["lastName"].(string)
+	if got, err := running.Decode(ctx, recs[0].Value); err != nil || got.Data["lastName"] != lastName {
+		t.Fatalf("before forget: %v %v", got, err)
+	}
+	n, err := r.keys.Forget(ctx, "sakura-hotels", subject, "test")
+	if err != nil || n != 1 {
+		t.Fatalf("forget: %d keys, %v", n, err)
+	}
+	readers := map[string]*streams.Serde{"forgetter": r.serde, "running": running, "restarted": r.protected(t, nil)}
+	for name, s := range readers {
+		streamstest.Eventually(t, 10*time.Second, name+" sees the erasure", func() bool {
+			got, err := s.Decode(ctx, recs[0].Value)
+			return err == nil && got.Data["lastName"] == privacy.Erased
+		})
+		got, _ := s.Decode(ctx, recs[0].Value)
+		addr := got.Data["address"].(map[string]any)
+		if got.Data["email"] != privacy.Erased || addr["lines"].([]any)[0] != privacy.Erased || got.Data["customerId"] != subject {
+			t.Errorf("%s: erased customer %v", name, got.Data)
+		}
+		other, err := s.Decode(ctx, recs[1].Value)
+		if err != nil || other.Data["lastName"] != lastName {
+			t.Errorf("%s: the other subject: %v %v", name, other, err)
+		}
+	}
+	st, err := r.keys.Status(ctx, "sakura-hotels", subject)
+	if err != nil || len(st.Keys) != 0 || len(st.Erasures) != 1 || st.Erasures[0].By != "test" || st.Erasures[0].Keys != 1 {
+		t.Errorf("status after forget: %+v %v", st, err)
+	}
+}
+
+// TestTamperedValueIsMalformed: a sealed value moved to another field does not open, and the error
+// is a malformed record (dead-lettered), never Erased and never retried.
+func TestTamperedValueIsMalformed(t *testing.T) {
+	r := newRig(t, streamstest.Kfake(t))
+	ctx := context.Background()
+	if _, err := r.producer(t, "hotel-member", r.serde).Publish(ctx, r.example(t, "customer.created")); err != nil {
+		t.Fatal(err)
+	}
+	rec := r.raw(t, 1, r.topic("customer.created"))[0]
+	sealed, err := r.plain.Decode(ctx, rec.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed.Data["firstName"] = sealed.Data["lastName"]
+	moved, err := r.plain.Record(ctx, sealed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.serde.Decode(ctx, moved.Value)
+	if !errors.Is(err, privacy.ErrTampered) || !errors.Is(err, streams.ErrMalformedRecord) || streams.IsRetryable(err) {
+		t.Fatalf("moved ciphertext: %v", err)
+	}
+	if strings.Contains(err.Error(), "高橋") {
+		t.Errorf("the error quotes a clear value: %v", err)
+	}
+}
