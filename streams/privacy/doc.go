@@ -15,7 +15,7 @@
 //
 // Non-string pii values cannot hold a ciphertext without changing the schema, and stay clear in
 // the 1.x versions: customer.*'s title (enum) and birthDate (date), checked_in's
-// documents[].documentType (enum), auth.user_created's emails[].type and .primary, the boolean and
+// identityDocuments[].documentType (enum), auth.user_created's emails[].type and .primary, the boolean and
 // enum leaves of sealed records. Residual lists them, and a test pins the list, so a new non-string
 // pii field fails until it is decided. The decision: an enum of a form of address or a document
 // kind, or a flag, says little alone, and their events' names and contact data are sealed; the

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/hotelbus/hotelbus/schemas"
 	"github.com/hotelbus/hotelbus/streams"
+	"github.com/hotelbus/hotelbus/streams/events"
 	"github.com/hotelbus/hotelbus/streams/privacy"
 	"github.com/hotelbus/hotelbus/streams/streamstest"
 	"github.com/hotelbus/hotelbus/topics"
@@ -249,5 +251,103 @@ func TestTamperedValueIsMalformed(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "高橋") {
 		t.Errorf("the error quotes a clear value: %v", err)
+	}
+}
+
+// TestConsumerHandlersSeeClearValues: a consumer on a protected Serde hands clear values to a
+// generic handler and to a typed one.
+func TestConsumerHandlersSeeClearValues(t *testing.T) {
+	r := newRig(t, streamstest.Kfake(t))
+	ctx := context.Background()
+	env := r.example(t, "reservation.created")
+	if _, err := r.producer(t, "hotel-pms", r.serde).Publish(ctx, env); err != nil {
+		t.Fatal(err)
+	}
+	for _, typed := range []bool{false, true} {
+		got := make(chan [2]string, 1)
+		c, err := streams.NewConsumer("hotel-member", r.protected(t, nil), streams.Brokers(r.b.Brokers...),
+			streams.Group(streamstest.Name(t, "g")), streams.CommitInterval(100*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if typed {
+			streams.Handle(c, func(_ context.Context, _ *streams.Message, e *events.ReservationCreatedV1) error {
+				got <- [2]string{e.PrimaryGuest.Surname, *e.PrimaryGuest.Email}
+				return nil
+			})
+		} else {
+			c.HandleType("reservation.created", func(_ context.Context, m *streams.Message) error {
+				g := m.Envelope.Data["primaryGuest"].(map[string]any)
+				got <- [2]string{g["surname"].(string), g["email"].(string)}
+				return nil
+			})
+		}
+		done := make(chan error, 1)
+		go func() { done <- c.Run(ctx) }()
+		select {
+		case g := <-got:
+			if g != [2]string{"佐藤", "kenta.sato@example.co.jp"} {
+				t.Errorf("typed=%v: handler saw %q", typed, g)
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("typed=%v: handler not called", typed)
+		}
+		_ = c.Close(ctx)
+		<-done
+	}
+}
+
+// refuseKEK is a KMS that no longer holds one KEK (it was retired after a rotation).
+type refuseKEK struct {
+	privacy.KMS
+	retired string
+}
+
+func (k refuseKEK) Unwrap(ctx context.Context, kekID string, wrapped, aad []byte) ([]byte, error) {
+	if kekID == k.retired {
+		return nil, fmt.Errorf("%w: %s retired", privacy.ErrUnknownKEK, kekID)
+	}
+	return k.KMS.Unwrap(ctx, kekID, wrapped, aad)
+}
+
+// TestKEKRotationRewrapsKeys: after a rotation of the key file and Rewrap, every data key is
+// wrapped by the new KEK: a reader without the old KEK reads every event clear; events are not
+// rewritten. Before Rewrap, that reader cannot (the test would pass vacuously otherwise).
+func TestKEKRotationRewrapsKeys(t *testing.T) {
+	r := newRig(t, streamstest.Kfake(t))
+	ctx := context.Background()
+	p := r.producer(t, "hotel-member", r.serde)
+	names := map[string]string{}
+	for i := range 3 {
+		e := r.example(t, "customer.created")
+		e.Data["customerId"] = fmt.Sprintf("cus_rot%d", i)
+		e.Data["lastName"] = fmt.Sprintf("Name%d", i)
+		names[e.Data["customerId"].(string)] = e.Data["lastName"].(string)
+		if _, err := p.Publish(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs := r.raw(t, 3, r.topic("customer.created"))
+	old, _ := privacy.OpenKeyFile(r.keyFile)
+	if _, err := privacy.RotateKeyFile(r.keyFile, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	retired := func(k privacy.KMS) privacy.KMS { return refuseKEK{k, old.CurrentKEK()} }
+	if _, err := r.protected(t, retired).Decode(ctx, recs[0].Value); !errors.Is(err, privacy.ErrUnknownKEK) {
+		t.Fatalf("before Rewrap, a reader without the old KEK: %v, want ErrUnknownKEK", err)
+	}
+	n, err := r.newKeys(t, nil).Rewrap(ctx)
+	if err != nil || n != 3 {
+		t.Fatalf("Rewrap: %d, %v; want 3", n, err)
+	}
+	reader := r.protected(t, retired)
+	for _, rec := range recs {
+		got, err := reader.Decode(ctx, rec.Value)
+		if err != nil || got.Data["lastName"] != names[got.Data["customerId"].(string)] {
+			t.Errorf("after Rewrap: %v %v", got, err)
+		}
+	}
+	if n, err := r.newKeys(t, nil).Rewrap(ctx); err != nil || n != 0 {
+		t.Errorf("second Rewrap: %d, %v; want 0", n, err)
 	}
 }
