@@ -223,9 +223,6 @@ func (k *Keys) apply(r *kgo.Record) {
 		if k.live[ts] == nil {
 			k.live[ts] = map[KeyID]keyRecord{}
 		}
-		if old, ok := k.live[ts][id]; ok && old.KEK != rec.KEK {
-			k.cache.Remove(ts + "/" + rec.KeyID) // re-wrapped: the next use unwraps the new record
-		}
 		k.live[ts][id] = rec
 		k.byRecord[string(r.Key)] = liveRef{ts, id}
 		k.stats.KeysLoaded++
@@ -428,8 +425,8 @@ func (k *Keys) aead(ctx context.Context, id KeyID, rec keyRecord) (cipher.AEAD, 
 // Keys tailing it drops them), then writes an Erasure naming by. It returns the number of keys
 // destroyed (0 when the subject had none: the erasure is recorded all the same).
 func (k *Keys) Forget(ctx context.Context, tenant, subject, by string) (int, error) {
-	if !subjectRe.MatchString(tenant) || !subjectRe.MatchString(subject) {
-		return 0, fmt.Errorf("%w: tenant and subject must match %s", ErrNoSubject, subjectRe)
+	if !validName(tenant) || !validName(subject) {
+		return 0, fmt.Errorf("%w: tenant and subject must match %s", ErrNoSubject, SubjectGrammar)
 	}
 	if err := k.sync(ctx); err != nil {
 		return 0, err

@@ -34,10 +34,13 @@ type KMS interface {
 // (`hotelbus dev` creates <data-dir>/privacy-keys.json) and the tests'. A production deployment
 // puts a KMS of its own (a cloud KMS, Vault transit) behind the same interface.
 //
-// A KeyFile holds the file's contents as they were opened; RotateKeyFile changes the file, and a
-// process takes the new KEK when it opens the file again.
+// A KeyFile reads the file again when asked to unwrap under a KEK it does not hold, so a process
+// whose file was rotated (RotateKeyFile, here or by a copy of the rotated file) follows a
+// re-wrap without a restart, and then wraps new keys under the new current KEK.
 type KeyFile struct {
-	path    string
+	path string
+
+	mu      sync.RWMutex
 	current string
 	keks    map[string]cipher.AEAD
 }
@@ -64,30 +67,41 @@ var keyFileMu sync.Mutex
 // OpenKeyFile reads a key file. It refuses a file that others than its owner may read or write,
 // and names the file in every error (never a key).
 func OpenKeyFile(path string) (*KeyFile, error) {
-	f, err := readKeyFile(path)
+	kf := &KeyFile{path: path}
+	current, keks, err := loadKeyFile(path)
 	if err != nil {
 		return nil, err
+	}
+	kf.current, kf.keks = current, keks
+	return kf, nil
+}
+
+// loadKeyFile reads and checks a key file, and returns its current KEK's id and its KEKs.
+func loadKeyFile(path string) (string, map[string]cipher.AEAD, error) {
+	f, err := readKeyFile(path)
+	if err != nil {
+		return "", nil, err
 	}
 	kf := &KeyFile{path: path, current: f.Current, keks: map[string]cipher.AEAD{}}
 	for i, k := range f.KEKs {
 		if !kekIDRe.MatchString(k.ID) {
-			return nil, fmt.Errorf("%w: %s: keks[%d].id must match %s", ErrInvalid, path, i, kekIDRe)
+			return "", nil, fmt.Errorf("%w: %s: keks[%d].id must match %s", ErrInvalid, path, i, kekIDRe)
 		}
 		if _, dup := kf.keks[k.ID]; dup {
-			return nil, fmt.Errorf("%w: %s: keks[%d].id %q is listed twice", ErrInvalid, path, i, k.ID)
+			return "", nil, fmt.Errorf("%w: %s: keks[%d].id %q is listed twice", ErrInvalid, path, i, k.ID)
 		}
 		raw, err := base64.StdEncoding.DecodeString(k.Key)
 		if err != nil || len(raw) != 32 {
-			return nil, fmt.Errorf("%w: %s: keks[%d].key is not 32 bytes of base64", ErrInvalid, path, i)
+			return "", nil, fmt.Errorf("%w: %s: keks[%d].key is not 32 bytes of base64", ErrInvalid, path, i)
 		}
 		if kf.keks[k.ID], err = newAEAD(raw); err != nil {
-			return nil, err
+			return "", nil, err
 		}
 	}
 	if _, ok := kf.keks[f.Current]; !ok {
-		return nil, fmt.Errorf("%w: %s: current %q is not one of keks", ErrInvalid, path, f.Current)
+		return "", nil, fmt.Errorf("%w: %s: current %q is not one of keks", ErrInvalid, path, f.Current)
 	}
-	return kf, nil
+	return kf.current, kf.keks, nil
 }
 
 func readKeyFile(path string) (*keyFileJSON, error) {
@@ -201,23 +215,40 @@ func newAEAD(key []byte) (cipher.AEAD, error) {
 func (k *KeyFile) Path() string { return k.path }
 
 // CurrentKEK implements KMS.
-func (k *KeyFile) CurrentKEK() string { return k.current }
+func (k *KeyFile) CurrentKEK() string {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.current
+}
 
 // Wrap implements KMS: nonce (12 bytes) | AES-256-GCM ciphertext and tag under the current KEK.
 func (k *KeyFile) Wrap(_ context.Context, key, aad []byte) (string, []byte, error) {
-	a := k.keks[k.current]
+	k.mu.RLock()
+	current, a := k.current, k.keks[k.current]
+	k.mu.RUnlock()
 	nonce := make([]byte, a.NonceSize(), a.NonceSize()+len(key)+a.Overhead())
 	if _, err := rand.Read(nonce); err != nil {
 		return "", nil, fmt.Errorf("privacy: random nonce: %w", err)
 	}
-	return k.current, a.Seal(nonce, nonce, key, aad), nil
+	return current, a.Seal(nonce, nonce, key, aad), nil
 }
 
-// Unwrap implements KMS.
+// Unwrap implements KMS; a KEK it does not hold makes it read the file again (see KeyFile).
 func (k *KeyFile) Unwrap(_ context.Context, kekID string, wrapped, aad []byte) ([]byte, error) {
+	k.mu.RLock()
 	a, ok := k.keks[kekID]
+	k.mu.RUnlock()
 	if !ok {
-		return nil, fmt.Errorf("%w: %s is not in key file %s", ErrUnknownKEK, kekID, k.path)
+		current, keks, err := loadKeyFile(k.path)
+		if err != nil {
+			return nil, err
+		}
+		k.mu.Lock()
+		k.current, k.keks = current, keks
+		k.mu.Unlock()
+		if a, ok = keks[kekID]; !ok {
+			return nil, fmt.Errorf("%w: %s is not in key file %s", ErrUnknownKEK, kekID, k.path)
+		}
 	}
 	if len(wrapped) < a.NonceSize()+a.Overhead() {
 		return nil, fmt.Errorf("%w: wrapped key of %d bytes", ErrTampered, len(wrapped))

@@ -351,3 +351,29 @@ func TestKEKRotationRewrapsKeys(t *testing.T) {
 		t.Errorf("second Rewrap: %d, %v; want 0", n, err)
 	}
 }
+
+// TestSealRefusesBadSubject: an event whose subject field is empty or outside the key grammar
+// (a slash would forge another key record's name) is refused as invalid before anything is sent,
+// not retried; a reservation without a customer id falls back to its reservation id.
+func TestSealRefusesBadSubject(t *testing.T) {
+	r := newRig(t, streamstest.Kfake(t))
+	ctx := context.Background()
+	p := r.producer(t, "hotel-member", r.serde)
+	for _, id := range []string{"", "cus/evil", strings.Repeat("c", 129)} {
+		e := r.example(t, "customer.created")
+		e.Data["customerId"] = id
+		_, err := p.Publish(ctx, e)
+		if !errors.Is(err, privacy.ErrNoSubject) || !errors.Is(err, streams.ErrInvalidEvent) || streams.IsRetryable(err) {
+			t.Errorf("customerId %q: %v, want ErrNoSubject", id, err)
+		}
+	}
+	e := r.example(t, "reservation.created")
+	e.Data["primaryGuest"].(map[string]any)["customerId"] = nil
+	if _, err := r.producer(t, "hotel-pms", r.serde).Publish(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	st, err := r.keys.Status(ctx, "sakura-hotels", e.Data["reservationId"].(string))
+	if err != nil || len(st.Keys) != 1 {
+		t.Errorf("walk-in reservation: keys of its reservation id %+v %v, want one", st, err)
+	}
+}

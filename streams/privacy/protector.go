@@ -88,8 +88,8 @@ func (pl *plan) names(env *streams.Envelope) (string, string, error) {
 		}
 		return "", "", fmt.Errorf("%w: %s %s: one of %s must be set (topics/privacy.yaml)", ErrNoSubject, env.EventType, env.Version, strings.Join(paths, ", "))
 	}
-	if !subjectRe.MatchString(subject) || !subjectRe.MatchString(env.Metadata.TenantID) {
-		return "", "", fmt.Errorf("%w: the tenantId and subject of a %s must match %s", ErrNoSubject, env.EventType, subjectRe)
+	if !validName(subject) || !validName(env.Metadata.TenantID) {
+		return "", "", fmt.Errorf("%w: the tenantId and subject of a %s must match %s", ErrNoSubject, env.EventType, SubjectGrammar)
 	}
 	return env.Metadata.TenantID, subject, nil
 }

@@ -18,9 +18,24 @@ import (
 	"github.com/hotelbus/hotelbus/topics"
 )
 
-// subjectRe is the grammar of a tenantId or subject that names a key: it becomes part of a Kafka
-// record key ("k/<tenant>/<subject>/<id>"), so no slash, space or control byte.
-var subjectRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}$`)
+// SubjectGrammar is the grammar of a tenantId or subject that names a key: ASCII, no slash,
+// space or control byte, at most 128 bytes. validName checks it by hand (it runs for every sealed
+// or opened event).
+const SubjectGrammar = `^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}$`
+
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || !strings.ContainsRune("_.:@+-", rune(c))) {
+			return false
+		}
+	}
+	return true
+}
 
 var fieldPathRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
 
