@@ -100,14 +100,16 @@ func StartProtector(keyFile string, seeds []string, base []kgo.Opt, cat *topics.
 
 // PrivacyOptions returns the Serde options that open (and seal) personal data with the key file
 // --key-file resolves to (KeyFile), and the function that stops its Keys. Without a key file it
-// returns none and says on ErrOut that personal data stays sealed.
-func (f *Factory) PrivacyOptions(keyFileFlag string, k *KafkaFlags, cat *topics.Catalog) ([]streams.SerdeOption, func(), error) {
+// returns none and writes noKeys on ErrOut (when not empty: what that means for the command).
+func (f *Factory) PrivacyOptions(keyFileFlag string, k *KafkaFlags, cat *topics.Catalog, noKeys string) ([]streams.SerdeOption, func(), error) {
 	file, err := f.KeyFile(keyFileFlag, false)
 	if err != nil {
 		return nil, nil, err
 	}
 	if file == "" {
-		fmt.Fprintln(f.ErrOut, "no key file (--key-file, "+EnvKeyFile+" or a dev stack's): personal-data fields stay sealed")
+		if noKeys != "" {
+			fmt.Fprintf(f.ErrOut, "no key file (--key-file, %s or a dev stack's): %s\n", EnvKeyFile, noKeys)
+		}
 		return nil, func() {}, nil
 	}
 	set, err := schemas.Load(schemas.Embedded())

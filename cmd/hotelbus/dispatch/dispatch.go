@@ -130,7 +130,7 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	if err != nil {
 		return err
 	}
-	serdeOpts, closeKeys, err := f.PrivacyOptions(o.keyFile, o.kafka, cat) // push bodies carry clear values
+	serdeOpts, closeKeys, err := f.PrivacyOptions(o.keyFile, o.kafka, cat, "personal-data fields are pushed sealed") // push bodies carry clear values
 	if err != nil {
 		return err
 	}

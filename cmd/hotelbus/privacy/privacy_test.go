@@ -15,12 +15,13 @@ import (
 	"github.com/hotelbus/hotelbus/streams/streamstest"
 )
 
-// TestForgetStatusReplayRotate: two guests' customer events are published sealed; `privacy
+// TestForgetStatusReplayRotate: three guests' customer events are published sealed (two through
+// the SDK, one through `hotelbus produce`); `privacy
 // forget` erases one (exit 0, one key destroyed); `privacy status` shows no key and the erasure by
 // its requester, and the key topic's settings as right; `replay` with the key file shows the
 // erased guest's names as [erased] and the other's clear, with --redact keeps [erased] and hashes
-// the rest, and without a key file shows them sealed; `privacy rotate-kek` re-wraps the remaining
-// key. Missing --subject is a usage error (exit 2).
+// the rest, and without a key file shows them sealed; `privacy rotate-kek` re-wraps the two
+// remaining keys. Missing --subject is a usage error (exit 2).
 func TestForgetStatusReplayRotate(t *testing.T) {
 	b := streamstest.Kfake(t)
 	prefix := streamstest.Name(t, "privcmd") + "."
@@ -59,6 +60,18 @@ func TestForgetStatusReplayRotate(t *testing.T) {
 	}
 	env := map[string]string{"HOTELBUS_BROKERS": strings.Join(b.Brokers, ","), "HOTELBUS_REGISTRY": regURL,
 		cmdutil.EnvKeyFile: keyFile, "HOTELBUS_REDACT_KEY": "0123456789abcdef0123"}
+
+	// `hotelbus produce` seals with the key file too.
+	var line map[string]any
+	if err := json.Unmarshal(v.Example, &line); err != nil {
+		t.Fatal(err)
+	}
+	delete(line, "eventId")
+	line["data"].(map[string]any)["customerId"], line["data"].(map[string]any)["lastName"] = "cus_cli", "FamilyCLI"
+	stdin, _ := json.Marshal(line)
+	if res := cmdtest.Run(t, env, string(stdin)+"\n", "produce", "--prefix", prefix, "--system", "hotel-member"); res.Code != 0 {
+		t.Fatalf("produce: exit %d\n%s", res.Code, res.ErrOut)
+	}
 
 	res := cmdtest.Run(t, env, "", "privacy", "forget", "--prefix", prefix, "--tenant", "sakura-hotels", "--subject", "cus_gone", "--by", "dpo@sakura", "--json")
 	var fr struct {
@@ -99,7 +112,8 @@ func TestForgetStatusReplayRotate(t *testing.T) {
 		return out
 	}
 	got := replay(env)
-	if got["cus_gone"]["lastName"] != privacy.Erased || got["cus_gone"]["email"] != privacy.Erased || got["cus_kept"]["lastName"] != "Family1" {
+	if got["cus_gone"]["lastName"] != privacy.Erased || got["cus_gone"]["email"] != privacy.Erased || got["cus_kept"]["lastName"] != "Family1" ||
+		got["cus_cli"]["lastName"] != "FamilyCLI" {
 		t.Errorf("replay with the key file: %v", got)
 	}
 	got = replay(env, "--redact")
@@ -108,15 +122,17 @@ func TestForgetStatusReplayRotate(t *testing.T) {
 	}
 	noKeys := map[string]string{"HOTELBUS_BROKERS": env["HOTELBUS_BROKERS"], "HOTELBUS_REGISTRY": regURL}
 	got = replay(noKeys)
-	if s, _ := got["cus_kept"]["lastName"].(string); !strings.HasPrefix(s, privacy.Prefix) {
-		t.Errorf("replay without a key file: lastName %q, want sealed", s)
+	for _, id := range []string{"cus_kept", "cus_cli"} {
+		if s, _ := got[id]["lastName"].(string); !strings.HasPrefix(s, privacy.Prefix) {
+			t.Errorf("replay without a key file: lastName of %s %q, want sealed", id, s)
+		}
 	}
 
 	res = cmdtest.Run(t, env, "", "privacy", "rotate-kek", "--prefix", prefix, "--json")
 	var rr struct {
 		Rewrapped int `json:"rewrapped"`
 	}
-	if res.Code != 0 || json.Unmarshal([]byte(res.Out), &rr) != nil || rr.Rewrapped != 1 {
+	if res.Code != 0 || json.Unmarshal([]byte(res.Out), &rr) != nil || rr.Rewrapped != 2 {
 		t.Fatalf("rotate-kek: exit %d\n%s\n%s", res.Code, res.Out, res.ErrOut)
 	}
 }

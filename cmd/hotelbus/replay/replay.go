@@ -141,7 +141,7 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 		return err
 	}
 	c.Brokers, c.KafkaOptions = seeds, kopts
-	serdeOpts, closeKeys, err := f.PrivacyOptions(o.keyFile, o.kafka, cat)
+	serdeOpts, closeKeys, err := f.PrivacyOptions(o.keyFile, o.kafka, cat, "personal-data fields are shown sealed")
 	if err != nil {
 		return err
 	}
