@@ -82,6 +82,7 @@ type Erasure struct {
 
 // Stats counts what a Keys did; it never holds key material.
 type Stats struct {
+	Live                                         int // data keys known now
 	KeysCreated, KeysLoaded, Erasures, Rewrapped int64
 	CacheHits, CacheMisses, Unwraps              int64
 	Malformed                                    int64 // key topic records that do not parse
@@ -150,6 +151,7 @@ func (k *Keys) Stats() Stats {
 	defer k.mu.Unlock()
 	s := k.stats
 	s.CacheHits, s.CacheMisses = k.hits.Load(), k.misses.Load()
+	s.Live = len(k.byRecord)
 	return s
 }
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/hotelbus/hotelbus/schemas"
@@ -221,6 +222,11 @@ func TestForgetErasesEverywhere(t *testing.T) {
 			t.Errorf("%s: the other subject: %v %v", name, other, err)
 		}
 	}
+	m := metrics(t, r.prot)
+	if m["hotelbus_privacy_erasures_total"] != 1 || m["hotelbus_privacy_keys_created_total"] != 2 || m["hotelbus_privacy_keys"] != 1 ||
+		m["hotelbus_privacy_values_total{op=erased}"] == 0 || m["hotelbus_privacy_values_total{op=sealed}"] == 0 {
+		t.Errorf("metrics after forget: %v", m)
+	}
 	st, err := r.keys.Status(ctx, "sakura-hotels", subject)
 	if err != nil || len(st.Keys) != 0 || len(st.Erasures) != 1 || st.Erasures[0].By != "test" || st.Erasures[0].Keys != 1 {
 		t.Errorf("status after forget: %+v %v", st, err)
@@ -376,4 +382,26 @@ func TestSealRefusesBadSubject(t *testing.T) {
 	if err != nil || len(st.Keys) != 1 {
 		t.Errorf("walk-in reservation: keys of its reservation id %+v %v, want one", st, err)
 	}
+}
+
+// metrics gathers a Protector's metrics as name{label=value} -> value.
+func metrics(t *testing.T, p *privacy.Protector) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(p.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			name := mf.GetName()
+			for _, l := range m.GetLabel() {
+				name += "{" + l.GetName() + "=" + l.GetValue() + "}"
+			}
+			out[name] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return out
 }
