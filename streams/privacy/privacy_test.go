@@ -261,14 +261,17 @@ func TestTamperedValueIsMalformed(t *testing.T) {
 }
 
 // TestConsumerHandlersSeeClearValues: a consumer on a protected Serde hands clear values to a
-// generic handler and to a typed one.
+// generic handler and to a typed one; the typed value published again (streams.Publish) is sealed
+// on Kafka and reads back as the first.
 func TestConsumerHandlersSeeClearValues(t *testing.T) {
 	r := newRig(t, streamstest.Kfake(t))
 	ctx := context.Background()
 	env := r.example(t, "reservation.created")
-	if _, err := r.producer(t, "hotel-pms", r.serde).Publish(ctx, env); err != nil {
+	p := r.producer(t, "hotel-pms", r.serde)
+	if _, err := p.Publish(ctx, env); err != nil {
 		t.Fatal(err)
 	}
+	var typedEvent *events.ReservationCreatedV1
 	for _, typed := range []bool{false, true} {
 		got := make(chan [2]string, 1)
 		c, err := streams.NewConsumer("hotel-member", r.protected(t, nil), streams.Brokers(r.b.Brokers...),
@@ -278,6 +281,7 @@ func TestConsumerHandlersSeeClearValues(t *testing.T) {
 		}
 		if typed {
 			streams.Handle(c, func(_ context.Context, _ *streams.Message, e *events.ReservationCreatedV1) error {
+				typedEvent = e
 				got <- [2]string{e.PrimaryGuest.Surname, *e.PrimaryGuest.Email}
 				return nil
 			})
@@ -300,6 +304,23 @@ func TestConsumerHandlersSeeClearValues(t *testing.T) {
 		}
 		_ = c.Close(ctx)
 		<-done
+	}
+	// A typed publish seals too.
+	if _, err := streams.Publish(ctx, p, "sakura-hotels", typedEvent); err != nil {
+		t.Fatal(err)
+	}
+	recs := r.raw(t, 2, r.topic("reservation.created"))
+	for _, rec := range recs {
+		for _, v := range clearValues {
+			if bytes.Contains(rec.Value, []byte(v)) {
+				t.Errorf("clear pii value %q on Kafka", v)
+			}
+		}
+	}
+	first, err1 := r.serde.Decode(ctx, recs[0].Value)
+	second, err2 := r.serde.Decode(ctx, recs[1].Value)
+	if err1 != nil || err2 != nil || !reflect.DeepEqual(first.Data, second.Data) {
+		t.Errorf("typed publish reads back differently: %v %v\n%v\n%v", err1, err2, first.Data, second.Data)
 	}
 }
 
