@@ -65,7 +65,7 @@ func newRig(t testing.TB, b streamstest.Backend) *rig {
 }
 
 // newKeys opens the key file (kms wraps it when not nil) and starts a Keys, as a new process would.
-func (r *rig) newKeys(t testing.TB, kms func(privacy.KMS) privacy.KMS) *privacy.Keys {
+func (r *rig) newKeys(t testing.TB, kms func(privacy.KMS) privacy.KMS, opts ...privacy.KeysOption) *privacy.Keys {
 	t.Helper()
 	kf, err := privacy.OpenKeyFile(r.keyFile)
 	if err != nil {
@@ -80,7 +80,7 @@ func (r *rig) newKeys(t testing.TB, kms func(privacy.KMS) privacy.KMS) *privacy.
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = w.Close(context.Background()) })
-	keys, err := privacy.NewKeys(w, k, r.cat.KeyTopic, []kgo.Opt{kgo.SeedBrokers(r.b.Brokers...)})
+	keys, err := privacy.NewKeys(w, k, r.cat.KeyTopic, []kgo.Opt{kgo.SeedBrokers(r.b.Brokers...)}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -425,4 +425,49 @@ func metrics(t *testing.T, p *privacy.Protector) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// TestKeyCacheBoundAndTTL: with a cache of one key, reading two subjects in turn unwraps every
+// time; with room for both, only the first read of each unwraps, until the TTL passes.
+func TestKeyCacheBoundAndTTL(t *testing.T) {
+	r := newRig(t, streamstest.Kfake(t))
+	ctx := context.Background()
+	p := r.producer(t, "hotel-member", r.serde)
+	for _, id := range []string{"cus_a", "cus_b"} {
+		e := r.example(t, "customer.created")
+		e.Data["customerId"] = id
+		if _, err := p.Publish(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs := r.raw(t, 2, r.topic("customer.created"))
+	unwraps := func(opts ...privacy.KeysOption) int64 {
+		keys := r.newKeys(t, nil, opts...)
+		s := r.reg(streams.WithFieldProtector(privacy.NewProtector(r.subj, keys)))
+		for range 3 {
+			for _, rec := range recs {
+				if _, err := s.Decode(ctx, rec.Value); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		return keys.Stats().Unwraps
+	}
+	if n := unwraps(privacy.KeyCacheSize(1)); n != 6 {
+		t.Errorf("cache of 1: %d unwraps, want 6", n)
+	}
+	if n := unwraps(privacy.KeyCacheSize(2)); n != 2 {
+		t.Errorf("cache of 2: %d unwraps, want 2", n)
+	}
+	keys := r.newKeys(t, nil, privacy.KeyCacheTTL(50*time.Millisecond))
+	s := r.reg(streams.WithFieldProtector(privacy.NewProtector(r.subj, keys)))
+	for range 2 {
+		if _, err := s.Decode(ctx, recs[0].Value); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if n := keys.Stats().Unwraps; n != 2 {
+		t.Errorf("TTL 50ms, two reads 200ms apart: %d unwraps, want 2", n)
+	}
 }
