@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/hotelbus/hotelbus/streams"
@@ -16,7 +19,8 @@ import (
 // BenchmarkPublishConsume publishes reservation.created events of 100 guests through a Producer
 // and decodes them back from the topic, with and without a Protector, in one run on one broker:
 // the rig's Apache Kafka when HOTELBUS_TEST_BROKERS is set, else kfake. Compare the ns/op of the
-// plain and sealed sub-benchmarks (publish: per event acknowledged; consume: per record decoded).
+// plain and sealed sub-benchmarks (publish: per event acknowledged; encode: per record encoded
+// without a broker, the SDK's own cost; consume: per record decoded).
 //
 //	go test -run '^$' -bench PublishConsume -benchtime 2000x ./streams/privacy/
 func BenchmarkPublishConsume(b *testing.B) {
@@ -43,6 +47,24 @@ func BenchmarkPublishConsume(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i += 100 {
 				if _, err := p.PublishBatch(ctx, envs[i:min(i+100, b.N)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(mode.name+"/encode", func(b *testing.B) {
+			envs := warmup(b, r)
+			for _, e := range envs { // what Producer.Prepare fills in
+				e.EventID, e.Timestamp, e.Version = uuid.NewString(), time.Now(), "1.0"
+				e.Metadata.Source, e.Metadata.CorrelationID = "hotel-pms", uuid.NewString()
+				e.Metadata.TraceID = strings.ReplaceAll(uuid.NewString(), "-", "")
+			}
+			ctx := context.Background()
+			if _, err := mode.serde.Record(ctx, envs[0]); err != nil { // registers the schema id once
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := range b.N {
+				if _, err := mode.serde.Record(ctx, envs[i%len(envs)]); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -64,12 +64,13 @@ func (p *Protector) Seal(ctx context.Context, env *streams.Envelope, v *schemas.
 	if err != nil {
 		return nil, err
 	}
+	var scratch sealScratch // reused across the event's values: one allocation a value, its string
 	out, err := walk(pl.seal, env.Data, "", true, func(path, s string) (string, error) {
 		if strings.HasPrefix(s, Prefix) {
 			return "", fmt.Errorf("%w: data.%s: a clear value may not start with %q", streams.ErrInvalidEvent, path, Prefix)
 		}
 		p.sealedValues.Add(1)
-		return seal(a, id, env.EventID, path, s)
+		return scratch.seal(a, id, env.EventID, path, s)
 	})
 	if err != nil {
 		return nil, err
@@ -94,18 +95,27 @@ func (pl *plan) names(env *streams.Envelope) (string, string, error) {
 	return env.Metadata.TenantID, subject, nil
 }
 
+// sealScratch holds the buffers of one event's sealing.
+type sealScratch struct{ aad, ct, out []byte }
+
 // seal returns Prefix + base64url(id | nonce | AES-GCM(s, aad = eventId NUL path)).
-func seal(a cipher.AEAD, id KeyID, eventID, path, s string) (string, error) {
-	buf := make([]byte, keyIDLen+nonceLen, keyIDLen+nonceLen+len(s)+a.Overhead())
-	copy(buf, id[:])
-	if _, err := rand.Read(buf[keyIDLen:]); err != nil {
+func (b *sealScratch) seal(a cipher.AEAD, id KeyID, eventID, path, s string) (string, error) {
+	b.ct = append(b.ct[:0], id[:]...)
+	b.ct = append(b.ct, make([]byte, nonceLen)...)
+	if _, err := rand.Read(b.ct[keyIDLen:]); err != nil {
 		return "", fmt.Errorf("privacy: random nonce: %w", err)
 	}
-	ct := a.Seal(buf, buf[keyIDLen:], []byte(s), aad(eventID, path))
-	return Prefix + base64.RawURLEncoding.EncodeToString(ct), nil
+	b.aad = aadOf(b.aad[:0], eventID, path)
+	b.ct = a.Seal(b.ct, b.ct[keyIDLen:keyIDLen+nonceLen], []byte(s), b.aad)
+	b.out = append(b.out[:0], Prefix...)
+	b.out = base64.RawURLEncoding.AppendEncode(b.out, b.ct)
+	return string(b.out), nil
 }
 
-func aad(eventID, path string) []byte { return []byte(eventID + "\x00" + path) }
+// aadOf appends the associated data of a value: its event's id, NUL, its field path.
+func aadOf(b []byte, eventID, path string) []byte {
+	return append(append(append(b, eventID...), 0), path...)
+}
 
 // Open implements streams.FieldProtector: it replaces, in place, every sealed string of env.Data
 // by its clear value, or by Erased when the key it names is gone. Clear strings (events published
@@ -119,6 +129,7 @@ func (p *Protector) Open(ctx context.Context, env *streams.Envelope, v *schemas.
 	var namesErr error
 	named := false
 	keys := map[KeyID]cipher.AEAD{}
+	var aad []byte
 	_, err := walk(pl.seal, env.Data, "", false, func(path, s string) (string, error) {
 		if !strings.HasPrefix(s, Prefix) {
 			return s, nil
@@ -146,7 +157,8 @@ func (p *Protector) Open(ctx context.Context, env *streams.Envelope, v *schemas.
 			p.erasedValues.Add(1)
 			return Erased, nil
 		}
-		clear, err := a.Open(nil, raw[keyIDLen:keyIDLen+nonceLen], raw[keyIDLen+nonceLen:], aad(env.EventID, path))
+		aad = aadOf(aad[:0], env.EventID, path)
+		clear, err := a.Open(raw[keyIDLen+nonceLen:keyIDLen+nonceLen], raw[keyIDLen:keyIDLen+nonceLen], raw[keyIDLen+nonceLen:], aad)
 		if err != nil {
 			return "", fmt.Errorf("%w: data.%s of event %s", ErrTampered, path, env.EventID)
 		}
