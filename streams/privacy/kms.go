@@ -6,6 +6,7 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -160,7 +161,7 @@ func RotateKeyFile(path string, now time.Time) (string, error) {
 	}
 	for _, old := range f.KEKs {
 		if old.ID == k.ID {
-			return "", fmt.Errorf("%w: key file %s already has a KEK %s (rotate at most once a second)", ErrInvalid, path, k.ID)
+			return "", fmt.Errorf("%w: key file %s already has a KEK %s", ErrInvalid, path, k.ID)
 		}
 	}
 	f.KEKs = append(f.KEKs, k)
@@ -173,7 +174,14 @@ func newKEK(now time.Time) (kekJSON, error) {
 	if _, err := rand.Read(raw); err != nil {
 		return kekJSON{}, fmt.Errorf("privacy: random KEK: %w", err)
 	}
-	return kekJSON{ID: "kek-" + now.UTC().Format("20060102t150405z"), Key: base64.StdEncoding.EncodeToString(raw), CreatedAt: now.UTC()}, nil
+	// The time says which KEK is newer to a reader of the file; the random suffix keeps two KEKs made
+	// in one second apart.
+	suffix := make([]byte, 4)
+	if _, err := rand.Read(suffix); err != nil {
+		return kekJSON{}, fmt.Errorf("privacy: random KEK id: %w", err)
+	}
+	id := "kek-" + now.UTC().Format("20060102t150405z") + "-" + hex.EncodeToString(suffix)
+	return kekJSON{ID: id, Key: base64.StdEncoding.EncodeToString(raw), CreatedAt: now.UTC()}, nil
 }
 
 // writeKeyFile replaces path atomically (temporary file of mode 0600, synced, renamed).
