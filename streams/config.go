@@ -16,6 +16,7 @@ type SerdeOption func(*serdeConfig)
 
 type serdeConfig struct {
 	autoRegister bool
+	protector    FieldProtector
 }
 
 func defaultSerdeConfig() serdeConfig {

@@ -129,6 +129,12 @@ func (s *Serde) appendEncode(ctx context.Context, b []byte, env *Envelope, typed
 	if err != nil {
 		return "", nil, err
 	}
+	if s.cfg.protector != nil {
+		if env, err = s.sealed(ctx, env, v, typed); err != nil {
+			return "", nil, err
+		}
+		typed = nil
+	}
 	var size *atomic.Int64
 	if b == nil { // a record's value: sized as the largest of the version so far, so encoding appends without growing
 		sz, _ := s.sizes.LoadOrStore(v, new(atomic.Int64))
@@ -297,6 +303,9 @@ func (s *Serde) DecodeAs(ctx context.Context, value []byte, reader *schemas.Vers
 	env := envelopeFromMap(decoded)
 	if reader != nil {
 		env.Version = reader.String()
+	}
+	if err := s.opened(ctx, env, reader); err != nil {
+		return nil, err
 	}
 	return env, nil
 }

@@ -147,9 +147,8 @@ func stringField(t reflect.Type, name string) func(Event) string {
 
 // encodeTyped appends the Avro body of env with typed as its data, written with v by hamba/avro.
 func (s *Serde) encodeTyped(b []byte, env *Envelope, v *schemas.Version, typed Event) ([]byte, error) {
-	if typed.Schema() != v.Data.String() {
-		return nil, fmt.Errorf("%w: %T was generated from another %s %s schema than the Serde's (run go generate ./streams/events)",
-			ErrUnknownEventType, typed, v.EventType, v)
+	if err := checkTypedSchema(typed, v); err != nil {
+		return nil, err
 	}
 	errs := &fieldErrs{}
 	s.checkEnvelope(env, errs)
@@ -174,9 +173,29 @@ func (s *Serde) encodeTyped(b []byte, env *Envelope, v *schemas.Version, typed E
 	return append(b, body...), nil
 }
 
+// checkTypedSchema refuses a typed event generated from another schema than v's data.
+func checkTypedSchema(typed Event, v *schemas.Version) error {
+	if typed.Schema() != v.Data.String() {
+		return fmt.Errorf("%w: %T was generated from another %s %s schema than the Serde's (run go generate ./streams/events)",
+			ErrUnknownEventType, typed, v.EventType, v)
+	}
+	return nil
+}
+
 // decodeTyped decodes a wire-format value into out, in reader's version, and returns its envelope
 // (Data nil).
 func (s *Serde) decodeTyped(ctx context.Context, value []byte, reader *schemas.Version, out Event) (*Envelope, error) {
+	if s.cfg.protector != nil { // opened in the map form, then into out
+		env, err := s.DecodeAs(ctx, value, reader)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.intoTyped(env, reader, out); err != nil {
+			return nil, err
+		}
+		env.Data = nil
+		return env, nil
+	}
 	id, body, w, err := s.wire(ctx, value)
 	if err != nil {
 		return nil, err

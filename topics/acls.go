@@ -73,9 +73,12 @@ func ACLs(c *Catalog, principal func(system string) string) []ACL {
 		}
 	}
 	for _, t := range c.Topics {
-		if t.Kind == KindAudit {
+		if t.Kind == KindAudit || t.Kind == KindKeys {
 			for _, s := range c.Systems {
 				add(s.Name, "topic", t.Name, "WRITE")
+				if t.Kind == KindKeys { // every reader of events with personal data needs the keys
+					add(s.Name, "topic", t.Name, "READ")
+				}
 			}
 			continue
 		}

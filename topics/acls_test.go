@@ -50,6 +50,8 @@ func TestACLsDerivedFromOwnership(t *testing.T) {
 		"User:hotel-pms READ topic hotelbus.member.loyalty",
 		"User:hotel-pms WRITE topic hotelbus.pms.billing",
 		"User:hotel-pms WRITE topic hotelbus.pms.reservations",
+		"User:hotel-pms READ topic hotelbus.privacy.keys",
+		"User:hotel-pms WRITE topic hotelbus.privacy.keys",
 		"User:hotel-pms READ topic hotelbus.redrive.hotel-pms",
 		"User:hotel-pms WRITE topic hotelbus.redrive.hotel-pms",
 		"User:hotel-pms READ topic hotelbus.saas.services",
@@ -58,10 +60,12 @@ func TestACLsDerivedFromOwnership(t *testing.T) {
 		t.Errorf("hotel-pms ACLs:\n got %q\nwant %q", pms, wantPMS)
 	}
 
-	// Every system: WRITE exactly on what it owns and the audit log, READ exactly on what it
-	// subscribes to plus its dead letters and redrive topic, READ on its own group, nothing else.
+	// Every system: WRITE exactly on what it owns, the audit log and the key topic, READ exactly on
+	// what it subscribes to plus its dead letters, redrive topic and the key topic, READ on its own
+	// group, nothing else.
 	for _, s := range c.Systems {
-		want := []string{"User:" + s.Name + " WRITE topic " + c.AuditTopic}
+		want := []string{"User:" + s.Name + " WRITE topic " + c.AuditTopic,
+			"User:" + s.Name + " WRITE topic " + c.KeyTopic, "User:" + s.Name + " READ topic " + c.KeyTopic}
 		for _, tp := range c.Topics {
 			if tp.Owner == s.Name {
 				want = append(want, "User:"+s.Name+" WRITE topic "+tp.Name)
@@ -98,7 +102,7 @@ func TestACLsDerivedFromOwnership(t *testing.T) {
 		}
 	}
 	for _, tp := range c.Topics {
-		if tp.Kind == topics.KindAudit {
+		if tp.Kind == topics.KindAudit || tp.Kind == topics.KindKeys {
 			if len(writers[tp.Name]) != len(c.Systems) {
 				t.Errorf("%s writers %v, want every system", tp.Name, writers[tp.Name])
 			}

@@ -36,6 +36,7 @@ type topicsFile struct {
 	DeadLetters  deadLetterDecl         `yaml:"deadLetters"`
 	Redrive      deadLetterDecl         `yaml:"redrive"`
 	Audit        deadLetterDecl         `yaml:"audit"`
+	PrivacyKeys  *deadLetterDecl        `yaml:"privacyKeys"`
 	GroupPrefix  string                 `yaml:"groupPrefix"`
 }
 
@@ -260,6 +261,21 @@ func (c *Catalog) loadTopics(tf topicsFile, env string) error {
 	}
 	c.add(audit)
 	c.AuditTopic = audit.Name
+	if d := tf.PrivacyKeys; d != nil {
+		keys := Topic{Name: d.Name, Kind: KindKeys, Description: "wrapped data keys and erasures of guest-data protection"}
+		if _, dup := c.topics[keys.Name]; dup || !topicRe.MatchString(keys.Name) {
+			return invalid(TopicsFile, "privacyKeys.name", "topic %q clashes with a declared topic or is not a valid name", keys.Name)
+		}
+		if err := resolve(&keys, "privacyKeys", tf.Defaults, d.settings, envSet.settings); err != nil {
+			return err
+		}
+		// A deleted key record would destroy every event sealed with it: only compaction may remove one.
+		if keys.CleanupPolicy != "compact" || keys.Retention >= 0 {
+			return invalid(TopicsFile, "privacyKeys", `must have cleanupPolicy "compact" and retention "infinite" (a deleted key makes its events unreadable)`)
+		}
+		c.add(keys)
+		c.KeyTopic = keys.Name
+	}
 	for i := range c.Systems {
 		s := &c.Systems[i]
 		s.Group = groupPrefix + s.Name

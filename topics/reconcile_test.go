@@ -136,7 +136,7 @@ func testReconcile(t *testing.T, b streamstest.Backend) {
 	}
 
 	apply(t, adm, d)
-	if d := plan(t, adm, cat); !d.Empty() || len(d.Warnings) != 0 || !strings.HasPrefix(d.String(), "in sync: 18 declared topics") {
+	if d := plan(t, adm, cat); !d.Empty() || len(d.Warnings) != 0 || !strings.HasPrefix(d.String(), "in sync: 19 declared topics") {
 		t.Fatalf("plan after apply:\n%s", d)
 	}
 	if n, ret := partitionsAndConfigs(t, b, billing, "retention.ms"); n != 3 || ret != "2592000000" {

@@ -18,7 +18,7 @@ import (
 	"time"
 )
 
-//go:embed catalog.yaml topics.yaml views.yaml
+//go:embed catalog.yaml topics.yaml views.yaml privacy.yaml
 var embedded embed.FS
 
 // Embedded returns the declarations compiled into the binary.
@@ -28,6 +28,9 @@ func Embedded() fs.FS { return embedded }
 const (
 	CatalogFile = "catalog.yaml"
 	TopicsFile  = "topics.yaml"
+	// PrivacyFile names the data subject of each event type with personal data; streams/privacy
+	// reads and validates it (Load does not).
+	PrivacyFile = "privacy.yaml"
 )
 
 // Topic kinds.
@@ -36,6 +39,7 @@ const (
 	KindDeadLetter = "deadletter"
 	KindRedrive    = "redrive"
 	KindAudit      = "audit"
+	KindKeys       = "keys"
 )
 
 // Catalog is the validated, environment-resolved view of the declarations.
@@ -48,6 +52,9 @@ type Catalog struct {
 	Topics       []Topic
 	// AuditTopic is the audit log every system writes (see streams.AuditRecord).
 	AuditTopic string
+	// KeyTopic is the compacted topic of wrapped data keys and erasures (streams/privacy); "" when
+	// topics.yaml declares none.
+	KeyTopic string
 	// RabbitMQ is the RabbitMQ bridge's topology; nil when the catalog declares none.
 	RabbitMQ *RabbitMQ
 
@@ -286,6 +293,9 @@ func (c *Catalog) WithPrefix(prefix string) *Catalog {
 		out.Systems[i] = s
 	}
 	out.AuditTopic = prefix + c.AuditTopic
+	if c.KeyTopic != "" {
+		out.KeyTopic = prefix + c.KeyTopic
+	}
 	if c.RabbitMQ != nil {
 		r := *c.RabbitMQ
 		r.Group, r.DeadLetterTopic = prefix+r.Group, prefix+r.DeadLetterTopic

@@ -177,6 +177,10 @@ func TestLoadRefusesBadDeclarations(t *testing.T) {
 			[]string{"cleanupPolicy"}},
 		{"bad event type name", topics.CatalogFile, "      - service.canceled\n      - feedback", "      - Service-Canceled\n      - feedback",
 			[]string{"systems.hotel-saas.publishes[1]", "Service-Canceled"}},
+		{"key topic deleting by time", topics.TopicsFile, "  name: hotelbus.privacy.keys\n  partitions: 3\n  retention: infinite", "  name: hotelbus.privacy.keys\n  partitions: 3\n  retention: 30d",
+			[]string{"privacyKeys", `retention "infinite"`}},
+		{"key topic not compacted", topics.TopicsFile, "  retention: infinite\n  cleanupPolicy: compact", "  retention: infinite\n  cleanupPolicy: compact,delete",
+			[]string{"privacyKeys", `cleanupPolicy "compact"`}},
 		{"dead-letter pattern without placeholder", topics.TopicsFile, "  name: hotelbus.dlq.{system}", "  name: hotelbus.dlq",
 			[]string{"deadLetters.name", "{system}"}},
 	}

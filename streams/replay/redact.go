@@ -15,6 +15,7 @@ import (
 
 	"github.com/hotelbus/hotelbus/schemas"
 	"github.com/hotelbus/hotelbus/streams"
+	"github.com/hotelbus/hotelbus/streams/privacy"
 )
 
 // piiProp is the field property that marks personal data.
@@ -132,6 +133,7 @@ func (r *redactor) redact(s avro.Schema, v any) any {
 		for _, f := range s.Fields() {
 			switch fv := m[f.Name()]; {
 			case fv == nil:
+			case fv == privacy.Erased: // an erased guest's value says so, hashed or not
 			case isPII(f):
 				m[f.Name()] = r.hash(fv)
 			default:

@@ -122,6 +122,9 @@ type Endpoints struct {
 	Tokens map[string]string `json:"tokens,omitempty"`
 	// DispatchSecret is the signing secret `hotelbus dispatch` uses given none.
 	DispatchSecret string `json:"dispatchSecret,omitempty"`
+	// KeyFile is the key file of guest-data protection (privacy.KeyFile) commands use given no
+	// --key-file.
+	KeyFile string `json:"keyFile,omitempty"`
 	// PID is the process of `hotelbus dev`; a file whose process is gone is stale (0: unknown).
 	PID int `json:"pid,omitempty"`
 }

@@ -26,8 +26,8 @@ func Catalog(prefix string) (*topics.Catalog, error) {
 }
 
 // Serde resolves --registry (see Registry) and returns the Serde of the embedded schemas over
-// cat. register makes it register schema versions on first use (--dev-register).
-func (f *Factory) Serde(registryFlag string, cat *topics.Catalog, register bool) (*streams.Serde, error) {
+// cat, with opts. register makes it register schema versions on first use (--dev-register).
+func (f *Factory) Serde(registryFlag string, cat *topics.Catalog, register bool, opts ...streams.SerdeOption) (*streams.Serde, error) {
 	url, err := f.Registry(registryFlag)
 	if err != nil {
 		return nil, err
@@ -40,7 +40,7 @@ func (f *Factory) Serde(registryFlag string, cat *topics.Catalog, register bool)
 	if err != nil {
 		return nil, err
 	}
-	return streams.NewSerde(cl, set, cat, streams.AutoRegister(register))
+	return streams.NewSerde(cl, set, cat, append([]streams.SerdeOption{streams.AutoRegister(register)}, opts...)...)
 }
 
 // RedisClient resolves --redis (see Redis) and returns a client for it (one server, Sentinel or

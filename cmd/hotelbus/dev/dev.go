@@ -31,6 +31,7 @@ import (
 	"github.com/hotelbus/hotelbus/streams"
 	gw "github.com/hotelbus/hotelbus/streams/gateway"
 	"github.com/hotelbus/hotelbus/streams/monitor"
+	"github.com/hotelbus/hotelbus/streams/privacy"
 	"github.com/hotelbus/hotelbus/streams/registry"
 	"github.com/hotelbus/hotelbus/topics"
 )
@@ -172,6 +173,13 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		return nil, err
 	}
 
+	// The key file of guest-data protection: made once, kept across restarts (a new KEK would make
+	// every event sealed so far unreadable); the other commands find it in endpoints.json.
+	s.Endpoints.KeyFile = filepath.Join(o.DataDir, privacy.KeyFileName)
+	if _, err := privacy.GenerateKeyFile(s.Endpoints.KeyFile); err != nil {
+		return nil, fmt.Errorf("dev: %w", err)
+	}
+
 	src, err := sr.NewClient(sr.URLs(s.Endpoints.Registry))
 	if err != nil {
 		return nil, fmt.Errorf("dev: registry client: %w", err)
@@ -298,7 +306,12 @@ func (s *Stack) startGateway(host string, port int, cat *topics.Catalog, set *sc
 	if err != nil {
 		return fmt.Errorf("dev: gateway: %w", err)
 	}
-	serde, err := streams.NewSerde(src, set, cat)
+	protector, closeKeys, err := cmdutil.StartProtector(s.Endpoints.KeyFile, []string{s.Endpoints.Kafka}, nil, cat, set)
+	if err != nil {
+		return fmt.Errorf("dev: gateway: %w", err)
+	}
+	closers = append(closers, closeKeys)
+	serde, err := streams.NewSerde(src, set, cat, streams.WithFieldProtector(protector))
 	if err != nil {
 		return fmt.Errorf("dev: gateway: %w", err)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/dev"
 	"github.com/hotelbus/hotelbus/schemas"
 	"github.com/hotelbus/hotelbus/streams"
+	"github.com/hotelbus/hotelbus/streams/privacy"
 	"github.com/hotelbus/hotelbus/streams/streamstest"
 	"github.com/hotelbus/hotelbus/topics"
 )
@@ -244,6 +245,10 @@ func TestRestartKeepsPortsTokensAndSecret(t *testing.T) {
 	if ep.Gateway == "" || len(ep.DispatchSecret) < 16 || ep.PID != os.Getpid() {
 		t.Fatalf("endpoints.json: gateway %q, secret of %d bytes, pid %d", ep.Gateway, len(ep.DispatchSecret), ep.PID)
 	}
+	kf, err := privacy.OpenKeyFile(ep.KeyFile)
+	if err != nil || ep.KeyFile != filepath.Join(dir, privacy.KeyFileName) {
+		t.Fatalf("endpoints.json: key file %q: %v", ep.KeyFile, err)
+	}
 	set, _ := schemas.Load(schemas.Embedded())
 	example := set.Subjects[0].Latest().Example
 	var head struct{ EventType string }
@@ -288,6 +293,9 @@ func TestRestartKeepsPortsTokensAndSecret(t *testing.T) {
 	}
 	if !maps.Equal(again.Tokens, first.Tokens) || again.DispatchSecret != first.DispatchSecret {
 		t.Errorf("tokens or secret changed across the restart")
+	}
+	if kf2, err := privacy.OpenKeyFile(again.KeyFile); err != nil || kf2.CurrentKEK() != kf.CurrentKEK() {
+		t.Errorf("the key file changed across the restart (every sealed event would be lost): %v", err)
 	}
 }
 

@@ -28,6 +28,7 @@ type options struct {
 	secretFile      string
 	authFile        string
 	kafka           *cmdutil.KafkaFlags
+	keyFile         string
 	registry        string
 	redis           string
 	prefix          string
@@ -107,6 +108,7 @@ the group.`,
 	fl.DurationVar(&o.sessionTimeout, "session-timeout", 45*time.Second, "how long the group waits for a silent member (a crashed replica) before its partitions move")
 	fl.StringVar(&o.listen, "listen", "127.0.0.1:0", "address serving /metrics, /healthz and /readyz (`host:port`; port 0: a free one, printed at start)")
 	o.kafka = cmdutil.AddKafkaFlags(cmd)
+	cmdutil.AddKeyFileFlag(cmd, &o.keyFile)
 	return cmd
 }
 
@@ -128,7 +130,12 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	if err != nil {
 		return err
 	}
-	serde, err := f.Serde(o.registry, cat, false)
+	serdeOpts, closeKeys, err := f.PrivacyOptions(o.keyFile, o.kafka, cat, "personal-data fields are pushed sealed") // push bodies carry clear values
+	if err != nil {
+		return err
+	}
+	defer closeKeys()
+	serde, err := f.Serde(o.registry, cat, false, serdeOpts...)
 	if err != nil {
 		return err
 	}

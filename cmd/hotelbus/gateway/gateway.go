@@ -25,6 +25,7 @@ type options struct {
 	credentials     string
 	reloadEvery     time.Duration
 	kafka           *cmdutil.KafkaFlags
+	keyFile         string
 	registry        string
 	redis           string
 	spoolDir        string
@@ -108,6 +109,7 @@ for the next run).`,
 	fl.IntVar(&o.limits.TenantBurst, "tenant-burst", 500, "events a system may publish at once for one tenant above --tenant-rate")
 	fl.IntVar(&o.limits.TenantBuckets, "tenant-buckets", 10000, "tenant buckets kept (least recently used dropped)")
 	o.kafka = cmdutil.AddKafkaFlags(cmd)
+	cmdutil.AddKeyFileFlag(cmd, &o.keyFile)
 	return cmd
 }
 
@@ -150,7 +152,12 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	if err != nil {
 		return err
 	}
-	serde, err := f.Serde(o.registry, cat, o.devRegister)
+	serdeOpts, closeKeys, err := f.PrivacyOptions(o.keyFile, o.kafka, cat, "") // seal personal data
+	if err != nil {
+		return err
+	}
+	defer closeKeys()
+	serde, err := f.Serde(o.registry, cat, o.devRegister, serdeOpts...)
 	if err != nil {
 		return err
 	}

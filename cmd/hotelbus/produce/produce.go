@@ -23,6 +23,7 @@ type options struct {
 	system       string
 	file         string
 	kafka        *cmdutil.KafkaFlags
+	keyFile      string
 	registry     string
 	spoolDir     string
 	prefix       string
@@ -67,6 +68,7 @@ delivered in order by this run (waiting up to --drain-timeout at the end) or the
 	fl.BoolVar(&o.json, "json", false, "print one JSON object per result")
 	fl.BoolVar(&o.devRegister, "dev-register", false, "register schema versions on first use (development only)")
 	o.kafka = cmdutil.AddKafkaFlags(cmd)
+	cmdutil.AddKeyFileFlag(cmd, &o.keyFile)
 	return cmd
 }
 
@@ -83,7 +85,12 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 		return err
 	}
 	defer in.Close()
-	serde, err := f.Serde(o.registry, cat.WithPrefix(o.prefix), o.devRegister)
+	serdeOpts, closeKeys, err := f.PrivacyOptions(o.keyFile, o.kafka, cat.WithPrefix(o.prefix), "") // seal personal data
+	if err != nil {
+		return err
+	}
+	defer closeKeys()
+	serde, err := f.Serde(o.registry, cat.WithPrefix(o.prefix), o.devRegister, serdeOpts...)
 	if err != nil {
 		return err
 	}

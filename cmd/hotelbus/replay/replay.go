@@ -28,6 +28,7 @@ type options struct {
 	from, to   string
 	format     string
 	redactKey  string
+	keyFile    string
 	noProgress bool
 }
 
@@ -58,6 +59,11 @@ value. Parquet columns are typed from the Avro schema: DECIMAL, DATE, TIMESTAMP(
 schemas or in schemas/pii-marks.txt: metadata.userId, card tokens, names, addresses...) with a
 keyed hash (HMAC-SHA256 under the key in the variable --redact-key-env names), so equal values still
 join; ` + EnvRedact + `=1 makes it the default.
+
+Personal-data strings sealed at publish (see hotelbus privacy) are opened with the key file
+(--key-file, ` + cmdutil.EnvKeyFile + `, or a running dev stack's): an erased guest's read "[erased]",
+which --redact keeps as it is; --redact hashes the opened values. Without a key file they are shown
+(and hashed) sealed.
 
 --to-topic republishes the selected events to a sandbox topic (never a catalog topic unless
 --allow-owner-topic), re-encoded with the current schema, with their key, eventId and headers and a
@@ -98,6 +104,7 @@ wrote nothing (an empty range, or every record failed the filters) says why and 
 	fl.StringVar(&o.registry, "registry", "", "schema registry URL (env HOTELBUS_REGISTRY)")
 	cmdutil.AddPrefixFlag(cmd, &o.prefix)
 	o.kafka = cmdutil.AddKafkaFlags(cmd)
+	cmdutil.AddKeyFileFlag(cmd, &o.keyFile)
 	return cmd
 }
 
@@ -134,7 +141,12 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 		return err
 	}
 	c.Brokers, c.KafkaOptions = seeds, kopts
-	serde, err := f.Serde(o.registry, cat, false)
+	serdeOpts, closeKeys, err := f.PrivacyOptions(o.keyFile, o.kafka, cat, "personal-data fields are shown sealed")
+	if err != nil {
+		return err
+	}
+	defer closeKeys()
+	serde, err := f.Serde(o.registry, cat, false, serdeOpts...)
 	if err != nil {
 		return err
 	}

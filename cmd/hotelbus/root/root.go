@@ -22,6 +22,7 @@ import (
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/gateway"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/lag"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/monitor"
+	"github.com/hotelbus/hotelbus/cmd/hotelbus/privacy"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/produce"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/receive"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/replay"
@@ -88,7 +89,7 @@ one does not within --connect-timeout.`,
 	cmd.SetFlagErrorFunc(flagError)
 	cmd.PersistentFlags().DurationVar(&f.ConnectTimeout, "connect-timeout", cmdutil.DefaultConnectTimeout,
 		"how long to wait for Kafka, the schema registry and Redis to answer before failing")
-	cmd.AddCommand(catalog.New(f), schemas.New(f), dev.New(f), topics.New(f), acls.New(f), produce.New(f), replay.New(f), resync.New(f), gateway.New(f), dispatch.New(f), receive.New(f), bridge.New(f), dlq.New(f), simulate.New(f), bench.New(f), lag.New(f), monitor.New(f), trace.New(f), example.New(f), view.New(f), version.New(f))
+	cmd.AddCommand(catalog.New(f), schemas.New(f), dev.New(f), topics.New(f), acls.New(f), produce.New(f), replay.New(f), resync.New(f), gateway.New(f), dispatch.New(f), receive.New(f), bridge.New(f), dlq.New(f), simulate.New(f), bench.New(f), lag.New(f), privacy.New(f), monitor.New(f), trace.New(f), example.New(f), view.New(f), version.New(f))
 	wrapArgs(cmd)
 	return cmd
 }

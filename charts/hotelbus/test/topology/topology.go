@@ -87,8 +87,11 @@ func Build(load func(env string) (*topics.Catalog, error)) (*File, error) {
 			cfg := t.Configs()
 			e.Topics = append(e.Topics, Topic{Name: t.Name, Kind: t.Kind, Owner: t.Owner, Partitions: t.Partitions,
 				Replicas: t.ReplicationFactor, Config: cfg})
-			if t.Kind == topics.KindEvents || t.Kind == topics.KindAudit {
+			switch t.Kind {
+			case topics.KindEvents, topics.KindAudit:
 				e.Gateway.ACLs = append(e.Gateway.ACLs, ACL{Type: "topic", Name: t.Name, Operations: []string{"Write"}})
+			case topics.KindKeys: // the gateway seals: it reads data keys and creates new subjects' keys
+				e.Gateway.ACLs = append(e.Gateway.ACLs, ACL{Type: "topic", Name: t.Name, Operations: []string{"Read", "Write"}})
 			}
 		}
 		byPrincipal := map[string][]topics.ACL{}

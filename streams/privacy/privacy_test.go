@@ -1,0 +1,473 @@
+package privacy_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/hotelbus/hotelbus/schemas"
+	"github.com/hotelbus/hotelbus/streams"
+	"github.com/hotelbus/hotelbus/streams/events"
+	"github.com/hotelbus/hotelbus/streams/privacy"
+	"github.com/hotelbus/hotelbus/streams/streamstest"
+	"github.com/hotelbus/hotelbus/topics"
+)
+
+// rig is one test's stack: a catalog on a broker, a registry, a key file, the Keys, a protected
+// Serde and a plain one (what a reader without keys, or a standard Avro reader, sees).
+type rig struct {
+	b       streamstest.Backend
+	cat     *topics.Catalog
+	set     *schemas.Set
+	keyFile string
+	keys    *privacy.Keys
+	prot    *privacy.Protector
+	serde   *streams.Serde
+	plain   *streams.Serde
+	subj    *privacy.Subjects
+	reg     func(...streams.SerdeOption) *streams.Serde
+}
+
+func newRig(t testing.TB, b streamstest.Backend) *rig {
+	t.Helper()
+	cat := streamstest.Catalog(t, b)
+	reg, _ := streamstest.Registry(t)
+	set := streamstest.RegisterSchemas(t, reg, cat)
+	subj, err := privacy.LoadSubjects(topics.Embedded(), cat, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{b: b, cat: cat, set: set, subj: subj, keyFile: filepath.Join(t.TempDir(), privacy.KeyFileName)}
+	if _, err := privacy.GenerateKeyFile(r.keyFile); err != nil {
+		t.Fatal(err)
+	}
+	r.reg = func(opts ...streams.SerdeOption) *streams.Serde {
+		s, err := streams.NewSerde(reg, set, cat, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	r.keys = r.newKeys(t, nil)
+	r.prot = privacy.NewProtector(subj, r.keys)
+	r.serde = r.reg(streams.WithFieldProtector(r.prot))
+	r.plain = r.reg()
+	return r
+}
+
+// newKeys opens the key file (kms wraps it when not nil) and starts a Keys, as a new process would.
+func (r *rig) newKeys(t testing.TB, kms func(privacy.KMS) privacy.KMS, opts ...privacy.KeysOption) *privacy.Keys {
+	t.Helper()
+	kf, err := privacy.OpenKeyFile(r.keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k privacy.KMS = kf
+	if kms != nil {
+		k = kms(kf)
+	}
+	w, err := streams.NewWriter("hotel-common", r.cat, streams.Brokers(r.b.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Close(context.Background()) })
+	keys, err := privacy.NewKeys(w, k, r.cat.KeyTopic, []kgo.Opt{kgo.SeedBrokers(r.b.Brokers...)}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(keys.Close)
+	return keys
+}
+
+// protected returns a Serde opening with a fresh Keys (a restarted reader).
+func (r *rig) protected(t testing.TB, kms func(privacy.KMS) privacy.KMS) *streams.Serde {
+	return r.reg(streams.WithFieldProtector(privacy.NewProtector(r.subj, r.newKeys(t, kms))))
+}
+
+func (r *rig) producer(t testing.TB, system string, serde *streams.Serde) *streams.Producer {
+	t.Helper()
+	p, err := streams.NewProducer(system, serde, streams.Brokers(r.b.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close(context.Background()) })
+	return p
+}
+
+// example returns a fresh envelope of eventType from its golden example.
+func (r *rig) example(t testing.TB, eventType string) *streams.Envelope {
+	t.Helper()
+	v, _ := r.set.Latest(eventType)
+	env, err := r.plain.ParseJSON(v.Example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.EventID, env.Timestamp, env.Version = "", time.Time{}, ""
+	env.Metadata.Source, env.Metadata.CorrelationID, env.Metadata.TraceID = "", "", ""
+	return env
+}
+
+// raw reads n records of the topics from their beginning.
+func (r *rig) raw(t testing.TB, n int, topicNames ...string) []*kgo.Record {
+	t.Helper()
+	cl := r.b.Client(t, kgo.ConsumeTopics(topicNames...), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out []*kgo.Record
+	for len(out) < n {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of %d records", len(out), n)
+		}
+		out = append(out, fs.Records()...)
+	}
+	return out
+}
+
+func (r *rig) topic(eventType string) string { tp, _ := r.cat.TopicFor(eventType); return tp.Name }
+
+// clearValues of the golden reservation.created and customer.created: none may be on Kafka.
+var clearValues = []string{"kenta.sato@example.co.jp", "佐藤", "健太", "+819012345678", "渋谷区神宮前3-14-7", "150-0001",
+	"禁煙室、高層階を希望します。到着は21時頃の予定です。"}
+
+// TestSealedOnKafkaClearThroughTheSerde: a reservation published through a protected Serde has no
+// clear pii value in its record's bytes; a plain Serde (a standard Avro reader) still parses it,
+// with its pii strings sealed and its other fields clear; the protected Serde reads the original
+// data back, and so does a restarted reader.
+func TestSealedOnKafkaClearThroughTheSerde(t *testing.T) {
+	r := newRig(t, streamstest.Kfake(t))
+	ctx := context.Background()
+	env := r.example(t, "reservation.created")
+	want := r.example(t, "reservation.created").Data
+	if _, err := r.producer(t, "hotel-pms", r.serde).Publish(ctx, env); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(env.Data, want) {
+		t.Fatal("Publish changed the caller's data")
+	}
+	rec := r.raw(t, 1, r.topic("reservation.created"))[0]
+	for _, v := range clearValues {
+		if bytes.Contains(rec.Value, []byte(v)) {
+			t.Errorf("clear pii value %q in the record on Kafka", v)
+		}
+	}
+	sealed, err := r.plain.Decode(ctx, rec.Value)
+	if err != nil {
+		t.Fatalf("a reader without keys cannot parse the record: %v", err)
+	}
+	g := sealed.Data["primaryGuest"].(map[string]any)
+	if s, _ := g["email"].(string); !strings.HasPrefix(s, privacy.Prefix) {
+		t.Errorf("email on Kafka %q, want sealed", s)
+	}
+	if g["customerId"] != "cus_01J9V3H6T2R8M4K7N5Q1W0XZ3A" || sealed.Data["reservationId"] != want["reservationId"] {
+		t.Errorf("subject or non-pii field sealed: %v %v", g["customerId"], sealed.Data["reservationId"])
+	}
+	for _, s := range []*streams.Serde{r.serde, r.protected(t, nil)} {
+		got, err := s.Decode(ctx, rec.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got.Data, want) {
+			t.Errorf("opened data\n got %v\nwant %v", got.Data, want)
+		}
+	}
+}
+
+// TestForgetErasesEverywhere: after Forget, every reader (the one that forgot, one that was
+// running, a restarted one) reads the subject's pii strings as Erased and its other fields clear,
+// another subject stays intact, and Status shows the erasure without keys.
+func TestForgetErasesEverywhere(t *testing.T) {
+	r := newRig(t, streamstest.Kfake(t))
+	ctx := context.Background()
+	running := r.protected(t, nil)
+	p := r.producer(t, "hotel-member", r.serde)
+	a, bb := r.example(t, "customer.created"), r.example(t, "customer.created")
+	bb.Data["customerId"] = "cus_other"
+	for _, e := range []*streams.Envelope{a, bb} {
+		if _, err := p.Publish(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs := r.raw(t, 2, r.topic("customer.created"))
+	subject, lastName := a.Data["customerId"].(string), a.Data["lastName"].(string)
+	if got, err := running.Decode(ctx, recs[0].Value); err != nil || got.Data["lastName"] != lastName {
+		t.Fatalf("before forget: %v %v", got, err)
+	}
+	n, err := r.keys.Forget(ctx, "sakura-hotels", subject, "test")
+	if err != nil || n != 1 {
+		t.Fatalf("forget: %d keys, %v", n, err)
+	}
+	readers := map[string]*streams.Serde{"forgetter": r.serde, "running": running, "restarted": r.protected(t, nil)}
+	for name, s := range readers {
+		streamstest.Eventually(t, 10*time.Second, name+" sees the erasure", func() bool {
+			got, err := s.Decode(ctx, recs[0].Value)
+			return err == nil && got.Data["lastName"] == privacy.Erased
+		})
+		got, _ := s.Decode(ctx, recs[0].Value)
+		addr := got.Data["address"].(map[string]any)
+		if got.Data["email"] != privacy.Erased || addr["lines"].([]any)[0] != privacy.Erased || got.Data["customerId"] != subject {
+			t.Errorf("%s: erased customer %v", name, got.Data)
+		}
+		other, err := s.Decode(ctx, recs[1].Value)
+		if err != nil || other.Data["lastName"] != lastName {
+			t.Errorf("%s: the other subject: %v %v", name, other, err)
+		}
+	}
+	m := metrics(t, r.prot)
+	if m["hotelbus_privacy_erasures_total"] != 1 || m["hotelbus_privacy_keys_created_total"] != 2 || m["hotelbus_privacy_keys"] != 1 ||
+		m["hotelbus_privacy_values_total{op=erased}"] == 0 || m["hotelbus_privacy_values_total{op=sealed}"] == 0 {
+		t.Errorf("metrics after forget: %v", m)
+	}
+	st, err := r.keys.Status(ctx, "sakura-hotels", subject)
+	if err != nil || len(st.Keys) != 0 || len(st.Erasures) != 1 || st.Erasures[0].By != "test" || st.Erasures[0].Keys != 1 {
+		t.Errorf("status after forget: %+v %v", st, err)
+	}
+}
+
+// TestTamperedValueIsMalformed: a sealed value moved to another field does not open, and the error
+// is a malformed record (dead-lettered), never Erased and never retried.
+func TestTamperedValueIsMalformed(t *testing.T) {
+	r := newRig(t, streamstest.Kfake(t))
+	ctx := context.Background()
+	if _, err := r.producer(t, "hotel-member", r.serde).Publish(ctx, r.example(t, "customer.created")); err != nil {
+		t.Fatal(err)
+	}
+	rec := r.raw(t, 1, r.topic("customer.created"))[0]
+	sealed, err := r.plain.Decode(ctx, rec.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed.Data["firstName"] = sealed.Data["lastName"]
+	moved, err := r.plain.Record(ctx, sealed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.serde.Decode(ctx, moved.Value)
+	if !errors.Is(err, privacy.ErrTampered) || !errors.Is(err, streams.ErrMalformedRecord) || streams.IsRetryable(err) {
+		t.Fatalf("moved ciphertext: %v", err)
+	}
+	if strings.Contains(err.Error(), "高橋") {
+		t.Errorf("the error quotes a clear value: %v", err)
+	}
+}
+
+// TestConsumerHandlersSeeClearValues: a consumer on a protected Serde hands clear values to a
+// generic handler and to a typed one; the typed value published again (streams.Publish) is sealed
+// on Kafka and reads back as the first.
+func TestConsumerHandlersSeeClearValues(t *testing.T) {
+	r := newRig(t, streamstest.Kfake(t))
+	ctx := context.Background()
+	env := r.example(t, "reservation.created")
+	p := r.producer(t, "hotel-pms", r.serde)
+	if _, err := p.Publish(ctx, env); err != nil {
+		t.Fatal(err)
+	}
+	var typedEvent *events.ReservationCreatedV1
+	for _, typed := range []bool{false, true} {
+		got := make(chan [2]string, 1)
+		c, err := streams.NewConsumer("hotel-member", r.protected(t, nil), streams.Brokers(r.b.Brokers...),
+			streams.Group(streamstest.Name(t, "g")), streams.CommitInterval(100*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if typed {
+			streams.Handle(c, func(_ context.Context, _ *streams.Message, e *events.ReservationCreatedV1) error {
+				typedEvent = e
+				got <- [2]string{e.PrimaryGuest.Surname, *e.PrimaryGuest.Email}
+				return nil
+			})
+		} else {
+			c.HandleType("reservation.created", func(_ context.Context, m *streams.Message) error {
+				g := m.Envelope.Data["primaryGuest"].(map[string]any)
+				got <- [2]string{g["surname"].(string), g["email"].(string)}
+				return nil
+			})
+		}
+		done := make(chan error, 1)
+		go func() { done <- c.Run(ctx) }()
+		select {
+		case g := <-got:
+			if g != [2]string{"佐藤", "kenta.sato@example.co.jp"} {
+				t.Errorf("typed=%v: handler saw %q", typed, g)
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("typed=%v: handler not called", typed)
+		}
+		_ = c.Close(ctx)
+		<-done
+	}
+	// A typed publish seals too.
+	if _, err := streams.Publish(ctx, p, "sakura-hotels", typedEvent); err != nil {
+		t.Fatal(err)
+	}
+	recs := r.raw(t, 2, r.topic("reservation.created"))
+	for _, rec := range recs {
+		for _, v := range clearValues {
+			if bytes.Contains(rec.Value, []byte(v)) {
+				t.Errorf("clear pii value %q on Kafka", v)
+			}
+		}
+	}
+	first, err1 := r.serde.Decode(ctx, recs[0].Value)
+	second, err2 := r.serde.Decode(ctx, recs[1].Value)
+	if err1 != nil || err2 != nil || !reflect.DeepEqual(first.Data, second.Data) {
+		t.Errorf("typed publish reads back differently: %v %v\n%v\n%v", err1, err2, first.Data, second.Data)
+	}
+}
+
+// refuseKEK is a KMS that no longer holds one KEK (it was retired after a rotation).
+type refuseKEK struct {
+	privacy.KMS
+	retired string
+}
+
+func (k refuseKEK) Unwrap(ctx context.Context, kekID string, wrapped, aad []byte) ([]byte, error) {
+	if kekID == k.retired {
+		return nil, fmt.Errorf("%w: %s retired", privacy.ErrUnknownKEK, kekID)
+	}
+	return k.KMS.Unwrap(ctx, kekID, wrapped, aad)
+}
+
+// TestKEKRotationRewrapsKeys: after a rotation of the key file and Rewrap, every data key is
+// wrapped by the new KEK: a reader without the old KEK reads every event clear; events are not
+// rewritten. Before Rewrap, that reader cannot (the test would pass vacuously otherwise).
+func TestKEKRotationRewrapsKeys(t *testing.T) {
+	r := newRig(t, streamstest.Kfake(t))
+	ctx := context.Background()
+	p := r.producer(t, "hotel-member", r.serde)
+	names := map[string]string{}
+	for i := range 3 {
+		e := r.example(t, "customer.created")
+		e.Data["customerId"] = fmt.Sprintf("cus_rot%d", i)
+		e.Data["lastName"] = fmt.Sprintf("Name%d", i)
+		names[e.Data["customerId"].(string)] = e.Data["lastName"].(string)
+		if _, err := p.Publish(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs := r.raw(t, 3, r.topic("customer.created"))
+	old, _ := privacy.OpenKeyFile(r.keyFile)
+	if _, err := privacy.RotateKeyFile(r.keyFile, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	retired := func(k privacy.KMS) privacy.KMS { return refuseKEK{k, old.CurrentKEK()} }
+	if _, err := r.protected(t, retired).Decode(ctx, recs[0].Value); !errors.Is(err, privacy.ErrUnknownKEK) {
+		t.Fatalf("before Rewrap, a reader without the old KEK: %v, want ErrUnknownKEK", err)
+	}
+	n, err := r.newKeys(t, nil).Rewrap(ctx)
+	if err != nil || n != 3 {
+		t.Fatalf("Rewrap: %d, %v; want 3", n, err)
+	}
+	reader := r.protected(t, retired)
+	for _, rec := range recs {
+		got, err := reader.Decode(ctx, rec.Value)
+		if err != nil || got.Data["lastName"] != names[got.Data["customerId"].(string)] {
+			t.Errorf("after Rewrap: %v %v", got, err)
+		}
+	}
+	if n, err := r.newKeys(t, nil).Rewrap(ctx); err != nil || n != 0 {
+		t.Errorf("second Rewrap: %d, %v; want 0", n, err)
+	}
+}
+
+// TestSealRefusesBadSubject: an event whose subject field is empty or outside the key grammar
+// (a slash would forge another key record's name) is refused as invalid before anything is sent,
+// not retried; a reservation without a customer id falls back to its reservation id.
+func TestSealRefusesBadSubject(t *testing.T) {
+	r := newRig(t, streamstest.Kfake(t))
+	ctx := context.Background()
+	p := r.producer(t, "hotel-member", r.serde)
+	for _, id := range []string{"", "cus/evil", strings.Repeat("c", 129)} {
+		e := r.example(t, "customer.created")
+		e.Data["customerId"] = id
+		_, err := p.Publish(ctx, e)
+		if !errors.Is(err, privacy.ErrNoSubject) || !errors.Is(err, streams.ErrInvalidEvent) || streams.IsRetryable(err) {
+			t.Errorf("customerId %q: %v, want ErrNoSubject", id, err)
+		}
+	}
+	e := r.example(t, "reservation.created")
+	e.Data["primaryGuest"].(map[string]any)["customerId"] = nil
+	if _, err := r.producer(t, "hotel-pms", r.serde).Publish(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	st, err := r.keys.Status(ctx, "sakura-hotels", e.Data["reservationId"].(string))
+	if err != nil || len(st.Keys) != 1 {
+		t.Errorf("walk-in reservation: keys of its reservation id %+v %v, want one", st, err)
+	}
+}
+
+// metrics gathers a Protector's metrics as name{label=value} -> value.
+func metrics(t *testing.T, p *privacy.Protector) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(p.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			name := mf.GetName()
+			for _, l := range m.GetLabel() {
+				name += "{" + l.GetName() + "=" + l.GetValue() + "}"
+			}
+			out[name] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return out
+}
+
+// TestKeyCacheBoundAndTTL: with a cache of one key, reading two subjects in turn unwraps every
+// time; with room for both, only the first read of each unwraps, until the TTL passes.
+func TestKeyCacheBoundAndTTL(t *testing.T) {
+	r := newRig(t, streamstest.Kfake(t))
+	ctx := context.Background()
+	p := r.producer(t, "hotel-member", r.serde)
+	for _, id := range []string{"cus_a", "cus_b"} {
+		e := r.example(t, "customer.created")
+		e.Data["customerId"] = id
+		if _, err := p.Publish(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs := r.raw(t, 2, r.topic("customer.created"))
+	unwraps := func(opts ...privacy.KeysOption) int64 {
+		keys := r.newKeys(t, nil, opts...)
+		s := r.reg(streams.WithFieldProtector(privacy.NewProtector(r.subj, keys)))
+		for range 3 {
+			for _, rec := range recs {
+				if _, err := s.Decode(ctx, rec.Value); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		return keys.Stats().Unwraps
+	}
+	if n := unwraps(privacy.KeyCacheSize(1)); n != 6 {
+		t.Errorf("cache of 1: %d unwraps, want 6", n)
+	}
+	if n := unwraps(privacy.KeyCacheSize(2)); n != 2 {
+		t.Errorf("cache of 2: %d unwraps, want 2", n)
+	}
+	keys := r.newKeys(t, nil, privacy.KeyCacheTTL(50*time.Millisecond))
+	s := r.reg(streams.WithFieldProtector(privacy.NewProtector(r.subj, keys)))
+	for range 2 {
+		if _, err := s.Decode(ctx, recs[0].Value); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if n := keys.Stats().Unwraps; n != 2 {
+		t.Errorf("TTL 50ms, two reads 200ms apart: %d unwraps, want 2", n)
+	}
+}

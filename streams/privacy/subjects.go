@@ -1,0 +1,277 @@
+package privacy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/hamba/avro/v2"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/hotelbus/hotelbus/schemas"
+	"github.com/hotelbus/hotelbus/topics"
+)
+
+// SubjectGrammar is the grammar of a tenantId or subject that names a key: ASCII, no slash,
+// space or control byte, at most 128 bytes. validName checks it by hand (it runs for every sealed
+// or opened event).
+const SubjectGrammar = `^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}$`
+
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || !strings.ContainsRune("_.:@+-", rune(c))) {
+			return false
+		}
+	}
+	return true
+}
+
+var fieldPathRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
+
+// Subjects is topics/privacy.yaml validated against the catalog and the schemas: the subject fields
+// of each event type and, per schema version, what to seal. Safe for concurrent use.
+type Subjects struct {
+	fields map[string][][]string // event type -> subject field paths, split at dots
+	plans  sync.Map              // *schemas.Version -> *plan
+}
+
+type privacyFile struct {
+	Subjects map[string][]string `yaml:"subjects"`
+}
+
+// LoadSubjects reads topics.PrivacyFile from fsys (topics.Embedded() in the binary) and checks it:
+// every event type it names is in cat, every path is a string (or optional string) field of every
+// version of the type in set, and every type whose data has pii fields has an entry.
+func LoadSubjects(fsys fs.FS, cat *topics.Catalog, set *schemas.Set) (*Subjects, error) {
+	b, err := fs.ReadFile(fsys, topics.PrivacyFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	var f privacyFile
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w: %s: %s", ErrInvalid, topics.PrivacyFile, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	s := &Subjects{fields: map[string][][]string{}}
+	for _, et := range slices.Sorted(func(yield func(string) bool) {
+		for k := range f.Subjects {
+			if !yield(k) {
+				return
+			}
+		}
+	}) {
+		key := topics.PrivacyFile + ": subjects." + et
+		if _, ok := cat.Owner(et); !ok {
+			return nil, fmt.Errorf("%w: %s: %q is not an event type of the catalog", ErrInvalid, key, et)
+		}
+		if len(f.Subjects[et]) == 0 {
+			return nil, fmt.Errorf("%w: %s: at least one subject field", ErrInvalid, key)
+		}
+		for i, p := range f.Subjects[et] {
+			if !fieldPathRe.MatchString(p) {
+				return nil, fmt.Errorf("%w: %s[%d]: %q is not a dotted field path", ErrInvalid, key, i, p)
+			}
+			path := strings.Split(p, ".")
+			for _, v := range versionsOf(set, et) {
+				if !isStringPath(v.Data, path) {
+					return nil, fmt.Errorf("%w: %s[%d]: %q is not a string field of %s %s", ErrInvalid, key, i, p, et, v)
+				}
+			}
+			s.fields[et] = append(s.fields[et], path)
+		}
+	}
+	for _, et := range set.EventTypes() {
+		if _, ok := s.fields[et]; ok {
+			continue
+		}
+		for _, v := range versionsOf(set, et) {
+			if s.plan(v).seal != nil || len(s.plan(v).residual) > 0 {
+				return nil, fmt.Errorf("%w: %s: subjects: %s %s has pii fields but no subject", ErrInvalid, topics.PrivacyFile, et, v)
+			}
+		}
+	}
+	return s, nil
+}
+
+func versionsOf(set *schemas.Set, eventType string) []*schemas.Version {
+	var out []*schemas.Version
+	for _, sub := range set.Subjects {
+		if sub.EventType == eventType {
+			out = append(out, sub.Versions...)
+		}
+	}
+	return out
+}
+
+// isStringPath reports whether path names a string or optional string field of rec.
+func isStringPath(rec *avro.RecordSchema, path []string) bool {
+	var s avro.Schema = rec
+	for _, name := range path {
+		r, ok := deref(s).(*avro.RecordSchema)
+		if !ok {
+			return false
+		}
+		var f *avro.Field
+		for _, c := range r.Fields() {
+			if c.Name() == name {
+				f = c
+			}
+		}
+		if f == nil {
+			return false
+		}
+		s = f.Type()
+	}
+	p, ok := deref(s).(*avro.PrimitiveSchema)
+	return ok && p.Type() == avro.String
+}
+
+// deref returns the schema a reference names, and the single non-null branch of an optional union.
+func deref(s avro.Schema) avro.Schema {
+	if r, ok := s.(*avro.RefSchema); ok {
+		s = r.Schema()
+	}
+	if u, ok := s.(*avro.UnionSchema); ok {
+		var one avro.Schema
+		for _, b := range u.Types() {
+			if b.Type() == avro.Null {
+				continue
+			}
+			if one != nil {
+				return u
+			}
+			one = b
+		}
+		if one != nil {
+			return deref(one)
+		}
+	}
+	return s
+}
+
+// plan is what to seal in the data of one schema version.
+type plan struct {
+	subject  [][]string
+	seal     *node    // nil: nothing to seal
+	residual []string // pii values that stay clear: "path (type)"
+}
+
+// node is a sealable part of a data value: a string, or a record, array or map that holds some.
+type node struct {
+	field  string  // the record field this node is (children of a record)
+	str    bool    // a string to seal
+	fields []*node // record
+	items  *node   // array
+	values *node   // map
+}
+
+// plan returns the plan of v, building it once.
+func (s *Subjects) plan(v *schemas.Version) *plan {
+	if p, ok := s.plans.Load(v); ok {
+		return p.(*plan)
+	}
+	p := &plan{subject: s.fields[v.EventType]}
+	skip := map[string]bool{}
+	for _, sf := range p.subject {
+		skip[strings.Join(sf, ".")] = true
+	}
+	p.seal = build(v.Data, false, "", skip, &p.residual, 0)
+	got, _ := s.plans.LoadOrStore(v, p)
+	return got.(*plan)
+}
+
+// Residual returns, for each event type and version of set, the pii values that stay clear because
+// their schema type cannot hold a ciphertext ("customer.created 1.0 birthDate (int)").
+func (s *Subjects) Residual(set *schemas.Set) []string {
+	var out []string
+	for _, sub := range set.Subjects {
+		for _, v := range sub.Versions {
+			for _, r := range s.plan(v).residual {
+				out = append(out, fmt.Sprintf("%s %s %s", v.EventType, v, r))
+			}
+		}
+	}
+	return out
+}
+
+func isPII(f *avro.Field) bool { b, _ := f.Prop("pii").(bool); return b }
+
+// maxDepth bounds build on recursive schemas (no event schema nests this deep).
+const maxDepth = 32
+
+// build returns the node of the sealable strings under s (nil when none), a value at path; inPII
+// says an enclosing field is pii. Paths in skip (subject fields) are never sealed.
+func build(s avro.Schema, inPII bool, path string, skip map[string]bool, residual *[]string, depth int) *node {
+	if depth > maxDepth {
+		return nil
+	}
+	s = deref(s)
+	switch s := s.(type) {
+	case *avro.RecordSchema:
+		n := &node{}
+		for _, f := range s.Fields() {
+			p := f.Name()
+			if path != "" {
+				p = path + "." + f.Name()
+			}
+			if skip[p] {
+				continue
+			}
+			if c := build(f.Type(), inPII || isPII(f), p, skip, residual, depth+1); c != nil {
+				c.field = f.Name()
+				n.fields = append(n.fields, c)
+			}
+		}
+		if n.fields == nil {
+			return nil
+		}
+		return n
+	case *avro.ArraySchema:
+		if c := build(s.Items(), inPII, path+"[]", skip, residual, depth+1); c != nil {
+			return &node{items: c}
+		}
+	case *avro.MapSchema:
+		if c := build(s.Values(), inPII, path+"{}", skip, residual, depth+1); c != nil {
+			return &node{values: c}
+		}
+	case *avro.PrimitiveSchema:
+		if inPII && s.Type() == avro.String {
+			return &node{str: true}
+		}
+		if inPII && s.Type() != avro.Null {
+			*residual = append(*residual, fmt.Sprintf("%s (%s)", path, s.Type()))
+		}
+	default:
+		if inPII {
+			*residual = append(*residual, fmt.Sprintf("%s (%s)", path, s.Type()))
+		}
+	}
+	return nil
+}
+
+// subjectOf returns the first set subject field of data ("" when none).
+func (p *plan) subjectOf(data map[string]any) string {
+	for _, path := range p.subject {
+		var v any = data
+		for _, name := range path {
+			m, _ := v.(map[string]any)
+			v = m[name]
+		}
+		if s, _ := v.(string); s != "" {
+			return s
+		}
+	}
+	return ""
+}
