@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -29,6 +30,10 @@ func run(t *testing.T, env map[string]string, args ...string) cmdtest.Result {
 	return cmdtest.Run(t, env, "", args...)
 }
 
+// declared is the number of topics topics/topics.yaml declares (each system's dead-letter and
+// redrive topics, the bridge's dead letters, the audit log and the privacy key topic included).
+const declared = 19
+
 func TestPlanApplyDescribe(t *testing.T) {
 	b := streamstest.Kfake(t)
 	env := map[string]string{"HOTELBUS_BROKERS": strings.Join(b.Brokers, ",")}
@@ -39,27 +44,27 @@ func TestPlanApplyDescribe(t *testing.T) {
 	if r.Code != 0 {
 		t.Fatalf("plan: %+v", r)
 	}
-	if n := strings.Count(r.Out, "+ create "); n != 18 {
-		t.Errorf("plan lists %d creations, want 18:\n%s", n, r.Out)
+	if n := strings.Count(r.Out, "+ create "); n != declared {
+		t.Errorf("plan lists %d creations, want %d:\n%s", n, declared, r.Out)
 	}
 	for _, want := range []string{
 		"+ create " + prefix + "hotelbus.pms.billing (partitions 3, rf 1, cleanup.policy=delete, min.insync.replicas=1, retention.ms=2592000000)\n",
 		"+ create " + prefix + "hotelbus.dlq.hotel-pms (partitions 3, rf 1,",
-		"plan: 18 topic(s) to create, 0 partition increase(s), 0 config(s) to set",
+		fmt.Sprintf("plan: %d topic(s) to create, 0 partition increase(s), 0 config(s) to set", declared),
 	} {
 		if !strings.Contains(r.Out, want) {
 			t.Errorf("plan does not print %q:\n%s", want, r.Out)
 		}
 	}
-	if r := run(t, env, args("topics", "plan")...); !strings.Contains(r.Out, "plan: 18 topic(s) to create") {
+	if r := run(t, env, args("topics", "plan")...); !strings.Contains(r.Out, fmt.Sprintf("plan: %d topic(s) to create", declared)) {
 		t.Fatalf("plan changed the cluster: %+v", r)
 	}
 
-	if r := run(t, env, args("topics", "apply")...); r.Code != 0 || !strings.Contains(r.Out, "applied: 18 topic(s) created") ||
+	if r := run(t, env, args("topics", "apply")...); r.Code != 0 || !strings.Contains(r.Out, fmt.Sprintf("applied: %d topic(s) created", declared)) ||
 		!strings.Contains(r.Out, "+ create "+prefix+"hotelbus.pms.reservations") {
 		t.Fatalf("apply: %+v", r)
 	}
-	if r := run(t, env, args("topics", "plan")...); r.Code != 0 || r.Out != "in sync: 18 declared topics match the cluster\n" {
+	if r := run(t, env, args("topics", "plan")...); r.Code != 0 || r.Out != fmt.Sprintf("in sync: %d declared topics match the cluster\n", declared) {
 		t.Fatalf("plan after apply: %+v", r)
 	}
 	if r := run(t, env, args("topics", "apply")...); r.Code != 0 || !strings.HasPrefix(r.Out, "in sync") {
@@ -67,7 +72,7 @@ func TestPlanApplyDescribe(t *testing.T) {
 	}
 
 	r = run(t, env, args("topics", "describe")...)
-	if r.Code != 0 || strings.Count(r.Out, "  in sync\n") != 18 || !strings.Contains(r.Out, "18 of 18 declared topics in sync") {
+	if r.Code != 0 || strings.Count(r.Out, "  in sync\n") != declared || !strings.Contains(r.Out, fmt.Sprintf("%d of %d declared topics in sync", declared, declared)) {
 		t.Fatalf("describe: %+v", r)
 	}
 	r = run(t, env, args("topics", "describe", "--json")...)
@@ -77,7 +82,7 @@ func TestPlanApplyDescribe(t *testing.T) {
 		Configs    map[string]string `json:"configs"`
 		InSync     bool              `json:"inSync"`
 	}
-	if err := json.Unmarshal([]byte(r.Out), &states); err != nil || len(states) != 18 {
+	if err := json.Unmarshal([]byte(r.Out), &states); err != nil || len(states) != declared {
 		t.Fatalf("describe --json: %v: %+v", err, r)
 	}
 	for _, s := range states {
@@ -93,7 +98,7 @@ func TestPlanApplyDescribe(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.Out), &d); err != nil || r.Code != 0 {
 		t.Fatalf("plan --json: %v: %+v", err, r)
 	}
-	if len(d.Create) != 0 || len(d.Partitions) != 6 || len(d.Configs) != 18 || len(d.Warnings) != 18 {
+	if len(d.Create) != 0 || len(d.Partitions) != 6 || len(d.Configs) != declared || len(d.Warnings) != declared {
 		t.Errorf("plan of prod settings over test topics: %d create, %d partitions, %d configs, %d warnings:\n%s",
 			len(d.Create), len(d.Partitions), len(d.Configs), len(d.Warnings), r.Out)
 	}
@@ -135,7 +140,7 @@ func TestSASLAndTLS(t *testing.T) {
 	env := map[string]string{"HOTELBUS_BROKERS": strings.Join(b.Brokers, ","), "KAFKA_PW": "s3cret", "WRONG_PW": "guess"}
 	auth := []string{"--env", "test", "--tls-ca", certFile, "--sasl-mechanism", "scram-sha-512", "--sasl-user", "admin"}
 
-	if r := run(t, env, append([]string{"topics", "apply", "--sasl-password-env", "KAFKA_PW"}, auth...)...); r.Code != 0 || !strings.Contains(r.Out, "applied: 18 topic(s) created") {
+	if r := run(t, env, append([]string{"topics", "apply", "--sasl-password-env", "KAFKA_PW"}, auth...)...); r.Code != 0 || !strings.Contains(r.Out, fmt.Sprintf("applied: %d topic(s) created", declared)) {
 		t.Fatalf("apply over TLS with SCRAM: %+v", r)
 	}
 	// The reachability check fails at once: kfake drops the connection on a failed
