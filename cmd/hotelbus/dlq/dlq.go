@@ -117,9 +117,9 @@ func (ff *filterFlags) filter(now time.Time) (dlq.Filter, error) {
 }
 
 // open returns the DLQ of the --system (or, when it is empty, of the system whose dead-letter
-// topic is topic), decoding with the registry when decode is set, once the brokers (and the
-// registry) answered.
-func (c *common) open(ctx context.Context, f *cmdutil.Factory, decode bool, topic string) (*dlq.DLQ, error) {
+// topic is topic), decoding with the registry (and serdeOpts) when decode is set, once the
+// brokers (and the registry) answered.
+func (c *common) open(ctx context.Context, f *cmdutil.Factory, decode bool, topic string, serdeOpts ...streams.SerdeOption) (*dlq.DLQ, error) {
 	cat, err := cmdutil.Catalog(c.prefix)
 	if err != nil {
 		return nil, err
@@ -144,7 +144,7 @@ func (c *common) open(ctx context.Context, f *cmdutil.Factory, decode bool, topi
 	}
 	cfg := dlq.Config{Brokers: seeds, KafkaOptions: kopts}
 	if decode {
-		if cfg.Serde, err = f.Serde(c.registry, cat, false); err != nil {
+		if cfg.Serde, err = f.Serde(c.registry, cat, false, serdeOpts...); err != nil {
 			return nil, err
 		}
 	}
@@ -299,6 +299,7 @@ func excerpt(s string, n int) string {
 }
 
 func newShow(f *cmdutil.Factory, c *common) *cobra.Command {
+	var keyFile string
 	cmd := &cobra.Command{
 		Use:   "show TOPIC/PARTITION@OFFSET | --system S PARTITION@OFFSET",
 		Short: "Print one dead letter: every header and the decoded envelope",
@@ -306,7 +307,11 @@ func newShow(f *cmdutil.Factory, c *common) *cobra.Command {
 hotelbus.redrive.source header name it): where it was read from, its key, every header in order,
 and the envelope decoded with the schema registry as canonical JSON (in the newest local minor of
 its major version). A value that does not decode is printed in base64 with the decoding error.
-With --json, one JSON object.`,
+With --json, one JSON object.
+
+Personal-data fields are opened with the guest-data protection key file (--key-file, ` + cmdutil.EnvKeyFile + `,
+or a running dev stack's): an erased guest's read "[erased]"; without a key file they are shown
+sealed, as the dead letter holds them.`,
 		Example: `  hotelbus dlq show hotelbus.dlq.hotel-member/2@118
   hotelbus dlq show --system hotel-pms 0@7 --json`,
 		Args: cobra.ExactArgs(1),
@@ -315,7 +320,16 @@ With --json, one JSON object.`,
 			if err != nil {
 				return cmdutil.Usagef("%v", err)
 			}
-			q, err := c.open(cmd.Context(), f, true, ref.Topic)
+			cat, err := cmdutil.Catalog(c.prefix)
+			if err != nil {
+				return err
+			}
+			serdeOpts, closeKeys, err := f.PrivacyOptions(keyFile, c.kafka, cat, "personal-data fields are shown sealed")
+			if err != nil {
+				return err
+			}
+			defer closeKeys()
+			q, err := c.open(cmd.Context(), f, true, ref.Topic, serdeOpts...)
 			if err != nil {
 				return err
 			}
@@ -327,6 +341,7 @@ With --json, one JSON object.`,
 			return printShow(f.Out, c.json, d, q)
 		},
 	}
+	cmdutil.AddKeyFileFlag(cmd, &keyFile)
 	return cmd
 }
 

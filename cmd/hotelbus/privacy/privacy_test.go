@@ -3,16 +3,20 @@ package privacy_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/cmdutil"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/cmdutil/cmdtest"
 	"github.com/hotelbus/hotelbus/streams"
 	"github.com/hotelbus/hotelbus/streams/privacy"
 	"github.com/hotelbus/hotelbus/streams/streamstest"
+	"github.com/hotelbus/hotelbus/topics"
 )
 
 // TestForgetStatusReplayRotate: three guests' customer events are published sealed (two through
@@ -128,6 +132,35 @@ func TestForgetStatusReplayRotate(t *testing.T) {
 		}
 	}
 
+	// Dead letters hold the sealed record; `dlq show` opens it with the key file.
+	deadLetters(t, b, cat, serde, 3)
+	res = cmdtest.Run(t, env, "", "dlq", "list", "--prefix", prefix, "--system", "hotel-common", "--records", "--json")
+	var listed struct{ Records []struct{ Ref string } }
+	if res.Code != 0 || json.Unmarshal([]byte(res.Out), &listed) != nil || len(listed.Records) != 3 {
+		t.Fatalf("dlq list: exit %d\n%s\n%s", res.Code, res.Out, res.ErrOut)
+	}
+	show := func(env map[string]string) map[string]map[string]any {
+		t.Helper()
+		out := map[string]map[string]any{}
+		for _, rec := range listed.Records {
+			res := cmdtest.Run(t, env, "", "dlq", "show", "--prefix", prefix, rec.Ref, "--json")
+			var shown struct{ Envelope struct{ Data map[string]any } }
+			if res.Code != 0 || json.Unmarshal([]byte(res.Out), &shown) != nil || shown.Envelope.Data == nil {
+				t.Fatalf("dlq show %s: exit %d\n%s\n%s", rec.Ref, res.Code, res.Out, res.ErrOut)
+			}
+			out[shown.Envelope.Data["customerId"].(string)] = shown.Envelope.Data
+		}
+		return out
+	}
+	got = show(env)
+	if got["cus_gone"]["lastName"] != privacy.Erased || got["cus_kept"]["lastName"] != "Family1" || got["cus_cli"]["lastName"] != "FamilyCLI" {
+		t.Errorf("dlq show with the key file: %v", got)
+	}
+	got = show(noKeys)
+	if s, _ := got["cus_kept"]["lastName"].(string); !strings.HasPrefix(s, privacy.Prefix) {
+		t.Errorf("dlq show without a key file: lastName %q, want sealed", s)
+	}
+
 	res = cmdtest.Run(t, env, "", "privacy", "rotate-kek", "--prefix", prefix, "--json")
 	var rr struct {
 		Rewrapped int `json:"rewrapped"`
@@ -135,4 +168,40 @@ func TestForgetStatusReplayRotate(t *testing.T) {
 	if res.Code != 0 || json.Unmarshal([]byte(res.Out), &rr) != nil || rr.Rewrapped != 2 {
 		t.Fatalf("rotate-kek: exit %d\n%s\n%s", res.Code, res.Out, res.ErrOut)
 	}
+}
+
+// deadLetters runs hotel-common's consumer (it subscribes to every event type), with a handler
+// that fails every event permanently, until n events are in its dead-letter topic.
+func deadLetters(t *testing.T, b streamstest.Backend, cat *topics.Catalog, serde *streams.Serde, n int) {
+	t.Helper()
+	sys, _ := cat.System("hotel-common")
+	w, err := streams.NewWriter(sys.Name, cat, streams.Brokers(b.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close(context.Background())
+	dl, err := streams.NewDeadLetters(w, sys.DeadLetterTopic, streams.DeadLetterLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := streams.NewConsumer(sys.Name, serde, streams.Brokers(b.Brokers...), streams.Logger(slog.New(slog.DiscardHandler)),
+		streams.UseStandard(streams.StandardChain{DeadLetters: dl}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.HandleType("customer.created", func(context.Context, *streams.Message) error {
+		return streams.Permanent(errors.New("profile locked"))
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	streamstest.Eventually(t, time.Minute, "the dead letters written", func() bool {
+		var sum int64
+		for _, k := range dl.DeadLettered() {
+			sum += k
+		}
+		return sum >= int64(n)
+	})
+	cancel()
+	<-done
 }
