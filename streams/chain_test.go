@@ -71,7 +71,7 @@ func TestConsumerFullChain(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			dl, err := streams.NewDeadLetters(newWriter(t, b, cat, "hotel-pms"), sys.DeadLetterTopic)
+			dl, err := streams.NewDeadLetters(streamstest.Writer(t, b, cat, "hotel-pms"), sys.DeadLetterTopic)
 			if err != nil {
 				t.Fatal(err)
 			}

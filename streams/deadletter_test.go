@@ -151,7 +151,7 @@ func TestDeadLetter(t *testing.T) {
 		t.Run(b.Name, func(t *testing.T) {
 			ctx := testCtx(t)
 			dlq := dlqTopic(t, b)
-			dl, err := streams.NewDeadLetters(newWriter(t, b, f.cat, "hotel-member"), dlq, quietDLQ)
+			dl, err := streams.NewDeadLetters(streamstest.Writer(t, b, f.cat, "hotel-member"), dlq, quietDLQ)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -229,7 +229,7 @@ func TestDeadLetterWriteFails(t *testing.T) {
 	f := newDLQFixture(t)
 	for _, b := range streamstest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
-			w := newWriter(t, b, f.cat, "hotel-member", streams.KafkaOptions(kgo.UnknownTopicRetries(1)))
+			w := streamstest.Writer(t, b, f.cat, "hotel-member", streams.KafkaOptions(kgo.UnknownTopicRetries(1)))
 			dl, err := streams.NewDeadLetters(w, streamstest.Name(t, "missing-dlq"), quietDLQ)
 			if err != nil {
 				t.Fatal(err)
@@ -268,7 +268,7 @@ func TestDeadLetterParkKey(t *testing.T) {
 
 			// Default: continue.
 			dlq := dlqTopic(t, b)
-			dl, err := streams.NewDeadLetters(newWriter(t, b, f.cat, "hotel-member"), dlq, quietDLQ)
+			dl, err := streams.NewDeadLetters(streamstest.Writer(t, b, f.cat, "hotel-member"), dlq, quietDLQ)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -286,7 +286,7 @@ func TestDeadLetterParkKey(t *testing.T) {
 			// ParkKey.
 			handled = nil
 			dlq = dlqTopic(t, b)
-			dl, err = streams.NewDeadLetters(newWriter(t, b, f.cat, "hotel-member"), dlq, quietDLQ, streams.ParkKey(true))
+			dl, err = streams.NewDeadLetters(streamstest.Writer(t, b, f.cat, "hotel-member"), dlq, quietDLQ, streams.ParkKey(true))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -325,7 +325,7 @@ func TestDeadLetterParkKey(t *testing.T) {
 // TestDeadLetterConfig: a missing writer or topic, or a nil logger, is refused with ErrConfig.
 func TestDeadLetterConfig(t *testing.T) {
 	_, cat := loadAll(t)
-	w := newWriter(t, streamstest.Kfake(t), cat, "hotel-member")
+	w := streamstest.Writer(t, streamstest.Kfake(t), cat, "hotel-member")
 	for name, err := range map[string]error{
 		"no writer": func() error { _, err := streams.NewDeadLetters(nil, "dlq"); return err }(),
 		"no topic":  func() error { _, err := streams.NewDeadLetters(w, ""); return err }(),
@@ -349,11 +349,11 @@ func TestDeadLetterChain(t *testing.T) {
 			group := streamstest.Name(t, "g")
 			d := newDedup(t, rdb, group)
 			dlq := dlqTopic(t, b)
-			dl, err := streams.NewDeadLetters(newWriter(t, b, f.cat, "hotel-member"), dlq, quietDLQ)
+			dl, err := streams.NewDeadLetters(streamstest.Writer(t, b, f.cat, "hotel-member"), dlq, quietDLQ)
 			if err != nil {
 				t.Fatal(err)
 			}
-			missing, err := streams.NewDeadLetters(newWriter(t, b, f.cat, "hotel-member", streams.KafkaOptions(kgo.UnknownTopicRetries(1))), streamstest.Name(t, "missing"), quietDLQ)
+			missing, err := streams.NewDeadLetters(streamstest.Writer(t, b, f.cat, "hotel-member", streams.KafkaOptions(kgo.UnknownTopicRetries(1))), streamstest.Name(t, "missing"), quietDLQ)
 			if err != nil {
 				t.Fatal(err)
 			}

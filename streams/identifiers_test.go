@@ -289,7 +289,7 @@ func TestConsumerDeadLettersInvalidIdentifiers(t *testing.T) {
 				t.Fatal(err)
 			}
 			sys, _ := cat.System("hotel-pms")
-			dl, err := streams.NewDeadLetters(newWriter(t, b, cat, "hotel-pms"), sys.DeadLetterTopic, quietDLQ)
+			dl, err := streams.NewDeadLetters(streamstest.Writer(t, b, cat, "hotel-pms"), sys.DeadLetterTopic, quietDLQ)
 			if err != nil {
 				t.Fatal(err)
 			}

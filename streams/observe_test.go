@@ -102,7 +102,7 @@ func TestMetricsAndAuditAreExact(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			w := newWriter(t, b, cat, "hotel-pms")
+			w := streamstest.Writer(t, b, cat, "hotel-pms")
 			dl, err := streams.NewDeadLetters(w, sys.DeadLetterTopic, streams.DeadLetterLogger(slog.New(slog.DiscardHandler)))
 			if err != nil {
 				t.Fatal(err)

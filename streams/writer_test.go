@@ -5,7 +5,6 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -14,24 +13,7 @@ import (
 
 	"github.com/hotelbus/hotelbus/streams"
 	"github.com/hotelbus/hotelbus/streams/streamstest"
-	"github.com/hotelbus/hotelbus/topics"
 )
-
-// newWriter returns a writer of system on b, closed when the test ends. Its publish audit is off
-// (the audit topic of cat may not exist on b) unless opts turn it on.
-func newWriter(t testing.TB, b streamstest.Backend, cat *topics.Catalog, system string, opts ...streams.ProducerOption) *streams.Writer {
-	t.Helper()
-	w, err := streams.NewWriter(system, cat, append([]streams.ProducerOption{streams.Brokers(b.Brokers...), streams.PublishAudit(false)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = w.Close(ctx)
-	})
-	return w
-}
 
 // TestWriterWritesLikeAPublish: a record written again by the Writer (as `dlq redrive` and
 // `replay --to-topic` do) gets what a publish gets: the ownership check (another system's redrive

@@ -180,7 +180,7 @@ func (f *fixture) dispatcher(t testing.TB, url string, opts ...dispatch.Option) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	dl, err := streams.NewDeadLetters(writer(t, f.b, f.cat, sys.Name), sys.DeadLetterTopic, streams.DeadLetterLogger(slog.New(slog.DiscardHandler)))
+	dl, err := streams.NewDeadLetters(streamstest.Writer(t, f.b, f.cat, sys.Name), sys.DeadLetterTopic, streams.DeadLetterLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -572,19 +572,4 @@ func TestDispatchTracing(t *testing.T) {
 	if want := fmt.Sprintf("00-%s-%s-01", deliver.SpanContext().TraceID(), deliver.SpanContext().SpanID()); got != want {
 		t.Fatalf("traceparent %q, want %q", got, want)
 	}
-}
-
-// writer returns a writer of system on b without publish audit, closed when the test ends.
-func writer(t testing.TB, b streamstest.Backend, cat *topics.Catalog, system string) *streams.Writer {
-	t.Helper()
-	w, err := streams.NewWriter(system, cat, streams.Brokers(b.Brokers...), streams.PublishAudit(false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = w.Close(ctx)
-	})
-	return w
 }

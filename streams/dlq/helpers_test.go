@@ -49,21 +49,6 @@ type fixture struct {
 	dlqCfg dlq.Config
 }
 
-// writer returns a writer of system on b without publish audit, closed when the test ends.
-func writer(t testing.TB, b streamstest.Backend, cat *topics.Catalog, system string) *streams.Writer {
-	t.Helper()
-	w, err := streams.NewWriter(system, cat, streams.Brokers(b.Brokers...), streams.PublishAudit(false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = w.Close(ctx)
-	})
-	return w
-}
-
 func testCtx(t testing.TB) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -131,7 +116,7 @@ func (f *fixture) deadLetter(t testing.TB, specs ...spec) {
 		t.Fatalf("create %s: %v %v", staging, err, resp.Err)
 	}
 	t.Cleanup(func() { _, _ = adm.DeleteTopics(context.Background(), staging) })
-	dl, err := streams.NewDeadLetters(writer(t, f.b, f.cat, f.sys.Name), staging, streams.DeadLetterLogger(slog.New(slog.DiscardHandler)))
+	dl, err := streams.NewDeadLetters(streamstest.Writer(t, f.b, f.cat, f.sys.Name), staging, streams.DeadLetterLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}

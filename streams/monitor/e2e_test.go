@@ -9,7 +9,6 @@ import (
 	"github.com/hotelbus/hotelbus/streams"
 	"github.com/hotelbus/hotelbus/streams/monitor"
 	"github.com/hotelbus/hotelbus/streams/streamstest"
-	"github.com/hotelbus/hotelbus/topics"
 )
 
 // TestJourneyFromAuditLog reads the journey that the platform's own audit writers leave: a
@@ -42,7 +41,7 @@ func TestJourneyFromAuditLog(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			conAudit, err := streams.NewAuditLog(writer(t, b, r.cat, "hotel-member"), nil)
+			conAudit, err := streams.NewAuditLog(streamstest.Writer(t, b, r.cat, "hotel-member"), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -96,19 +95,4 @@ func TestJourneyFromAuditLog(t *testing.T) {
 			}
 		})
 	}
-}
-
-// writer returns a writer of system on b without publish audit, closed when the test ends.
-func writer(t testing.TB, b streamstest.Backend, cat *topics.Catalog, system string) *streams.Writer {
-	t.Helper()
-	w, err := streams.NewWriter(system, cat, streams.Brokers(b.Brokers...), streams.PublishAudit(false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = w.Close(ctx)
-	})
-	return w
 }

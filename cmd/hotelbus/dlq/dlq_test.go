@@ -168,7 +168,7 @@ func TestEndToEnd(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			dl, err := streams.NewDeadLetters(writer(t, b, r.cat, r.sys.Name), r.sys.DeadLetterTopic, streams.DeadLetterLogger(slog.New(slog.DiscardHandler)))
+			dl, err := streams.NewDeadLetters(streamstest.Writer(t, b, r.cat, r.sys.Name), r.sys.DeadLetterTopic, streams.DeadLetterLogger(slog.New(slog.DiscardHandler)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -416,19 +416,4 @@ func linesOf(out, outcome string) []string {
 		}
 	}
 	return ls
-}
-
-// writer returns a writer of system on b without publish audit, closed when the test ends.
-func writer(t testing.TB, b streamstest.Backend, cat *topics.Catalog, system string) *streams.Writer {
-	t.Helper()
-	w, err := streams.NewWriter(system, cat, streams.Brokers(b.Brokers...), streams.PublishAudit(false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = w.Close(ctx)
-	})
-	return w
 }

@@ -175,12 +175,7 @@ func TestForgetStatusReplayRotate(t *testing.T) {
 func deadLetters(t *testing.T, b streamstest.Backend, cat *topics.Catalog, serde *streams.Serde, n int) {
 	t.Helper()
 	sys, _ := cat.System("hotel-common")
-	w, err := streams.NewWriter(sys.Name, cat, streams.Brokers(b.Brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close(context.Background())
-	dl, err := streams.NewDeadLetters(w, sys.DeadLetterTopic, streams.DeadLetterLogger(slog.New(slog.DiscardHandler)))
+	dl, err := streams.NewDeadLetters(streamstest.Writer(t, b, cat, sys.Name), sys.DeadLetterTopic, streams.DeadLetterLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -214,7 +214,7 @@ func (f *fixture) outbound(ctx context.Context, t testing.TB, wg *sync.WaitGroup
 	if err != nil {
 		t.Fatal(err)
 	}
-	dl, err := streams.NewDeadLetters(writer(t, f.backend, f.cat, topo.ConsumeAs), topo.DeadLetterTopic)
+	dl, err := streams.NewDeadLetters(streamstest.Writer(t, f.backend, f.cat, topo.ConsumeAs), topo.DeadLetterTopic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -510,19 +510,4 @@ func compare(want, got map[string][]string) (lost, repeated, reordered int) {
 		}
 	}
 	return lost, repeated, reordered
-}
-
-// writer returns a writer of system on b without publish audit, closed when the test ends.
-func writer(t testing.TB, b streamstest.Backend, cat *topics.Catalog, system string) *streams.Writer {
-	t.Helper()
-	w, err := streams.NewWriter(system, cat, streams.Brokers(b.Brokers...), streams.PublishAudit(false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = w.Close(ctx)
-	})
-	return w
 }
