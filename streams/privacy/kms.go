@@ -16,6 +16,8 @@ import (
 	"regexp"
 	"sync"
 	"time"
+
+	"github.com/google/renameio/v2"
 )
 
 // KMS wraps data keys with a key-encryption key (KEK) it holds. aad binds a wrapped key to its
@@ -184,28 +186,21 @@ func newKEK(now time.Time) (kekJSON, error) {
 	return kekJSON{ID: id, Key: base64.StdEncoding.EncodeToString(raw), CreatedAt: now.UTC()}, nil
 }
 
-// writeKeyFile replaces path atomically (temporary file of mode 0600, synced, renamed).
+// writeKeyFile replaces path atomically with a file of mode 0600 (renameio: a temporary file in the
+// same directory, synced, renamed over path).
 func writeKeyFile(path string, f *keyFileJSON) error {
 	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("privacy: key file: %w", err)
-	}
-	_, err = tmp.Write(append(b, '\n'))
+	t, err := renameio.NewPendingFile(path, renameio.WithTempDir(filepath.Dir(path)), renameio.WithStaticPermissions(0o600))
 	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
+		defer t.Cleanup()
+		if _, err = t.Write(append(b, '\n')); err == nil {
+			err = t.CloseAtomicallyReplace()
+		}
 	}
 	if err != nil {
-		_ = os.Remove(tmp.Name())
 		return fmt.Errorf("privacy: writing key file %s: %w", path, err)
 	}
 	return nil

@@ -11,6 +11,8 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+
+	"github.com/google/renameio/v2"
 )
 
 // EnvDataDir names the environment variable that sets the data directory of `hotelbus dev` and
@@ -156,24 +158,16 @@ func WriteEndpoints(dir string, e Endpoints) error {
 }
 
 // WriteFileAtomic writes path through a temporary file of mode 0600 in the same directory,
-// synced, then renamed over path.
+// synced, then renamed over path (renameio).
 func WriteFileAtomic(path string, write func(*os.File) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	err = write(f)
+	t, err := renameio.NewPendingFile(path, renameio.WithTempDir(filepath.Dir(path)), renameio.WithStaticPermissions(0o600))
 	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
+		defer t.Cleanup()
+		if err = write(t.File); err == nil {
+			err = t.CloseAtomicallyReplace()
+		}
 	}
 	if err != nil {
-		_ = os.Remove(f.Name())
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
