@@ -42,6 +42,7 @@ type options struct {
 	prefix      string
 	devRegister bool
 	json        bool
+	keyFile     string
 }
 
 // New returns the simulate command.
@@ -65,7 +66,9 @@ default seed is random and printed.
 --via sdk (default) publishes with one Go producer per system (--brokers, --registry);
 --via gateway posts batches to a gateway (--gateway, tokens per system from --gateway-tokens, a file
 of "<system> <token>" lines, or HOTELBUS_GATEWAY_TOKEN_<SYSTEM>, or a running hotelbus dev stack, whose
-gateway and tokens --via gateway uses given no flag).
+gateway and tokens --via gateway uses given no flag). Through the SDK, personal-data fields are
+sealed with the guest-data protection key file (--key-file, ` + cmdutil.EnvKeyFile + `, or a running dev
+stack's), as the gateway seals them.
 It stops after --count events or --duration, or on Ctrl-C, waits for every outcome and prints a
 summary; it exits 1 when an event failed.`,
 		Example: `  hotelbus simulate --count 10000 --rate 500
@@ -91,6 +94,7 @@ summary; it exits 1 when an event failed.`,
 	cmdutil.AddPrefixFlag(cmd, &o.prefix)
 	fl.BoolVar(&o.devRegister, "dev-register", false, "register schema versions on first use (development only)")
 	fl.BoolVar(&o.json, "json", false, "print the summary as JSON")
+	cmdutil.AddKeyFileFlag(cmd, &o.keyFile)
 	o.kafka = cmdutil.AddKafkaFlags(cmd)
 	return cmd
 }
@@ -126,10 +130,11 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	if err != nil {
 		return cmdutil.Usagef("%v", err)
 	}
-	pub, err := o.publisher(f, g, cat, set)
+	pub, closeKeys, err := o.publisher(f, g, cat, set)
 	if err != nil {
 		return err
 	}
+	defer closeKeys()
 	if err := f.Reachable(ctx); err != nil {
 		return err
 	}
@@ -169,34 +174,42 @@ func (o *options) validate() error {
 	return nil
 }
 
-func (o *options) publisher(f *cmdutil.Factory, g *sim.Generator, cat *topics.Catalog, set *schemas.Set) (sim.Publisher, error) {
+// publisher returns the --via publisher and what stops its privacy keys (through the SDK, personal
+// data is sealed with the key file, as the gateway seals it).
+func (o *options) publisher(f *cmdutil.Factory, g *sim.Generator, cat *topics.Catalog, set *schemas.Set) (sim.Publisher, func(), error) {
 	if o.via == "gateway" {
 		url, err := f.Resolve(o.gateway, "gateway", "HOTELBUS_GATEWAY", func(e *cmdutil.Endpoints) string { return e.Gateway })
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		tokens, err := o.tokens(f, cat)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return sim.NewGatewayPublisher(strings.TrimRight(url, "/"), tokens, set, nil, o.workers), nil
+		return sim.NewGatewayPublisher(strings.TrimRight(url, "/"), tokens, set, nil, o.workers), func() {}, nil
 	}
 	seeds, kopts, err := f.KafkaOpts(o.kafka)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	serde, err := f.Serde(o.registry, cat, o.devRegister)
+	serdeOpts, closeKeys, err := f.PrivacyOptions(o.keyFile, o.kafka, cat, "personal-data fields are published in clear")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	serde, err := f.Serde(o.registry, cat, o.devRegister, serdeOpts...)
+	if err != nil {
+		closeKeys()
+		return nil, nil, err
 	}
 	p, err := sim.NewSDKPublisher(g, serde, streams.Brokers(seeds...), streams.KafkaOptions(kopts...))
 	if err != nil {
+		closeKeys()
 		if errors.Is(err, streams.ErrConfig) {
-			return nil, cmdutil.Usagef("%v", err)
+			return nil, nil, cmdutil.Usagef("%v", err)
 		}
-		return nil, err
+		return nil, nil, err
 	}
-	return p, nil
+	return p, closeKeys, nil
 }
 
 // tokens returns a gateway token per publishing system: --gateway-tokens, then

@@ -1,6 +1,7 @@
 package simulate_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
@@ -21,6 +23,7 @@ import (
 	"github.com/hotelbus/hotelbus/schemas"
 	"github.com/hotelbus/hotelbus/streams"
 	"github.com/hotelbus/hotelbus/streams/gateway"
+	"github.com/hotelbus/hotelbus/streams/privacy"
 	"github.com/hotelbus/hotelbus/streams/simulate"
 	"github.com/hotelbus/hotelbus/streams/streamstest"
 	"github.com/hotelbus/hotelbus/topics"
@@ -133,6 +136,42 @@ func TestSimulateSDK(t *testing.T) {
 			s := runSimulate(t, n, "--brokers", strings.Join(b.Brokers, ","), "--registry", f.registry, "--prefix", f.prefix)
 			checkArrived(t, b, f, n, s, true)
 		})
+	}
+}
+
+// TestSimulateSDKSeals: through the SDK with a key file, every customer event reaches Kafka with its
+// personal-data fields sealed (as the gateway seals them).
+func TestSimulateSDKSeals(t *testing.T) {
+	b := streamstest.Kfake(t)
+	f := setup(t, b)
+	keyFile := filepath.Join(t.TempDir(), privacy.KeyFileName)
+	if _, err := privacy.GenerateKeyFile(keyFile); err != nil {
+		t.Fatal(err)
+	}
+	const n = 400
+	s := runSimulate(t, n, "--brokers", strings.Join(b.Brokers, ","), "--registry", f.registry, "--prefix", f.prefix, "--key-file", keyFile)
+	checkArrived(t, b, f, n, s, true)
+	topic := f.prefix + "hotelbus.member.customers"
+	ends, err := kadm.NewClient(b.Client(t)).ListEndOffsets(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	ends.Each(func(o kadm.ListedOffset) { total += o.Offset })
+	cl := b.Client(t, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var customers, clear int64
+	for customers < total && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			customers++
+			if !bytes.Contains(r.Value, []byte(privacy.Prefix)) {
+				clear++
+			}
+		})
+	}
+	if total == 0 || customers < total || clear > 0 {
+		t.Fatalf("%d of %d customer records read, %d of them without a sealed value", customers, total, clear)
 	}
 }
 
