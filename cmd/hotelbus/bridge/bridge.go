@@ -52,6 +52,7 @@ type options struct {
 	shutdownTimeout   time.Duration
 	sessionTimeout    time.Duration
 	listen            string
+	keyFile           string
 }
 
 func newRabbitMQ(f *cmdutil.Factory) *cobra.Command {
@@ -78,6 +79,10 @@ group hotelbus.bridge.rabbitmq (dedup on Redis, retries, dead letters on
 hotelbus.dlq.bridge.rabbitmq) and published to its exchange with publisher confirms and the
 mandatory flag; offsets commit only after the confirm. The audit log's records are copied to
 hotelbus.audit (group hotelbus.bridge.rabbitmq.audit, committed after the confirms).
+
+Personal-data fields are sealed on their way to Kafka and opened on their way to RabbitMQ with the
+guest-data protection key file (--key-file, ` + cmdutil.EnvKeyFile + `, or a running dev stack's); without
+one they cross as they are.
 
 Messages the bridge writes carry hotelbus-origin and are never taken back to the side they came
 from. The AMQP URL comes from --amqp or $` + EnvAMQP + `; its password from the URL or from the variable
@@ -106,6 +111,7 @@ is in flight, commits and closes the connection.`,
 	fl.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a shutdown waits for what is in flight")
 	fl.DurationVar(&o.sessionTimeout, "session-timeout", 45*time.Second, "how long the group waits for a silent member (a crashed replica) before its partitions move")
 	fl.StringVar(&o.listen, "listen", "127.0.0.1:9094", "address serving /metrics, /healthz and /readyz (`host:port`)")
+	cmdutil.AddKeyFileFlag(cmd, &o.keyFile)
 	o.kafka = cmdutil.AddKafkaFlags(cmd)
 	return cmd
 }
@@ -175,7 +181,12 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 		}
 		bopts = append(bopts, rabbitmq.UserMap(users))
 	}
-	serde, err := f.Serde(o.registry, cat, false)
+	serdeOpts, closeKeys, err := f.PrivacyOptions(o.keyFile, o.kafka, cat, "personal-data fields cross the bridge as they are")
+	if err != nil {
+		return err
+	}
+	defer closeKeys()
+	serde, err := f.Serde(o.registry, cat, false, serdeOpts...)
 	if err != nil {
 		return err
 	}

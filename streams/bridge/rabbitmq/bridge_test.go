@@ -60,6 +60,7 @@ type fixture struct {
 	registry string // the embedded registry's URL
 	python   string
 	examples map[string]map[string]any
+	newSerde func(...streams.SerdeOption) *streams.Serde // another Serde on the same registry and schemas
 }
 
 func newFixture(t testing.TB) *fixture {
@@ -70,10 +71,14 @@ func newFixture(t testing.TB) *fixture {
 	cl, regURL := streamstest.Registry(t)
 	f.registry = regURL
 	set := streamstest.RegisterSchemas(t, cl, f.cat)
-	var err error
-	if f.serde, err = streams.NewSerde(cl, set, f.cat); err != nil {
-		t.Fatal(err)
+	f.newSerde = func(opts ...streams.SerdeOption) *streams.Serde {
+		s, err := streams.NewSerde(cl, set, f.cat, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
 	}
+	f.serde = f.newSerde()
 	f.examples = map[string]map[string]any{}
 	for _, et := range []string{"customer.created", "service.ordered", "billing.created", "system.maintenance"} {
 		v, _ := set.Latest(et)
