@@ -185,13 +185,12 @@ var order = map[string]int{
 func TestLifecycles(t *testing.T) {
 	g := generator(t, simulate.Options{Seed: 11, Tenants: 4, Skew: 0.5})
 	type life struct {
-		types       []string
-		rate, nets  *big.Rat
-		orders      map[string]*big.Rat
-		bill, paid  *big.Rat
-		canceled    bool
-		lastRank    int
-		customerIDs map[string]bool
+		types      []string
+		nets       *big.Rat
+		orders     map[string]*big.Rat
+		bill, paid *big.Rat
+		canceled   bool
+		lastRank   int
 	}
 	lives := map[string]*life{}
 	customers := map[string]bool{} // tenant/customerId created so far
