@@ -53,11 +53,11 @@ func TestDispatchRedactsTarget(t *testing.T) {
 	out = append(out, err.Error(), logs.String())
 	for _, s := range rec.Ended() {
 		for _, a := range s.Attributes() {
-			out = append(out, string(a.Key)+"="+a.Value.Emit())
+			out = append(out, string(a.Key)+"="+a.Value.String())
 		}
 		for _, e := range s.Events() {
 			for _, a := range e.Attributes {
-				out = append(out, a.Value.Emit())
+				out = append(out, a.Value.String())
 			}
 		}
 		out = append(out, s.Status().Description)

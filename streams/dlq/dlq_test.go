@@ -391,7 +391,8 @@ func TestRedriveID(t *testing.T) {
 	a := dlq.Ref{Topic: "hotelbus.dlq.hotel-pms", Partition: 1, Offset: 7}
 	b := a
 	b.Offset = 8
-	if dlq.RedriveID("r", a) != dlq.RedriveID("r", a) || dlq.RedriveID("r", a) == dlq.RedriveID("r", b) ||
+	first, again := dlq.RedriveID("r", a), dlq.RedriveID("r", a)
+	if first != again || first == dlq.RedriveID("r", b) ||
 		dlq.RedriveID("r", a) == dlq.RedriveID("s", a) {
 		t.Fatal("RedriveID is not a deterministic function of run and dead letter")
 	}

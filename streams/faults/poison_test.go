@@ -133,7 +133,7 @@ func TestPoisonedEvents(t *testing.T) {
 	for i, p := range ps {
 		s.waitAcked(in, (i+1)*events/(len(ps)+10))
 		// The seed JSON of a hotel-saas event (hotel-common subscribes to it) with a fresh eventId.
-		env, body := s.seedEvent(t, "service.ordered")
+		env := s.seedEvent(t, "service.ordered")
 		meta := env["metadata"].(map[string]any)
 		sn := sent{p: p, at: time.Now(), id: env["eventId"].(string)}
 		if p.collide {
@@ -150,7 +150,7 @@ func TestPoisonedEvents(t *testing.T) {
 		if p.edit != nil {
 			p.edit(env, meta)
 		}
-		body, err = json.Marshal(env)
+		body, err := json.Marshal(env)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -240,8 +240,8 @@ func TestPoisonedEvents(t *testing.T) {
 }
 
 // seedEvent returns the seed JSON envelope of eventType's golden example, for a generated tenant,
-// with a fresh eventId, as a map and as rendered.
-func (s *stack) seedEvent(t *testing.T, eventType string) (map[string]any, []byte) {
+// with a fresh eventId.
+func (s *stack) seedEvent(t *testing.T, eventType string) map[string]any {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(streamstest.ModuleRoot(t), "schemas", "events", eventType, "v1", "example.json"))
 	if err != nil {
@@ -255,8 +255,7 @@ func (s *stack) seedEvent(t *testing.T, eventType string) (map[string]any, []byt
 	meta := env["metadata"].(map[string]any)
 	meta["tenantId"] = s.gen.Tenants()[0]
 	meta["source"] = "hotel-saas"
-	out, _ := json.Marshal(env)
-	return env, out
+	return env
 }
 
 // postRaw posts one JSON envelope to the gateway as system and returns the answer's status.
