@@ -203,6 +203,7 @@ func checkDefault(s avro.Schema, v any, defs []*fieldDefault, at string) (int, e
 		s = ref.Schema()
 	}
 	bad := func(why string) (int, error) {
+		//lint:ignore ST1005 Avro Java's message, which Confluent clients show as it is
 		return 0, fmt.Errorf("Invalid default for %s: %s is not a valid %s value (%s)", at, jsonText(v), typeName(s), why)
 	}
 	switch x := s.(type) {

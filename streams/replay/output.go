@@ -209,7 +209,7 @@ type sink struct {
 type outFile struct {
 	f  *os.File
 	w  *bufio.Writer
-	pq *parquet.Writer
+	pq *parquet.GenericWriter[any]
 }
 
 // newSink opens the output Config.Out names.
@@ -298,7 +298,7 @@ func (s *sink) open(p *plan) (*outFile, error) {
 	of := &outFile{f: f, w: bufio.NewWriterSize(f, 1<<20)}
 	switch s.cfg.Format {
 	case Parquet:
-		of.pq = parquet.NewWriter(of.w, p.pqSchema, parquet.Compression(&snappy.Codec{}))
+		of.pq = parquet.NewGenericWriter[any](of.w, p.pqSchema, parquet.Compression(&snappy.Codec{}))
 	case CSV:
 		cw := csv.NewWriter(of.w)
 		_ = cw.Write(p.csvCols)
