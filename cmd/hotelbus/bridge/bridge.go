@@ -181,12 +181,12 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 		}
 		bopts = append(bopts, rabbitmq.UserMap(users))
 	}
-	serdeOpts, closeKeys, err := f.PrivacyOptions(o.keyFile, o.kafka, cat, "personal-data fields cross the bridge as they are")
+	priv, err := f.PrivacyOptions(o.keyFile, o.kafka, cat, "personal-data fields cross the bridge as they are")
 	if err != nil {
 		return err
 	}
-	defer closeKeys()
-	serde, err := f.Serde(o.registry, cat, false, serdeOpts...)
+	defer priv.Close()
+	serde, err := f.Serde(o.registry, cat, false, priv.SerdeOptions...)
 	if err != nil {
 		return err
 	}
@@ -200,6 +200,7 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	}
 	ops := cmdutil.NewOps()
 	ops.Registry.MustRegister(b.Collectors()...)
+	priv.Register(ops.Registry)
 	metrics, err := streams.NewMetrics(ops.Registry)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -99,31 +100,54 @@ func StartProtector(keyFile string, seeds []string, base []kgo.Opt, cat *topics.
 	return privacy.NewProtector(subjects, keys), close, nil
 }
 
-// PrivacyOptions returns the Serde options that open (and seal) personal data with the key file
-// --key-file resolves to (KeyFile), and the function that stops its Keys. Without a key file it
-// returns none and writes noKeys on ErrOut (when not empty: what that means for the command).
-func (f *Factory) PrivacyOptions(keyFileFlag string, k *KafkaFlags, cat *topics.Catalog, noKeys string) ([]streams.SerdeOption, func(), error) {
+// Privacy is guest-data protection as a command starts it (PrivacyOptions).
+type Privacy struct {
+	// SerdeOptions make a Serde seal and open personal data; none without a key file.
+	SerdeOptions []streams.SerdeOption
+	protector    *privacy.Protector
+	close        func()
+}
+
+// Register registers the protector's metrics (privacy.Protector.Collector) with reg; without a key
+// file there are none.
+func (p *Privacy) Register(reg prometheus.Registerer) {
+	if p.protector != nil {
+		reg.MustRegister(p.protector.Collector())
+	}
+}
+
+// Close stops the keys' tail.
+func (p *Privacy) Close() {
+	if p.close != nil {
+		p.close()
+	}
+}
+
+// PrivacyOptions starts guest-data protection with the key file --key-file resolves to (KeyFile).
+// Without a key file its Privacy has no options and it writes noKeys on ErrOut (when not empty:
+// what that means for the command). The caller closes it.
+func (f *Factory) PrivacyOptions(keyFileFlag string, k *KafkaFlags, cat *topics.Catalog, noKeys string) (*Privacy, error) {
 	file, err := f.KeyFile(keyFileFlag, false)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if file == "" {
 		if noKeys != "" {
 			fmt.Fprintf(f.ErrOut, "no key file (--key-file, %s or a dev stack's): %s\n", EnvKeyFile, noKeys)
 		}
-		return nil, func() {}, nil
+		return &Privacy{}, nil
 	}
 	set, err := schemas.Load(schemas.Embedded())
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	seeds, base, err := f.KafkaOpts(k)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	p, closeKeys, err := StartProtector(file, seeds, base, cat, set)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return []streams.SerdeOption{streams.WithFieldProtector(p)}, closeKeys, nil
+	return &Privacy{SerdeOptions: []streams.SerdeOption{streams.WithFieldProtector(p)}, protector: p, close: closeKeys}, nil
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -327,7 +328,9 @@ func (s *Stack) startGateway(host string, port int, cat *topics.Catalog, set *sc
 	}
 	closers = append(closers, kcl.Close)
 	log := slog.New(slog.NewTextHandler(s.log, nil))
-	rt, err := gwcmd.Assemble(gw.Config{Credentials: creds, Redis: rdb, Kafka: kcl, Logger: log}, cat, serde, streams.Brokers(s.Endpoints.Kafka))
+	privMetrics := prometheus.NewRegistry()
+	privMetrics.MustRegister(protector.Collector())
+	rt, err := gwcmd.Assemble(gw.Config{Credentials: creds, Redis: rdb, Kafka: kcl, Logger: log, Metrics: privMetrics}, cat, serde, streams.Brokers(s.Endpoints.Kafka))
 	if err != nil {
 		return fmt.Errorf("dev: gateway: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"net"
@@ -266,6 +267,16 @@ func TestRestartKeepsPortsTokensAndSecret(t *testing.T) {
 		if resp.StatusCode != want {
 			t.Errorf("gateway, %s's event with token %.8s...: %d, want %d", owner, token, resp.StatusCode, want)
 		}
+	}
+	// The gateway seals with the dev key file, and says so in its metrics.
+	resp, err := http.Get(ep.Gateway + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Contains(metrics, []byte("\nhotelbus_privacy_values_total{op=\"sealed\"}")) {
+		t.Errorf("the dev gateway's /metrics has no privacy metrics:\n%.2000s", metrics)
 	}
 	if _, err := dev.Start(ctx, dev.Options{DataDir: dir}); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("a dev stack (pid %d) already runs on %s", os.Getpid(), dir)) {
 		t.Fatalf("a second dev on the same data directory: %v, want a refusal naming the running one", err)

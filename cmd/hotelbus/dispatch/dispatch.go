@@ -130,12 +130,12 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	if err != nil {
 		return err
 	}
-	serdeOpts, closeKeys, err := f.PrivacyOptions(o.keyFile, o.kafka, cat, "personal-data fields are pushed sealed") // push bodies carry clear values
+	priv, err := f.PrivacyOptions(o.keyFile, o.kafka, cat, "personal-data fields are pushed sealed") // push bodies carry clear values
 	if err != nil {
 		return err
 	}
-	defer closeKeys()
-	serde, err := f.Serde(o.registry, cat, false, serdeOpts...)
+	defer priv.Close()
+	serde, err := f.Serde(o.registry, cat, false, priv.SerdeOptions...)
 	if err != nil {
 		return err
 	}
@@ -192,6 +192,7 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	}
 	metrics.ObserveDedup(dedup)
 	ops.Registry.MustRegister(d.Collector(o.system))
+	priv.Register(ops.Registry)
 	ops.Ready(w.Ping)
 	ops.Ready(func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
 	audit, err := streams.NewAuditLog(w, log)

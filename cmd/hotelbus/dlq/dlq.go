@@ -324,12 +324,12 @@ sealed, as the dead letter holds them.`,
 			if err != nil {
 				return err
 			}
-			serdeOpts, closeKeys, err := f.PrivacyOptions(keyFile, c.kafka, cat, "personal-data fields are shown sealed")
+			priv, err := f.PrivacyOptions(keyFile, c.kafka, cat, "personal-data fields are shown sealed")
 			if err != nil {
 				return err
 			}
-			defer closeKeys()
-			q, err := c.open(cmd.Context(), f, true, ref.Topic, serdeOpts...)
+			defer priv.Close()
+			q, err := c.open(cmd.Context(), f, true, ref.Topic, priv.SerdeOptions...)
 			if err != nil {
 				return err
 			}

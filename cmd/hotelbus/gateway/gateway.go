@@ -152,12 +152,12 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	if err != nil {
 		return err
 	}
-	serdeOpts, closeKeys, err := f.PrivacyOptions(o.keyFile, o.kafka, cat, "") // seal personal data
+	priv, err := f.PrivacyOptions(o.keyFile, o.kafka, cat, "") // seal personal data
 	if err != nil {
 		return err
 	}
-	defer closeKeys()
-	serde, err := f.Serde(o.registry, cat, o.devRegister, serdeOpts...)
+	defer priv.Close()
+	serde, err := f.Serde(o.registry, cat, o.devRegister, priv.SerdeOptions...)
 	if err != nil {
 		return err
 	}
@@ -184,7 +184,9 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 		popts = append(popts, streams.SpoolDir(o.spoolDir), streams.SpoolAfter(o.spoolAfter))
 	}
 	log := slog.New(slog.NewTextHandler(f.ErrOut, nil))
-	rt, err := Assemble(gw.Config{Credentials: creds, Redis: rdb, Kafka: kcl, TracerProvider: tp, Logger: log,
+	privMetrics := prometheus.NewRegistry()
+	priv.Register(privMetrics)
+	rt, err := Assemble(gw.Config{Credentials: creds, Redis: rdb, Kafka: kcl, TracerProvider: tp, Logger: log, Metrics: privMetrics,
 		MaxBodyBytes: o.maxBodyBytes, MaxEventBytes: o.maxEventBytes, MaxBatchEvents: o.maxBatchEvents, PublishTimeout: o.publishTimeout,
 		WriteTimeout: o.publishTimeout + 15*time.Second, MaxBufferedBytes: o.maxBuffered, MaxParseBytes: o.maxParse, Limits: o.limits},
 		cat, serde, append([]streams.ProducerOption{streams.Brokers(seeds...), streams.KafkaOptions(kopts...), streams.Tracing(tp)}, popts...)...)
@@ -236,7 +238,8 @@ type Runtime struct {
 // Assemble builds a Runtime from cfg, whose Credentials, Redis and Kafka must be set: it fills in
 // the producers, one per system of cat built with popts and observed by the gateway's metrics (each
 // writes its own publish audit records, streams.PublishAudit's default), the registry and the
-// metrics. A configuration refused is a usage error. Close it after the Server's Shutdown.
+// metrics (the gateway's, beside cfg.Metrics when set). A configuration refused is a usage error.
+// Close it after the Server's Shutdown.
 func Assemble(cfg gw.Config, cat *topics.Catalog, serde *streams.Serde, popts ...streams.ProducerOption) (_ *Runtime, err error) {
 	reg := prometheus.NewRegistry()
 	metrics, err := streams.NewMetrics(reg)
@@ -261,7 +264,12 @@ func Assemble(cfg gw.Config, cat *topics.Catalog, serde *streams.Serde, popts ..
 		rt.producers[s.Name] = p
 		metrics.ObserveSpool(p)
 	}
-	cfg.Producers, cfg.Registry, cfg.Metrics = rt.producers, serde.Registry(), reg
+	cfg.Producers, cfg.Registry = rt.producers, serde.Registry()
+	if cfg.Metrics != nil {
+		cfg.Metrics = prometheus.Gatherers{reg, cfg.Metrics}
+	} else {
+		cfg.Metrics = reg
+	}
 	if rt.Server, err = gw.New(cfg); err != nil {
 		return nil, cmdutil.Usagef("%v", err)
 	}

@@ -85,12 +85,12 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 		return err
 	}
 	defer in.Close()
-	serdeOpts, closeKeys, err := f.PrivacyOptions(o.keyFile, o.kafka, cat.WithPrefix(o.prefix), "") // seal personal data
+	priv, err := f.PrivacyOptions(o.keyFile, o.kafka, cat.WithPrefix(o.prefix), "") // seal personal data
 	if err != nil {
 		return err
 	}
-	defer closeKeys()
-	serde, err := f.Serde(o.registry, cat.WithPrefix(o.prefix), o.devRegister, serdeOpts...)
+	defer priv.Close()
+	serde, err := f.Serde(o.registry, cat.WithPrefix(o.prefix), o.devRegister, priv.SerdeOptions...)
 	if err != nil {
 		return err
 	}

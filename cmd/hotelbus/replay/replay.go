@@ -141,12 +141,12 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 		return err
 	}
 	c.Brokers, c.KafkaOptions = seeds, kopts
-	serdeOpts, closeKeys, err := f.PrivacyOptions(o.keyFile, o.kafka, cat, "personal-data fields are shown sealed")
+	priv, err := f.PrivacyOptions(o.keyFile, o.kafka, cat, "personal-data fields are shown sealed")
 	if err != nil {
 		return err
 	}
-	defer closeKeys()
-	serde, err := f.Serde(o.registry, cat, false, serdeOpts...)
+	defer priv.Close()
+	serde, err := f.Serde(o.registry, cat, false, priv.SerdeOptions...)
 	if err != nil {
 		return err
 	}

@@ -130,11 +130,11 @@ func run(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	if err != nil {
 		return cmdutil.Usagef("%v", err)
 	}
-	pub, closeKeys, err := o.publisher(f, g, cat, set)
+	pub, priv, err := o.publisher(f, g, cat, set)
 	if err != nil {
 		return err
 	}
-	defer closeKeys()
+	defer priv.Close()
 	if err := f.Reachable(ctx); err != nil {
 		return err
 	}
@@ -174,9 +174,9 @@ func (o *options) validate() error {
 	return nil
 }
 
-// publisher returns the --via publisher and what stops its privacy keys (through the SDK, personal
-// data is sealed with the key file, as the gateway seals it).
-func (o *options) publisher(f *cmdutil.Factory, g *sim.Generator, cat *topics.Catalog, set *schemas.Set) (sim.Publisher, func(), error) {
+// publisher returns the --via publisher and its guest-data protection (through the SDK, personal
+// data is sealed with the key file, as the gateway seals it), which the caller closes.
+func (o *options) publisher(f *cmdutil.Factory, g *sim.Generator, cat *topics.Catalog, set *schemas.Set) (sim.Publisher, *cmdutil.Privacy, error) {
 	if o.via == "gateway" {
 		url, err := f.Resolve(o.gateway, "gateway", "HOTELBUS_GATEWAY", func(e *cmdutil.Endpoints) string { return e.Gateway })
 		if err != nil {
@@ -186,30 +186,30 @@ func (o *options) publisher(f *cmdutil.Factory, g *sim.Generator, cat *topics.Ca
 		if err != nil {
 			return nil, nil, err
 		}
-		return sim.NewGatewayPublisher(strings.TrimRight(url, "/"), tokens, set, nil, o.workers), func() {}, nil
+		return sim.NewGatewayPublisher(strings.TrimRight(url, "/"), tokens, set, nil, o.workers), &cmdutil.Privacy{}, nil
 	}
 	seeds, kopts, err := f.KafkaOpts(o.kafka)
 	if err != nil {
 		return nil, nil, err
 	}
-	serdeOpts, closeKeys, err := f.PrivacyOptions(o.keyFile, o.kafka, cat, "personal-data fields are published in clear")
+	priv, err := f.PrivacyOptions(o.keyFile, o.kafka, cat, "personal-data fields are published in clear")
 	if err != nil {
 		return nil, nil, err
 	}
-	serde, err := f.Serde(o.registry, cat, o.devRegister, serdeOpts...)
+	serde, err := f.Serde(o.registry, cat, o.devRegister, priv.SerdeOptions...)
 	if err != nil {
-		closeKeys()
+		priv.Close()
 		return nil, nil, err
 	}
 	p, err := sim.NewSDKPublisher(g, serde, streams.Brokers(seeds...), streams.KafkaOptions(kopts...))
 	if err != nil {
-		closeKeys()
+		priv.Close()
 		if errors.Is(err, streams.ErrConfig) {
 			return nil, nil, cmdutil.Usagef("%v", err)
 		}
 		return nil, nil, err
 	}
-	return p, closeKeys, nil
+	return p, priv, nil
 }
 
 // tokens returns a gateway token per publishing system: --gateway-tokens, then
