@@ -196,6 +196,8 @@ var (
 		"1 for the consumer group's current state, 0 for the others (Dead: the cluster does not know the group).", []string{"group", "state"}, nil)
 	descDeadLetters = prometheus.NewDesc("hotelbus_monitor_dead_letters",
 		"Records on a system's dead-letter topic, by error class, as read by the monitor.", []string{"system", "error_class"}, nil)
+	descKeyTopicIssues = prometheus.NewDesc("hotelbus_privacy_key_topic_issues",
+		"Settings of the privacy key topic that would delete data keys (cleanup.policy not compact, a retention other than -1); absent when it could not be described.", nil, nil)
 )
 
 func (c lagCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -204,6 +206,7 @@ func (c lagCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descMembers
 	ch <- descState
 	ch <- descDeadLetters
+	ch <- descKeyTopicIssues
 }
 
 func (c lagCollector) Collect(ch chan<- prometheus.Metric) {
@@ -240,5 +243,8 @@ func (c lagCollector) Collect(ch chan<- prometheus.Metric) {
 		for class, n := range d.byClass {
 			ch <- prometheus.MustNewConstMetric(descDeadLetters, prometheus.GaugeValue, float64(n), sys, class)
 		}
+	}
+	if c.m.keyIssues >= 0 {
+		ch <- prometheus.MustNewConstMetric(descKeyTopicIssues, prometheus.GaugeValue, float64(c.m.keyIssues))
 	}
 }

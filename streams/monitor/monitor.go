@@ -54,6 +54,7 @@ import (
 
 	"github.com/hotelbus/hotelbus/streams"
 	"github.com/hotelbus/hotelbus/streams/lag"
+	"github.com/hotelbus/hotelbus/streams/privacy"
 	"github.com/hotelbus/hotelbus/topics"
 )
 
@@ -225,11 +226,14 @@ type Monitor struct {
 	samples []sample
 	lastErr error
 	lastOK  time.Time
-	dlq     map[string]*dlqStats
-	audit   ring
-	events  ring
-	version uint64
-	changed chan struct{}
+	// keyIssues is the number of settings of the privacy key topic that would delete data keys
+	// (privacy.KeyTopicIssues) at the last poll; -1 when it could not be described.
+	keyIssues int
+	dlq       map[string]*dlqStats
+	audit     ring
+	events    ring
+	version   uint64
+	changed   chan struct{}
 }
 
 type sample struct {
@@ -251,7 +255,7 @@ func New(cfg Config) (*Monitor, error) {
 		return nil, err
 	}
 	m := &Monitor{cfg: cfg, lag: lag.NewReader(cfg.Client, lag.CatalogTopics(cfg.Catalog)), adm: kadm.NewClient(cfg.Client), owner: map[string]string{},
-		dlqOf: map[string]string{}, ends: map[string]int64{}, dlq: map[string]*dlqStats{},
+		dlqOf: map[string]string{}, ends: map[string]int64{}, dlq: map[string]*dlqStats{}, keyIssues: -1,
 		audit: newRing(cfg.TailSize), events: newRing(cfg.TailSize), changed: make(chan struct{})}
 	cat := cfg.Catalog
 	for _, t := range cat.Topics {
@@ -399,12 +403,21 @@ func (m *Monitor) poll(ctx context.Context) {
 			err = fmt.Errorf("monitor: end offsets of the event topics: %w", err)
 		}
 	}
+	keyIssues := -1
+	if kt := m.cfg.Catalog.KeyTopic; kt != "" && err == nil {
+		if issues, kerr := privacy.KeyTopicIssues(pctx, m.adm, kt); kerr == nil {
+			keyIssues = len(issues)
+		} else {
+			m.cfg.Logger.Debug("monitor: the privacy key topic's settings", "err", kerr)
+		}
+	}
 	if ctx.Err() != nil {
 		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.lastErr = err
+	m.keyIssues = keyIssues
 	if err != nil {
 		m.pollErrs.Inc()
 		m.cfg.Logger.Warn("monitor: poll failed", "err", err)

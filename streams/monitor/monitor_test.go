@@ -73,6 +73,7 @@ func TestMetricsExact(t *testing.T) {
 				series("hotelbus_monitor_dead_letters", "error_class", "decode", "system", "hotel-member"):             1,
 				series("hotelbus_monitor_dead_letters", "error_class", "retries-exhausted", "system", "hotel-pms"):     1,
 				series("hotelbus_monitor_poll_errors_total"):                                                           0,
+				series("hotelbus_privacy_key_topic_issues"):                                                            0,
 			}
 			for k, w := range want {
 				v, ok := got[k]

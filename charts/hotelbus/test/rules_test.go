@@ -111,6 +111,11 @@ hotelbus_gateway_credential_reload_failures_total{` + ns + `,pod="gw-1"} 0 1x22`
 			5 * time.Minute, map[string]string{"group": "hotelbus.hotel-common", "severity": "warning"}},
 		{"none lost", `hotelbus_dedup_keys_lost_total{` + ns + `,group="hotelbus.hotel-common",pod="d-1"} 0x8`, 8 * time.Minute, nil},
 	},
+	"HotelbusPrivacyKeyTopicMisconfigured": {
+		{"retention set on the key topic", `hotelbus_privacy_key_topic_issues{` + ns + `,pod="m-1"} 0x2 1x8`,
+			10 * time.Minute, map[string]string{"namespace": "hotelbus", "severity": "critical"}},
+		{"right, then a blip shorter than 5m", `hotelbus_privacy_key_topic_issues{` + ns + `,pod="m-1"} 0x5 1x2 0x3`, 10 * time.Minute, nil},
+	},
 }
 
 // prometheusRule returns the PrometheusRule rendered with monitoring-values.yaml.

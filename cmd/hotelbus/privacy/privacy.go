@@ -189,35 +189,14 @@ func runStatus(ctx context.Context, f *cmdutil.Factory, o *options) error {
 	return nil
 }
 
-// keyTopicIssues checks the key topic's settings on the cluster: a key topic that deletes by time
-// or size destroys keys nobody erased.
+// keyTopicIssues checks the key topic's settings on the cluster (privacy.KeyTopicIssues).
 func keyTopicIssues(ctx context.Context, f *cmdutil.Factory, o *options, topic string) ([]string, error) {
 	cl, err := f.KafkaClient(o.kafka)
 	if err != nil {
 		return nil, err
 	}
 	defer cl.Close()
-	rcs, err := kadm.NewClient(cl).DescribeTopicConfigs(ctx, topic)
-	if err != nil {
-		return nil, fmt.Errorf("describing %s: %w", topic, err)
-	}
-	rc, err := rcs.On(topic, nil)
-	if err == nil {
-		err = rc.Err
-	}
-	if err != nil {
-		return nil, fmt.Errorf("describing %s: %w", topic, err)
-	}
-	issues := []string{}
-	want := map[string]string{"cleanup.policy": "compact", "retention.ms": "-1", "retention.bytes": "-1"}
-	for _, c := range rc.Configs {
-		if w, ok := want[c.Key]; ok {
-			if c.Value != nil && *c.Value != w {
-				issues = append(issues, fmt.Sprintf("%s=%s, want %s", c.Key, *c.Value, w))
-			}
-		}
-	}
-	return issues, nil
+	return privacy.KeyTopicIssues(ctx, kadm.NewClient(cl), topic)
 }
 
 func writeStatus(w io.Writer, rep statusReport) error {
