@@ -361,6 +361,7 @@ func settle(ctx context.Context, adm *kadm.Client, d *Diff) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
 	defer cancel()
+	// Not streams.Backoff: the SDK imports this package, so this one doubling wait stays here.
 	backoff := 10 * time.Millisecond
 	for {
 		pending, err := unsettled(ctx, adm, d)

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/hotelbus/hotelbus/streams"
 )
 
 // State is the circuit breaker's state.
@@ -33,19 +35,19 @@ func (s State) String() string {
 // until a probe gets through. Safe for concurrent use.
 type breaker struct {
 	threshold          int
-	initial, max       time.Duration
 	log                *slog.Logger
 	mu                 sync.Mutex
 	state              State
 	failures           int
-	wait               time.Duration // the current probe interval
+	probes             streams.Backoff // the probe intervals: initial, doubling up to max
+	wait               time.Duration   // the current probe interval
 	openUntil          time.Time
 	changed            chan struct{} // closed and replaced on every state change
 	opened, probesSent int64
 }
 
 func newBreaker(threshold int, initial, max time.Duration, log *slog.Logger) *breaker {
-	return &breaker{threshold: threshold, initial: initial, max: max, log: log, changed: make(chan struct{})}
+	return &breaker{threshold: threshold, probes: streams.Backoff{Initial: initial, Max: max}, log: log, changed: make(chan struct{})}
 }
 
 // acquire blocks until a delivery may go out: at once while closed; while open, until the probe
@@ -83,6 +85,7 @@ func (b *breaker) success(probe bool) {
 	if b.state != Closed && (probe || b.state == Open) {
 		b.log.Info("dispatch: target is back; circuit closed")
 		b.wait = 0
+		b.probes.Reset()
 		b.setLocked(Closed)
 	}
 }
@@ -96,9 +99,10 @@ func (b *breaker) failure(probe bool, after time.Duration) (open bool) {
 	b.failures++
 	switch {
 	case probe:
-		b.wait = min(2*b.wait, b.max)
+		b.wait = b.probes.Next()
 	case b.state == Closed && b.failures >= b.threshold:
-		b.wait = b.initial
+		b.probes.Reset()
+		b.wait = b.probes.Next()
 		b.opened++
 		b.log.Warn("dispatch: target down; circuit open, deliveries wait for a probe", "consecutive_failures", b.failures, "probe_in", b.wait)
 	case b.state == Closed:

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/hotelbus/hotelbus/streams"
 )
 
 // answer is a response as it is written and as Idempotency-Key replays it.
@@ -86,7 +88,7 @@ func (i *idempotency) begin(ctx context.Context, system, key, fp string) (*lease
 	rk := i.redisKey(system, key)
 	ctx, cancel := context.WithTimeout(ctx, i.wait)
 	defer cancel()
-	backoff := 5 * time.Millisecond
+	bo := streams.Backoff{Initial: 5 * time.Millisecond, Max: 100 * time.Millisecond}
 	for {
 		v, _ := json.Marshal(entry{Fingerprint: fp, Holder: rand.Text()})
 		ok, err := i.rdb.SetNX(ctx, rk, v, i.lease).Result()
@@ -113,12 +115,9 @@ func (i *idempotency) begin(ctx context.Context, system, key, fp string) (*lease
 		if e.Answer != nil {
 			return nil, e.Answer, nil
 		}
-		select {
-		case <-ctx.Done():
+		if bo.Wait(ctx) != nil {
 			return nil, nil, kindUnavailable.problem("a request with this Idempotency-Key is still being processed; retry later")
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 100*time.Millisecond)
 	}
 }
 
