@@ -55,7 +55,7 @@ func (r *run) endToEnd(ctx context.Context) ([]Row, error) {
 		return nil, err
 	}
 	c, err := streams.NewConsumer(sys.Name, serde, append(r.consumerOpts(), streams.Logger(discard),
-		streams.Use(dedup.Middleware(), streams.Retry()), streams.UsePreparer(dedup))...)
+		streams.UseStandard(streams.StandardChain{Dedup: dedup}))...)
 	if err != nil {
 		return nil, err
 	}
