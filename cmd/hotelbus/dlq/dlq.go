@@ -116,10 +116,23 @@ func (ff *filterFlags) filter(now time.Time) (dlq.Filter, error) {
 	return f, nil
 }
 
+// opened is a DLQ and the guest-data protection its Serde opens personal data with.
+type opened struct {
+	*dlq.DLQ
+	priv *cmdutil.Privacy
+}
+
+// Close closes the DLQ and stops the protection's keys.
+func (o *opened) Close() {
+	o.DLQ.Close()
+	o.priv.Close()
+}
+
 // open returns the DLQ of the --system (or, when it is empty, of the system whose dead-letter
-// topic is topic), decoding with the registry (and serdeOpts) when decode is set, once the
-// brokers (and the registry) answered.
-func (c *common) open(ctx context.Context, f *cmdutil.Factory, decode bool, topic string, serdeOpts ...streams.SerdeOption) (*dlq.DLQ, error) {
+// topic is topic), decoding with the registry when decode is set, once the brokers (and the
+// registry) answered. With keyFile set (show), decoding opens personal data with the key file it
+// resolves to (cmdutil.Factory.PrivacyOptions).
+func (c *common) open(ctx context.Context, f *cmdutil.Factory, decode bool, topic string, keyFile *string) (_ *opened, err error) {
 	cat, err := cmdutil.Catalog(c.prefix)
 	if err != nil {
 		return nil, err
@@ -142,21 +155,31 @@ func (c *common) open(ctx context.Context, f *cmdutil.Factory, decode bool, topi
 	if err != nil {
 		return nil, err
 	}
+	o := &opened{priv: &cmdutil.Privacy{}}
+	defer func() {
+		if err != nil {
+			o.priv.Close()
+		}
+	}()
 	cfg := dlq.Config{Brokers: seeds, KafkaOptions: kopts}
 	if decode {
-		if cfg.Serde, err = f.Serde(c.registry, cat, false, serdeOpts...); err != nil {
+		if keyFile != nil {
+			if o.priv, err = f.PrivacyOptions(*keyFile, c.kafka, cat, "personal-data fields are shown sealed"); err != nil {
+				return nil, err
+			}
+		}
+		if cfg.Serde, err = f.Serde(c.registry, cat, false, o.priv.SerdeOptions...); err != nil {
 			return nil, err
 		}
 	}
-	q, err := dlq.New(cat, name, cfg)
-	if err != nil {
+	if o.DLQ, err = dlq.New(cat, name, cfg); err != nil {
 		return nil, usage(err)
 	}
-	if err := f.Reachable(ctx); err != nil {
-		q.Close()
+	if err = f.Reachable(ctx); err != nil {
+		o.DLQ.Close()
 		return nil, err
 	}
-	return q, nil
+	return o, nil
 }
 
 // usage makes configuration errors usage errors (exit 2).
@@ -190,7 +213,7 @@ type, error class, tenant and time bucket (the time a record was dead-lettered, 
 			if bucket < time.Second {
 				return cmdutil.Usagef("--bucket: %s is shorter than a second", bucket)
 			}
-			q, err := c.open(ctx, f, true, "")
+			q, err := c.open(ctx, f, true, "", nil)
 			if err != nil {
 				return err
 			}
@@ -320,16 +343,7 @@ sealed, as the dead letter holds them.`,
 			if err != nil {
 				return cmdutil.Usagef("%v", err)
 			}
-			cat, err := cmdutil.Catalog(c.prefix)
-			if err != nil {
-				return err
-			}
-			priv, err := f.PrivacyOptions(keyFile, c.kafka, cat, "personal-data fields are shown sealed")
-			if err != nil {
-				return err
-			}
-			defer priv.Close()
-			q, err := c.open(cmd.Context(), f, true, ref.Topic, priv.SerdeOptions...)
+			q, err := c.open(cmd.Context(), f, true, ref.Topic, &keyFile)
 			if err != nil {
 				return err
 			}
@@ -338,7 +352,7 @@ sealed, as the dead letter holds them.`,
 			if err != nil {
 				return usage(err)
 			}
-			return printShow(f.Out, c.json, d, q)
+			return printShow(f.Out, c.json, d, q.DLQ)
 		},
 	}
 	cmdutil.AddKeyFileFlag(cmd, &keyFile)
@@ -474,7 +488,7 @@ position: after a crash, rerun with the printed --run-id to finish the run witho
 				}
 				o.RunID = id.String()
 			}
-			q, err := c.open(ctx, f, false, "")
+			q, err := c.open(ctx, f, false, "", nil)
 			if err != nil {
 				return err
 			}
