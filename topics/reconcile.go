@@ -394,8 +394,12 @@ func unsettled(ctx context.Context, adm *kadm.Client, d *Diff) (string, error) {
 		return "", err
 	}
 	for _, c := range d.Create {
-		if td, ok := details[c.Topic]; !ok || td.Err != nil {
+		td, ok := details[c.Topic]
+		if !ok || td.Err != nil {
 			return c.Topic + " is not in the metadata", nil
+		}
+		if n := len(td.Partitions); n < int(c.Partitions) {
+			return fmt.Sprintf("%s shows %d of its %d partitions", c.Topic, n, c.Partitions), nil
 		}
 	}
 	for _, p := range d.Partitions {
