@@ -441,6 +441,7 @@ type dedupConfig struct {
 	logger         *slog.Logger
 	waitReplicas   int
 	waitTimeout    time.Duration
+	maxUnmarked    int
 }
 
 func defaultDedupConfig() dedupConfig {
@@ -450,6 +451,7 @@ func defaultDedupConfig() dedupConfig {
 		backoffInitial: 100 * time.Millisecond,
 		backoffMax:     5 * time.Second,
 		logger:         slog.Default(),
+		maxUnmarked:    scriptChunk,
 	}
 }
 
@@ -463,6 +465,8 @@ func (c *dedupConfig) validate() error {
 		return fmt.Errorf("%w: DedupBackoff: want 0 < initial (%s) <= max (%s)", ErrConfig, c.backoffInitial, c.backoffMax)
 	case c.logger == nil:
 		return fmt.Errorf("%w: DedupLogger: nil logger", ErrConfig)
+	case c.maxUnmarked < 1:
+		return fmt.Errorf("%w: DedupMaxUnmarked: %d is below 1", ErrConfig, c.maxUnmarked)
 	case c.waitReplicas < 0 || c.waitReplicas > 0 && c.waitTimeout <= 0:
 		return fmt.Errorf("%w: DedupWaitReplicas: want replicas >= 0 (%d) and a positive timeout (%s)", ErrConfig, c.waitReplicas, c.waitTimeout)
 	}
@@ -497,6 +501,15 @@ func DedupFailOpen(on bool) DedupOption {
 // to max. Default: 100ms, 5s.
 func DedupBackoff(initial, max time.Duration) DedupOption {
 	return func(c *dedupConfig) { c.backoffInitial, c.backoffMax = initial, max }
+}
+
+// DedupMaxUnmarked bounds the events of a Consumer that a Dedup lets be handled while their done
+// marks are not acknowledged yet (queued for the next flush, or failing while Redis is
+// unreachable); the next handler waits until one is. It bounds what a crash leaves handled and
+// not marked (their leases are taken over after they expire, logged) and what runs on after
+// Redis went away. Default: 512 (one script call of marks).
+func DedupMaxUnmarked(n int) DedupOption {
+	return func(c *dedupConfig) { c.maxUnmarked = n }
 }
 
 // DedupLogger sets the logger for Redis outages and lost leases. Default: slog.Default().

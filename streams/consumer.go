@@ -90,6 +90,7 @@ type Consumer struct {
 	rr         int
 	running    int // handler chains running, including abandoned ones
 	unfinished int // records of live partitions enqueued and not finished
+	held       int // commit holds (Message.holdCommit) of live partitions not released
 	changed    chan struct{}
 }
 
@@ -117,6 +118,7 @@ type topicPartition struct {
 // position. A new partState is made each time the partition is assigned; a dropped one (revoked,
 // lost, shut down) ignores the handlers that finish late.
 type partState struct {
+	c      *Consumer
 	tp     topicPartition
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -126,6 +128,7 @@ type partState struct {
 	ready      []*job            // records at the head of their lane, waiting for a slot
 	running    int
 	unfinished int
+	held       int   // commit holds of its records not released
 	last       int64 // highest offset enqueued (-1: none)
 	next       int64 // offset to commit: every record below it is finished (-1: nothing finished)
 	epoch      int32 // leader epoch of the record at next-1
@@ -139,11 +142,13 @@ type job struct {
 	part    *partState
 	msg     *Message
 	chain   Handler // nil when the record is skipped (finished without a handler call)
+	decode  *route  // set until the worker decodes a record routed by its headers (see route)
 	key     string
 	offset  int64
 	epoch   int32
 	started bool // its chain was called (it is running or finished)
 	done    bool
+	holds   int // commit holds not released: the commit position stays below it while > 0
 }
 
 // readerKey is the Message state key under which a record whose decoding failed for a retryable
@@ -485,7 +490,7 @@ func isFatal(err error) bool {
 func (c *Consumer) waitRoom(ctx context.Context) (int, error) {
 	for {
 		c.mu.Lock()
-		room, ch := c.cfg.maxPending-c.unfinished, c.changed
+		room, ch := c.cfg.maxPending-c.unfinished-c.held, c.changed
 		c.mu.Unlock()
 		if room > 0 {
 			return room, nil
@@ -550,29 +555,25 @@ func (c *Consumer) jobs(ctx context.Context, fs kgo.Fetches, parts map[topicPart
 }
 
 // route decides what happens to one record: skipped (j.chain stays nil) or handed to a chain with
-// its decoded message and ordering key.
+// its message and ordering key. A record whose headers name its type, version, eventId and source
+// is routed and deduplicated by them and decoded later, by the worker that runs its chain
+// (decode), unless its ordering key is a data field; any other is decoded here.
 func (c *Consumer) route(ctx context.Context, j *job, r *kgo.Record) {
 	et, version := Header(r, HeaderEventType), Header(r, HeaderVersion)
 	if et != "" && !c.subscribed[et] {
 		return
 	}
-	m := &Message{Record: r, Group: c.group}
+	m := &Message{Record: r, Group: c.group, job: j}
 	var rt *route
 	if et != "" && majorOf(version) >= 0 {
 		if rt = c.routes[routeKey{et, majorOf(version)}]; rt == nil {
 			c.log.Warn("streams: consumer: no handler found; event skipped", recordAttrs(r, et, version)...)
 			return
 		}
-		if rt.typed != nil {
-			e := rt.typed.new()
-			if m.Envelope, m.DecodeErr = c.serde.decodeTyped(ctx, r.Value, rt.reader, e); m.DecodeErr == nil {
-				m.event = e
-			}
+		if rt.orderField == "" && Header(r, HeaderEventID) != "" && Header(r, HeaderSource) != "" {
+			j.decode = rt
 		} else {
-			m.Envelope, m.DecodeErr = c.serde.DecodeAs(ctx, r.Value, rt.reader)
-		}
-		if m.DecodeErr != nil && IsRetryable(m.DecodeErr) {
-			m.SetValue(readerKey{}, rt.reader)
+			c.decodeAs(ctx, m, rt)
 		}
 	} else {
 		// No usable headers: the envelope names the type and version.
@@ -588,12 +589,8 @@ func (c *Consumer) route(ctx context.Context, j *job, r *kgo.Record) {
 			}
 		}
 	}
-	if m.DecodeErr == nil || IsRetryable(m.DecodeErr) {
-		// A record that does not decode is dead-lettered as such; one that does (or may, once
-		// decoded again) must also carry identifiers the handler can put in a header or a key.
-		if err := recordIdentifiers(c.cat, r, m.Envelope); err != nil {
-			m.Envelope, m.DecodeErr = nil, err
-		}
+	if c.checkIdentifiers(m); m.DecodeErr != nil {
+		j.decode = nil // dead-lettered undecoded
 	}
 	j.msg = m
 	if rt == nil {
@@ -610,6 +607,52 @@ func (c *Consumer) route(ctx context.Context, j *job, r *kgo.Record) {
 	default:
 		if v, ok := m.Envelope.Data[rt.orderField].(string); ok && v != "" {
 			j.key = v
+		}
+	}
+}
+
+// decodeAs decodes m's record into rt's reader version (and its typed value for a typed route),
+// keeping the reader for the final handler when the failure is retryable.
+func (c *Consumer) decodeAs(ctx context.Context, m *Message, rt *route) {
+	if rt.typed != nil {
+		e := rt.typed.new()
+		if m.Envelope, m.DecodeErr = c.serde.decodeTyped(ctx, m.Record.Value, rt.reader, e); m.DecodeErr == nil {
+			m.event = e
+		}
+	} else {
+		m.Envelope, m.DecodeErr = c.serde.DecodeAs(ctx, m.Record.Value, rt.reader)
+	}
+	if m.DecodeErr != nil && IsRetryable(m.DecodeErr) {
+		m.SetValue(readerKey{}, rt.reader)
+	}
+}
+
+// checkIdentifiers turns a message whose key, headers or (once decoded) envelope identifiers break
+// the grammar into an undecodable one (DecodeErr wraps ErrInvalidIdentifier). A record that does
+// not decode is dead-lettered as such; one that does (or may, once decoded again) must also carry
+// identifiers the handler can put in a header or a key.
+func (c *Consumer) checkIdentifiers(m *Message) {
+	if m.DecodeErr == nil || IsRetryable(m.DecodeErr) {
+		if err := recordIdentifiers(c.cat, m.Record, m.Envelope); err != nil {
+			m.Envelope, m.DecodeErr = nil, err
+		}
+	}
+}
+
+// decode decodes the record of j, routed by its headers, before its chain runs (on the worker, so
+// decoding overlaps the poll and Redis round trips, and a record of a partition given up first is
+// never decoded).
+func (c *Consumer) decode(j *job) {
+	rt := j.decode
+	if rt == nil {
+		return
+	}
+	j.decode = nil
+	m := j.msg
+	c.decodeAs(j.part.ctx, m, rt)
+	if m.DecodeErr == nil {
+		if err := decodedIdentifiers(c.cat, m.Record, m.Envelope); err != nil {
+			m.Envelope, m.DecodeErr = nil, err
 		}
 	}
 }
@@ -651,9 +694,10 @@ func (c *Consumer) enqueue(jobs []*job) {
 	c.notify()
 }
 
-// advance moves the commit position past the finished records at the front of the window.
+// advance moves the commit position past the finished records at the front of the window whose
+// commit holds are released.
 func (p *partState) advance() {
-	for len(p.win) > 0 && p.win[0].done {
+	for len(p.win) > 0 && p.win[0].done && p.win[0].holds == 0 {
 		j := p.win[0]
 		p.next, p.epoch = j.offset+1, j.epoch
 		p.win[0] = nil
@@ -717,19 +761,20 @@ func (c *Consumer) work(j *job) {
 // run calls the chain for one record, again after a backoff while it fails with a retryable
 // error, and returns the outcome.
 func (c *Consumer) run(j *job) error {
+	c.decode(j)
 	err := j.chain(j.part.ctx, j.msg)
 	bo := Backoff{Initial: 100 * time.Millisecond, Max: 30 * time.Second}
 	for err != nil && IsRetryable(err) && j.part.ctx.Err() == nil {
 		wait := bo.Next()
 		c.log.Warn("streams: consumer: retryable failure reached the consumer; the record stays unfinished and runs again",
-			append(recordAttrs(j.msg.Record, eventTypeOf(j.msg), Header(j.msg.Record, HeaderVersion)), "err", err, "backoff", wait)...)
+			append(recordAttrs(j.msg.Record, messageEventType(j.msg), Header(j.msg.Record, HeaderVersion)), "err", err, "backoff", wait)...)
 		if sleepCtx(j.part.ctx, wait) == nil {
 			err = j.chain(j.part.ctx, j.msg)
 		}
 	}
 	if err != nil && j.part.ctx.Err() == nil {
 		c.log.Error("streams: consumer: handler failed; event skipped",
-			append(recordAttrs(j.msg.Record, eventTypeOf(j.msg), Header(j.msg.Record, HeaderVersion)), "err", err)...)
+			append(recordAttrs(j.msg.Record, messageEventType(j.msg), Header(j.msg.Record, HeaderVersion)), "err", err)...)
 	}
 	return err
 }
@@ -757,11 +802,42 @@ func (c *Consumer) finish(j *job, err error) {
 	p.advance()
 }
 
-func eventTypeOf(m *Message) string {
-	if m.Envelope != nil {
-		return m.Envelope.EventType
+// holdCommit keeps the offset of m's record from being committed until the returned release is
+// called (once), for middleware whose work for a record ends after the record's chain returned
+// (Dedup writes the done marks of the records finishing meanwhile together). The record still
+// counts as finished for its key: the next record of the key may start. Holds count towards
+// MaxPending; a revoke and Close wait up to ShutdownTimeout for them, then give the partition up
+// without committing past a held record. It returns nil for a message that did not come from a
+// Consumer: the middleware must then finish its work before returning. Call it from the chain,
+// before it returns.
+func (m *Message) holdCommit() (release func()) {
+	j := m.job
+	if j == nil {
+		return nil
 	}
-	return ""
+	p := j.part
+	c := p.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	j.holds++
+	if !p.dropped {
+		p.held++
+		c.held++
+	}
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		j.holds--
+		if p.dropped {
+			return // dropLocked forgot p's holds
+		}
+		p.held--
+		c.held--
+		if j.holds == 0 && j.done {
+			p.advance()
+		}
+		c.notify()
+	}
 }
 
 // notify wakes everything waiting for progress. Caller holds c.mu.
@@ -805,6 +881,7 @@ func (c *Consumer) dropLocked(p *partState) (unstarted []*Message) {
 		}
 	}
 	c.unfinished -= p.unfinished
+	c.held -= p.held
 	delete(c.parts, p.tp)
 	for i, q := range c.order {
 		if q == p {
@@ -843,7 +920,7 @@ func (c *Consumer) onAssigned(_ context.Context, _ *kgo.Client, assigned map[str
 				continue
 			}
 			ctx, cancel := context.WithCancel(c.base)
-			p := &partState{tp: tp, ctx: ctx, cancel: cancel, lanes: map[string][]*job{}, last: -1, next: -1, committed: -1}
+			p := &partState{c: c, tp: tp, ctx: ctx, cancel: cancel, lanes: map[string][]*job{}, last: -1, next: -1, committed: -1}
 			c.parts[tp] = p
 			c.order = append(c.order, p)
 		}
@@ -872,7 +949,7 @@ func (c *Consumer) onRevoked(_ context.Context, _ *kgo.Client, revoked map[strin
 		c.log.Info("streams: consumer: partitions revoked", "partitions", revoked)
 		idle := c.waitUntil(c.cfg.shutdownTimeout, func() bool {
 			for _, p := range ps {
-				if p.running > 0 {
+				if p.running > 0 || p.held > 0 {
 					return false
 				}
 			}
@@ -973,7 +1050,7 @@ func (c *Consumer) commit(extra []*partState) {
 
 // shutdown lets the fetched records finish within ShutdownTimeout, abandons the rest, and commits.
 func (c *Consumer) shutdown() {
-	if !c.waitUntil(c.cfg.shutdownTimeout, func() bool { return c.unfinished == 0 }) {
+	if !c.waitUntil(c.cfg.shutdownTimeout, func() bool { return c.unfinished == 0 && c.held == 0 }) {
 		c.log.Warn("streams: consumer: records still unfinished after the shutdown timeout; abandoned", "timeout", c.cfg.shutdownTimeout)
 	}
 	c.commitMu.Lock()

@@ -166,6 +166,21 @@ var eventually = streamstest.Eventually
 // equals the partition's end offset.
 func checkCommittedAtEnd(t testing.TB, b streamstest.Backend, group string, topicNames ...string) {
 	t.Helper()
+	for _, p := range committedShort(t, b, group, topicNames...) {
+		t.Error(p)
+	}
+}
+
+// committedAtEnd reports whether group committed the end offset of every non-empty partition of
+// topicNames.
+func committedAtEnd(t testing.TB, b streamstest.Backend, group string, topicNames ...string) bool {
+	return len(committedShort(t, b, group, topicNames...)) == 0
+}
+
+// committedShort names the non-empty partitions of topicNames where group's committed offset is
+// not the end offset.
+func committedShort(t testing.TB, b streamstest.Backend, group string, topicNames ...string) []string {
+	t.Helper()
 	adm := kadm.NewClient(b.Client(t))
 	ctx := context.Background()
 	ends, err := adm.ListEndOffsets(ctx, topicNames...)
@@ -176,15 +191,16 @@ func checkCommittedAtEnd(t testing.TB, b streamstest.Backend, group string, topi
 	if err != nil {
 		t.Fatal(err)
 	}
+	var short []string
 	ends.Each(func(e kadm.ListedOffset) {
 		if e.Offset == 0 {
 			return
 		}
-		got, _ := committed.Lookup(e.Topic, e.Partition)
-		if got.At != e.Offset {
-			t.Errorf("%s/%d: committed %d, end %d", e.Topic, e.Partition, got.At, e.Offset)
+		if got, _ := committed.Lookup(e.Topic, e.Partition); got.At != e.Offset {
+			short = append(short, fmt.Sprintf("%s/%d: committed %d, end %d", e.Topic, e.Partition, got.At, e.Offset))
 		}
 	})
+	return short
 }
 
 // keyGuard fails the test when two handler calls for one key overlap, and tracks the peak number

@@ -50,9 +50,15 @@ import (
 //     every third of the lease. On success the key turns into "done" with the done TTL,
 //     owner-checked: the done marks of the handlers finishing while a round trip is in flight are
 //     coalesced into the next one, as one script call for all of them (group commit), so a batch
-//     costs the lease round trip and about one done round trip, not a script call per event. On
-//     failure the lease is deleted (owner-checked) so that redelivery handles the event again, and
-//     the handler's error is returned.
+//     costs the lease round trip and a few done round trips, not a script call per event. For a
+//     message from a Consumer the middleware returns as soon as the handler succeeded and the
+//     mark is queued: the consumer commits no offset at or past the message's before the mark is
+//     acknowledged (a commit hold), while the next record of the same key already runs, so a
+//     key's records do not each wait for a Redis round trip. A crash before the mark is written
+//     leaves the lease, and the next owner takes it over when it expires (logged, as above). A
+//     handler that registered OnDone effects waits for its transaction. On failure the lease is
+//     deleted (owner-checked) so that redelivery handles the event again, and the handler's error
+//     is returned.
 //
 // Redis unreachable: by default Dedup fails closed. Prepare and the middleware retry with
 // exponential backoff, logging each failure, until Redis answers or the context ends; no event is
@@ -494,6 +500,16 @@ func (d *Dedup) Middleware() Middleware {
 	return func(next Handler) Handler {
 		return func(ctx context.Context, m *Message) error {
 			st, ok := m.Value(d).(*dedupState)
+			if ok && m.DecodeErr != nil && !IsRetryable(m.DecodeErr) {
+				// Prepared by its headers, which the record did not bear out (it does not
+				// decode, or its envelope names another event): not deduplicated, and no lease
+				// of the event its headers name is kept or marked done for it.
+				if st.status == statusAcquired {
+					d.releaseOne(ctx, st)
+				}
+				st, ok = &dedupState{status: statusOpen}, true
+				m.SetValue(d, st)
+			}
 			if !ok {
 				source, id := eventID(m)
 				if id == "" {
@@ -552,6 +568,16 @@ func (d *Dedup) handle(ctx context.Context, m *Message, st *dedupState, next Han
 				waited = true
 				d.waits.Add(1)
 			}
+			if settled := d.pendingMark(st.key); settled != nil {
+				// The lease is this Dedup's own, on an event handled and being marked done.
+				select {
+				case <-settled:
+					st.status = statusUnknown
+					continue
+				case <-ctx.Done():
+					return fmt.Errorf("streams: dedup: waiting for the done mark of %s: %w", st.key, ctx.Err())
+				}
+			}
 			if err := leaseBO.Wait(ctx); err != nil {
 				return fmt.Errorf("streams: dedup: waiting for the lease of %s: %w", st.key, err)
 			}
@@ -609,6 +635,14 @@ func (d *Dedup) unreachable(ctx context.Context, m *Message, st *dedupState, bo 
 // run calls the handler under the lease, extending it while the handler runs, and then marks the
 // key done or releases it.
 func (d *Dedup) run(ctx context.Context, m *Message, st *dedupState, next Handler) error {
+	// A Consumer's message may be marked done after the middleware returned (markDoneLater).
+	later := m.job != nil
+	if later {
+		if err := d.reserve(ctx); err != nil {
+			d.releaseOne(ctx, st)
+			return fmt.Errorf("streams: dedup: waiting for done marks to be acknowledged: %w", err)
+		}
+	}
 	st.effects = nil
 	stop := d.keepLease(ctx, m, st)
 	err := next(ctx, m)
@@ -616,14 +650,21 @@ func (d *Dedup) run(ctx context.Context, m *Message, st *dedupState, next Handle
 	// The outcome must reach Redis even when ctx was canceled while the handler finished.
 	octx := context.WithoutCancel(ctx)
 	if err != nil {
-		rctx, cancel := context.WithTimeout(octx, d.cfg.lease)
-		defer cancel()
-		st.status = statusUnknown
-		if rerr := releaseScript.Run(rctx, d.rdb, []string{st.key}, st.token).Err(); rerr != nil {
-			d.cfg.logger.Warn("streams: dedup: could not release the lease after a failure; it expires by itself",
-				"key", st.key, "lease", d.cfg.lease, "err", rerr)
+		if later {
+			d.unreserve()
 		}
+		d.releaseOne(octx, st)
 		return err
+	}
+	if later {
+		if st.effects == nil {
+			// The mark is written with those of the records finishing meanwhile, and the
+			// consumer commits no offset at or past m's before it is acknowledged.
+			st.status = statusDone
+			d.markDoneLater(ctx, m, st, m.holdCommit())
+			return nil
+		}
+		d.unreserve()
 	}
 	bo := d.backoff()
 	for {
@@ -657,6 +698,18 @@ func (d *Dedup) run(ctx context.Context, m *Message, st *dedupState, next Handle
 				"key", st.key, "err", ferr)
 			return nil
 		}
+	}
+}
+
+// releaseOne deletes st's lease (owner-checked), so that the event is handled again when it is
+// delivered again; a lease it cannot delete expires by itself.
+func (d *Dedup) releaseOne(ctx context.Context, st *dedupState) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.lease)
+	defer cancel()
+	st.status = statusUnknown
+	if err := releaseScript.Run(rctx, d.rdb, []string{st.key}, st.token).Err(); err != nil {
+		d.cfg.logger.Warn("streams: dedup: could not release the lease; it expires by itself",
+			"key", st.key, "lease", d.cfg.lease, "err", err)
 	}
 }
 
@@ -745,50 +798,173 @@ func (d *Dedup) keepLease(ctx context.Context, m *Message, st *dedupState) (stop
 }
 
 // finisher coalesces the done marks of handlers finishing at the same time into one pipeline
-// (group commit): the first caller flushes, the others wait for its round trip.
+// (group commit): a background flush writes everything pending, then what arrived meanwhile, and
+// stops when nothing is pending.
 type finisher struct {
-	mu       sync.Mutex
-	pending  []*finishReq
-	flushing bool
+	mu        sync.Mutex
+	pending   []*finishReq
+	flushing  bool
+	later     map[string]*finishReq // marks of markDoneLater not yet acknowledged, by key
+	unmarked  int                   // reserved: handlers running or handled, whose mark may come later
+	roomAgain chan struct{}         // closed when unmarked decreases, for reserve's waiters
 }
 
 type finishReq struct {
 	key, token string
 	res        int // finishSrc's result
 	err        error
-	done       chan struct{}
+	done       chan struct{} // closed when res and err are known (markDone) or the mark is settled (markDoneLater)
+
+	// markDoneLater's: the message, its context (its end gives the mark up) and the consumer's
+	// commit hold, released when the mark is settled.
+	ctx     context.Context
+	m       *Message
+	st      *dedupState
+	release func()
 }
 
 // markDone runs finishSrc for st's key, in a pipeline with those of other handlers finishing at
 // the same time. It returns when the result is known or ctx ends.
 func (d *Dedup) markDone(ctx context.Context, st *dedupState) (int, error) {
 	req := &finishReq{key: st.key, token: st.token, done: make(chan struct{})}
+	d.enqueueMark(req)
+	select {
+	case <-req.done:
+		return req.res, req.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// markDoneLater queues the done mark of m, handled by a Consumer whose commit of m's offset waits
+// for release, and returns at once: the handler of the next record of m's key runs meanwhile, and
+// the marks of every record finishing before the next flush share one round trip. The mark is
+// settled (release called) when Redis acknowledged it, or when it is given up: ctx ended (the
+// consumer gave the partition up, so the offset is not committed and the next owner waits for the
+// lease), or Redis is unreachable under DedupFailOpen. A failed flush is retried with backoff
+// (fail closed) while the consumer holds the offset. The event was counted by reserve before its
+// handler ran: DedupMaxUnmarked bounds the marks outstanding, so a Redis outage stops the handlers
+// soon after it began.
+func (d *Dedup) markDoneLater(ctx context.Context, m *Message, st *dedupState, release func()) {
+	d.enqueueMark(&finishReq{key: st.key, token: st.token, done: make(chan struct{}), ctx: ctx, m: m, st: st, release: release})
+}
+
+func (d *Dedup) enqueueMark(req *finishReq) {
 	f := &d.fin
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.pending = append(f.pending, req)
-	if f.flushing {
-		f.mu.Unlock()
-		select {
-		case <-req.done:
-			return req.res, req.err
-		case <-ctx.Done():
-			return 0, ctx.Err()
+	if req.release != nil {
+		if f.later == nil {
+			f.later = map[string]*finishReq{}
 		}
+		f.later[req.key] = req
 	}
-	f.flushing = true
-	f.mu.Unlock()
+	if !f.flushing {
+		f.flushing = true
+		go d.flushPending()
+	}
+}
+
+// reserve counts one more event that may be marked done later, waiting while DedupMaxUnmarked
+// are (see markDoneLater); unreserve (or settle) gives it back.
+func (d *Dedup) reserve(ctx context.Context) error {
+	f := &d.fin
 	for {
 		f.mu.Lock()
-		batch := f.pending
+		if f.unmarked < d.cfg.maxUnmarked {
+			f.unmarked++
+			f.mu.Unlock()
+			return nil
+		}
+		if f.roomAgain == nil {
+			f.roomAgain = make(chan struct{})
+		}
+		ch := f.roomAgain
+		f.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (d *Dedup) unreserve() {
+	f := &d.fin
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.unreserveLocked()
+}
+
+func (f *finisher) unreserveLocked() {
+	f.unmarked--
+	if f.roomAgain != nil {
+		close(f.roomAgain)
+		f.roomAgain = nil
+	}
+}
+
+// pendingMark returns a channel closed when the queued done mark of key (markDoneLater) is
+// settled, or nil when none is queued.
+func (d *Dedup) pendingMark(key string) <-chan struct{} {
+	f := &d.fin
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if r := f.later[key]; r != nil {
+		return r.done
+	}
+	return nil
+}
+
+// flushPending flushes the pending marks until none is left, retrying markDoneLater's failed
+// ones after a backoff step.
+func (d *Dedup) flushPending() {
+	f := &d.fin
+	bo := d.backoff()
+	var retry []*finishReq
+	for {
+		f.mu.Lock()
+		batch := append(retry, f.pending...)
 		f.pending = nil
 		if len(batch) == 0 {
 			f.flushing = false
 			f.mu.Unlock()
-			return req.res, req.err
+			return
 		}
 		f.mu.Unlock()
-		d.flushDone(batch)
+		var err error
+		if retry, err = d.flushDone(batch); len(retry) == 0 {
+			bo.Reset()
+		} else {
+			_ = d.wait(context.Background(), bo, "done marks", err)
+		}
 	}
+}
+
+// settle ends a markDoneLater request: its outcome logged, the consumer's hold released.
+func (d *Dedup) settle(r *finishReq) {
+	switch {
+	case r.err != nil && d.cfg.failOpen:
+		d.redisFailures.Add(1)
+		d.cfg.logger.Error("streams: dedup: Redis unreachable, event handled but NOT marked done (fail-open)", "key", r.key, "err", r.err)
+	case r.err != nil:
+		d.cfg.logger.Error("streams: dedup: event handled but not marked done before its partition was given up", "key", r.key, "err", r.err)
+	case r.res == 0:
+		d.cfg.logger.Warn("streams: dedup: lease lost while the handler ran; another owner is handling the event",
+			"key", r.key, "topic", r.m.Record.Topic, "partition", r.m.Record.Partition, "offset", r.m.Record.Offset)
+	case r.res == 3:
+		d.lostKey(r.m, r.st, "before the event was marked done")
+	}
+	f := &d.fin
+	f.mu.Lock()
+	if f.later[r.key] == r {
+		delete(f.later, r.key)
+	}
+	f.unreserveLocked()
+	f.mu.Unlock()
+	close(r.done)
+	r.release()
 }
 
 // checkWait logs a WAIT (DedupWaitReplicas) that returned before enough replicas acknowledged
@@ -802,8 +978,9 @@ func (d *Dedup) checkWait(n int64, err error, marks int) {
 
 // flushDone marks a batch of leases done in one round trip: one finishSrc call per scriptChunk
 // keys (not one per event), pipelined, with the WAIT of DedupWaitReplicas behind them; each caller
-// gets its result.
-func (d *Dedup) flushDone(batch []*finishReq) {
+// gets its result. It returns the markDoneLater requests to try again (failed, with their context
+// alive and failing closed) and the error.
+func (d *Dedup) flushDone(batch []*finishReq) (retry []*finishReq, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.lease)
 	defer cancel()
 	type call struct {
@@ -813,7 +990,7 @@ func (d *Dedup) flushDone(batch []*finishReq) {
 	var calls []call
 	var wait *redis.Cmd
 	ttl := d.cfg.doneTTL.Milliseconds()
-	_, err := d.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err = d.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for start := 0; start < len(batch); start += scriptChunk {
 			reqs := batch[start:min(start+scriptChunk, len(batch))]
 			keys := make([]string, len(reqs))
@@ -845,20 +1022,33 @@ func (d *Dedup) flushDone(batch []*finishReq) {
 			if r.err = cerr; cerr == nil {
 				r.res = int(res[i])
 			}
-			close(r.done)
+			switch {
+			case r.release == nil:
+				close(r.done)
+			case cerr != nil && !d.cfg.failOpen && r.ctx.Err() == nil:
+				retry = append(retry, r)
+				if err == nil {
+					err = cerr
+				}
+			default:
+				d.settle(r)
+			}
 		}
 	}
+	return retry, err
 }
 
 // eventID returns the publishing system and the id a message is deduplicated by (id "" for
-// none): the envelope's, or the source and eventId headers of a record whose decoding failed
-// transiently (the consumer decodes it again inside the chain); for a redriven record, the id is
+// none): the envelope's, or the source and eventId headers of a record not decoded yet (the
+// Consumer decodes a record routed by its headers after Prepare, and checks that these headers
+// are the envelope's) or whose decoding failed transiently (decoded again inside the chain); for
+// a redriven record, the id is
 // followed by its redrive id (see HeaderRedriveID).
 func eventID(m *Message) (source, id string) {
 	switch {
 	case m.DecodeErr == nil && m.Envelope != nil:
 		source, id = m.Envelope.Metadata.Source, m.Envelope.EventID
-	case m.DecodeErr != nil && IsRetryable(m.DecodeErr) && m.Record != nil:
+	case (m.DecodeErr == nil || IsRetryable(m.DecodeErr)) && m.Record != nil:
 		source, id = Header(m.Record, HeaderSource), Header(m.Record, HeaderEventID)
 	}
 	if id == "" || m.Record == nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/hotelbus/hotelbus/streams"
@@ -1041,5 +1042,67 @@ func TestDedupCountsKeysLost(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// gateHook holds every pipeline that marks events done (finishSrc, multi-key EVAL) until open is
+// closed.
+type gateHook struct{ open chan struct{} }
+
+func (gateHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (gateHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (g gateHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			if name := c.Name(); (name == "eval" || name == "evalsha") && strings.Contains(fmt.Sprint(c.Args()...), `"done"`) {
+				<-g.open
+				break
+			}
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// TestDedupDoneMarksHoldCommits: a Consumer's handlers do not wait for their events' done marks
+// (the next record of a key runs at once), but no offset is committed past an event whose mark
+// Redis has not acknowledged: with the marks held back, every event is handled and nothing is
+// committed; once they are written, the offsets reach the end.
+func TestDedupDoneMarksHoldCommits(t *testing.T) {
+	b := streamstest.Kfake(t)
+	serde, _ := isolated(t, b)
+	chk := streamstest.NewChecker()
+	const tenants, per = 5, 40
+	recs := publishMany(t, b, serde, chk, []eventSpec{byTenant("service.ordered")}, tenants, per)
+	rdb, _ := countedRedis(t, "redis://"+miniredis.RunT(t).Addr())
+	gate := gateHook{open: make(chan struct{})}
+	rdb.AddHook(gate)
+	d := newDedup(t, rdb, streamstest.Name(t, "group"))
+	var handled atomic.Int64
+	r := startConsumer(t, "hotel-pms", b, serde, func(c *streams.Consumer) {
+		c.HandleType("service.ordered", func(_ context.Context, m *streams.Message) error {
+			chk.Handled(m.Record.Topic+"/"+m.Envelope.Metadata.TenantID, m.Envelope.EventID, seqOf(m))
+			handled.Add(1)
+			return nil
+		})
+	}, streams.Use(d.Middleware()), streams.UsePreparer(d))
+	eventually(t, time.Minute, "every event handled with the done marks held back", func() bool { return handled.Load() == tenants*per })
+	time.Sleep(500 * time.Millisecond) // five commit intervals
+	committed, err := kadm.NewClient(b.Client(t)).FetchOffsets(context.Background(), r.c.Group())
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed.Each(func(o kadm.OffsetResponse) {
+		if o.At > 0 {
+			t.Errorf("%s/%d: offset %d committed before any done mark was acknowledged", o.Topic, o.Partition, o.At)
+		}
+	})
+	close(gate.open)
+	eventually(t, time.Minute, "the offsets committed to the end", func() bool {
+		return committedAtEnd(t, b, r.c.Group(), recs[0].Topic)
+	})
+	r.stop(t)
+	checkNoAnomalies(t, chk.Report())
+	if n := d.DoneRoundTrips(); n == 0 || n > 3 {
+		t.Errorf("%d done round trips for %d events handled while the first was held: want them coalesced", n, tenants*per)
 	}
 }

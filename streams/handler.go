@@ -25,6 +25,8 @@ type Message struct {
 
 	// event is the typed value of a typed handler's record (see Handle); nil otherwise.
 	event Event
+	// job is the Consumer's record, for holdCommit; nil for a message made elsewhere.
+	job *job
 
 	// state is per-message scratch space for middleware, keyed by the middleware's own key type.
 	state map[any]any

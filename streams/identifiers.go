@@ -182,8 +182,9 @@ func isHex(c byte) bool {
 
 // recordIdentifiers checks what a consumer takes from a record it did not write: the key, the
 // envelope headers present, and, when the record decoded (env non-nil), every envelope identifier,
-// the source against the catalog included. The error wraps ErrInvalidIdentifier and names every
-// bad field.
+// the source against the catalog included, and the eventId and source headers against the
+// envelope's (a consumer deduplicates by the headers before it decodes). The error wraps
+// ErrInvalidIdentifier and names every bad field.
 func recordIdentifiers(cat *topics.Catalog, r *kgo.Record, env *Envelope) error {
 	errs := &fieldErrs{}
 	if p := tenantIDProblem(string(r.Key)); p != "" {
@@ -213,12 +214,36 @@ func recordIdentifiers(cat *topics.Catalog, r *kgo.Record, env *Envelope) error 
 			errs.add("header "+h.Key, "%s", p)
 		}
 	}
-	if env != nil {
-		checkIdentifiers(env, errs)
-		if p := sourceProblem(cat, env.Metadata.Source); p != "" {
-			errs.add("metadata.source", "%s", p)
-		}
+	envelopeIdentifiers(cat, r, env, errs)
+	return errs.identifierErr(r)
+}
+
+// decodedIdentifiers is recordIdentifiers for a record whose key and headers were checked before
+// it was decoded into env.
+func decodedIdentifiers(cat *topics.Catalog, r *kgo.Record, env *Envelope) error {
+	errs := &fieldErrs{}
+	envelopeIdentifiers(cat, r, env, errs)
+	return errs.identifierErr(r)
+}
+
+func envelopeIdentifiers(cat *topics.Catalog, r *kgo.Record, env *Envelope, errs *fieldErrs) {
+	if env == nil {
+		return
 	}
+	checkIdentifiers(env, errs)
+	if p := sourceProblem(cat, env.Metadata.Source); p != "" {
+		errs.add("metadata.source", "%s", p)
+	}
+	if v := Header(r, HeaderEventID); v != "" && v != env.EventID {
+		errs.add("header "+HeaderEventID, "must be the envelope's eventId %s, got %s", excerpt(env.EventID), excerpt(v))
+	}
+	if v := Header(r, HeaderSource); v != "" && v != env.Metadata.Source {
+		errs.add("header "+HeaderSource, "must be the envelope's metadata.source %s, got %s", excerpt(env.Metadata.Source), excerpt(v))
+	}
+}
+
+// identifierErr is the error naming every bad field of r (nil when none).
+func (errs *fieldErrs) identifierErr(r *kgo.Record) error {
 	if len(errs.list) == 0 {
 		return nil
 	}

@@ -271,6 +271,11 @@ func TestConsumerDeadLettersInvalidIdentifiers(t *testing.T) {
 				{"source", "hotel-evil"},
 				{"traceparent header", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\nX: 1"},
 				{"eventId header", "{hotelbus}:*"},
+				// Well-formed, but another event's id (an early one and a late one): the
+				// consumer deduplicates by headers before decoding, and must neither skip the
+				// record as that event's duplicate nor let it take that event's lease.
+				{"eventId header", streams.Header(recs[0], streams.HeaderEventID)},
+				{"eventId header", streams.Header(recs[len(recs)-1], streams.HeaderEventID)},
 			} {
 				add(i, c.field, c.bad)
 				i++

@@ -46,6 +46,7 @@ func BenchmarkConsumeRows(b *testing.B) {
 			b.Fatal(err)
 		}
 		for _, row := range rows {
+			b.Logf("%s: %.0f %s vs %.0f (%s): ratio %.3f; %s", row.Name, row.Value, row.Unit, row.BaselineValue, row.Baseline, row.Ratio, row.Note)
 			ratios[row.Name] = append(ratios[row.Name], row.Ratio)
 		}
 	}
