@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/hotelbus/hotelbus/schemas"
@@ -126,20 +127,8 @@ func (p *Protector) Open(ctx context.Context, env *streams.Envelope, v *schemas.
 	if pl.seal == nil || env.Data == nil {
 		return nil
 	}
-	o := opener{p: p, ctx: ctx, eventID: env.EventID}
-	named := false
-	var tenant, subject string
-	var namesErr error
-	o.key = func(id KeyID, path []byte) (cipher.AEAD, error) {
-		if !named {
-			tenant, subject, namesErr = pl.names(env)
-			named = true
-		}
-		if namesErr != nil {
-			return nil, fmt.Errorf("%w: data.%s is sealed but the event names no subject", ErrTampered, path)
-		}
-		return p.keys.openKey(ctx, tenant, subject, id)
-	}
+	o := p.opener(ctx, env.EventID)
+	o.pl, o.env = pl, env
 	return o.run(pl.seal, env.Data)
 }
 
@@ -155,32 +144,68 @@ func (p *Protector) OpenData(ctx context.Context, tenant, eventID string, v *sch
 	if pl.seal == nil || data == nil {
 		return nil
 	}
-	o := opener{p: p, ctx: ctx, eventID: eventID}
-	o.key = func(id KeyID, _ []byte) (cipher.AEAD, error) { return p.keys.openKeyByID(ctx, tenant, id) }
+	o := p.opener(ctx, eventID)
+	o.tenant = tenant
 	return o.run(pl.seal, data)
 }
 
-// opener opens the sealed strings of one event, with the buffers reused across its values: the
-// associated data, the base64 text and the ciphertext. It keeps the key of the value opened last
-// (an event's values are sealed with one key).
+// opener opens the sealed strings of one event. Its buffers (the path, the associated data, the
+// base64 text, the ciphertext, the plaintext) are reused across the event's values and, through
+// openers, across events; it keeps the key of the value opened last (an event's values are sealed
+// with one key).
 type opener struct {
 	p       *Protector
 	ctx     context.Context
 	eventID string
-	key     func(id KeyID, path []byte) (cipher.AEAD, error) // nil AEAD: erased
+	// The key of a value is found by the event's subject (Open: pl and env) or by the tenant and
+	// the key id alone (OpenData: tenant).
+	pl     *plan
+	env    *streams.Envelope
+	tenant string
 
-	lastID              KeyID
-	last                cipher.AEAD
-	haveLast            bool
-	aad, text, raw, out []byte
-	opened, erased      int64
+	named           bool
+	subject         string
+	namesErr        error
+	lastID          KeyID
+	last            cipher.AEAD // nil with haveLast: erased
+	haveLast        bool
+	opened, erased  int64
+	path, aad, text []byte
+	raw, out        []byte
 }
 
+var openers = sync.Pool{New: func() any { return &opener{path: make([]byte, 0, 64)} }}
+
+func (p *Protector) opener(ctx context.Context, eventID string) *opener {
+	o := openers.Get().(*opener)
+	o.p, o.ctx, o.eventID = p, ctx, eventID
+	return o
+}
+
+// run opens the strings of data under n, then counts them and returns o to the pool.
 func (o *opener) run(n *node, data map[string]any) error {
-	_, err := walk(n, data, make([]byte, 0, 64), false, o.open)
+	_, err := walk(n, data, o.path[:0], false, o.open)
 	o.p.openedValues.Add(o.opened)
 	o.p.erasedValues.Add(o.erased)
+	clear(o.out[:cap(o.out)]) // no clear value waits in the pool
+	*o = opener{path: o.path[:0], aad: o.aad[:0], text: o.text[:0], raw: o.raw[:0], out: o.out[:0]}
+	openers.Put(o)
 	return err
+}
+
+// key returns the key id names for the value at path (nil: erased).
+func (o *opener) key(id KeyID, path []byte) (cipher.AEAD, error) {
+	if o.env == nil {
+		return o.p.keys.openKeyByID(o.ctx, o.tenant, id)
+	}
+	if !o.named {
+		o.tenant, o.subject, o.namesErr = o.pl.names(o.env)
+		o.named = true
+	}
+	if o.namesErr != nil {
+		return nil, fmt.Errorf("%w: data.%s is sealed but the event names no subject", ErrTampered, path)
+	}
+	return o.p.keys.openKey(o.ctx, o.tenant, o.subject, id)
 }
 
 func (o *opener) open(path []byte, s string) (string, error) {
@@ -188,8 +213,8 @@ func (o *opener) open(path []byte, s string) (string, error) {
 		return s, nil
 	}
 	o.text = append(o.text[:0], s[len(Prefix):]...)
-	var err error
-	o.raw = slices.Grow(o.raw[:0], base64.RawURLEncoding.DecodedLen(len(o.text)))[:base64.RawURLEncoding.DecodedLen(len(o.text))]
+	size := base64.RawURLEncoding.DecodedLen(len(o.text))
+	o.raw = slices.Grow(o.raw[:0], size)[:size]
 	n, err := base64.RawURLEncoding.Decode(o.raw, o.text)
 	if err != nil || n < keyIDLen+nonceLen+16 {
 		return "", fmt.Errorf("%w: data.%s is not a sealed value", ErrTampered, path)
