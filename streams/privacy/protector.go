@@ -172,6 +172,7 @@ type opener struct {
 	opened, erased  int64
 	path, aad, text []byte
 	raw, out        []byte
+	clear           strings.Builder // the event's clear values; a new one each event
 }
 
 var openers = sync.Pool{New: func() any { return &opener{path: make([]byte, 0, 64)} }}
@@ -239,7 +240,14 @@ func (o *opener) open(path []byte, s string) (string, error) {
 	}
 	o.out = clear
 	o.opened++
-	return string(clear), nil
+	// The event's clear values share one buffer (a string each would be an allocation each): a
+	// Builder never changes bytes it has written, so each value is a substring of it.
+	if o.clear.Cap()-o.clear.Len() < len(clear) {
+		o.clear.Grow(max(len(clear), 256))
+	}
+	start := o.clear.Len()
+	o.clear.Write(clear)
+	return o.clear.String()[start:], nil
 }
 
 // replaced reports whether walking a value of n in place may return another value than the one
