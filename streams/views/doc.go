@@ -37,7 +37,8 @@
 // Config.Protector the values are opened as items are read (Get, Scan, GetAs, Handler), by the
 // tenant, that event and the key id each value carries, so an item merged from events sealed under
 // different subjects' keys opens field by field, and a subject erased with `privacy forget` reads
-// privacy.Erased. A value that cannot be opened (keys unreachable) is served sealed and logged.
+// privacy.Erased. A value that cannot be opened (keys unreachable) is served sealed and logged, and
+// so is a field of an item stored before items kept origins, until an event changes it.
 //
 // Staleness is the time since the view was last confirmed caught up (its positions at the
 // partitions' end offsets). A view is ready once it has caught up with the end offsets seen after
