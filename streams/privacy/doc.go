@@ -77,5 +77,8 @@
 // A Go service passes streams.WithFieldProtector(NewProtector(subjects, keys)) to its Serde. The
 // commands do it when they find a key file (--key-file, HOTELBUS_PRIVACY_KEY_FILE, or a running
 // dev stack's): gateway and produce seal, dispatch and replay open, and `hotelbus dev`'s gateway
-// seals with the key file it generates.
+// seals with the key file it generates. Local views (streams/views) store items sealed and open
+// them as they are read with Protector.OpenData: an item keeps, per top-level field, the event
+// that wrote it, and the key is found by the tenant and the key id (Keys indexes live keys by
+// both), since a merged item's fields may come from events of different subjects.
 package privacy

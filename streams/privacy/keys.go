@@ -31,11 +31,12 @@ type Keys struct {
 	cfg   keysConfig
 	cl    *kgo.Client
 	adm   *kadm.Client
-	cache *expirable.LRU[string, cipher.AEAD]
+	cache *expirable.LRU[cacheKey, cipher.AEAD]
 
 	mu       sync.Mutex
 	live     map[string]map[KeyID]keyRecord // tenant/subject -> key id -> record
 	byRecord map[string]liveRef             // Kafka key of a key record -> where it is in live
+	byID     map[tenantKeyID]string         // (tenant, key id) -> subject, for OpenData
 	erasures map[string][]Erasure           // tenant/subject -> erasures, oldest first
 	pos      map[int32]int64                // next offset to read, per partition
 	moved    chan struct{}                  // closed and replaced whenever pos advances
@@ -50,6 +51,20 @@ type Keys struct {
 type liveRef struct {
 	ts string
 	id KeyID
+}
+
+// tenantKeyID names a data key without its subject. Key ids are 8 random bytes: two subjects of a
+// tenant sharing one (odds 2^-64 a pair) would make the later one's values read through OpenData
+// fail to authenticate (ErrTampered), never open under the other's key.
+type tenantKeyID struct {
+	tenant string
+	id     KeyID
+}
+
+// cacheKey names an unwrapped data key in the cache (a struct: no string built per lookup).
+type cacheKey struct {
+	tenant, subject string
+	id              KeyID
 }
 
 // KeyID names one data key of a subject; a sealed value carries it.
@@ -131,8 +146,8 @@ func NewKeys(w *streams.Writer, kms KMS, topic string, kafka []kgo.Opt, opts ...
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	k := &Keys{w: w, kms: kms, topic: topic, cfg: cfg, cl: cl, adm: kadm.NewClient(cl),
-		cache: expirable.NewLRU[string, cipher.AEAD](cfg.cacheSize, nil, cfg.cacheTTL),
-		live:  map[string]map[KeyID]keyRecord{}, byRecord: map[string]liveRef{}, erasures: map[string][]Erasure{}, pos: map[int32]int64{},
+		cache: expirable.NewLRU[cacheKey, cipher.AEAD](cfg.cacheSize, nil, cfg.cacheTTL),
+		live:  map[string]map[KeyID]keyRecord{}, byRecord: map[string]liveRef{}, byID: map[tenantKeyID]string{}, erasures: map[string][]Erasure{}, pos: map[int32]int64{},
 		moved: make(chan struct{}), stop: cancel, done: make(chan struct{})}
 	go k.tail(ctx)
 	return k, nil
@@ -227,6 +242,7 @@ func (k *Keys) apply(r *kgo.Record) {
 		}
 		k.live[ts][id] = rec
 		k.byRecord[string(r.Key)] = liveRef{ts, id}
+		k.byID[tenantKeyID{rec.Tenant, id}] = rec.Subject
 		k.stats.KeysLoaded++
 	case "erasure":
 		var e Erasure
@@ -252,7 +268,10 @@ func (k *Keys) remove(ref liveRef) {
 		delete(k.live, ref.ts)
 	}
 	delete(k.byRecord, string(recordKey("k", rec.Tenant, rec.Subject, rec.KeyID)))
-	k.cache.Remove(ref.ts + "/" + rec.KeyID)
+	if tk := (tenantKeyID{rec.Tenant, ref.id}); k.byID[tk] == rec.Subject {
+		delete(k.byID, tk)
+	}
+	k.cache.Remove(cacheKey{rec.Tenant, rec.Subject, ref.id})
 }
 
 // sync waits until the tail has read everything the key topic held when sync was called.
@@ -349,9 +368,10 @@ func (k *Keys) create(ctx context.Context, tenant, subject string) (KeyID, ciphe
 	}
 	k.live[ts][id] = rec
 	k.byRecord[string(key)] = liveRef{ts, id}
+	k.byID[tenantKeyID{tenant, id}] = subject
 	k.stats.KeysCreated++
 	k.mu.Unlock()
-	k.cache.Add(ts+"/"+rec.KeyID, a)
+	k.cache.Add(cacheKey{tenant, subject, id}, a)
 	return id, a, nil
 }
 
@@ -394,9 +414,35 @@ func (k *Keys) lookup(tenant, subject string, id KeyID) (keyRecord, bool) {
 	return rec, ok
 }
 
+// openKeyByID is openKey for a value whose subject is not known: the key id names it among the
+// tenant's live keys.
+func (k *Keys) openKeyByID(ctx context.Context, tenant string, id KeyID) (cipher.AEAD, error) {
+	rec, ok := k.lookupByID(tenant, id)
+	if !ok {
+		if err := k.sync(ctx); err != nil {
+			return nil, err
+		}
+		if rec, ok = k.lookupByID(tenant, id); !ok {
+			return nil, nil
+		}
+	}
+	return k.aead(ctx, id, rec)
+}
+
+func (k *Keys) lookupByID(tenant string, id KeyID) (keyRecord, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	subject, ok := k.byID[tenantKeyID{tenant, id}]
+	if !ok {
+		return keyRecord{}, false
+	}
+	rec, ok := k.live[liveKey(tenant, subject)][id]
+	return rec, ok
+}
+
 // aead returns the unwrapped key of rec from the cache, unwrapping it on a miss.
 func (k *Keys) aead(ctx context.Context, id KeyID, rec keyRecord) (cipher.AEAD, error) {
-	ck := liveKey(rec.Tenant, rec.Subject) + "/" + rec.KeyID
+	ck := cacheKey{rec.Tenant, rec.Subject, id}
 	if a, ok := k.cache.Get(ck); ok {
 		k.hits.Add(1)
 		return a, nil

@@ -471,3 +471,49 @@ func TestKeyCacheBoundAndTTL(t *testing.T) {
 		t.Errorf("TTL 50ms, two reads 200ms apart: %d unwraps, want 2", n)
 	}
 }
+
+// TestOpenDataByEvent: OpenData opens top-level fields of a sealed event apart from its envelope
+// (as a local view keeps them), with the tenant and the eventId only: the clear values; under
+// another eventId the values do not authenticate (ErrTampered, never clear or erased); after
+// Forget they read Erased; fields the data lacks are skipped.
+func TestOpenDataByEvent(t *testing.T) {
+	r := newRig(t, streamstest.Kfake(t))
+	ctx := context.Background()
+	clear := r.example(t, "customer.created")
+	if _, err := r.producer(t, "hotel-member", r.serde).Publish(ctx, clear); err != nil {
+		t.Fatal(err)
+	}
+	value := r.raw(t, 1, r.topic("customer.created"))[0].Value
+	decode := func() *streams.Envelope {
+		env, err := r.plain.Decode(ctx, value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return env
+	}
+	sealed := decode()
+	v, _ := r.set.Version("customer.created", sealed.Version)
+	part := func() map[string]any { // two fields, as a merged item holds them (OpenData opens in place)
+		d := decode().Data
+		return map[string]any{"email": d["email"], "address": d["address"]}
+	}
+	tenant := sealed.Metadata.TenantID
+	data := part()
+	if err := r.prot.OpenData(ctx, tenant, sealed.EventID, v, data); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(data["email"], clear.Data["email"]) || !reflect.DeepEqual(data["address"], clear.Data["address"]) || len(data) != 2 {
+		t.Fatalf("opened %v, want the clear email %v and address %v", data, clear.Data["email"], clear.Data["address"])
+	}
+	if err := r.prot.OpenData(ctx, tenant, "0193a0b2-0000-7000-8000-000000000000", v, part()); !errors.Is(err, privacy.ErrTampered) {
+		t.Fatalf("under another eventId: %v, want ErrTampered", err)
+	}
+	if _, err := r.keys.Forget(ctx, tenant, clear.Data["customerId"].(string), "test"); err != nil {
+		t.Fatal(err)
+	}
+	data = part()
+	if err := r.prot.OpenData(ctx, tenant, sealed.EventID, v, data); err != nil || data["email"] != privacy.Erased ||
+		data["address"].(map[string]any)["city"] != privacy.Erased {
+		t.Fatalf("after forget: %v %v", data, err)
+	}
+}

@@ -7,8 +7,10 @@ import (
 	"encoding/base64"
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/hotelbus/hotelbus/schemas"
@@ -65,7 +67,7 @@ func (p *Protector) Seal(ctx context.Context, env *streams.Envelope, v *schemas.
 		return nil, err
 	}
 	var scratch sealScratch // reused across the event's values: one allocation a value, its string
-	out, err := walk(pl.seal, env.Data, "", true, func(path, s string) (string, error) {
+	out, err := walk(pl.seal, env.Data, make([]byte, 0, 64), true, func(path []byte, s string) (string, error) {
 		if strings.HasPrefix(s, Prefix) {
 			return "", fmt.Errorf("%w: data.%s: a clear value may not start with %q", streams.ErrInvalidEvent, path, Prefix)
 		}
@@ -99,7 +101,7 @@ func (pl *plan) names(env *streams.Envelope) (string, string, error) {
 type sealScratch struct{ aad, ct, out []byte }
 
 // seal returns Prefix + base64url(id | nonce | AES-GCM(s, aad = eventId NUL path)).
-func (b *sealScratch) seal(a cipher.AEAD, id KeyID, eventID, path, s string) (string, error) {
+func (b *sealScratch) seal(a cipher.AEAD, id KeyID, eventID string, path []byte, s string) (string, error) {
 	b.ct = append(b.ct[:0], id[:]...)
 	b.ct = append(b.ct, make([]byte, nonceLen)...)
 	if _, err := rand.Read(b.ct[keyIDLen:]); err != nil {
@@ -113,7 +115,7 @@ func (b *sealScratch) seal(a cipher.AEAD, id KeyID, eventID, path, s string) (st
 }
 
 // aadOf appends the associated data of a value: its event's id, NUL, its field path.
-func aadOf(b []byte, eventID, path string) []byte {
+func aadOf(b []byte, eventID string, path []byte) []byte {
 	return append(append(append(b, eventID...), 0), path...)
 }
 
@@ -125,54 +127,140 @@ func (p *Protector) Open(ctx context.Context, env *streams.Envelope, v *schemas.
 	if pl.seal == nil || env.Data == nil {
 		return nil
 	}
-	var tenant, subject string
-	var namesErr error
-	named := false
-	keys := map[KeyID]cipher.AEAD{}
-	var aad []byte
-	_, err := walk(pl.seal, env.Data, "", false, func(path, s string) (string, error) {
-		if !strings.HasPrefix(s, Prefix) {
-			return s, nil
-		}
-		if !named {
-			tenant, subject, namesErr = pl.names(env)
-			named = true
-		}
-		if namesErr != nil {
-			return "", fmt.Errorf("%w: data.%s is sealed but the event names no subject", ErrTampered, path)
-		}
-		raw, err := base64.RawURLEncoding.DecodeString(s[len(Prefix):])
-		if err != nil || len(raw) < keyIDLen+nonceLen+16 {
-			return "", fmt.Errorf("%w: data.%s is not a sealed value", ErrTampered, path)
-		}
-		id := KeyID(raw[:keyIDLen])
-		a, ok := keys[id]
-		if !ok {
-			if a, err = p.keys.openKey(ctx, tenant, subject, id); err != nil {
-				return "", err
-			}
-			keys[id] = a
-		}
-		if a == nil {
-			p.erasedValues.Add(1)
-			return Erased, nil
-		}
-		aad = aadOf(aad[:0], env.EventID, path)
-		clear, err := a.Open(raw[keyIDLen+nonceLen:keyIDLen+nonceLen], raw[keyIDLen:keyIDLen+nonceLen], raw[keyIDLen+nonceLen:], aad)
-		if err != nil {
-			return "", fmt.Errorf("%w: data.%s of event %s", ErrTampered, path, env.EventID)
-		}
-		p.openedValues.Add(1)
-		return string(clear), nil
-	})
+	o := p.opener(ctx, env.EventID)
+	o.pl, o.env = pl, env
+	return o.run(pl.seal, env.Data)
+}
+
+// OpenData is Open for part of an event's data read back apart from its envelope: it replaces, in
+// place, every sealed string of data, top-level fields of the data of event eventID of tenant in
+// v's shape (the map form, or generic JSON values as encoding/json decodes the SDK's canonical
+// JSON), by its clear value, or by Erased when its key is gone. Fields of v that data lacks are
+// skipped. The subject is not needed: the key is found by the id the sealed value carries, among
+// the tenant's live keys. A local view (streams/views) keeps, per top-level field, the event that
+// wrote it, and opens its items with it as they are read.
+func (p *Protector) OpenData(ctx context.Context, tenant, eventID string, v *schemas.Version, data map[string]any) error {
+	pl := p.subjects.plan(v)
+	if pl.seal == nil || data == nil {
+		return nil
+	}
+	o := p.opener(ctx, eventID)
+	o.tenant = tenant
+	return o.run(pl.seal, data)
+}
+
+// opener opens the sealed strings of one event. Its buffers (the path, the associated data, the
+// base64 text, the ciphertext, the plaintext) are reused across the event's values and, through
+// openers, across events; it keeps the key of the value opened last (an event's values are sealed
+// with one key).
+type opener struct {
+	p       *Protector
+	ctx     context.Context
+	eventID string
+	// The key of a value is found by the event's subject (Open: pl and env) or by the tenant and
+	// the key id alone (OpenData: tenant).
+	pl     *plan
+	env    *streams.Envelope
+	tenant string
+
+	named           bool
+	subject         string
+	namesErr        error
+	lastID          KeyID
+	last            cipher.AEAD // nil with haveLast: erased
+	haveLast        bool
+	opened, erased  int64
+	path, aad, text []byte
+	raw, out        []byte
+	clear           strings.Builder // the event's clear values; a new one each event
+}
+
+var openers = sync.Pool{New: func() any { return &opener{path: make([]byte, 0, 64)} }}
+
+func (p *Protector) opener(ctx context.Context, eventID string) *opener {
+	o := openers.Get().(*opener)
+	o.p, o.ctx, o.eventID = p, ctx, eventID
+	return o
+}
+
+// run opens the strings of data under n, then counts them and returns o to the pool.
+func (o *opener) run(n *node, data map[string]any) error {
+	_, err := walk(n, data, o.path[:0], false, o.open)
+	o.p.openedValues.Add(o.opened)
+	o.p.erasedValues.Add(o.erased)
+	clear(o.out[:cap(o.out)]) // no clear value waits in the pool
+	*o = opener{path: o.path[:0], aad: o.aad[:0], text: o.text[:0], raw: o.raw[:0], out: o.out[:0]}
+	openers.Put(o)
 	return err
 }
 
-// walk applies fn to every string of v under n, at its path. With clone it returns a copy of the
-// records and arrays it changes (v is the caller's) and refuses a value of another Go type than
-// the map form's where a sealable value belongs, so nothing passes unsealed; without, it changes v
-// in place.
-func walk(n *node, v any, path string, clone bool, fn func(path, s string) (string, error)) (any, error) {
+// key returns the key id names for the value at path (nil: erased).
+func (o *opener) key(id KeyID, path []byte) (cipher.AEAD, error) {
+	if o.env == nil {
+		return o.p.keys.openKeyByID(o.ctx, o.tenant, id)
+	}
+	if !o.named {
+		o.tenant, o.subject, o.namesErr = o.pl.names(o.env)
+		o.named = true
+	}
+	if o.namesErr != nil {
+		return nil, fmt.Errorf("%w: data.%s is sealed but the event names no subject", ErrTampered, path)
+	}
+	return o.p.keys.openKey(o.ctx, o.tenant, o.subject, id)
+}
+
+func (o *opener) open(path []byte, s string) (string, error) {
+	if !strings.HasPrefix(s, Prefix) {
+		return s, nil
+	}
+	o.text = append(o.text[:0], s[len(Prefix):]...)
+	size := base64.RawURLEncoding.DecodedLen(len(o.text))
+	o.raw = slices.Grow(o.raw[:0], size)[:size]
+	n, err := base64.RawURLEncoding.Decode(o.raw, o.text)
+	if err != nil || n < keyIDLen+nonceLen+16 {
+		return "", fmt.Errorf("%w: data.%s is not a sealed value", ErrTampered, path)
+	}
+	raw := o.raw[:n]
+	id := KeyID(raw[:keyIDLen])
+	if !o.haveLast || id != o.lastID {
+		a, err := o.key(id, path)
+		if err != nil {
+			return "", err
+		}
+		o.lastID, o.last, o.haveLast = id, a, true
+	}
+	if o.last == nil {
+		o.erased++
+		return Erased, nil
+	}
+	o.aad = aadOf(o.aad[:0], o.eventID, path)
+	clear, err := o.last.Open(o.out[:0], raw[keyIDLen:keyIDLen+nonceLen], raw[keyIDLen+nonceLen:], o.aad)
+	if err != nil {
+		return "", fmt.Errorf("%w: data.%s of event %s", ErrTampered, path, o.eventID)
+	}
+	o.out = clear
+	o.opened++
+	// The event's clear values share one buffer (a string each would be an allocation each): a
+	// Builder never changes bytes it has written, so each value is a substring of it.
+	if o.clear.Cap()-o.clear.Len() < len(clear) {
+		o.clear.Grow(max(len(clear), 256))
+	}
+	start := o.clear.Len()
+	o.clear.Write(clear)
+	return o.clear.String()[start:], nil
+}
+
+// replaced reports whether walking a value of n in place may return another value than the one
+// given (a string, or an array given as []string), which must be stored back; a record or map is
+// changed where it is.
+func (n *node) replaced() bool { return n.str || n.items != nil }
+
+// walk applies fn to every string of v under n, at its path (appended to path, a buffer walk
+// reuses: fn must not keep it). With clone it returns a copy of the records and arrays it changes
+// (v is the caller's) and refuses a value of another Go type than the map form's where a sealable
+// value belongs, so nothing passes unsealed; without, it changes v in place and leaves a value of
+// another type as it is.
+func walk(n *node, v any, path []byte, clone bool, fn func(path []byte, s string) (string, error)) (any, error) {
 	if v == nil {
 		return nil, nil
 	}
@@ -207,11 +295,14 @@ func walk(n *node, v any, path string, clone bool, fn func(path, s string) (stri
 			out = make([]any, len(items))
 		}
 		for i, it := range items {
-			nv, err := walk(n.items, it, path+"["+strconv.Itoa(i)+"]", clone, fn)
+			p := append(strconv.AppendInt(append(path, '['), int64(i), 10), ']')
+			nv, err := walk(n.items, it, p, clone, fn)
 			if err != nil {
 				return nil, err
 			}
-			out[i] = nv
+			if clone || n.items.replaced() {
+				out[i] = nv
+			}
 		}
 		return out, nil
 	case n.values != nil:
@@ -224,7 +315,7 @@ func walk(n *node, v any, path string, clone bool, fn func(path, s string) (stri
 			out = maps.Clone(m)
 		}
 		for k, mv := range m {
-			nv, err := walk(n.values, mv, path+"{"+k+"}", clone, fn)
+			nv, err := walk(n.values, mv, append(append(append(path, '{'), k...), '}'), clone, fn)
 			if err != nil {
 				return nil, err
 			}
@@ -241,15 +332,20 @@ func walk(n *node, v any, path string, clone bool, fn func(path, s string) (stri
 			out = maps.Clone(m)
 		}
 		for _, c := range n.fields {
-			p := c.field
-			if path != "" {
-				p = path + "." + c.field
+			mv := m[c.field]
+			if mv == nil { // absent or null: nothing to seal, and a clone holds it as it was
+				continue
 			}
-			nv, err := walk(c, m[c.field], p, clone, fn)
+			p := path
+			if len(p) > 0 {
+				p = append(p, '.')
+			}
+			p = append(p, c.field...)
+			nv, err := walk(c, mv, p, clone, fn)
 			if err != nil {
 				return nil, err
 			}
-			if _, present := m[c.field]; present || nv != nil {
+			if clone || c.replaced() {
 				out[c.field] = nv
 			}
 		}

@@ -1,6 +1,7 @@
 package views
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"time"
@@ -53,6 +54,18 @@ type Config struct {
 	// RequestTimeout bounds each call to Kafka: a changelog flush, an end-offset listing, topic
 	// creation. Default 10s.
 	RequestTimeout time.Duration
+	// Protector opens, as items are read (Get, Scan, GetAs, Handler), the personal-data values
+	// streams/privacy sealed at publish: readers get clear values, and an erased subject's values
+	// read as privacy.Erased. Items stay sealed on disk and in the changelog either way. Default
+	// nil: items are served as stored, their personal-data values sealed.
+	Protector Protector
+}
+
+// Protector opens the sealed values of the top-level fields data of event eventID of tenant,
+// decoded as generic JSON values in the shape of v, in place (Config.Protector).
+// *privacy.Protector is one (privacy.Protector.OpenData).
+type Protector interface {
+	OpenData(ctx context.Context, tenant, eventID string, v *schemas.Version, data map[string]any) error
 }
 
 func (c *Config) defaults() error {

@@ -31,6 +31,15 @@
 //     server decodes what it has seen before while the registry is down, and starts from disk and
 //     answers while Kafka and the registry are both down (staleness growing).
 //
+// Personal data: a view decodes without opening, so the personal-data values streams/privacy sealed
+// at publish stay sealed in the store and in the changelog. Each item names, per top-level field
+// holding sealed values, the event that wrote it (Item.Sealed: eventId, type, version); with
+// Config.Protector the values are opened as items are read (Get, Scan, GetAs, Handler), by the
+// tenant, that event and the key id each value carries, so an item merged from events sealed under
+// different subjects' keys opens field by field, and a subject erased with `privacy forget` reads
+// privacy.Erased. A value that cannot be opened (keys unreachable) is served sealed and logged, and
+// so is a field of an item stored before items kept origins, until an event changes it.
+//
 // Staleness is the time since the view was last confirmed caught up (its positions at the
 // partitions' end offsets). A view is ready once it has caught up with the end offsets seen after
 // it started, or, started from a store that already held positions, when Kafka stays unreachable

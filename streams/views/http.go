@@ -41,7 +41,7 @@ func (l *Local) Handler(auth Authorizer) http.Handler {
 		if !ok {
 			return
 		}
-		it, err := v.Get(r.PathValue("tenant"), r.PathValue("key"))
+		it, err := v.get(r.Context(), r.PathValue("tenant"), r.PathValue("key"))
 		if err != nil {
 			l.fail(w, v, err)
 			return
@@ -63,7 +63,7 @@ func (l *Local) Handler(auth Authorizer) http.Handler {
 			}
 			limit = n
 		}
-		items, next, err := v.Scan(r.PathValue("tenant"), q.Get("prefix"), q.Get("cursor"), limit)
+		items, next, err := v.scan(r.Context(), r.PathValue("tenant"), q.Get("prefix"), q.Get("cursor"), limit)
 		if err != nil {
 			l.fail(w, v, err)
 			return

@@ -21,6 +21,20 @@ type Item struct {
 	Data      json.RawMessage `json:"data"`
 	UpdatedAt time.Time       `json:"updatedAt"`
 	EventID   string          `json:"eventId"`
+	// Sealed names, for each top-level field of Data that holds personal-data values sealed by
+	// streams/privacy, the event that wrote it: what opening them needs (the data key is found by
+	// the tenant and the id the sealed value carries; the associated data is the eventId and the
+	// field path). It is kept on disk and in the changelog with the item; an item read through a
+	// view with a Protector lists only the fields that could not be opened. Absent when none.
+	Sealed map[string]Origin `json:"sealed,omitempty"`
+}
+
+// Origin is the event that wrote a top-level field of an item: its eventId, type and the version
+// its data was decoded in (the view's newest minor of the writer's major).
+type Origin struct {
+	EventID   string `json:"eventId"`
+	EventType string `json:"eventType"`
+	Version   string `json:"version"`
 }
 
 // draft is an item while a batch's events change it. Its data is kept as given (raw) until a merge
@@ -33,6 +47,7 @@ type draft struct {
 	fields    map[string]json.RawMessage // the data split by a merge
 	updatedAt time.Time
 	eventID   string
+	sealed    map[string]Origin // Item.Sealed
 }
 
 // draftOf returns the draft of a stored item (nil: absent).
@@ -44,24 +59,30 @@ func draftOf(stored []byte) (*draft, error) {
 	if err := json.Unmarshal(stored, &it); err != nil {
 		return nil, fmt.Errorf("views: stored item: %w", err)
 	}
-	return &draft{present: true, key: it.Key, raw: it.Data, updatedAt: it.UpdatedAt, eventID: it.EventID}, nil
+	return &draft{present: true, key: it.Key, raw: it.Data, updatedAt: it.UpdatedAt, eventID: it.EventID, sealed: it.Sealed}, nil
 }
 
-// apply changes the draft by one event: upsert replaces the data with data, merge copies the
-// non-null top-level fields of fields over it (an absent item starting empty), delete removes the
-// item. changed is false when nothing changed: the event is the one that changed the item last (a
-// repeat), or it deletes an absent item.
-func (d *draft) apply(action topics.Action, key string, data json.RawMessage, fields map[string]json.RawMessage, ts time.Time, eventID string) (changed bool, err error) {
-	if d.present && d.eventID == eventID {
+// apply changes the draft by one event: upsert replaces the data with c.data, merge copies the
+// non-null top-level fields of c.fields over it (an absent item starting empty), delete removes
+// the item; the origins of sealed fields follow the fields. changed is false when nothing changed:
+// the event is the one that changed the item last (a repeat), or it deletes an absent item.
+func (d *draft) apply(c *change) (changed bool, err error) {
+	if d.present && d.eventID == c.eventID {
 		return false, nil
 	}
-	switch action {
+	switch c.action {
 	case topics.Delete:
 		was := d.present
 		*d = draft{}
 		return was, nil
 	case topics.Upsert:
-		*d = draft{present: true, key: key, raw: data, updatedAt: ts, eventID: eventID}
+		*d = draft{present: true, key: c.key, raw: c.data, updatedAt: c.ts, eventID: c.eventID}
+		for _, f := range c.sealed {
+			if d.sealed == nil {
+				d.sealed = map[string]Origin{}
+			}
+			d.sealed[f] = c.origin
+		}
 		return true, nil
 	case topics.Merge:
 		if !d.present {
@@ -72,15 +93,24 @@ func (d *draft) apply(action topics.Action, key string, data json.RawMessage, fi
 			}
 			d.raw = nil
 		}
-		for k, v := range fields {
-			if string(v) != "null" {
-				d.fields[k] = v
+		for k, v := range c.fields {
+			if string(v) == "null" {
+				continue
+			}
+			d.fields[k] = v
+			if slices.Contains(c.sealed, k) {
+				if d.sealed == nil {
+					d.sealed = map[string]Origin{}
+				}
+				d.sealed[k] = c.origin
+			} else {
+				delete(d.sealed, k)
 			}
 		}
-		d.present, d.key, d.updatedAt, d.eventID = true, key, ts, eventID
+		d.present, d.key, d.updatedAt, d.eventID = true, c.key, c.ts, c.eventID
 		return true, nil
 	}
-	return false, fmt.Errorf("%w: action %q", ErrInvalid, action)
+	return false, fmt.Errorf("%w: action %q", ErrInvalid, c.action)
 }
 
 // encode returns the stored JSON of the item (nil when absent), an Item's JSON written by hand:
@@ -109,6 +139,13 @@ func (d *draft) encode() ([]byte, error) {
 			b = append(append(append(append(b, '"'), k...), `":`...), d.fields[k]...)
 		}
 		b = append(b, '}')
+	}
+	if len(d.sealed) > 0 {
+		sealed, err := json.Marshal(d.sealed)
+		if err != nil {
+			return nil, err
+		}
+		b = append(append(b, `,"sealed":`...), sealed...)
 	}
 	return append(b, '}'), nil
 }

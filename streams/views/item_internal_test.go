@@ -2,6 +2,7 @@ package views
 
 import (
 	"encoding/json"
+	"reflect"
 	"testing"
 	"time"
 
@@ -28,7 +29,7 @@ func TestApplyEvent(t *testing.T) {
 		if a == topics.Merge {
 			_ = json.Unmarshal([]byte(data), &fields)
 		}
-		changed, err := d.apply(a, "k1", json.RawMessage(data), fields, ts, id)
+		changed, err := d.apply(&change{action: a, key: "k1", data: json.RawMessage(data), fields: fields, ts: ts, eventID: id})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -77,7 +78,7 @@ func TestApplyEvent(t *testing.T) {
 	for i, over := range []string{`{"a":1,"b":"x"}`, `{"b":null,"c":[2]}`, `{"a":3}`} {
 		var fields map[string]json.RawMessage
 		_ = json.Unmarshal([]byte(over), &fields)
-		if changed, err := d.apply(topics.Merge, "k1", nil, fields, ts, string(rune('f'+i))); !changed || err != nil {
+		if changed, err := d.apply(&change{action: topics.Merge, key: "k1", fields: fields, ts: ts, eventID: string(rune('f' + i))}); !changed || err != nil {
 			t.Fatalf("merge %d: %v %v", i, changed, err)
 		}
 	}
@@ -87,6 +88,38 @@ func TestApplyEvent(t *testing.T) {
 		t.Fatalf("batched merges: %s %v", enc, err)
 	}
 	eq(&batched, `{"a":3,"b":"x","c":[2]}`)
+}
+
+// TestApplySealedOrigins: each top-level field holding sealed values keeps the event that wrote it
+// last, through upserts, merges (a later clear value drops it, a null keeps it) and the store.
+func TestApplySealedOrigins(t *testing.T) {
+	ts := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	o1 := Origin{EventID: "e1", EventType: "reservation.updated", Version: "1.0"}
+	o2 := Origin{EventID: "e2", EventType: "checkin_checkout.checked_in", Version: "1.0"}
+	d, _ := draftOf(nil)
+	fields := map[string]json.RawMessage{"guest": json.RawMessage(`{"n":"hbpii1:x"}`), "note": json.RawMessage(`"hbpii1:y"`), "n": json.RawMessage(`1`)}
+	if _, err := d.apply(&change{action: topics.Merge, key: "k1", fields: fields, ts: ts, eventID: "e1", origin: o1, sealed: []string{"guest", "note"}}); err != nil {
+		t.Fatal(err)
+	}
+	fields = map[string]json.RawMessage{"docs": json.RawMessage(`["hbpii1:z"]`), "note": json.RawMessage(`"clear now"`), "guest": json.RawMessage(`null`)}
+	if _, err := d.apply(&change{action: topics.Merge, key: "k1", fields: fields, ts: ts, eventID: "e2", origin: o2, sealed: []string{"docs"}}); err != nil {
+		t.Fatal(err)
+	}
+	enc, _ := d.encode()
+	back, err := draftOf(enc)
+	if err != nil {
+		t.Fatalf("%s: %v", enc, err)
+	}
+	want := map[string]Origin{"guest": o1, "docs": o2}
+	if !reflect.DeepEqual(back.sealed, want) {
+		t.Fatalf("sealed = %v, want %v (stored %s)", back.sealed, want, enc)
+	}
+	if _, err := back.apply(&change{action: topics.Upsert, key: "k1", data: json.RawMessage(`{"a":"hbpii1:q"}`), ts: ts, eventID: "e3", origin: o1, sealed: []string{"a"}}); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back.sealed, map[string]Origin{"a": o1}) {
+		t.Fatalf("after an upsert, sealed = %v", back.sealed)
+	}
 }
 
 func mustJSON(v any) string { b, _ := json.Marshal(v); return string(b) }

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/hotelbus/hotelbus/streams"
+	"github.com/hotelbus/hotelbus/streams/privacy"
 	"github.com/hotelbus/hotelbus/topics"
 )
 
@@ -199,6 +200,8 @@ type change struct {
 	fields    map[string]json.RawMessage // merge: data's top-level fields
 	ts        time.Time
 	eventID   string
+	origin    Origin   // the event, for the fields of sealed
+	sealed    []string // the top-level fields that hold sealed personal-data values
 }
 
 // batch is what one poll gives: the changes in order, the next offset of every partition read,
@@ -295,16 +298,32 @@ func (v *View) decode(ctx context.Context, r *kgo.Record) (*change, string, erro
 	if err != nil {
 		return nil, "undecodable", err
 	}
-	c := &change{partition: r.Partition, tenant: env.Metadata.TenantID, key: key, action: action, data: data, ts: env.Timestamp, eventID: env.EventID}
-	// A merge's fields are split here, on the decoding goroutines, not in apply's single one.
-	if action == topics.Merge {
-		if c.fields, err = splitFields(data); err != nil {
+	c := &change{partition: r.Partition, tenant: env.Metadata.TenantID, key: key, action: action, data: data, ts: env.Timestamp, eventID: env.EventID,
+		origin: Origin{EventID: env.EventID, EventType: env.EventType, Version: env.Version}}
+	// A merge's fields are split here, on the decoding goroutines, not in apply's single one; an
+	// upsert's only when it holds sealed values, to name the fields that do.
+	hasSealed := bytes.Contains(data, sealedMark)
+	if action == topics.Merge || hasSealed {
+		fields, err := splitFields(data)
+		if err != nil {
 			return nil, "undecodable", err
 		}
-		c.data = nil
+		if hasSealed {
+			for k, raw := range fields {
+				if bytes.Contains(raw, sealedMark) {
+					c.sealed = append(c.sealed, k)
+				}
+			}
+		}
+		if action == topics.Merge {
+			c.fields, c.data = fields, nil
+		}
 	}
 	return c, "", nil
 }
+
+// sealedMark starts a sealed value in the data's JSON (a quote inside a clear string is escaped).
+var sealedMark = []byte(`"` + privacy.Prefix)
 
 func (v *View) skip(r *kgo.Record, reason string, err error) {
 	v.l.cfg.Logger.Warn("views: record skipped", "view", v.def.String(), "reason", reason, "topic", r.Topic, "partition", r.Partition,
@@ -350,7 +369,7 @@ func (v *View) apply(ctx context.Context, b *batch) error {
 	}
 	for _, c := range b.changes {
 		t := items[string(itemKey(c.tenant, c.key))]
-		changed, err := t.d.apply(c.action, c.key, c.data, c.fields, c.ts, c.eventID)
+		changed, err := t.d.apply(&c)
 		if err != nil {
 			v.l.cfg.Logger.Warn("views: event not applied", "view", v.def.String(), "eventId", c.eventID, "err", err)
 			continue

@@ -219,8 +219,12 @@ func (v *View) Name() string { return v.def.Name }
 // Definition returns the view's declaration.
 func (v *View) Definition() topics.View { return v.def }
 
-// Get returns the item of key in tenant, or an error wrapping ErrNotFound.
-func (v *View) Get(tenant, key string) (Item, error) {
+// Get returns the item of key in tenant, or an error wrapping ErrNotFound. With
+// Config.Protector, its personal-data values are opened (a miss on the key topic waits at most the
+// keys' sync timeout, privacy.KeySyncTimeout).
+func (v *View) Get(tenant, key string) (Item, error) { return v.get(context.Background(), tenant, key) }
+
+func (v *View) get(ctx context.Context, tenant, key string) (Item, error) {
 	if !idRe.MatchString(tenant) || !idRe.MatchString(key) {
 		return Item{}, fmt.Errorf("%w: tenantId and key must match %s", ErrInvalid, idRe)
 	}
@@ -235,13 +239,19 @@ func (v *View) Get(tenant, key string) (Item, error) {
 	if err := json.Unmarshal(b, &it); err != nil {
 		return Item{}, fmt.Errorf("views: %s: stored item: %w", v.def, err)
 	}
+	v.open(ctx, tenant, &it)
 	return it, nil
 }
 
 // Scan returns up to limit (1 to 1000) items of tenant whose key starts with prefix, in key order,
 // starting after the key after ("" = from the first), and the key to pass as after for the next
-// page ("" when there is none).
+// page ("" when there is none). With Config.Protector, the items' personal-data values are opened
+// (as Get).
 func (v *View) Scan(tenant, prefix, after string, limit int) (items []Item, next string, err error) {
+	return v.scan(context.Background(), tenant, prefix, after, limit)
+}
+
+func (v *View) scan(ctx context.Context, tenant, prefix, after string, limit int) (items []Item, next string, err error) {
 	switch {
 	case !idRe.MatchString(tenant):
 		return nil, "", fmt.Errorf("%w: tenantId must match %s", ErrInvalid, idRe)
@@ -262,6 +272,9 @@ func (v *View) Scan(tenant, prefix, after string, limit int) (items []Item, next
 	}
 	if more {
 		next = items[len(items)-1].Key
+	}
+	for i := range items {
+		v.open(ctx, tenant, &items[i])
 	}
 	return items, next, nil
 }

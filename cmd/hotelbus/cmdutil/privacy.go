@@ -116,6 +116,10 @@ func (p *Privacy) Register(reg prometheus.Registerer) {
 	}
 }
 
+// Protector returns the protector the SerdeOptions use, for readers that open sealed values
+// outside a Serde (a view's items); nil without a key file.
+func (p *Privacy) Protector() *privacy.Protector { return p.protector }
+
 // Close stops the keys' tail.
 func (p *Privacy) Close() {
 	if p.close != nil {

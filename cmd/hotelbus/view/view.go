@@ -35,6 +35,7 @@ func New(f *cmdutil.Factory) *cobra.Command {
 
 type serveOptions struct {
 	system, listen, dir, credentials, registry, prefix string
+	keyFile                                            string
 	names                                              []string
 	reloadEvery, shutdownTimeout, offlineGrace         time.Duration
 	kafka                                              *cmdutil.KafkaFlags
@@ -62,7 +63,11 @@ registry down, serve starts from the store and answers from it; it catches up wh
 
 Tokens are the gateway's (--credentials: "<system> <token or sha256:digest> [tenants=<patterns>]"
 lines, reread when the file changes; or HOTELBUS_GATEWAY_TOKEN_<SYSTEM>; or a running dev stack's):
-a token reads only its own system's views, and only the tenants of its scope.`,
+a token reads only its own system's views, and only the tenants of its scope.
+
+Personal-data fields stay sealed in the store and the changelog as they are on Kafka; with the
+guest-data protection key file (--key-file, ` + cmdutil.EnvKeyFile + `, or a running dev stack's) they are
+opened as they are served, and an erased guest's read "[erased]". Without one they are served sealed.`,
 		Example: `  hotelbus view serve --system hotel-saas --dir /var/lib/hotelbus/views --listen :8090 \
       --credentials /etc/hotelbus/tokens --brokers kafka:9092 --registry http://registry:8081
   curl -H "Authorization: Bearer $TOKEN" http://localhost:8090/v1/views/guests/sakura-hotels/cus_01JC9K1M3P5R7T9V1X3Z5B7D9F`,
@@ -80,6 +85,7 @@ a token reads only its own system's views, and only the tenants of its scope.`,
 	fl.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a shutdown waits for requests in flight")
 	fl.DurationVar(&o.offlineGrace, "offline-grace", 5*time.Second, "how long a view started from its store waits for Kafka before it is ready on what it has")
 	cmdutil.AddPrefixFlag(cmd, &o.prefix)
+	cmdutil.AddKeyFileFlag(cmd, &o.keyFile)
 	o.kafka = cmdutil.AddKafkaFlags(cmd)
 	return cmd
 }
@@ -142,8 +148,18 @@ func serve(ctx context.Context, f *cmdutil.Factory, o *serveOptions) error {
 	}
 	log := slog.New(slog.NewTextHandler(f.ErrOut, nil))
 	ops := cmdutil.NewOps()
-	local, err := views.Open(views.Config{System: sys.Name, Dir: o.dir, Catalog: cat, Views: defs, Schemas: set, Prefix: o.prefix,
-		Brokers: seeds, KafkaOptions: kopts, RegistryURLs: []string{regURL}, Logger: log, Metrics: ops.Registry, OfflineGrace: o.offlineGrace})
+	priv, err := f.PrivacyOptions(o.keyFile, o.kafka, cat, "personal-data fields are served sealed")
+	if err != nil {
+		return err
+	}
+	defer priv.Close()
+	priv.Register(ops.Registry)
+	cfg := views.Config{System: sys.Name, Dir: o.dir, Catalog: cat, Views: defs, Schemas: set, Prefix: o.prefix,
+		Brokers: seeds, KafkaOptions: kopts, RegistryURLs: []string{regURL}, Logger: log, Metrics: ops.Registry, OfflineGrace: o.offlineGrace}
+	if p := priv.Protector(); p != nil {
+		cfg.Protector = p
+	}
+	local, err := views.Open(cfg)
 	switch {
 	case errors.Is(err, views.ErrConfig), errors.Is(err, views.ErrInvalid):
 		return cmdutil.Usagef("%v", err)
