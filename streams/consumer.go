@@ -48,12 +48,14 @@ import (
 //     committed past an event that was neither handled nor dead-lettered. Undecodable records
 //     reach the chain as Messages with DecodeErr set.
 //   - The committed offset of a partition is the lowest offset not yet finished (every record
-//     below it is finished). It never moves backwards, and is committed every CommitInterval, when
-//     partitions are revoked and on shutdown; records finished above it are handled again by the
-//     next owner after a rebalance or a crash (at-least-once; dedup middleware removes the repeats).
+//     below it is finished), or held by middleware whose work for a finished record ends later
+//     (Dedup's done marks, written together after their handlers returned). It never moves
+//     backwards, and is committed every CommitInterval, when partitions are revoked and on
+//     shutdown; records finished above it are handled again by the next owner after a rebalance
+//     or a crash (at-least-once; dedup middleware removes the repeats).
 //   - Rebalances are cooperative (cooperative-sticky). On revoke the consumer stops starting
 //     handlers for the revoked partitions, waits up to ShutdownTimeout for their running handlers
-//     (then cancels their contexts and abandons them), commits what finished while it still owns
+//     and held records (then cancels their contexts and abandons them), commits what finished while it still owns
 //     the partitions, and only then lets the rebalance proceed. Lost partitions (the member was
 //     evicted) are dropped without a commit.
 //
