@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -27,29 +26,8 @@ import (
 // the rest, and without a key file shows them sealed; `privacy rotate-kek` re-wraps the two
 // remaining keys. Missing --subject is a usage error (exit 2).
 func TestForgetStatusReplayRotate(t *testing.T) {
-	b := streamstest.Kfake(t)
-	prefix := streamstest.Name(t, "privcmd") + "."
-	cat := streamstest.PrefixedCatalog(t, b, prefix)
-	reg, regURL := streamstest.Registry(t)
-	set := streamstest.RegisterSchemas(t, reg, cat)
-	keyFile := filepath.Join(t.TempDir(), privacy.KeyFileName)
-	if _, err := privacy.GenerateKeyFile(keyFile); err != nil {
-		t.Fatal(err)
-	}
-	prot, closeKeys, err := cmdutil.StartProtector(keyFile, b.Brokers, nil, cat, set)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeKeys()
-	serde, err := streams.NewSerde(reg, set, cat, streams.WithFieldProtector(prot))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := streams.NewProducer("hotel-member", serde, streams.Brokers(b.Brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close(context.Background())
+	stack := cmdtest.Sealed(t, "privcmd", "hotel-member")
+	b, prefix, cat, set, regURL, keyFile, serde, p := stack.Broker, stack.Prefix, stack.Catalog, stack.Schemas, stack.Registry, stack.KeyFile, stack.Serde, stack.Producer
 	v, _ := set.Latest("customer.created")
 	for i, id := range []string{"cus_gone", "cus_kept"} {
 		env, err := serde.ParseJSON(v.Example)

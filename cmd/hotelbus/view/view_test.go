@@ -15,9 +15,7 @@ import (
 
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/cmdutil"
 	"github.com/hotelbus/hotelbus/cmd/hotelbus/cmdutil/cmdtest"
-	"github.com/hotelbus/hotelbus/streams"
 	"github.com/hotelbus/hotelbus/streams/privacy"
-	"github.com/hotelbus/hotelbus/streams/streamstest"
 	"github.com/hotelbus/hotelbus/streams/views"
 )
 
@@ -48,29 +46,8 @@ func TestServeUsage(t *testing.T) {
 // and says so on stderr.
 func TestServeOpensWithKeyFile(t *testing.T) {
 	bin := cmdtest.Binary(t, "")
-	b := streamstest.Kfake(t)
-	prefix := streamstest.Name(t, "viewcmd") + "."
-	cat := streamstest.PrefixedCatalog(t, b, prefix)
-	reg, regURL := streamstest.Registry(t)
-	set := streamstest.RegisterSchemas(t, reg, cat)
-	keyFile := filepath.Join(t.TempDir(), privacy.KeyFileName)
-	if _, err := privacy.GenerateKeyFile(keyFile); err != nil {
-		t.Fatal(err)
-	}
-	prot, closeKeys, err := cmdutil.StartProtector(keyFile, b.Brokers, nil, cat, set)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeKeys()
-	serde, err := streams.NewSerde(reg, set, cat, streams.WithFieldProtector(prot))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := streams.NewProducer("hotel-member", serde, streams.Brokers(b.Brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close(context.Background())
+	st := cmdtest.Sealed(t, "viewcmd", "hotel-member")
+	b, prefix, set, regURL, keyFile, serde, p := st.Broker, st.Prefix, st.Schemas, st.Registry, st.KeyFile, st.Serde, st.Producer
 	const email = "hanako.sato@example.jp"
 	v, _ := set.Latest("customer.updated")
 	env, err := serde.ParseJSON(v.Example)
