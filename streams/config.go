@@ -166,8 +166,9 @@ func RequestTimeout(d time.Duration) ProducerOption {
 }
 
 // clientOpts returns the franz-go options of a producer or writer of system. The delivery
-// timeout is bounded per record (see boundDelivery), not with RecordDeliveryTimeout, which counts from
-// the record's timestamp: a replayed record keeps its original one.
+// timeout is bounded by the record's context (see deliveryDeadlines), not with
+// RecordDeliveryTimeout, which counts from the record's timestamp: a replayed record keeps its
+// original one.
 func (c *producerConfig) clientOpts(system string) []kgo.Opt {
 	return append([]kgo.Opt{
 		kgo.SeedBrokers(c.brokers...),
