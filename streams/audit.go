@@ -65,6 +65,13 @@ type AuditLog struct {
 	log     *slog.Logger
 	dropped atomic.Int64
 	failed  atomic.Int64
+	sent    func(*kgo.Record, error) // the promise of every record, made once
+}
+
+func newAuditLog(w *Writer, logger *slog.Logger) *AuditLog {
+	a := &AuditLog{w: w, log: logger}
+	a.sent = a.promise
+	return a
 }
 
 // NewAuditLog returns the audit log of w's system, writing to its catalog's audit topic through w
@@ -76,7 +83,7 @@ func NewAuditLog(w *Writer, logger *slog.Logger) (*AuditLog, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &AuditLog{w: w, log: logger}, nil
+	return newAuditLog(w, logger), nil
 }
 
 // Write sends r without waiting.
@@ -93,18 +100,20 @@ func (a *AuditLog) Write(r AuditRecord) {
 	if key == "" {
 		key = r.EventID
 	}
-	topic := a.w.cat.AuditTopic
-	a.w.send(context.Background(), &kgo.Record{Topic: topic, Key: []byte(key), Value: b}, true, func(_ *kgo.Record, err error) {
-		switch {
-		case err == nil:
-		case errors.Is(err, kgo.ErrMaxBuffered):
-			a.dropped.Add(1)
-		default:
-			if a.failed.Add(1) == 1 {
-				a.log.Warn("streams: audit log write failed (further failures are only counted)", "topic", topic, "err", err)
-			}
+	a.w.send(context.Background(), &kgo.Record{Topic: a.w.cat.AuditTopic, Key: []byte(key), Value: b}, true, a.sent)
+}
+
+// promise counts and logs a failed write.
+func (a *AuditLog) promise(r *kgo.Record, err error) {
+	switch {
+	case err == nil:
+	case errors.Is(err, kgo.ErrMaxBuffered):
+		a.dropped.Add(1)
+	default:
+		if a.failed.Add(1) == 1 {
+			a.log.Warn("streams: audit log write failed (further failures are only counted)", "topic", r.Topic, "err", err)
 		}
-	})
+	}
 }
 
 // Flush waits for the records written so far to be acknowledged or fail.
@@ -169,7 +178,7 @@ func (r *AuditRecord) appendJSON(b []byte) ([]byte, bool) {
 	}
 	str := func(key, v string) {
 		b = append(b, key...)
-		b = appendString(b, v)
+		b = appendPlainString(b, v)
 	}
 	str(`{"kind":`, r.Kind)
 	str(`,"system":`, r.System)
@@ -196,3 +205,22 @@ func (r *AuditRecord) appendJSON(b []byte) ([]byte, bool) {
 	}
 	return append(b, '}'), true
 }
+
+// appendPlainString is appendString with a fast path for text json.Marshal writes unescaped
+// (printable ASCII but for " \ < > &), as the identifiers of an audit record are.
+func appendPlainString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if !jsonPlain[s[i]] {
+			return appendString(b, s)
+		}
+	}
+	return append(append(append(b, '"'), s...), '"')
+}
+
+// jsonPlain marks the bytes json.Marshal writes in a string as they are.
+var jsonPlain = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()

@@ -39,9 +39,19 @@ func benchSetup(b *testing.B) (streamstest.Backend, *streams.Serde, *streams.Env
 	return bk, serde, env
 }
 
-func BenchmarkPublishAsync(b *testing.B) {
+// BenchmarkPublishAsync publishes with the defaults: each event also writes its publish audit
+// record (two Kafka records per event).
+func BenchmarkPublishAsync(b *testing.B) { benchmarkPublishAsync(b) }
+
+// BenchmarkPublishAsyncWithoutAudit is BenchmarkPublishAsync with PublishAudit(false): the price
+// of the audit record is the difference.
+func BenchmarkPublishAsyncWithoutAudit(b *testing.B) {
+	benchmarkPublishAsync(b, streams.PublishAudit(false))
+}
+
+func benchmarkPublishAsync(b *testing.B, opts ...streams.ProducerOption) {
 	bk, serde, env := benchSetup(b)
-	p, err := streams.NewProducer("hotel-pms", serde, streams.Brokers(bk.Brokers...))
+	p, err := streams.NewProducer("hotel-pms", serde, append([]streams.ProducerOption{streams.Brokers(bk.Brokers...)}, opts...)...)
 	if err != nil {
 		b.Fatal(err)
 	}

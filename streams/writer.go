@@ -76,7 +76,7 @@ func newWriter(system string, cat *topics.Catalog, cfg producerConfig, kopts []k
 		w.cfg.observers = append(w.cfg.observers, endPublishSpan{})
 	}
 	if cfg.audit && cat.AuditTopic != "" {
-		w.cfg.observers = append(w.cfg.observers, &AuditLog{w: w, log: slog.Default()})
+		w.cfg.observers = append(w.cfg.observers, newAuditLog(w, slog.Default()))
 	}
 	return w, nil
 }
