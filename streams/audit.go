@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -88,22 +89,33 @@ func NewAuditLog(w *Writer, logger *slog.Logger) (*AuditLog, error) {
 
 // Write sends r without waiting.
 func (a *AuditLog) Write(r AuditRecord) {
-	b, ok := r.appendJSON(make([]byte, 0, 384))
+	rec := auditRecords.Get().(*kgo.Record)
+	b, ok := r.appendJSON(rec.Value[:0])
 	if !ok {
-		var err error
-		if b, err = json.Marshal(r); err != nil {
+		m, err := json.Marshal(r)
+		if err != nil {
 			a.failed.Add(1)
+			auditRecords.Put(rec)
 			return
 		}
+		b = append(rec.Value[:0], m...)
 	}
 	key := r.CorrelationID
 	if key == "" {
 		key = r.EventID
 	}
-	a.w.send(context.Background(), &kgo.Record{Topic: a.w.cat.AuditTopic, Key: []byte(key), Value: b}, true, a.sent)
+	n := len(b)
+	b = append(b, key...) // the key after the value: one buffer, whose capacity the value keeps
+	*rec = kgo.Record{Topic: a.w.cat.AuditTopic, Key: b[n:], Value: b[:n]}
+	a.w.send(context.Background(), rec, true, a.sent)
 }
 
-// promise counts and logs a failed write.
+// auditRecords recycles the records of the audit log, their value and key in one buffer of the
+// value's capacity: franz-go no longer reads a record once it has called its promise. Buffers
+// grown past 4 KiB (a long error) are not kept.
+var auditRecords = sync.Pool{New: func() any { return &kgo.Record{Value: make([]byte, 0, 512)} }}
+
+// promise counts and logs a failed write, and recycles the record.
 func (a *AuditLog) promise(r *kgo.Record, err error) {
 	switch {
 	case err == nil:
@@ -113,6 +125,10 @@ func (a *AuditLog) promise(r *kgo.Record, err error) {
 		if a.failed.Add(1) == 1 {
 			a.log.Warn("streams: audit log write failed (further failures are only counted)", "topic", r.Topic, "err", err)
 		}
+	}
+	if cap(r.Value) <= 4<<10 {
+		*r = kgo.Record{Value: r.Value[:0]}
+		auditRecords.Put(r)
 	}
 }
 
