@@ -194,7 +194,7 @@ func PublishAudit(on bool) ProducerOption {
 
 // DeliveryTimeout bounds how long a producer without a spool waits for the broker to acknowledge
 // an event: Publish then fails with ErrDeliveryTimeout (PublishAsync's done gets it), also while
-// no broker can be reached at all, never earlier and at most 1% (and 100ms) later. Default 30s. Maps to delivery.timeout.ms (franz-go's
+// no broker can be reached at all, never earlier and at most 1% later. Default 30s. Maps to delivery.timeout.ms (franz-go's
 // RecordDeliveryTimeout). With a spool, SpoolAfter applies instead: the event is spooled.
 func DeliveryTimeout(d time.Duration) ProducerOption {
 	return func(c *producerConfig) { c.deliveryTimeout = d }

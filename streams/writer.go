@@ -151,11 +151,12 @@ func (w *Writer) write(ctx context.Context, rec *kgo.Record, mode writeMode, don
 }
 
 // deliveryDeadlines bounds how long a Writer's records wait for the broker: each record gets a
-// context that ends DeliveryTimeout after it was written, or up to one slot (1% of the timeout, at
-// most 100ms) later, with the cause ErrDeliveryTimeout. franz-go fails a record whose context ends
-// even while no broker is reachable, when its RecordDeliveryTimeout is not evaluated. Records
-// written within one slot share one deadline context, so the writer arms one timer per slot
-// instead of one per record (a timer per record cost a tenth of the publish path's CPU).
+// context that ends DeliveryTimeout after it was written, or up to one slot (1% of the timeout)
+// later, with the cause ErrDeliveryTimeout. franz-go fails a record whose context ends even while
+// no broker is reachable, when its RecordDeliveryTimeout is not evaluated. Records written within
+// one slot share one deadline context, so the writer arms one timer per slot instead of one per
+// record (a timer per record cost a tenth of the publish path's CPU), and at most 101 deadlines
+// wait at a time, however long the timeout.
 type deliveryDeadlines struct {
 	d, slot time.Duration
 	cur     atomic.Pointer[deliveryDeadline]
@@ -170,7 +171,7 @@ type deliveryDeadline struct {
 }
 
 func newDeliveryDeadlines(d time.Duration) *deliveryDeadlines {
-	return &deliveryDeadlines{d: d, slot: min(d/100, 100*time.Millisecond)}
+	return &deliveryDeadlines{d: d, slot: d / 100}
 }
 
 // at returns the deadline context of a record written at now.
