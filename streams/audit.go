@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -65,6 +66,13 @@ type AuditLog struct {
 	log     *slog.Logger
 	dropped atomic.Int64
 	failed  atomic.Int64
+	sent    func(*kgo.Record, error) // the promise of every record, made once
+}
+
+func newAuditLog(w *Writer, logger *slog.Logger) *AuditLog {
+	a := &AuditLog{w: w, log: logger}
+	a.sent = a.promise
+	return a
 }
 
 // NewAuditLog returns the audit log of w's system, writing to its catalog's audit topic through w
@@ -76,35 +84,52 @@ func NewAuditLog(w *Writer, logger *slog.Logger) (*AuditLog, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &AuditLog{w: w, log: logger}, nil
+	return newAuditLog(w, logger), nil
 }
 
 // Write sends r without waiting.
 func (a *AuditLog) Write(r AuditRecord) {
-	b, ok := r.appendJSON(make([]byte, 0, 384))
+	rec := auditRecords.Get().(*kgo.Record)
+	b, ok := r.appendJSON(rec.Value[:0])
 	if !ok {
-		var err error
-		if b, err = json.Marshal(r); err != nil {
+		m, err := json.Marshal(r)
+		if err != nil {
 			a.failed.Add(1)
+			auditRecords.Put(rec)
 			return
 		}
+		b = append(rec.Value[:0], m...)
 	}
 	key := r.CorrelationID
 	if key == "" {
 		key = r.EventID
 	}
-	topic := a.w.cat.AuditTopic
-	a.w.send(context.Background(), &kgo.Record{Topic: topic, Key: []byte(key), Value: b}, true, func(_ *kgo.Record, err error) {
-		switch {
-		case err == nil:
-		case errors.Is(err, kgo.ErrMaxBuffered):
-			a.dropped.Add(1)
-		default:
-			if a.failed.Add(1) == 1 {
-				a.log.Warn("streams: audit log write failed (further failures are only counted)", "topic", topic, "err", err)
-			}
+	n := len(b)
+	b = append(b, key...) // the key after the value: one buffer, whose capacity the value keeps
+	*rec = kgo.Record{Topic: a.w.cat.AuditTopic, Key: b[n:], Value: b[:n]}
+	a.w.send(context.Background(), rec, true, a.sent)
+}
+
+// auditRecords recycles the records of the audit log, their value and key in one buffer of the
+// value's capacity: franz-go no longer reads a record once it has called its promise. Buffers
+// grown past 4 KiB (a long error) are not kept.
+var auditRecords = sync.Pool{New: func() any { return &kgo.Record{Value: make([]byte, 0, 512)} }}
+
+// promise counts and logs a failed write, and recycles the record.
+func (a *AuditLog) promise(r *kgo.Record, err error) {
+	switch {
+	case err == nil:
+	case errors.Is(err, kgo.ErrMaxBuffered):
+		a.dropped.Add(1)
+	default:
+		if a.failed.Add(1) == 1 {
+			a.log.Warn("streams: audit log write failed (further failures are only counted)", "topic", r.Topic, "err", err)
 		}
-	})
+	}
+	if cap(r.Value) <= 4<<10 {
+		*r = kgo.Record{Value: r.Value[:0]}
+		auditRecords.Put(r)
+	}
 }
 
 // Flush waits for the records written so far to be acknowledged or fail.
@@ -169,7 +194,7 @@ func (r *AuditRecord) appendJSON(b []byte) ([]byte, bool) {
 	}
 	str := func(key, v string) {
 		b = append(b, key...)
-		b = appendString(b, v)
+		b = appendPlainString(b, v)
 	}
 	str(`{"kind":`, r.Kind)
 	str(`,"system":`, r.System)
@@ -196,3 +221,22 @@ func (r *AuditRecord) appendJSON(b []byte) ([]byte, bool) {
 	}
 	return append(b, '}'), true
 }
+
+// appendPlainString is appendString with a fast path for text json.Marshal writes unescaped
+// (printable ASCII but for " \ < > &), as the identifiers of an audit record are.
+func appendPlainString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if !jsonPlain[s[i]] {
+			return appendString(b, s)
+		}
+	}
+	return append(append(append(b, '"'), s...), '"')
+}
+
+// jsonPlain marks the bytes json.Marshal writes in a string as they are.
+var jsonPlain = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()

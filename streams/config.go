@@ -166,8 +166,9 @@ func RequestTimeout(d time.Duration) ProducerOption {
 }
 
 // clientOpts returns the franz-go options of a producer or writer of system. The delivery
-// timeout is bounded per record (see boundDelivery), not with RecordDeliveryTimeout, which counts from
-// the record's timestamp: a replayed record keeps its original one.
+// timeout is bounded by the record's context (see deliveryDeadlines), not with
+// RecordDeliveryTimeout, which counts from the record's timestamp: a replayed record keeps its
+// original one.
 func (c *producerConfig) clientOpts(system string) []kgo.Opt {
 	return append([]kgo.Opt{
 		kgo.SeedBrokers(c.brokers...),
@@ -193,7 +194,7 @@ func PublishAudit(on bool) ProducerOption {
 
 // DeliveryTimeout bounds how long a producer without a spool waits for the broker to acknowledge
 // an event: Publish then fails with ErrDeliveryTimeout (PublishAsync's done gets it), also while
-// no broker can be reached at all. Default 30s. Maps to delivery.timeout.ms (franz-go's
+// no broker can be reached at all, never earlier and at most 1% later. Default 30s. Maps to delivery.timeout.ms (franz-go's
 // RecordDeliveryTimeout). With a spool, SpoolAfter applies instead: the event is spooled.
 func DeliveryTimeout(d time.Duration) ProducerOption {
 	return func(c *producerConfig) { c.deliveryTimeout = d }

@@ -311,7 +311,9 @@ func dualFixture(t *testing.T, b streamstest.Backend) (*streams.Serde, *streams.
 }
 
 // TestProducerDeliveryTimeout: without a spool, Publish to an unreachable broker fails with
-// ErrDeliveryTimeout (retryable) once DeliveryTimeout has passed, instead of waiting forever.
+// ErrDeliveryTimeout (retryable) once DeliveryTimeout has passed, instead of waiting forever,
+// whatever context the caller gives (background, one carrying values, a cancellable one); and a
+// caller's context that ends first ends the wait with its own error.
 func TestProducerDeliveryTimeout(t *testing.T) {
 	set, cat := loadAll(t)
 	serde, _ := newSerde(t, set, cat)
@@ -325,14 +327,29 @@ func TestProducerDeliveryTimeout(t *testing.T) {
 		defer cancel()
 		_ = p.Close(ctx)
 	})
-	start := time.Now()
-	_, err = p.Publish(context.Background(), example(t, serde, "reservation.created"))
-	took := time.Since(start)
-	if !errors.Is(err, streams.ErrDeliveryTimeout) || !streams.IsRetryable(err) {
-		t.Errorf("Publish = %v, want ErrDeliveryTimeout (retryable)", err)
+	cancellable, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for name, ctx := range map[string]context.Context{
+		"background":  context.Background(),
+		"values":      streams.ContextWithCorrelationID(context.Background(), "flow-1"),
+		"cancellable": cancellable,
+	} {
+		start := time.Now()
+		_, err = p.Publish(ctx, example(t, serde, "reservation.created"))
+		took := time.Since(start)
+		if !errors.Is(err, streams.ErrDeliveryTimeout) || !streams.IsRetryable(err) {
+			t.Errorf("%s: Publish = %v, want ErrDeliveryTimeout (retryable)", name, err)
+		}
+		if took < timeout || took > timeout+3*time.Second {
+			t.Errorf("%s: Publish returned after %s, want about %s", name, took, timeout)
+		}
 	}
-	if took < timeout || took > timeout+3*time.Second {
-		t.Errorf("Publish returned after %s, want about %s", took, timeout)
+	short, cancelShort := context.WithTimeout(context.Background(), time.Second)
+	defer cancelShort()
+	start := time.Now()
+	_, err = p.Publish(short, example(t, serde, "reservation.created"))
+	if took := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, streams.ErrDeliveryTimeout) || took > timeout {
+		t.Errorf("Publish with a 1s context = %v after %s, want the context's error before DeliveryTimeout", err, took)
 	}
 	if _, err := streams.NewProducer("hotel-pms", serde, streams.Brokers("127.0.0.1:1"), streams.DeliveryTimeout(time.Millisecond)); !errors.Is(err, streams.ErrConfig) {
 		t.Errorf("DeliveryTimeout(1ms) = %v, want ErrConfig", err)

@@ -30,24 +30,43 @@ func (s *Serde) record(ctx context.Context, env *Envelope, typed Event) (*kgo.Re
 	if err != nil {
 		return nil, err
 	}
-	return &kgo.Record{Topic: topic, Key: []byte(env.Metadata.TenantID), Value: value, Headers: Headers(env)}, nil
+	// One allocation holds the record and its headers, one the key and every header value.
+	r := &struct {
+		kgo.Record
+		headers [len(headerKeys)]kgo.RecordHeader
+	}{}
+	tenant := env.Metadata.TenantID
+	buf := append(make([]byte, 0, len(tenant)+headersLen(env)), tenant...)
+	r.Topic, r.Key, r.Value = topic, buf[:len(tenant):len(tenant)], value
+	r.Headers = r.headers[:]
+	putHeaders(r.Headers, buf, env)
+	return &r.Record, nil
 }
+
+// headerKeys are the envelope headers, in the order hotelbus writes them.
+var headerKeys = [...]string{HeaderEventType, HeaderVersion, HeaderEventID, HeaderSource, HeaderCorrelationID, HeaderTraceparent}
 
 // Headers returns the envelope headers of env. The traceparent's span id is derived from the
 // eventId (FNV-1a), so the same event always carries the same parent span.
 func Headers(env *Envelope) []kgo.RecordHeader {
-	// One allocation holds every value (six headers per event published).
+	hs := make([]kgo.RecordHeader, len(headerKeys))
+	putHeaders(hs, make([]byte, 0, headersLen(env)), env)
+	return hs
+}
+
+// headersLen is the length of env's header values.
+func headersLen(env *Envelope) int {
+	return len(env.EventType) + len(env.Version) + len(env.EventID) + len(env.Metadata.Source) + len(env.Metadata.CorrelationID) +
+		len("00-") + len(env.Metadata.TraceID) + len("-0123456789abcdef-01")
+}
+
+// putHeaders sets hs (len(headerKeys) long) to env's headers, their values appended to buf, which
+// has room for them (headersLen).
+func putHeaders(hs []kgo.RecordHeader, buf []byte, env *Envelope) {
 	vals := [...]string{env.EventType, env.Version, env.EventID, env.Metadata.Source, env.Metadata.CorrelationID}
-	n := len("00-") + len(env.Metadata.TraceID) + len("-0123456789abcdef-01")
-	for _, v := range vals {
-		n += len(v)
-	}
-	buf := make([]byte, 0, n)
-	hs := []kgo.RecordHeader{{Key: HeaderEventType}, {Key: HeaderVersion}, {Key: HeaderEventID}, {Key: HeaderSource},
-		{Key: HeaderCorrelationID}, {Key: HeaderTraceparent}}
 	for i, v := range vals {
 		buf = append(buf, v...)
-		hs[i].Value = buf[len(buf)-len(v) : len(buf) : len(buf)]
+		hs[i] = kgo.RecordHeader{Key: headerKeys[i], Value: buf[len(buf)-len(v) : len(buf) : len(buf)]}
 	}
 	start := len(buf) // 00-<32 hex trace id>-<16 hex span id>-01
 	buf = append(append(buf, "00-"...), env.Metadata.TraceID...)
@@ -56,8 +75,7 @@ func Headers(env *Envelope) []kgo.RecordHeader {
 	for shift := 60; shift >= 0; shift -= 4 {
 		buf = append(buf, hexDigits[h>>uint(shift)&0xf])
 	}
-	hs[5].Value = append(buf, "-01"...)[start:]
-	return hs
+	hs[5] = kgo.RecordHeader{Key: HeaderTraceparent, Value: append(buf, "-01"...)[start:]}
 }
 
 // eventSpanID derives the parent span id of an event's traceparent from its eventId (FNV-1a).

@@ -5,8 +5,9 @@
 //
 // Rows (see Report.Rows for the fields):
 //
-//	produce          SDK PublishAsync (validate, encode, publish) vs raw franz-go producing the same
-//	                 events pre-encoded, same settings (acks=all, idempotent, linger 5ms, snappy)
+//	produce          SDK PublishAsync (validate, encode, publish, and the publish audit record each
+//	                 event also writes) vs raw franz-go producing the same events pre-encoded, without
+//	                 audit records, same settings (acks=all, idempotent, linger 5ms, snappy)
 //	consume          consumer runtime with Redis dedup and a no-op handler vs raw franz-go reading the
 //	                 same records (rates from the first record to the last)
 //	key-ordering     key-ordered concurrency vs partition-serial handling (MaxInFlightPerPartition 1),

@@ -79,6 +79,32 @@ func (r *run) produceConsume(ctx context.Context) ([]Row, error) {
 			return nil, err
 		}
 	}
+	cl, err := r.client(kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(5*time.Millisecond),
+		kgo.ProducerBatchCompression(kgo.SnappyCompression(), kgo.NoCompression()))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	// Neither side pays for the run's new topics electing leaders, nor for its clients' first
+	// connection and producer id: the SDK publishes the first event of each system, raw franz-go
+	// its first record, before the clocks start.
+	if err := r.awaitLeaders(ctx); err != nil {
+		return nil, err
+	}
+	timed, warmed := sdk[:0:0], map[string]bool{}
+	for _, ev := range sdk {
+		if p := producers[ev.System]; p != nil && !warmed[ev.System] {
+			warmed[ev.System] = true
+			if _, err := p.Publish(ctx, ev.Envelope); err != nil {
+				return nil, fmt.Errorf("publishing: %w", err)
+			}
+			continue
+		}
+		timed = append(timed, ev)
+	}
+	if err := cl.ProduceSync(ctx, raw[0]).FirstErr(); err != nil {
+		return nil, fmt.Errorf("raw franz-go: %w", err)
+	}
 	var failed atomic.Value
 	var wg sync.WaitGroup
 	done := func(err error) {
@@ -88,34 +114,54 @@ func (r *run) produceConsume(ctx context.Context) ([]Row, error) {
 		wg.Done()
 	}
 	start := time.Now()
-	for _, ev := range sdk {
+	for _, ev := range timed {
 		wg.Add(1)
 		producers[ev.System].PublishAsync(ctx, ev.Envelope, func(_ streams.Result, err error) { done(err) })
 	}
 	wg.Wait()
-	sdkRate := rate(n, time.Since(start))
-	cl, err := r.client(kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(5*time.Millisecond),
-		kgo.ProducerBatchCompression(kgo.SnappyCompression(), kgo.NoCompression()))
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
+	sdkRate := rate(len(timed), time.Since(start))
 	start = time.Now()
-	for _, rec := range raw {
+	for _, rec := range raw[1:] {
 		wg.Add(1)
 		cl.Produce(ctx, rec, func(_ *kgo.Record, err error) { done(err) })
 	}
 	wg.Wait()
-	rawRate := rate(n, time.Since(start))
+	rawRate := rate(len(raw)-1, time.Since(start))
 	if err, _ := failed.Load().(error); err != nil {
 		return nil, fmt.Errorf("publishing: %w", err)
 	}
-	rows := []Row{row("produce", "SDK PublishAsync", sdkRate, "raw franz-go, same bytes", rawRate, "events/s", "higher", "≥ 0.7")}
+	produce := row("produce", "SDK PublishAsync", sdkRate, "raw franz-go, same bytes", rawRate, "events/s", "higher", "≥ 0.7")
+	produce.Note = "SDK: 2 records per event (its audit record), raw: 1"
+	rows := []Row{produce}
 	consume, err := r.consume(ctx, 2*n)
 	if err != nil {
 		return nil, err
 	}
 	return append(rows, consume...), nil
+}
+
+// awaitLeaders waits until every partition of the run's topics has a leader (new topics elect
+// theirs after they are created), for at most a minute.
+func (r *run) awaitLeaders(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		md, err := r.adm.Metadata(ctx, r.topics...)
+		ready := err == nil
+		for _, t := range md.Topics {
+			for _, p := range t.Partitions {
+				ready = ready && t.Err == nil && p.Err == nil && p.Leader >= 0
+			}
+		}
+		if ready {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("bench: waiting for the leaders of the run's topics: %w (last error: %v)", ctx.Err(), err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // countingPreparer counts the batches passed to a BatchPreparer.
