@@ -315,8 +315,6 @@ func (p *Producer) recordOf(ctx context.Context, env *Envelope, typed Event) (*k
 	return rec, nil
 }
 
-func eventIDOf(r *kgo.Record) string { return Header(r, HeaderEventID) }
-
 // send produces recs in order and waits for all of them.
 func (p *Producer) send(ctx context.Context, recs []*kgo.Record) ([]Result, error) {
 	results := make([]Result, len(recs))
@@ -334,7 +332,7 @@ func (p *Producer) send(ctx context.Context, recs []*kgo.Record) ([]Result, erro
 	}
 	for i, err := range errs {
 		if err != nil {
-			return results, fmt.Errorf("event %s: %w", eventIDOf(recs[i]), err)
+			return results, fmt.Errorf("event %s: %w", Header(recs[i], HeaderEventID), err)
 		}
 	}
 	return results, nil
@@ -356,7 +354,7 @@ func (p *Producer) spoolFirst(recs []*kgo.Record, results []Result, errs []error
 		if err != nil {
 			errs[i] = err
 		} else {
-			results[i] = Result{EventID: eventIDOf(rec), Topic: rec.Topic, Spooled: true, Seq: seqs[i]}
+			results[i] = Result{EventID: Header(rec, HeaderEventID), Topic: rec.Topic, Spooled: true, Seq: seqs[i]}
 		}
 		p.w.observe(rec, results[i], errs[i])
 	}
@@ -394,7 +392,7 @@ func (p *Producer) produce(ctx context.Context, rec *kgo.Record, done func(Resul
 			done(Result{}, err)
 			return
 		}
-		done(Result{EventID: eventIDOf(rec), Topic: rec.Topic, Spooled: true, Seq: seqs[0]}, nil)
+		done(Result{EventID: Header(rec, HeaderEventID), Topic: rec.Topic, Spooled: true, Seq: seqs[0]}, nil)
 		return
 	}
 	if p.inflight == 0 {
@@ -410,7 +408,7 @@ func (p *Producer) produce(ctx context.Context, rec *kgo.Record, done func(Resul
 			p.progress = time.Now()
 			p.mu.Unlock()
 			p.settle()
-			done(Result{EventID: eventIDOf(r), Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}, nil)
+			done(Result{EventID: Header(r, HeaderEventID), Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}, nil)
 			return
 		}
 		if !outage(err) {
@@ -432,7 +430,7 @@ func (p *Producer) produce(ctx context.Context, rec *kgo.Record, done func(Resul
 			done(Result{}, serr)
 			return
 		}
-		done(Result{EventID: eventIDOf(r), Topic: r.Topic, Spooled: true, Seq: seqs[0]}, nil)
+		done(Result{EventID: Header(r, HeaderEventID), Topic: r.Topic, Spooled: true, Seq: seqs[0]}, nil)
 	})
 }
 
@@ -453,7 +451,7 @@ func (p *Producer) appendLocked(recs ...*kgo.Record) ([]uint64, error) {
 		for j, h := range r.Headers {
 			hs[j] = spool.Header{Key: h.Key, Value: h.Value}
 		}
-		entries[i] = spool.Entry{Topic: r.Topic, Key: r.Key, Value: r.Value, Headers: hs, EventID: eventIDOf(r)}
+		entries[i] = spool.Entry{Topic: r.Topic, Key: r.Key, Value: r.Value, Headers: hs, EventID: Header(r, HeaderEventID)}
 	}
 	seqs, err := p.spool.Append(entries...)
 	if err != nil {

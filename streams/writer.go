@@ -118,7 +118,7 @@ func (w *Writer) writeSync(ctx context.Context, mode writeMode, recs ...*kgo.Rec
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
-			return results, fmt.Errorf("writing to %s (eventId %s): %w", recs[i].Topic, eventIDOf(recs[i]), err)
+			return results, fmt.Errorf("writing to %s (eventId %s): %w", recs[i].Topic, Header(recs[i], HeaderEventID), err)
 		}
 	}
 	return results, nil
@@ -141,7 +141,7 @@ func (w *Writer) write(ctx context.Context, rec *kgo.Record, mode writeMode, don
 	w.send(ctx, rec, false, func(r *kgo.Record, err error) {
 		var res Result
 		if err == nil {
-			res = Result{EventID: eventIDOf(r), Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
+			res = Result{EventID: Header(r, HeaderEventID), Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
 		} else if errors.Is(err, kgo.ErrRecordTimeout) || errors.Is(context.Cause(bound), ErrDeliveryTimeout) {
 			err = fmt.Errorf("%w: no acknowledgement within %s (DeliveryTimeout): %v", ErrDeliveryTimeout, w.deadlines.d, err)
 		}
