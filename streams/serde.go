@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/hotelbus/hotelbus/schemas"
 	"github.com/hotelbus/hotelbus/topics"
@@ -36,9 +38,10 @@ type Serde struct {
 	writers   map[int]*writerSchema
 	resolved  map[resolveKey]avro.Schema
 	byName    map[string]*schemas.Subject
-	codecs    sync.Map // schema fingerprint -> *codec
-	envelopes sync.Map // schema fingerprint -> envelopeEncoder (nil when not direct)
-	sizes     sync.Map // *schemas.Version -> *atomic.Int64: the largest value Record encoded with it
+	fetching  singleflight.Group // the one fetch and parse of a writer schema, or resolution, not cached yet
+	codecs    sync.Map           // schema fingerprint -> *codec
+	envelopes sync.Map           // schema fingerprint -> envelopeEncoder (nil when not direct)
+	sizes     sync.Map           // *schemas.Version -> *atomic.Int64: the largest value Record encoded with it
 }
 
 type writerSchema struct {
@@ -320,7 +323,8 @@ func (s *Serde) wire(ctx context.Context, value []byte) (int, []byte, *writerSch
 	return id, body, w, err
 }
 
-// writer returns the writer schema for a registry id, fetching it once.
+// writer returns the writer schema for a registry id, fetching and parsing it once: the records
+// of a new schema decoded at the same time by many workers share one registry request.
 func (s *Serde) writer(ctx context.Context, id int) (*writerSchema, error) {
 	s.mu.RLock()
 	w, ok := s.writers[id]
@@ -328,30 +332,42 @@ func (s *Serde) writer(ctx context.Context, id int) (*writerSchema, error) {
 	if ok {
 		return w, nil
 	}
-	sch, err := s.client.SchemaByID(ctx, id)
-	if err != nil {
-		var re *sr.ResponseError
-		if errors.As(err, &re) && re.StatusCode == http.StatusNotFound {
-			return nil, fmt.Errorf("%w: schema id %d is not in the registry", ErrMalformedRecord, id)
+	v, err, _ := s.fetching.Do(strconv.Itoa(id), func() (any, error) {
+		s.mu.RLock()
+		w, ok := s.writers[id]
+		s.mu.RUnlock()
+		if ok {
+			return w, nil
 		}
-		return nil, registryErr(err, fmt.Sprintf("schema id %d", id))
-	}
-	parsed, err := avro.ParseWithCache(sch.Schema, "", &avro.SchemaCache{})
+		sch, err := s.client.SchemaByID(ctx, id)
+		if err != nil {
+			var re *sr.ResponseError
+			if errors.As(err, &re) && re.StatusCode == http.StatusNotFound {
+				return nil, fmt.Errorf("%w: schema id %d is not in the registry", ErrMalformedRecord, id)
+			}
+			return nil, registryErr(err, fmt.Sprintf("schema id %d", id))
+		}
+		parsed, err := avro.ParseWithCache(sch.Schema, "", &avro.SchemaCache{})
+		if err != nil {
+			return nil, fmt.Errorf("%w: schema id %d does not parse: %v", ErrMalformedRecord, id, err)
+		}
+		rec, ok := parsed.(*avro.RecordSchema)
+		if !ok {
+			return nil, fmt.Errorf("%w: schema id %d is not a record", ErrMalformedRecord, id)
+		}
+		w = &writerSchema{schema: rec, subject: s.byName[rec.FullName()], text: sch.Schema}
+		s.mu.Lock()
+		s.writers[id] = w
+		s.mu.Unlock()
+		return w, nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: schema id %d does not parse: %v", ErrMalformedRecord, id, err)
+		return nil, err
 	}
-	rec, ok := parsed.(*avro.RecordSchema)
-	if !ok {
-		return nil, fmt.Errorf("%w: schema id %d is not a record", ErrMalformedRecord, id)
-	}
-	w = &writerSchema{schema: rec, subject: s.byName[rec.FullName()], text: sch.Schema}
-	s.mu.Lock()
-	s.writers[id] = w
-	s.mu.Unlock()
-	return w, nil
+	return v.(*writerSchema), nil
 }
 
-// resolve returns the schema that reads w's data in reader's shape.
+// resolve returns the schema that reads w's data in reader's shape, resolving it once.
 func (s *Serde) resolve(id int, w *writerSchema, reader *schemas.Version) (avro.Schema, error) {
 	k := resolveKey{writer: id, reader: reader}
 	s.mu.RLock()
@@ -360,14 +376,20 @@ func (s *Serde) resolve(id int, w *writerSchema, reader *schemas.Version) (avro.
 	if ok {
 		return r, nil
 	}
-	r, err := avro.NewSchemaCompatibility().Resolve(reader.Envelope, w.schema)
+	v, err, _ := s.fetching.Do(fmt.Sprintf("resolve %d %s %s", id, reader.EventType, reader), func() (any, error) {
+		r, err := avro.NewSchemaCompatibility().Resolve(reader.Envelope, w.schema)
+		if err != nil {
+			return nil, fmt.Errorf("%w: schema id %d cannot be read as %s %s: %v", ErrMalformedRecord, id, reader.EventType, reader, err)
+		}
+		s.mu.Lock()
+		s.resolved[k] = r
+		s.mu.Unlock()
+		return r, nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: schema id %d cannot be read as %s %s: %v", ErrMalformedRecord, id, reader.EventType, reader, err)
+		return nil, err
 	}
-	s.mu.Lock()
-	s.resolved[k] = r
-	s.mu.Unlock()
-	return r, nil
+	return v.(avro.Schema), nil
 }
 
 // JSON returns the canonical JSON form of env, using the schema of its eventType and Version.

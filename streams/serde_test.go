@@ -9,14 +9,22 @@ import (
 	"fmt"
 	"io/fs"
 	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/hotelbus/hotelbus/schemas"
 	"github.com/hotelbus/hotelbus/streams"
 	"github.com/hotelbus/hotelbus/streams/streamstest"
 	"github.com/hotelbus/hotelbus/topics"
+	"github.com/twmb/franz-go/pkg/sr"
 )
 
 func loadAll(t testing.TB) (*schemas.Set, *topics.Catalog) {
@@ -339,5 +347,58 @@ func TestUnknownFieldHintsVersion(t *testing.T) {
 	_, _, err = serde.AppendEncode(context.Background(), nil, env)
 	if want := `data.giftWrap: unknown field (not in schema hotelbus.service.v1.ServiceOrdered version 1.0, which the event's "version" selects; version 1.1 has it`; err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("Encode: %v\nwant %s", err, want)
+	}
+}
+
+// TestWriterSchemaFetchedOnce: 64 goroutines decoding records of a schema id the Serde has not
+// seen yet (as the consumer's workers do after a new version is published) make one registry
+// request for it, not one each.
+func TestWriterSchemaFetchedOnce(t *testing.T) {
+	set, cat := loadAll(t)
+	writer, regURL := newSerde(t, set, cat)
+	ctx := context.Background()
+	env, err := writer.ParseJSON(latest(t, set, "service.canceled").Example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, wire, err := writer.AppendEncode(ctx, nil, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var byID atomic.Int64
+	target, err := url.Parse(regURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	counted := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/schemas/ids/") {
+			byID.Add(1)
+			time.Sleep(20 * time.Millisecond) // a registry some distance away: the workers overlap
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(counted.Close)
+	cl, err := sr.NewClient(sr.URLs(counted.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader, err := streams.NewSerde(cl, set, cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := reader.Decode(ctx, wire); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := byID.Load(); n != 1 {
+		t.Errorf("%d registry requests for one schema id, want 1", n)
 	}
 }
