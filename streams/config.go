@@ -277,6 +277,7 @@ type consumerConfig struct {
 	rebalanceTimeout time.Duration
 	fetchMaxBytes    int32
 	commitInterval   time.Duration
+	lazyDecode       bool
 	start            Start
 	shutdownTimeout  time.Duration
 	tracer           trace.Tracer
@@ -363,6 +364,20 @@ func MaxInFlightPerPartition(n int) ConsumerOption {
 // Maps to max.poll.records (franz-go: PollRecords).
 func MaxPending(n int) ConsumerOption {
 	return consumerOptionFunc(func(c *consumerConfig) { c.maxPending = n })
+}
+
+// LazyDecode leaves the records of handlers registered with HandleType undecoded until the
+// handler asks for the event with Message.Decode: m.Envelope is nil when the chain starts, and a
+// handler that needs only the headers, the key and the raw value (a forwarder, a counter, a
+// filter) never pays for decoding. Records are still routed, skipped and deduplicated by their
+// headers, and the standard middleware reads the headers (the metrics' event latency is then the
+// record's timestamp's). Only a handler that decodes learns that a record does not decode, or that
+// its envelope's eventId or source differs from its headers: it should return Decode's error,
+// which is permanent (dead-lettered) or retryable (the registry is unreachable). Typed handlers
+// (Handle), records whose ordering key is a data field and records without envelope headers are
+// decoded before the chain as without it. Default: off (every record is decoded before its chain).
+func LazyDecode() ConsumerOption {
+	return consumerOptionFunc(func(c *consumerConfig) { c.lazyDecode = true })
 }
 
 // Use appends middleware to the handler chain, outermost first: Use(a, b) calls a, which calls b,

@@ -145,6 +145,7 @@ type job struct {
 	msg     *Message
 	chain   Handler // nil when the record is skipped (finished without a handler call)
 	decode  *route  // set until the worker decodes a record routed by its headers (see route)
+	lazy    *route  // set until the handler asks for the event (LazyDecode)
 	key     string
 	offset  int64
 	epoch   int32
@@ -412,6 +413,9 @@ func (c *Consumer) final(h Handler) Handler {
 				return Permanent(err)
 			}
 			m.Envelope, m.DecodeErr = env, nil
+			if m.job != nil {
+				m.job.lazy = nil
+			}
 		}
 		if h == nil {
 			r := c.routes[routeKey{m.Envelope.EventType, majorOf(m.Envelope.Version)}]
@@ -423,7 +427,7 @@ func (c *Consumer) final(h Handler) Handler {
 		}
 		defer func() {
 			if p := recover(); p != nil {
-				err = Permanent(fmt.Errorf("streams: handler for %s panicked: %v", m.Envelope.EventType, p))
+				err = Permanent(fmt.Errorf("streams: handler for %s panicked: %v", messageEventType(m), p))
 			}
 		}()
 		return h(ctx, m)
@@ -574,6 +578,9 @@ func (c *Consumer) route(ctx context.Context, j *job, r *kgo.Record) {
 		}
 		if rt.orderField == "" && Header(r, HeaderEventID) != "" && Header(r, HeaderSource) != "" {
 			j.decode = rt
+			if c.cfg.lazyDecode && rt.typed == nil {
+				j.decode, j.lazy = nil, rt
+			}
 		} else {
 			c.decodeAs(ctx, m, rt)
 		}
@@ -592,7 +599,7 @@ func (c *Consumer) route(ctx context.Context, j *job, r *kgo.Record) {
 		}
 	}
 	if c.checkIdentifiers(m); m.DecodeErr != nil {
-		j.decode = nil // dead-lettered undecoded
+		j.decode, j.lazy = nil, nil // dead-lettered undecoded
 	}
 	j.msg = m
 	if rt == nil {
@@ -650,13 +657,37 @@ func (c *Consumer) decode(j *job) {
 		return
 	}
 	j.decode = nil
-	m := j.msg
-	c.decodeAs(j.part.ctx, m, rt)
+	c.decodeChecked(j.part.ctx, j.msg, rt)
+}
+
+// decodeChecked decodes m, routed by its headers into rt, and checks the envelope's identifiers.
+func (c *Consumer) decodeChecked(ctx context.Context, m *Message, rt *route) {
+	c.decodeAs(ctx, m, rt)
 	if m.DecodeErr == nil {
 		if err := decodedIdentifiers(c.cat, m.Record, m.Envelope); err != nil {
 			m.Envelope, m.DecodeErr = nil, err
 		}
 	}
+}
+
+// Decode returns the message's event: m.Envelope, decoding the record first when the consumer
+// left it undecoded (LazyDecode), or the reason it does not decode (m.DecodeErr: permanent, such
+// as a malformed record or identifiers that break the grammar, or retryable, such as the registry
+// being unreachable; then the next call tries again). Call it from the chain, not concurrently.
+func (m *Message) Decode(ctx context.Context) (*Envelope, error) {
+	if j := m.job; j != nil && j.lazy != nil {
+		rt := j.lazy
+		if j.part.c.decodeChecked(ctx, m, rt); m.DecodeErr == nil || !IsRetryable(m.DecodeErr) {
+			j.lazy = nil
+		}
+	}
+	if m.DecodeErr != nil {
+		if IsRetryable(m.DecodeErr) {
+			return nil, m.DecodeErr
+		}
+		return nil, Permanent(m.DecodeErr)
+	}
+	return m.Envelope, nil
 }
 
 // enqueue adds polled jobs to their partitions (dropping those of partitions given up since the

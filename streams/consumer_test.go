@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -781,4 +783,97 @@ func TestConsumerRetriesRetryableChainErrors(t *testing.T) {
 		t.Errorf("%d events skipped, want none", n)
 	}
 	checkCommittedAtEnd(t, b, r.c.Group(), recs[0].Topic)
+}
+
+// TestConsumerLazyDecode: with LazyDecode every chain starts with m.Envelope nil. A handler that
+// never decodes handles every event once and in order by its headers (dedup included); one that
+// decodes gets the envelope its headers name. A record that does not decode, or whose envelope's
+// eventId is not its header's, fails Decode permanently and is dead-lettered without stalling its
+// key, and the event its header named (arriving later) is still handled, not taken for a
+// duplicate.
+func TestConsumerLazyDecode(t *testing.T) {
+	b := streamstest.Kfake(t)
+	serde, cat := isolated(t, b)
+	chk := streamstest.NewChecker()
+	const tenants, per = 4, 50
+	good := buildEvents(t, serde, chk, []eventSpec{byTenant("service.ordered")}, tenants, per)
+	const decoding = "tenant-000" // the handler decodes this tenant's records only
+	var named *kgo.Record         // a later event of the decoding tenant, whose id a poison claims
+	for _, r := range good[len(good)/2:] {
+		if string(r.Key) == decoding {
+			named = r
+			break
+		}
+	}
+	env := example(t, serde, "service.ordered")
+	env.EventID, env.Timestamp, env.Version = uuid.NewString(), time.Now(), "1.0"
+	env.Metadata = streams.Metadata{TenantID: decoding, Source: "hotel-saas", CorrelationID: "poison-claims-another-id", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736"}
+	claims, err := serde.Record(context.Background(), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range claims.Headers {
+		if h.Key == streams.HeaderEventID {
+			claims.Headers[i].Value = []byte(streams.Header(named, streams.HeaderEventID))
+		}
+	}
+	malformed := &kgo.Record{Topic: good[0].Topic, Key: []byte(decoding), Value: []byte{0x00, 0x00, 0x0f, 0x42, 0x3f, 0x02},
+		Headers: streams.Headers(&streams.Envelope{EventType: "service.ordered", Version: "1.0", EventID: uuid.NewString(),
+			Metadata: streams.Metadata{Source: "hotel-saas", CorrelationID: "poison-malformed", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736"}})}
+	produceRecords(t, b, good[:len(good)/2])
+	produceRecords(t, b, []*kgo.Record{claims, malformed})
+	produceRecords(t, b, good[len(good)/2:])
+
+	rdb := redis.NewClient(&redis.Options{Addr: miniredis.RunT(t).Addr()})
+	t.Cleanup(func() { rdb.Close() })
+	dedup, err := streams.NewDedup(rdb, streamstest.Name(t, "group"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys, _ := cat.System("hotel-pms")
+	dl, err := streams.NewDeadLetters(streamstest.Writer(t, b, cat, "hotel-pms"), sys.DeadLetterTopic, quietDLQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var handled, decodedAtEntry, mismatched atomic.Int64
+	r := startConsumer(t, "hotel-pms", b, serde, func(c *streams.Consumer) {
+		c.HandleType("service.ordered", func(ctx context.Context, m *streams.Message) error {
+			if m.Envelope != nil {
+				decodedAtEntry.Add(1)
+			}
+			id := streams.Header(m.Record, streams.HeaderEventID)
+			if string(m.Record.Key) == decoding {
+				env, err := m.Decode(ctx)
+				if err != nil {
+					return err
+				}
+				if env.EventID != id {
+					mismatched.Add(1)
+				}
+			}
+			seq, _ := strconv.Atoi(streams.Header(m.Record, streams.HeaderCorrelationID))
+			chk.Handled(m.Record.Topic+"/"+string(m.Record.Key), id, seq)
+			handled.Add(1)
+			return nil
+		})
+	}, streams.LazyDecode(), streams.Use(dedup.Middleware(), dl.Middleware(), streams.Retry(streams.RetryBackoff(time.Millisecond, 10*time.Millisecond))),
+		streams.UsePreparer(dedup))
+	eventually(t, time.Minute, "every event handled", func() bool { return handled.Load() >= int64(len(good)) })
+	dlq := consume(t, b, 2, sys.DeadLetterTopic)
+	r.stop(t)
+	checkNoAnomalies(t, chk.Report())
+	if n := decodedAtEntry.Load(); n != 0 {
+		t.Errorf("%d chains started with the record decoded", n)
+	}
+	if n := mismatched.Load(); n != 0 {
+		t.Errorf("Decode gave %d envelopes whose eventId is not their header's", n)
+	}
+	classes := map[string]int{}
+	for _, d := range dlq {
+		classes[streams.Header(d, streams.HeaderDLQErrorClass)]++
+	}
+	if classes[streams.ClassInvalidIdentifier] != 1 || classes[streams.ClassDecode] != 1 {
+		t.Errorf("dead letters by class %v, want one invalid-identifier and one decode", classes)
+	}
+	checkCommittedAtEnd(t, b, r.c.Group(), good[0].Topic)
 }

@@ -649,6 +649,15 @@ func (d *Dedup) run(ctx context.Context, m *Message, st *dedupState, next Handle
 	stop()
 	// The outcome must reach Redis even when ctx was canceled while the handler finished.
 	octx := context.WithoutCancel(ctx)
+	if err == nil && m.DecodeErr != nil && !IsRetryable(m.DecodeErr) {
+		// Decoded in the chain (LazyDecode) and not borne out by its envelope, then dead-lettered:
+		// the event its headers name is not this record, so its key is released, not done.
+		if later {
+			d.unreserve()
+		}
+		d.releaseOne(octx, st)
+		return nil
+	}
 	if err != nil {
 		if later {
 			d.unreserve()

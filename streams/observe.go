@@ -46,8 +46,11 @@ func observeChain(ctx context.Context, m *Message, next Handler) (obs observatio
 	obs.eventType = messageEventType(m)
 	obs.outcome, obs.detail = m.Outcome(err)
 	obs.took = now.Sub(start)
-	if m.Envelope != nil && !m.Envelope.Timestamp.IsZero() {
+	switch {
+	case m.Envelope != nil && !m.Envelope.Timestamp.IsZero():
 		obs.latency = now.Sub(m.Envelope.Timestamp)
+	case m.Envelope == nil && m.DecodeErr == nil && m.Record != nil && !m.Record.Timestamp.IsZero():
+		obs.latency = now.Sub(m.Record.Timestamp) // not decoded (LazyDecode): the producer's record time
 	}
 	return obs, err, false
 }

@@ -176,33 +176,18 @@ func (c *countingPreparer) Prepare(ctx context.Context, batch []*streams.Message
 }
 
 // consume reads the total records of the run's event topics with hotel-common's consumer (it
-// subscribes to every type) with Redis dedup and a no-op handler, then with raw franz-go.
+// subscribes to every type) with Redis dedup and a no-op handler, decoding every record; then
+// again through another group with LazyDecode (the no-op handler never asks for the event); then
+// with raw franz-go.
 func (r *run) consume(ctx context.Context, total int) ([]Row, error) {
-	sys, _ := r.cat.System("hotel-common")
-	d, err := streams.NewDedup(r.env.Redis, sys.Group)
+	hb, d, batches, err := r.consumeRate(ctx, total, "")
 	if err != nil {
 		return nil, err
 	}
-	prep := &countingPreparer{BatchPreparer: d}
-	var fl firstLast
-	all := make(chan struct{})
-	opts := append(r.consumerOpts(), streams.Logger(discard), streams.Use(d.Middleware()), streams.UsePreparer(prep))
-	c, err := streams.NewConsumer(sys.Name, r.serde, opts...)
+	lazy, _, _, err := r.consumeRate(ctx, total, ".lazy", streams.LazyDecode())
 	if err != nil {
 		return nil, err
 	}
-	for _, et := range sys.Subscribes {
-		c.HandleType(et, func(context.Context, *streams.Message) error {
-			if fl.add(1) == total {
-				close(all)
-			}
-			return nil
-		})
-	}
-	if err := runUntil(ctx, c, all, 5*time.Minute); err != nil {
-		return nil, fmt.Errorf("consumer runtime: %d of %d events: %w", fl.n, total, err)
-	}
-	hb := fl.rate()
 
 	var names []string
 	for _, t := range r.cat.Topics {
@@ -228,14 +213,48 @@ func (r *run) consume(ctx context.Context, total int) ([]Row, error) {
 			got = raw.add(k)
 		}
 	}
-	batches := float64(max(prep.batches.Load(), 1))
 	trips := row("dedup-roundtrips", "dedup check round trips per batch", float64(d.RoundTrips())/batches,
 		"events per batch (a round trip each)", float64(total)/batches, "per batch", "lower", "1 trip/batch")
 	trips.Note = fmt.Sprintf("done marks: %.2f round trips per batch, one script call each", float64(d.DoneRoundTrips())/batches)
 	return []Row{
 		row("consume", "runtime + Redis dedup, no-op handler", hb, "raw franz-go consume", raw.rate(), "events/s", "higher", "≥ 0.5"),
+		row("consume-lazy", "the same, LazyDecode (not decoded)", lazy, "raw franz-go consume", raw.rate(), "events/s", "higher", "≥ 0.5"),
 		trips,
 	}, nil
+}
+
+// consumeRate handles the total records of the run's event topics with hotel-common's consumer
+// through its group (plus suffix, with dedup keys of its own) and returns the rate from the first
+// handler call to the last, the Dedup, and the batches prepared.
+func (r *run) consumeRate(ctx context.Context, total int, suffix string, opts ...streams.ConsumerOption) (float64, *streams.Dedup, float64, error) {
+	sys, _ := r.cat.System("hotel-common")
+	d, err := streams.NewDedup(r.env.Redis, sys.Group+suffix)
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	prep := &countingPreparer{BatchPreparer: d}
+	var fl firstLast
+	all := make(chan struct{})
+	opts = append(append(r.consumerOpts(), streams.Logger(discard), streams.Use(d.Middleware()), streams.UsePreparer(prep)), opts...)
+	if suffix != "" {
+		opts = append(opts, streams.Group(sys.Group+suffix))
+	}
+	c, err := streams.NewConsumer(sys.Name, r.serde, opts...)
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	for _, et := range sys.Subscribes {
+		c.HandleType(et, func(context.Context, *streams.Message) error {
+			if fl.add(1) == total {
+				close(all)
+			}
+			return nil
+		})
+	}
+	if err := runUntil(ctx, c, all, 5*time.Minute); err != nil {
+		return 0, nil, 0, fmt.Errorf("consumer runtime%s: %d of %d events: %w", suffix, fl.n, total, err)
+	}
+	return fl.rate(), d, float64(max(prep.batches.Load(), 1)), nil
 }
 
 // runUntil runs c until done is closed, then closes it; it fails after timeout or when Run ends
