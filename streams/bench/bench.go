@@ -10,6 +10,7 @@
 //	                 audit records, same settings (acks=all, idempotent, linger 5ms, snappy)
 //	consume          consumer runtime with Redis dedup and a no-op handler vs raw franz-go reading the
 //	                 same records (rates from the first record to the last)
+//	consume-lazy     the same through another group with LazyDecode: the handler never decodes
 //	key-ordering     key-ordered concurrency vs partition-serial handling (MaxInFlightPerPartition 1),
 //	                 one partition holding 1,000 tenants, 2 ms handler
 //	dedup-roundtrips Redis round trips of the dedup checks per polled batch (from the consume row) vs
