@@ -38,7 +38,7 @@ type Serde struct {
 	writers   map[int]*writerSchema
 	resolved  map[resolveKey]avro.Schema
 	byName    map[string]*schemas.Subject
-	fetching  singleflight.Group // the one fetch and parse of a writer schema, or resolution, not cached yet
+	fetching  singleflight.Group // the one registry request, parse or resolution of what is not cached yet
 	codecs    sync.Map           // schema fingerprint -> *codec
 	envelopes sync.Map           // schema fingerprint -> envelopeEncoder (nil when not direct)
 	sizes     sync.Map           // *schemas.Version -> *atomic.Int64: the largest value Record encoded with it
@@ -229,7 +229,8 @@ func (s *Serde) codec(schema *avro.RecordSchema) *codec {
 }
 
 // schemaID returns the registered id of v under its subject on topic, registering it first when
-// auto-registration is on.
+// auto-registration is on; the first events of a version published at the same time share one
+// registry request.
 func (s *Serde) schemaID(ctx context.Context, topic string, v *schemas.Version) (int, error) {
 	s.mu.RLock()
 	id, ok := s.ids[v]
@@ -238,21 +239,27 @@ func (s *Serde) schemaID(ctx context.Context, topic string, v *schemas.Version) 
 		return id, nil
 	}
 	subject := v.Subject(topic)
-	schema := sr.Schema{Schema: v.Text, Type: sr.TypeAvro}
-	var ss sr.SubjectSchema
-	var err error
-	if s.cfg.autoRegister {
-		ss, err = s.client.CreateSchema(ctx, subject, schema)
-	} else {
-		ss, err = s.client.LookupSchema(ctx, subject, schema)
-	}
+	got, err, _ := s.fetching.Do("id "+subject+" "+v.String(), func() (any, error) {
+		schema := sr.Schema{Schema: v.Text, Type: sr.TypeAvro}
+		var ss sr.SubjectSchema
+		var err error
+		if s.cfg.autoRegister {
+			ss, err = s.client.CreateSchema(ctx, subject, schema)
+		} else {
+			ss, err = s.client.LookupSchema(ctx, subject, schema)
+		}
+		if err != nil {
+			return 0, registryErr(err, fmt.Sprintf("subject %s (%s %s)", subject, v.EventType, v))
+		}
+		s.mu.Lock()
+		s.ids[v] = ss.ID
+		s.mu.Unlock()
+		return ss.ID, nil
+	})
 	if err != nil {
-		return 0, registryErr(err, fmt.Sprintf("subject %s (%s %s)", subject, v.EventType, v))
+		return 0, err
 	}
-	s.mu.Lock()
-	s.ids[v] = ss.ID
-	s.mu.Unlock()
-	return ss.ID, nil
+	return got.(int), nil
 }
 
 func registryErr(err error, what string) error {

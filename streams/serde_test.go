@@ -15,7 +15,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -352,7 +351,8 @@ func TestUnknownFieldHintsVersion(t *testing.T) {
 
 // TestWriterSchemaFetchedOnce: 64 goroutines decoding records of a schema id the Serde has not
 // seen yet (as the consumer's workers do after a new version is published) make one registry
-// request for it, not one each.
+// request for it, not one each; and 64 goroutines publishing the first events of a version make
+// one registration.
 func TestWriterSchemaFetchedOnce(t *testing.T) {
 	set, cat := loadAll(t)
 	writer, regURL := newSerde(t, set, cat)
@@ -365,40 +365,70 @@ func TestWriterSchemaFetchedOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var byID atomic.Int64
+	counted, requests := countingRegistry(t, regURL)
+	cl, err := sr.NewClient(sr.URLs(counted))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader, err := streams.NewSerde(cl, set, cat, streams.AutoRegister(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	concurrently := func(f func() error) {
+		var wg sync.WaitGroup
+		for range 64 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := f(); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	concurrently(func() error { _, err := reader.Decode(ctx, wire); return err })
+	if n := requests("GET /schemas/ids/"); n != 1 {
+		t.Errorf("%d registry requests for one schema id, want 1", n)
+	}
+	other, err := reader.ParseJSON(latest(t, set, "reservation.created").Example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	concurrently(func() error { _, err := reader.Record(ctx, other); return err })
+	if n := requests("POST /subjects/"); n != 1 {
+		t.Errorf("%d registrations of one version, want 1", n)
+	}
+}
+
+// countingRegistry puts a proxy in front of the registry at regURL that delays each request by
+// 20 ms (a registry some distance away, so that concurrent callers overlap) and counts them: it
+// returns the proxy's URL and how many requests began with a method and path prefix.
+func countingRegistry(t *testing.T, regURL string) (string, func(prefix string) int) {
 	target, err := url.Parse(regURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	proxy := httputil.NewSingleHostReverseProxy(target)
-	counted := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/schemas/ids/") {
-			byID.Add(1)
-			time.Sleep(20 * time.Millisecond) // a registry some distance away: the workers overlap
-		}
+	var mu sync.Mutex
+	var seen []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Method+" "+r.URL.Path)
+		mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
 		proxy.ServeHTTP(w, r)
 	}))
-	t.Cleanup(counted.Close)
-	cl, err := sr.NewClient(sr.URLs(counted.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	reader, err := streams.NewSerde(cl, set, cat)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	for range 64 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := reader.Decode(ctx, wire); err != nil {
-				t.Error(err)
+	t.Cleanup(srv.Close)
+	return srv.URL, func(prefix string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, s := range seen {
+			if strings.HasPrefix(s, prefix) {
+				n++
 			}
-		}()
-	}
-	wg.Wait()
-	if n := byID.Load(); n != 1 {
-		t.Errorf("%d registry requests for one schema id, want 1", n)
+		}
+		return n
 	}
 }
