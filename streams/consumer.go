@@ -141,17 +141,18 @@ type partState struct {
 
 // job is one fetched record on its way through the consumer.
 type job struct {
-	part    *partState
-	msg     *Message
-	chain   Handler // nil when the record is skipped (finished without a handler call)
-	decode  *route  // set until the worker decodes a record routed by its headers (see route)
-	lazy    *route  // set until the handler asks for the event (LazyDecode)
-	key     string
-	offset  int64
-	epoch   int32
-	started bool // its chain was called (it is running or finished)
-	done    bool
-	holds   int // commit holds not released: the commit position stays below it while > 0
+	part  *partState
+	msg   *Message
+	chain Handler // nil when the record is skipped (finished without a handler call)
+	// undecoded is the route of a record routed by its headers and not decoded yet: the worker
+	// decodes it before its chain, or, under LazyDecode, Message.Decode when the handler asks.
+	undecoded *route
+	key       string
+	offset    int64
+	epoch     int32
+	started   bool // its chain was called (it is running or finished)
+	done      bool
+	holds     int // commit holds not released: the commit position stays below it while > 0
 }
 
 // readerKey is the Message state key under which a record whose decoding failed for a retryable
@@ -414,7 +415,7 @@ func (c *Consumer) final(h Handler) Handler {
 			}
 			m.Envelope, m.DecodeErr = env, nil
 			if m.job != nil {
-				m.job.lazy = nil
+				m.job.undecoded = nil
 			}
 		}
 		if h == nil {
@@ -577,10 +578,7 @@ func (c *Consumer) route(ctx context.Context, j *job, r *kgo.Record) {
 			return
 		}
 		if rt.orderField == "" && Header(r, HeaderEventID) != "" && Header(r, HeaderSource) != "" {
-			j.decode = rt
-			if c.cfg.lazyDecode && rt.typed == nil {
-				j.decode, j.lazy = nil, rt
-			}
+			j.undecoded = rt
 		} else {
 			c.decodeAs(ctx, m, rt)
 		}
@@ -599,7 +597,7 @@ func (c *Consumer) route(ctx context.Context, j *job, r *kgo.Record) {
 		}
 	}
 	if c.checkIdentifiers(m); m.DecodeErr != nil {
-		j.decode, j.lazy = nil, nil // dead-lettered undecoded
+		j.undecoded = nil // dead-lettered undecoded
 	}
 	j.msg = m
 	if rt == nil {
@@ -652,11 +650,11 @@ func (c *Consumer) checkIdentifiers(m *Message) {
 // decoding overlaps the poll and Redis round trips, and a record of a partition given up first is
 // never decoded).
 func (c *Consumer) decode(j *job) {
-	rt := j.decode
-	if rt == nil {
-		return
+	rt := j.undecoded
+	if rt == nil || c.cfg.lazyDecode && rt.typed == nil {
+		return // decoded already, or left to the handler (LazyDecode; typed handlers need it)
 	}
-	j.decode = nil
+	j.undecoded = nil
 	c.decodeChecked(j.part.ctx, j.msg, rt)
 }
 
@@ -675,10 +673,9 @@ func (c *Consumer) decodeChecked(ctx context.Context, m *Message, rt *route) {
 // as a malformed record or identifiers that break the grammar, or retryable, such as the registry
 // being unreachable; then the next call tries again). Call it from the chain, not concurrently.
 func (m *Message) Decode(ctx context.Context) (*Envelope, error) {
-	if j := m.job; j != nil && j.lazy != nil {
-		rt := j.lazy
-		if j.part.c.decodeChecked(ctx, m, rt); m.DecodeErr == nil || !IsRetryable(m.DecodeErr) {
-			j.lazy = nil
+	if j := m.job; j != nil && j.undecoded != nil {
+		if j.part.c.decodeChecked(ctx, m, j.undecoded); m.DecodeErr == nil || !IsRetryable(m.DecodeErr) {
+			j.undecoded = nil
 		}
 	}
 	if m.DecodeErr != nil {

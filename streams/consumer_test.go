@@ -826,15 +826,7 @@ func TestConsumerLazyDecode(t *testing.T) {
 
 	rdb := redis.NewClient(&redis.Options{Addr: miniredis.RunT(t).Addr()})
 	t.Cleanup(func() { rdb.Close() })
-	dedup, err := streams.NewDedup(rdb, streamstest.Name(t, "group"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sys, _ := cat.System("hotel-pms")
-	dl, err := streams.NewDeadLetters(streamstest.Writer(t, b, cat, "hotel-pms"), sys.DeadLetterTopic, quietDLQ)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dlqTopic, chain := dedupDeadLetterChain(t, b, cat, rdb, streamstest.Name(t, "group"))
 	var handled, decodedAtEntry, mismatched atomic.Int64
 	r := startConsumer(t, "hotel-pms", b, serde, func(c *streams.Consumer) {
 		c.HandleType("service.ordered", func(ctx context.Context, m *streams.Message) error {
@@ -856,10 +848,9 @@ func TestConsumerLazyDecode(t *testing.T) {
 			handled.Add(1)
 			return nil
 		})
-	}, streams.LazyDecode(), streams.Use(dedup.Middleware(), dl.Middleware(), streams.Retry(streams.RetryBackoff(time.Millisecond, 10*time.Millisecond))),
-		streams.UsePreparer(dedup))
+	}, append(chain, streams.LazyDecode())...)
 	eventually(t, time.Minute, "every event handled", func() bool { return handled.Load() >= int64(len(good)) })
-	dlq := consume(t, b, 2, sys.DeadLetterTopic)
+	dlq := consume(t, b, 2, dlqTopic)
 	r.stop(t)
 	checkNoAnomalies(t, chk.Report())
 	if n := decodedAtEntry.Load(); n != 0 {

@@ -643,6 +643,12 @@ func (d *Dedup) run(ctx context.Context, m *Message, st *dedupState, next Handle
 			return fmt.Errorf("streams: dedup: waiting for done marks to be acknowledged: %w", err)
 		}
 	}
+	reserved := later // until a queued mark takes the reservation over (settle gives it back)
+	defer func() {
+		if reserved {
+			d.unreserve()
+		}
+	}()
 	st.effects = nil
 	stop := d.keepLease(ctx, m, st)
 	err := next(ctx, m)
@@ -652,28 +658,19 @@ func (d *Dedup) run(ctx context.Context, m *Message, st *dedupState, next Handle
 	if err == nil && m.DecodeErr != nil && !IsRetryable(m.DecodeErr) {
 		// Decoded in the chain (LazyDecode) and not borne out by its envelope, then dead-lettered:
 		// the event its headers name is not this record, so its key is released, not done.
-		if later {
-			d.unreserve()
-		}
 		d.releaseOne(octx, st)
 		return nil
 	}
 	if err != nil {
-		if later {
-			d.unreserve()
-		}
 		d.releaseOne(octx, st)
 		return err
 	}
-	if later {
-		if st.effects == nil {
-			// The mark is written with those of the records finishing meanwhile, and the
-			// consumer commits no offset at or past m's before it is acknowledged.
-			st.status = statusDone
-			d.markDoneLater(ctx, m, st, m.holdCommit())
-			return nil
-		}
-		d.unreserve()
+	if later && st.effects == nil {
+		// The mark is written with those of the records finishing meanwhile, and the consumer
+		// commits no offset at or past m's before it is acknowledged.
+		st.status, reserved = statusDone, false
+		d.markDoneLater(ctx, m, st, m.holdCommit())
+		return nil
 	}
 	bo := d.backoff()
 	for {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/hotelbus/hotelbus/streams"
 	"github.com/hotelbus/hotelbus/streams/streamstest"
+	"github.com/hotelbus/hotelbus/topics"
 )
 
 // badTenants are the tenantIds of issue 14 that were accepted as record keys.
@@ -289,15 +290,7 @@ func TestConsumerDeadLettersInvalidIdentifiers(t *testing.T) {
 			rdb := redis.NewClient(&redis.Options{Addr: strings.TrimPrefix(streamstest.RedisBackends(t)["miniredis"], "redis://")})
 			t.Cleanup(func() { rdb.Close() })
 			group := streamstest.Name(t, "group")
-			dedup, err := streams.NewDedup(rdb, group)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sys, _ := cat.System("hotel-pms")
-			dl, err := streams.NewDeadLetters(streamstest.Writer(t, b, cat, "hotel-pms"), sys.DeadLetterTopic, quietDLQ)
-			if err != nil {
-				t.Fatal(err)
-			}
+			dlqTopic, chain := dedupDeadLetterChain(t, b, cat, rdb, group)
 			var mu sync.Mutex
 			var sawPoison []string
 			var handled atomic.Int64
@@ -313,10 +306,9 @@ func TestConsumerDeadLettersInvalidIdentifiers(t *testing.T) {
 					handled.Add(1)
 					return nil
 				})
-			}, streams.Use(dedup.Middleware(), dl.Middleware(), streams.Retry(streams.RetryBackoff(time.Millisecond, 10*time.Millisecond))),
-				streams.UsePreparer(dedup))
+			}, chain...)
 			eventually(t, 2*time.Minute, "every valid event handled", func() bool { return handled.Load() >= int64(len(recs)) })
-			dlq := consume(t, b, len(poison), sys.DeadLetterTopic)
+			dlq := consume(t, b, len(poison), dlqTopic)
 			r.stop(t)
 
 			checkNoAnomalies(t, chk.Report())
@@ -409,4 +401,23 @@ func TestDedupNamespacedBySource(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dedupDeadLetterChain returns hotel-pms's dead-letter topic and the consumer options of the chain
+// the poisoned-record tests use: dedup on rdb for group (also the batch preparer), dead letters,
+// and fast retries.
+func dedupDeadLetterChain(t *testing.T, b streamstest.Backend, cat *topics.Catalog, rdb redis.UniversalClient, group string) (string, []streams.ConsumerOption) {
+	t.Helper()
+	dedup, err := streams.NewDedup(rdb, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys, _ := cat.System("hotel-pms")
+	dl, err := streams.NewDeadLetters(streamstest.Writer(t, b, cat, "hotel-pms"), sys.DeadLetterTopic, quietDLQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sys.DeadLetterTopic, []streams.ConsumerOption{
+		streams.Use(dedup.Middleware(), dl.Middleware(), streams.Retry(streams.RetryBackoff(time.Millisecond, 10*time.Millisecond))),
+		streams.UsePreparer(dedup)}
 }
