@@ -125,6 +125,8 @@ type Dedup struct {
 	fin    finisher
 
 	hits, acquired, waits, roundTrips, doneTrips, takeOvers, keysLost, redisFailures atomic.Int64
+
+	prepareLimit atomic.Int64 // events per Prepare round trip, 0: all (see minPrepareLimit)
 }
 
 // dedupStatus is what the middleware knows about a message's key.
@@ -332,39 +334,43 @@ func (d *Dedup) token() string {
 // Prepare checks every message of a polled batch in one Redis round trip and records the outcome
 // in each message for the middleware. Messages sharing an eventId share one lease, owned by the
 // first of them; the others wait for it. When Redis is unreachable it retries with backoff until
-// Redis answers or ctx ends (returning ctx's error), unless failing open.
+// Redis answers or ctx ends (returning ctx's error), unless failing open: then the messages not
+// checked yet are handled without deduplication. After a failed round trip the batch is checked
+// in smaller round trips (see prepareLimit).
 func (d *Dedup) Prepare(ctx context.Context, batch []*Message) error {
 	type check struct {
 		st  *dedupState
 		set *redis.StatusCmd
 	}
 	var checks []check
-	first := map[string]bool{}
+	first := map[string]int{} // key -> its check
 	for _, m := range batch {
 		source, id := eventID(m)
 		if id == "" {
 			continue
 		}
 		key := d.Key(source, id)
-		if first[key] {
+		if _, dup := first[key]; dup {
 			// The same event twice in one batch (dual publishing): wait for the first copy.
 			m.SetValue(d, &dedupState{key: key, token: d.token(), status: statusBusy})
 			continue
 		}
-		first[key] = true
+		first[key] = len(checks)
 		st := &dedupState{key: key, token: d.token()}
 		m.SetValue(d, st)
 		checks = append(checks, check{st: st})
 	}
-	if len(checks) == 0 {
-		return nil
-	}
 	bo := d.backoff()
-	for {
+	for start := 0; start < len(checks); {
+		n := len(checks) - start
+		if limit := int(d.prepareLimit.Load()); limit > 0 {
+			n = min(n, limit)
+		}
+		chunk := checks[start : start+n]
 		at := time.Now()
 		cmds, err := d.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i := range checks {
-				c := &checks[i]
+			for i := range chunk {
+				c := &chunk[i]
 				c.set = d.acquire(ctx, p, c.st.key, d.leaseValue(c.st.token, at))
 			}
 			return nil
@@ -372,12 +378,21 @@ func (d *Dedup) Prepare(ctx context.Context, batch []*Message) error {
 		err = pipelineErr(cmds, err)
 		if err == nil {
 			d.roundTrips.Add(1)
-			for _, c := range checks {
+			for _, c := range chunk {
 				c.st.at = at
 				d.classify(c.st, c.set)
 			}
-			return nil
+			start += len(chunk)
+			if limit := d.prepareLimit.Load(); limit > 0 && len(chunk) == int(limit) {
+				next := 2 * limit
+				if next >= maxPrepareLimit {
+					next = 0
+				}
+				d.prepareLimit.CompareAndSwap(limit, next)
+			}
+			continue
 		}
+		d.prepareLimit.Store(int64(max(len(chunk)/4, minPrepareLimit)))
 		if ctx.Err() != nil {
 			return fmt.Errorf("streams: dedup prepare: %w", ctx.Err())
 		}
@@ -386,7 +401,7 @@ func (d *Dedup) Prepare(ctx context.Context, batch []*Message) error {
 			d.cfg.logger.Error("streams: dedup: Redis unreachable, handling the batch WITHOUT deduplication (fail-open)",
 				"err", err, "messages", len(batch))
 			for _, m := range batch {
-				if st, ok := m.Value(d).(*dedupState); ok {
+				if st, ok := m.Value(d).(*dedupState); ok && first[st.key] >= start {
 					st.status = statusOpen
 				}
 			}
@@ -396,7 +411,19 @@ func (d *Dedup) Prepare(ctx context.Context, batch []*Message) error {
 			return err
 		}
 	}
+	return nil
 }
+
+// prepareLimit (a Dedup field) bounds the events checked in one round trip of Prepare: none (0)
+// while Redis answers in time. A polled batch holds up to MaxPending (10,000) records, and a
+// Redis that answers slowly (a loaded server, an in-process miniredis under the race detector)
+// may not answer that many within the client's read timeout: Prepare would retry the same round
+// trip forever. So each failed round trip quarters the bound (down to minPrepareLimit), and each
+// round trip that succeeds at the bound doubles it, back to none at maxPrepareLimit.
+const (
+	minPrepareLimit = 250
+	maxPrepareLimit = 16384
+)
 
 // Release gives up the leases a batch's messages acquired in Prepare and never used (the consumer
 // abandons them, for example because their partition was revoked), pipelined (one round trip

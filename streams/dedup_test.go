@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -987,6 +989,74 @@ func TestDedupPrepareAfterLostReply(t *testing.T) {
 				t.Fatalf("handled after %v with %d takeovers and %d waits: the retry did not recognise its own lease", el, d.TakeOvers(), d.Waits())
 			}
 		})
+	}
+}
+
+// slowRedisHook fails every pipeline of more than max commands the way a Redis that cannot answer
+// them within the client's read timeout does, without sending them.
+type slowRedisHook struct{ max, failed atomic.Int64 }
+
+func (h *slowRedisHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *slowRedisHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *slowRedisHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if int64(len(cmds)) > h.max.Load() {
+			h.failed.Add(1)
+			err := &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
+			for _, c := range cmds {
+				c.SetErr(err)
+			}
+			return err
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// TestDedupPrepareLargeBatchSlowRedis: a batch too large for Redis to answer in one round trip
+// within the read timeout is checked in smaller round trips, instead of the same round trip being
+// retried forever; once Redis answers again, Prepare grows back to one round trip per batch.
+func TestDedupPrepareLargeBatchSlowRedis(t *testing.T) {
+	events := goldenEvents(t, "service.ordered")
+	rdb, _ := countedRedis(t, streamstest.RedisBackends(t)["miniredis"])
+	h := &slowRedisHook{}
+	h.max.Store(1000)
+	rdb.AddHook(h)
+	d := newDedup(t, rdb, streamstest.Name(t, "g"))
+	batch := func(n int) []*streams.Message {
+		ms := make([]*streams.Message, n)
+		for i := range ms {
+			ms[i] = dedupMsg(events(), "g", "t.services", 0, int64(i))
+		}
+		return ms
+	}
+	ctx, cancel := context.WithTimeout(testCtx(t), 30*time.Second)
+	defer cancel()
+	ms := batch(5000)
+	if err := d.Prepare(ctx, ms); err != nil {
+		t.Fatalf("prepare of %d events with Redis answering at most %d at a time: %v (%d round trips failed)", len(ms), h.max.Load(), err, h.failed.Load())
+	}
+	calls := 0
+	handle := d.Middleware()(func(context.Context, *streams.Message) error { calls++; return nil })
+	for _, m := range ms {
+		if err := handle(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if calls != len(ms) || d.TakeOvers() != 0 || d.Waits() != 0 {
+		t.Fatalf("handled %d of %d, %d takeovers, %d waits: want each once, at once", calls, len(ms), d.TakeOvers(), d.Waits())
+	}
+	h.max.Store(1 << 20) // Redis is fast again
+	for range 8 {
+		if err := d.Prepare(ctx, batch(5000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := d.RoundTrips()
+	if err := d.Prepare(ctx, batch(5000)); err != nil {
+		t.Fatal(err)
+	}
+	if n := d.RoundTrips() - before; n != 1 {
+		t.Fatalf("a batch of 5,000 took %d round trips once Redis answered again, want 1", n)
 	}
 }
 
