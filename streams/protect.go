@@ -3,67 +3,56 @@ package streams
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/hamba/avro/v2"
 
 	"github.com/hotelbus/hotelbus/schemas"
 )
 
-// FieldProtector seals the personal-data fields of an event's data before a Serde encodes it and
+// FieldProtector seals the personal-data fields of an event's data as a Serde encodes it and
 // opens them after it decodes one, so records on Kafka carry ciphertext while handlers, dispatch
 // bodies and replay see clear values. streams/privacy implements it (field-level encryption with a
 // data key per data subject); the SDK only calls it.
 //
-// Seal returns the data to encode in place of env.Data (v's data shape, in the map form of
-// Envelope.Data) and must not modify env.Data, which belongs to the caller. Open replaces the sealed
-// values of env.Data in place (a subject whose key was destroyed reads back as the protector's
-// erasure marker). An error of Seal fails the publish; an error of Open fails the decode, and
-// IsRetryable decides whether the record is retried or dead-lettered.
+// Seal appends to dst the Avro body of env written with v's envelope schema, body (which it must
+// not modify: it is the Serde's), with the personal-data values of its data replaced by sealed
+// ones of the same Avro types, so the record is still valid for v. env.Data is nil for a typed
+// event (Publish): its data is only in body. Open replaces the sealed values of env.Data in place
+// (a subject whose key was destroyed reads back as the protector's erasure marker). An error of
+// Seal fails the publish; an error of Open fails the decode, and IsRetryable decides whether the
+// record is retried or dead-lettered.
 type FieldProtector interface {
-	Seal(ctx context.Context, env *Envelope, v *schemas.Version) (map[string]any, error)
+	Seal(ctx context.Context, env *Envelope, v *schemas.Version, dst, body []byte) ([]byte, error)
 	Open(ctx context.Context, env *Envelope, v *schemas.Version) error
 }
 
 // WithFieldProtector makes the Serde seal the data of every event it encodes and open the data of
 // every event it decodes with p. Default: none (data is written and read as given). Typed events
-// (Publish, Handle) pass through the map form when a protector is set, which costs one extra Avro
+// decoded (Handle) pass through the map form when a protector is set, which costs one extra Avro
 // encode and decode of their data.
 func WithFieldProtector(p FieldProtector) SerdeOption {
 	return func(c *serdeConfig) { c.protector = p }
 }
 
-// sealed returns env with its data sealed by the Serde's protector (env itself without one). The
-// data of typed, when set, is taken to the map form first.
-func (s *Serde) sealed(ctx context.Context, env *Envelope, v *schemas.Version, typed Event) (*Envelope, error) {
-	p := s.cfg.protector
-	if p == nil {
-		return env, nil
-	}
-	if typed != nil {
-		if err := checkTypedSchema(typed, v); err != nil {
-			return nil, err
-		}
-		body, err := avro.Marshal(v.Data, typed)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
-		}
-		r := &binReader{buf: body}
-		data, _ := s.codec(v.Data).dec(r).(map[string]any)
-		if r.err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalidEvent, r.err)
-		}
-		c := *env
-		c.Data = data
-		env = &c
-	}
-	data, err := p.Seal(ctx, env, v)
+// sealed appends to b the body of env written with v (its data typed's when typed is set), sealed
+// by the Serde's protector. The clear body is encoded in a buffer of clearBodies, wiped before it
+// goes back.
+func (s *Serde) sealed(ctx context.Context, b []byte, env *Envelope, v *schemas.Version, typed Event) ([]byte, error) {
+	buf := clearBodies.Get().(*[]byte)
+	defer func() {
+		clear((*buf)[:cap(*buf)])
+		clearBodies.Put(buf)
+	}()
+	body, err := s.encodeBody((*buf)[:0], env, v, typed)
 	if err != nil {
 		return nil, err
 	}
-	c := *env
-	c.Data = data
-	return &c, nil
+	*buf = body
+	return s.cfg.protector.Seal(ctx, env, v, b, body)
 }
+
+var clearBodies = sync.Pool{New: func() any { return new([]byte) }}
 
 // opened opens env's data with the Serde's protector (a no-op without one); v is the version the
 // data follows.

@@ -132,12 +132,6 @@ func (s *Serde) appendEncode(ctx context.Context, b []byte, env *Envelope, typed
 	if err != nil {
 		return "", nil, err
 	}
-	if s.cfg.protector != nil {
-		if env, err = s.sealed(ctx, env, v, typed); err != nil {
-			return "", nil, err
-		}
-		typed = nil
-	}
 	var size *atomic.Int64
 	if b == nil { // a record's value: sized as the largest of the version so far, so encoding appends without growing
 		sz, _ := s.sizes.LoadOrStore(v, new(atomic.Int64))
@@ -147,10 +141,10 @@ func (s *Serde) appendEncode(ctx context.Context, b []byte, env *Envelope, typed
 	if b, err = s.header.AppendEncode(b, id, nil); err != nil {
 		return "", nil, fmt.Errorf("streams: wire header: %w", err)
 	}
-	if typed != nil {
-		b, err = s.encodeTyped(b, env, v, typed)
+	if s.cfg.protector != nil {
+		b, err = s.sealed(ctx, b, env, v, typed)
 	} else {
-		b, err = s.encode(b, env, v)
+		b, err = s.encodeBody(b, env, v, typed)
 	}
 	if err != nil {
 		return "", nil, err
@@ -159,6 +153,14 @@ func (s *Serde) appendEncode(ctx context.Context, b []byte, env *Envelope, typed
 		size.Store(int64(len(b)))
 	}
 	return topic, b, nil
+}
+
+// encodeBody appends the Avro body of env written with v, its data typed's when typed is set.
+func (s *Serde) encodeBody(b []byte, env *Envelope, v *schemas.Version, typed Event) ([]byte, error) {
+	if typed != nil {
+		return s.encodeTyped(b, env, v, typed)
+	}
+	return s.encode(b, env, v)
 }
 
 // maxValueHint bounds the capacity a value buffer is given ahead of encoding (bytes).

@@ -1,12 +1,13 @@
 package privacy
 
 import (
+	"bytes"
 	"context"
 	"crypto/cipher"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,14 +52,22 @@ func (p *Protector) Counts() (sealed, opened, erased int64) {
 	return p.sealedValues.Load(), p.openedValues.Load(), p.erasedValues.Load()
 }
 
-// Seal implements streams.FieldProtector: it returns a copy of env.Data whose pii strings are
-// sealed with the key of the event's (tenantId, subject), creating the key on first use.
-func (p *Protector) Seal(ctx context.Context, env *streams.Envelope, v *schemas.Version) (map[string]any, error) {
+// Seal implements streams.FieldProtector: it appends to dst the body of env (written with v's
+// envelope schema) in which every pii string of the data is sealed with the key of the event's
+// (tenantId, subject), creating the key on first use.
+func (p *Protector) Seal(ctx context.Context, env *streams.Envelope, v *schemas.Version, dst, body []byte) ([]byte, error) {
 	pl := p.subjects.plan(v)
-	if pl.seal == nil || env.Data == nil {
-		return env.Data, nil
+	if pl.seal == nil {
+		return append(dst, body...), nil
 	}
-	tenant, subject, err := pl.names(env)
+	subject := pl.subjectOf(env.Data)
+	if env.Data == nil { // a typed event: read the subject from its encoding
+		var err error
+		if subject, err = pl.subjectIn(v, body); err != nil {
+			return nil, fmt.Errorf("%w: %s %s: %v", streams.ErrInvalidEvent, env.EventType, v, err)
+		}
+	}
+	tenant, subject, err := pl.names(env, subject)
 	if err != nil {
 		return nil, err
 	}
@@ -66,24 +75,34 @@ func (p *Protector) Seal(ctx context.Context, env *streams.Envelope, v *schemas.
 	if err != nil {
 		return nil, err
 	}
-	var scratch sealScratch // reused across the event's values: one allocation a value, its string
-	out, err := walk(pl.seal, env.Data, make([]byte, 0, 64), true, func(path []byte, s string) (string, error) {
-		if strings.HasPrefix(s, Prefix) {
-			return "", fmt.Errorf("%w: data.%s: a clear value may not start with %q", streams.ErrInvalidEvent, path, Prefix)
+	b := sealScratches.Get().(*sealScratch)
+	defer b.release()
+	var sealed int64
+	w := binWalker{src: body, rewrite: true, out: dst, path: b.path[:0], fn: func(path, s []byte) ([]byte, error) {
+		if bytes.HasPrefix(s, prefix) {
+			return nil, fmt.Errorf("%w: data.%s: a clear value may not start with %q", streams.ErrInvalidEvent, path, Prefix)
 		}
-		p.sealedValues.Add(1)
-		return scratch.seal(a, id, env.EventID, path, s)
-	})
-	if err != nil {
+		sealed++
+		return b.seal(a, id, env.EventID, path, s)
+	}}
+	err = w.envelope(v.Envelope, pl.seal)
+	b.path = w.path[:0]
+	p.sealedValues.Add(sealed)
+	if errors.Is(err, streams.ErrInvalidEvent) {
 		return nil, err
 	}
-	m, _ := out.(map[string]any)
-	return m, nil
+	if err != nil {
+		return nil, fmt.Errorf("%w: sealing %s %s: %v", streams.ErrInvalidEvent, env.EventType, v, err)
+	}
+	return w.out, nil
 }
 
-// names returns the tenant and subject of env, checked against the key grammar.
-func (pl *plan) names(env *streams.Envelope) (string, string, error) {
-	subject := pl.subjectOf(env.Data)
+// prefix is Prefix as bytes.
+var prefix = []byte(Prefix)
+
+// names returns the tenant of env and subject (env's, found in its data), checked against the key
+// grammar.
+func (pl *plan) names(env *streams.Envelope, subject string) (string, string, error) {
 	if subject == "" {
 		paths := make([]string, len(pl.subject))
 		for i, sp := range pl.subject {
@@ -97,21 +116,40 @@ func (pl *plan) names(env *streams.Envelope) (string, string, error) {
 	return env.Metadata.TenantID, subject, nil
 }
 
-// sealScratch holds the buffers of one event's sealing.
-type sealScratch struct{ aad, ct, out []byte }
+// sealScratch holds the buffers of one event's sealing, reused across events (sealScratches).
+type sealScratch struct {
+	path, aad, ct, out []byte
+	nonces             []byte // random bytes drawn ahead, nonceLen per value
+}
 
-// seal returns Prefix + base64url(id | nonce | AES-GCM(s, aad = eventId NUL path)).
-func (b *sealScratch) seal(a cipher.AEAD, id KeyID, eventID string, path []byte, s string) (string, error) {
-	b.ct = append(b.ct[:0], id[:]...)
-	b.ct = append(b.ct, make([]byte, nonceLen)...)
-	if _, err := rand.Read(b.ct[keyIDLen:]); err != nil {
-		return "", fmt.Errorf("privacy: random nonce: %w", err)
+var sealScratches = sync.Pool{New: func() any { return &sealScratch{path: make([]byte, 0, 64)} }}
+
+// release returns b to the pool, with the nonces it has not used yet (each still used once).
+func (b *sealScratch) release() {
+	*b = sealScratch{path: b.path[:0], aad: b.aad[:0], ct: b.ct[:0], out: b.out[:0], nonces: b.nonces}
+	sealScratches.Put(b)
+}
+
+// nonceBatch is how many values' nonces one read of crypto/rand draws, instead of one read per
+// value. Every nonce is still nonceLen random bytes used once.
+const nonceBatch = 256
+
+// seal returns Prefix + base64url(id | nonce | AES-GCM(s, aad = eventId NUL path)), in a buffer
+// of b that the next call reuses.
+func (b *sealScratch) seal(a cipher.AEAD, id KeyID, eventID string, path, s []byte) ([]byte, error) {
+	if len(b.nonces) < nonceLen {
+		b.nonces = make([]byte, nonceLen*nonceBatch)
+		if _, err := rand.Read(b.nonces); err != nil {
+			return nil, fmt.Errorf("privacy: random nonce: %w", err)
+		}
 	}
+	b.ct = append(append(b.ct[:0], id[:]...), b.nonces[:nonceLen]...)
+	b.nonces = b.nonces[nonceLen:]
 	b.aad = aadOf(b.aad[:0], eventID, path)
-	b.ct = a.Seal(b.ct, b.ct[keyIDLen:keyIDLen+nonceLen], []byte(s), b.aad)
+	b.ct = a.Seal(b.ct, b.ct[keyIDLen:keyIDLen+nonceLen], s, b.aad)
 	b.out = append(b.out[:0], Prefix...)
 	b.out = base64.RawURLEncoding.AppendEncode(b.out, b.ct)
-	return string(b.out), nil
+	return b.out, nil
 }
 
 // aadOf appends the associated data of a value: its event's id, NUL, its field path.
@@ -185,7 +223,7 @@ func (p *Protector) opener(ctx context.Context, eventID string) *opener {
 
 // run opens the strings of data under n, then counts them and returns o to the pool.
 func (o *opener) run(n *node, data map[string]any) error {
-	_, err := walk(n, data, o.path[:0], false, o.open)
+	_, err := walk(n, data, o.path[:0], o.open)
 	o.p.openedValues.Add(o.opened)
 	o.p.erasedValues.Add(o.erased)
 	clear(o.out[:cap(o.out)]) // no clear value waits in the pool
@@ -200,7 +238,7 @@ func (o *opener) key(id KeyID, path []byte) (cipher.AEAD, error) {
 		return o.p.keys.openKeyByID(o.ctx, o.tenant, id)
 	}
 	if !o.named {
-		o.tenant, o.subject, o.namesErr = o.pl.names(o.env)
+		o.tenant, o.subject, o.namesErr = o.pl.names(o.env, o.pl.subjectOf(o.env.Data))
 		o.named = true
 	}
 	if o.namesErr != nil {
@@ -256,25 +294,18 @@ func (o *opener) open(path []byte, s string) (string, error) {
 func (n *node) replaced() bool { return n.str || n.items != nil }
 
 // walk applies fn to every string of v under n, at its path (appended to path, a buffer walk
-// reuses: fn must not keep it). With clone it returns a copy of the records and arrays it changes
-// (v is the caller's) and refuses a value of another Go type than the map form's where a sealable
-// value belongs, so nothing passes unsealed; without, it changes v in place and leaves a value of
-// another type as it is.
-func walk(n *node, v any, path []byte, clone bool, fn func(path []byte, s string) (string, error)) (any, error) {
+// reuses: fn must not keep it), in place: it returns the value to store back where v was (a new
+// one for a string, or for an array given as []string). A value of another Go type than the map
+// form's is left as it is.
+func walk(n *node, v any, path []byte, fn func(path []byte, s string) (string, error)) (any, error) {
 	if v == nil {
 		return nil, nil
-	}
-	bad := func() (any, error) {
-		if !clone {
-			return v, nil
-		}
-		return nil, fmt.Errorf("%w: data.%s: a %T where the schema wants another type", streams.ErrInvalidEvent, path, v)
 	}
 	switch {
 	case n.str:
 		s, ok := v.(string)
 		if !ok {
-			return bad()
+			return v, nil
 		}
 		return fn(path, s)
 	case n.items != nil:
@@ -288,52 +319,40 @@ func walk(n *node, v any, path []byte, clone bool, fn func(path []byte, s string
 				items[i] = s
 			}
 		default:
-			return bad()
-		}
-		out := items
-		if clone {
-			out = make([]any, len(items))
+			return v, nil
 		}
 		for i, it := range items {
 			p := append(strconv.AppendInt(append(path, '['), int64(i), 10), ']')
-			nv, err := walk(n.items, it, p, clone, fn)
+			nv, err := walk(n.items, it, p, fn)
 			if err != nil {
 				return nil, err
 			}
-			if clone || n.items.replaced() {
-				out[i] = nv
+			if n.items.replaced() {
+				items[i] = nv
 			}
 		}
-		return out, nil
+		return items, nil
 	case n.values != nil:
 		m, ok := v.(map[string]any)
 		if !ok {
-			return bad()
-		}
-		out := m
-		if clone {
-			out = maps.Clone(m)
+			return v, nil
 		}
 		for k, mv := range m {
-			nv, err := walk(n.values, mv, append(append(append(path, '{'), k...), '}'), clone, fn)
+			nv, err := walk(n.values, mv, append(append(append(path, '{'), k...), '}'), fn)
 			if err != nil {
 				return nil, err
 			}
-			out[k] = nv
+			m[k] = nv
 		}
-		return out, nil
+		return m, nil
 	default:
 		m, ok := v.(map[string]any)
 		if !ok {
-			return bad()
-		}
-		out := m
-		if clone {
-			out = maps.Clone(m)
+			return v, nil
 		}
 		for _, c := range n.fields {
 			mv := m[c.field]
-			if mv == nil { // absent or null: nothing to seal, and a clone holds it as it was
+			if mv == nil { // absent or null
 				continue
 			}
 			p := path
@@ -341,14 +360,14 @@ func walk(n *node, v any, path []byte, clone bool, fn func(path []byte, s string
 				p = append(p, '.')
 			}
 			p = append(p, c.field...)
-			nv, err := walk(c, mv, p, clone, fn)
+			nv, err := walk(c, mv, p, fn)
 			if err != nil {
 				return nil, err
 			}
-			if clone || c.replaced() {
-				out[c.field] = nv
+			if c.replaced() {
+				m[c.field] = nv
 			}
 		}
-		return out, nil
+		return m, nil
 	}
 }

@@ -164,6 +164,7 @@ func deref(s avro.Schema) avro.Schema {
 // plan is what to seal in the data of one schema version.
 type plan struct {
 	subject  [][]string
+	subjects *node    // the subject fields, as a tree
 	seal     *node    // nil: nothing to seal
 	residual []string // pii values that stay clear: "path (type)"
 }
@@ -188,9 +189,15 @@ func (s *Subjects) plan(v *schemas.Version) *plan {
 		skip[strings.Join(sf, ".")] = true
 	}
 	p.seal = build(v.Data, false, "", skip, &p.residual, 0)
+	for _, path := range p.subject {
+		p.subjects = p.subjects.with(path)
+	}
 	got, _ := s.plans.LoadOrStore(v, p)
 	return got.(*plan)
 }
+
+// Seals reports whether the events of v have values a Protector seals.
+func (s *Subjects) Seals(v *schemas.Version) bool { return s.plan(v).seal != nil }
 
 // Residual returns, for each event type and version of set, the pii values that stay clear because
 // their schema type cannot hold a ciphertext ("customer.created 1.0 birthDate (int)").
@@ -259,6 +266,67 @@ func build(s avro.Schema, inPII bool, path string, skip map[string]bool, residua
 		}
 	}
 	return nil
+}
+
+// with returns n (a new node when nil) with the string at path (record fields) added.
+func (n *node) with(path []string) *node {
+	if n == nil {
+		n = &node{}
+	}
+	if len(path) == 0 {
+		n.str = true
+		return n
+	}
+	for i, c := range n.fields {
+		if c.field == path[0] {
+			n.fields[i] = c.with(path[1:])
+			return n
+		}
+	}
+	c := (*node)(nil).with(path[1:])
+	c.field = path[0]
+	n.fields = append(n.fields, c)
+	return n
+}
+
+// subjectIn returns the first set subject field of the data of body, an event's body written with
+// v's envelope schema ("" when none).
+func (p *plan) subjectIn(v *schemas.Version, body []byte) (string, error) {
+	found := make([]string, len(p.subject))
+	w := binWalker{src: body, fn: func(path, s []byte) ([]byte, error) {
+		for i, sp := range p.subject {
+			if found[i] == "" && pathIs(path, sp) {
+				found[i] = string(s)
+			}
+		}
+		return nil, nil
+	}}
+	if err := w.envelope(v.Envelope, p.subjects); err != nil {
+		return "", err
+	}
+	for _, s := range found {
+		if s != "" {
+			return s, nil
+		}
+	}
+	return "", nil
+}
+
+// pathIs reports whether path is the dotted form of names.
+func pathIs(path []byte, names []string) bool {
+	for i, name := range names {
+		if i > 0 {
+			if len(path) == 0 || path[0] != '.' {
+				return false
+			}
+			path = path[1:]
+		}
+		if len(path) < len(name) || string(path[:len(name)]) != name {
+			return false
+		}
+		path = path[len(name):]
+	}
+	return len(path) == 0
 }
 
 // subjectOf returns the first set subject field of data ("" when none).
