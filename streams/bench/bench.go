@@ -17,6 +17,11 @@
 //	                 the events in a batch (what checking each event alone would cost)
 //	dedup-throughput dedup check, handle and done mark per event in batches of 500 vs a
 //	                 redis-benchmark-style pipelined SET NX PX of as many keys in pipelines of 500
+//	publish-sealed   SDK PublishAsync of the simulated events that carry personal data, sealed by a
+//	                 Protector (streams/privacy, a key file of the run's own) vs the same events
+//	                 published without one, each on topics of its own
+//	consume-sealed   the consume row's consumer over those events, opening them, vs the same over
+//	                 the events not sealed
 //	replay           `hotelbus replay` of one topic to JSONL (decode, canonical JSON) vs
 //	                 `kcat -C -e` raw read of the same topic (skipped when kcat is missing)
 //	e2e-p50/p99      latency from POST to the gateway to arrival at the dispatcher's target, at half
@@ -108,13 +113,14 @@ type sizes struct {
 	dedupEvents int
 	peakPosts   int
 	pacedPosts  int
+	privacy     int // events with personal data per side
 }
 
 func sizesFor(quick bool) sizes {
 	if quick {
-		return sizes{produce: 10_000, orderedPer: 3, serialPer: 1, dedupBatch: 500, dedupEvents: 20_000, peakPosts: 1_600, pacedPosts: 600}
+		return sizes{produce: 10_000, orderedPer: 3, serialPer: 1, dedupBatch: 500, dedupEvents: 20_000, peakPosts: 1_600, pacedPosts: 600, privacy: 5_000}
 	}
-	return sizes{produce: 100_000, orderedPer: 10, serialPer: 1, dedupBatch: 500, dedupEvents: 200_000, peakPosts: 4_000, pacedPosts: 2_000}
+	return sizes{produce: 100_000, orderedPer: 10, serialPer: 1, dedupBatch: 500, dedupEvents: 200_000, peakPosts: 4_000, pacedPosts: 2_000, privacy: 50_000}
 }
 
 // run is the state shared by the rows of one run.
@@ -155,6 +161,7 @@ func Run(ctx context.Context, env Env, o Options) (*Report, error) {
 		{"produce and consume", r.produceConsume},
 		{"key ordering", r.keyOrdering},
 		{"dedup throughput", r.dedupThroughput},
+		{"guest-data protection", r.privacy},
 		{"replay", r.replayRow},
 		{"end-to-end latency", r.endToEnd},
 	}

@@ -16,6 +16,15 @@ import (
 // HOTELBUS_TEST_REDIS) and on kfake and miniredis otherwise: the run to profile the consume path
 // with, reporting each row's median ratio (go test -run '^$' -bench ConsumeRows -cpuprofile cpu.out -memprofile mem.out ./streams/bench).
 func BenchmarkConsumeRows(b *testing.B) {
+	benchmarkRows(b, (*run).produceConsume, (*run).dedupThroughput)
+}
+
+// BenchmarkPrivacyRows runs only the publish-sealed and consume-sealed rows of a quick run, as
+// BenchmarkConsumeRows does: the run to profile guest-data protection with.
+func BenchmarkPrivacyRows(b *testing.B) { benchmarkRows(b, (*run).privacy) }
+
+// benchmarkRows runs the steps of a quick run b.N times and reports each row's median ratio.
+func benchmarkRows(b *testing.B, steps ...func(*run, context.Context) ([]Row, error)) {
 	be := streamstest.Backends(b)[0]
 	url := streamstest.RedisBackends(b)["miniredis"]
 	if u := os.Getenv(streamstest.EnvRedis); u != "" && os.Getenv(streamstest.EnvBrokers) != "" {
@@ -35,16 +44,16 @@ func BenchmarkConsumeRows(b *testing.B) {
 		if err := r.setup(ctx); err != nil {
 			b.Fatal(err)
 		}
-		rows, err := r.produceConsume(ctx)
-		if err == nil {
-			var more []Row
-			more, err = r.dedupThroughput(ctx)
+		var rows []Row
+		for _, step := range steps {
+			more, err := step(r, ctx)
+			if err != nil {
+				r.cleanup()
+				b.Fatal(err)
+			}
 			rows = append(rows, more...)
 		}
 		r.cleanup()
-		if err != nil {
-			b.Fatal(err)
-		}
 		for _, row := range rows {
 			b.Logf("%s: %.0f %s vs %.0f (%s): ratio %.3f; %s", row.Name, row.Value, row.Unit, row.BaselineValue, row.Baseline, row.Ratio, row.Note)
 			ratios[row.Name] = append(ratios[row.Name], row.Ratio)

@@ -68,17 +68,6 @@ func (r *run) produceConsume(ctx context.Context) ([]Row, error) {
 			return nil, err
 		}
 	}
-	producers := map[string]*streams.Producer{}
-	defer func() {
-		for _, p := range producers {
-			_ = p.Close(context.Background())
-		}
-	}()
-	for _, sys := range r.cat.Systems {
-		if producers[sys.Name], err = streams.NewProducer(sys.Name, r.serde, r.producerOpts()...); err != nil {
-			return nil, err
-		}
-	}
 	cl, err := r.client(kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(5*time.Millisecond),
 		kgo.ProducerBatchCompression(kgo.SnappyCompression(), kgo.NoCompression()))
 	if err != nil {
@@ -91,44 +80,32 @@ func (r *run) produceConsume(ctx context.Context) ([]Row, error) {
 	if err := r.awaitLeaders(ctx); err != nil {
 		return nil, err
 	}
-	timed, warmed := sdk[:0:0], map[string]bool{}
-	for _, ev := range sdk {
-		if p := producers[ev.System]; p != nil && !warmed[ev.System] {
-			warmed[ev.System] = true
-			if _, err := p.Publish(ctx, ev.Envelope); err != nil {
-				return nil, fmt.Errorf("publishing: %w", err)
-			}
-			continue
-		}
-		timed = append(timed, ev)
+	pubs := r.publishers(r.serde)
+	defer pubs.close()
+	timed, took, err := pubs.publish(ctx, sdk)
+	if err != nil {
+		return nil, err
 	}
+	sdkRate := rate(timed, took)
 	if err := cl.ProduceSync(ctx, raw[0]).FirstErr(); err != nil {
 		return nil, fmt.Errorf("raw franz-go: %w", err)
 	}
 	var failed atomic.Value
 	var wg sync.WaitGroup
-	done := func(err error) {
-		if err != nil {
-			failed.CompareAndSwap(nil, err)
-		}
-		wg.Done()
-	}
 	start := time.Now()
-	for _, ev := range timed {
-		wg.Add(1)
-		producers[ev.System].PublishAsync(ctx, ev.Envelope, func(_ streams.Result, err error) { done(err) })
-	}
-	wg.Wait()
-	sdkRate := rate(len(timed), time.Since(start))
-	start = time.Now()
 	for _, rec := range raw[1:] {
 		wg.Add(1)
-		cl.Produce(ctx, rec, func(_ *kgo.Record, err error) { done(err) })
+		cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+			if err != nil {
+				failed.CompareAndSwap(nil, err)
+			}
+			wg.Done()
+		})
 	}
 	wg.Wait()
 	rawRate := rate(len(raw)-1, time.Since(start))
 	if err, _ := failed.Load().(error); err != nil {
-		return nil, fmt.Errorf("publishing: %w", err)
+		return nil, fmt.Errorf("raw franz-go: %w", err)
 	}
 	produce := row("produce", "SDK PublishAsync", sdkRate, "raw franz-go, same bytes", rawRate, "events/s", "higher", "≥ 0.7")
 	produce.Note = "SDK: 2 records per event (its audit record), raw: 1"
@@ -138,6 +115,61 @@ func (r *run) produceConsume(ctx context.Context) ([]Row, error) {
 		return nil, err
 	}
 	return append(rows, consume...), nil
+}
+
+// publishers publish events through a Producer per owning system over one Serde.
+type publishers struct {
+	r     *run
+	serde *streams.Serde
+	by    map[string]*streams.Producer
+}
+
+func (r *run) publishers(serde *streams.Serde) *publishers {
+	return &publishers{r: r, serde: serde, by: map[string]*streams.Producer{}}
+}
+
+// publish publishes events with PublishAsync and returns how many it timed and how long they took,
+// from the first call to the last acknowledgement. A system's first event is published alone and
+// not timed: its producer's first connection and producer id are not the path measured.
+func (p *publishers) publish(ctx context.Context, events []*simulate.Event) (int, time.Duration, error) {
+	var timed []*simulate.Event
+	for _, ev := range events {
+		if p.by[ev.System] != nil {
+			timed = append(timed, ev)
+			continue
+		}
+		pr, err := streams.NewProducer(ev.System, p.serde, p.r.producerOpts()...)
+		if err != nil {
+			return 0, 0, err
+		}
+		p.by[ev.System] = pr
+		if _, err := pr.Publish(ctx, ev.Envelope); err != nil {
+			return 0, 0, fmt.Errorf("publishing: %w", err)
+		}
+	}
+	var failed atomic.Value
+	var wg sync.WaitGroup
+	start := time.Now()
+	for _, ev := range timed {
+		wg.Add(1)
+		p.by[ev.System].PublishAsync(ctx, ev.Envelope, func(_ streams.Result, err error) {
+			if err != nil {
+				failed.CompareAndSwap(nil, err)
+			}
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		return 0, 0, fmt.Errorf("publishing: %w", err)
+	}
+	return len(timed), time.Since(start), nil
+}
+
+func (p *publishers) close() {
+	for _, pr := range p.by {
+		_ = pr.Close(context.Background())
+	}
 }
 
 // awaitLeaders waits until every partition of the run's topics has a leader (new topics elect
@@ -180,11 +212,11 @@ func (c *countingPreparer) Prepare(ctx context.Context, batch []*streams.Message
 // again through another group with LazyDecode (the no-op handler never asks for the event); then
 // with raw franz-go.
 func (r *run) consume(ctx context.Context, total int) ([]Row, error) {
-	hb, d, batches, err := r.consumeRate(ctx, total, "")
+	hb, d, batches, err := r.consumeRate(ctx, r.cat, r.serde, total, "")
 	if err != nil {
 		return nil, err
 	}
-	lazy, _, _, err := r.consumeRate(ctx, total, ".lazy", streams.LazyDecode())
+	lazy, _, _, err := r.consumeRate(ctx, r.cat, r.serde, total, ".lazy", streams.LazyDecode())
 	if err != nil {
 		return nil, err
 	}
@@ -223,11 +255,11 @@ func (r *run) consume(ctx context.Context, total int) ([]Row, error) {
 	}, nil
 }
 
-// consumeRate handles the total records of the run's event topics with hotel-common's consumer
-// through its group (plus suffix, with dedup keys of its own) and returns the rate from the first
-// handler call to the last, the Dedup, and the batches prepared.
-func (r *run) consumeRate(ctx context.Context, total int, suffix string, opts ...streams.ConsumerOption) (float64, *streams.Dedup, float64, error) {
-	sys, _ := r.cat.System("hotel-common")
+// consumeRate handles the total records of the event topics of cat with hotel-common's consumer
+// over serde through its group (plus suffix, with dedup keys of its own) and returns the rate from
+// the first handler call to the last, the Dedup, and the batches prepared.
+func (r *run) consumeRate(ctx context.Context, cat *topics.Catalog, serde *streams.Serde, total int, suffix string, opts ...streams.ConsumerOption) (float64, *streams.Dedup, float64, error) {
+	sys, _ := cat.System("hotel-common")
 	d, err := streams.NewDedup(r.env.Redis, sys.Group+suffix)
 	if err != nil {
 		return 0, nil, 0, err
@@ -239,7 +271,7 @@ func (r *run) consumeRate(ctx context.Context, total int, suffix string, opts ..
 	if suffix != "" {
 		opts = append(opts, streams.Group(sys.Group+suffix))
 	}
-	c, err := streams.NewConsumer(sys.Name, r.serde, opts...)
+	c, err := streams.NewConsumer(sys.Name, serde, opts...)
 	if err != nil {
 		return 0, nil, 0, err
 	}

@@ -42,6 +42,8 @@ same work without hotelbus, and prints the ratios (see "Reading the bench table"
   key-ordering      key-ordered concurrency vs partition-serial, 2 ms handler, 1,000 keys
   dedup-roundtrips  Redis round trips of the dedup checks per batch vs events per batch
   dedup-throughput  dedup check + done marks vs pipelined SET NX PX
+  publish-sealed    publishing events with personal data sealed (streams/privacy) vs not sealed
+  consume-sealed    consuming them, opened, vs the same events not sealed
   replay            hotelbus replay to JSONL vs kcat -C -e raw read of the same topic
   e2e-p50, e2e-p99  gateway to dispatcher target latency at half the peak rate vs the 202 answer time
 
