@@ -118,9 +118,9 @@ type sizes struct {
 
 func sizesFor(quick bool) sizes {
 	if quick {
-		return sizes{produce: 10_000, orderedPer: 3, serialPer: 1, dedupBatch: 500, dedupEvents: 20_000, peakPosts: 1_600, pacedPosts: 600, privacy: 5_000}
+		return sizes{produce: 10_000, orderedPer: 3, serialPer: 1, dedupBatch: 500, dedupEvents: 20_000, peakPosts: 1_600, pacedPosts: 600, privacy: 20_000}
 	}
-	return sizes{produce: 100_000, orderedPer: 10, serialPer: 1, dedupBatch: 500, dedupEvents: 200_000, peakPosts: 4_000, pacedPosts: 2_000, privacy: 50_000}
+	return sizes{produce: 100_000, orderedPer: 10, serialPer: 1, dedupBatch: 500, dedupEvents: 200_000, peakPosts: 4_000, pacedPosts: 2_000, privacy: 100_000}
 }
 
 // run is the state shared by the rows of one run.
