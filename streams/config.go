@@ -374,8 +374,8 @@ func MaxPending(n int) ConsumerOption {
 // record's timestamp's). Only a handler that decodes learns that a record does not decode, or that
 // its envelope's eventId or source differs from its headers: it should return Decode's error,
 // which is permanent (dead-lettered) or retryable (the registry is unreachable). Typed handlers
-// (Handle), records whose ordering key is a data field and records without envelope headers are
-// decoded before the chain as without it. Default: off (every record is decoded before its chain).
+// (Handle), records without envelope headers, and records whose ordering key is a data field of a
+// Serde with a FieldProtector are decoded before the chain as without it. Default: off (every record is decoded before its chain).
 func LazyDecode() ConsumerOption {
 	return consumerOptionFunc(func(c *consumerConfig) { c.lazyDecode = true })
 }

@@ -39,7 +39,7 @@ import (
 //     one at a time; records with different keys run concurrently, up to MaxInFlightPerPartition
 //     per partition and MaxInFlight in all. The ordering key is the record key (tenantId), or the
 //     value of the data field the catalog declares for the type (Catalog.OrderingKey) when the
-//     record decodes and the field holds a non-empty string.
+//     record's data holds it as a non-empty string.
 //   - A record is finished when its handler chain returns nil or a non-retryable error. A
 //     non-retryable error that reaches the consumer (no middleware dead-lettered it) is logged and
 //     the record is finished anyway: a partition never stops on a bad record. A retryable error
@@ -564,7 +564,8 @@ func (c *Consumer) jobs(ctx context.Context, fs kgo.Fetches, parts map[topicPart
 // route decides what happens to one record: skipped (j.chain stays nil) or handed to a chain with
 // its message and ordering key. A record whose headers name its type, version, eventId and source
 // is routed and deduplicated by them and decoded later, by the worker that runs its chain
-// (decode), unless its ordering key is a data field; any other is decoded here.
+// (decode); an ordering key that is a data field is read from its encoding (Serde.dataString),
+// unless the Serde has a FieldProtector. Any other record is decoded here.
 func (c *Consumer) route(ctx context.Context, j *job, r *kgo.Record) {
 	et, version := Header(r, HeaderEventType), Header(r, HeaderVersion)
 	if et != "" && !c.subscribed[et] {
@@ -577,9 +578,21 @@ func (c *Consumer) route(ctx context.Context, j *job, r *kgo.Record) {
 			c.log.Warn("streams: consumer: no handler found; event skipped", recordAttrs(r, et, version)...)
 			return
 		}
-		if rt.orderField == "" && Header(r, HeaderEventID) != "" && Header(r, HeaderSource) != "" {
+		switch {
+		case Header(r, HeaderEventID) == "" || Header(r, HeaderSource) == "":
+			c.decodeAs(ctx, m, rt)
+		case rt.orderField == "":
 			j.undecoded = rt
-		} else {
+		case c.serde.cfg.protector == nil: // a sealed ordering key would differ from its clear value
+			if key, ok := c.serde.dataString(ctx, r.Value, rt.orderField); ok {
+				j.undecoded = rt
+				if key != "" {
+					j.key = key
+				}
+			} else {
+				c.decodeAs(ctx, m, rt)
+			}
+		default:
 			c.decodeAs(ctx, m, rt)
 		}
 	} else {

@@ -548,43 +548,62 @@ func TestConsumerCloseResumes(t *testing.T) {
 }
 
 // TestConsumerOrderingKey: reservation events are ordered per reservation (the catalog's ordering
-// key), not per tenant: one tenant's reservations are handled concurrently, each in order.
+// key), not per tenant: one tenant's reservations are handled concurrently, each in order. The key
+// is read from the record's encoding: under LazyDecode the records reach the handler undecoded.
 func TestConsumerOrderingKey(t *testing.T) {
-	b := streamstest.Kfake(t)
 	set, _ := loadAll(t)
 	cat := testCatalog(t)
 	if f := cat.OrderingKey("reservation.created"); f != "reservationId" {
 		t.Fatalf("OrderingKey(reservation.created) = %q", f)
 	}
-	ensure(t, b, cat)
-	serde, _ := newSerde(t, set, cat)
-	chk := streamstest.NewChecker()
-	const reservations, per = 20, 30
-	spec := eventSpec{eventType: "reservation.created", key: func(_ string, tn, seq int, env *streams.Envelope) string {
-		env.Metadata.TenantID = "tenant-000" // one tenant, one partition
-		id := fmt.Sprintf("rsv-%02d", tn)
-		env.Data["reservationId"] = id
-		return id
-	}}
-	publishMany(t, b, serde, chk, []eventSpec{spec}, reservations, per)
-	guard := newKeyGuard()
-	var handled atomic.Int64
-	r := startConsumer(t, "hotel-member", b, serde, func(c *streams.Consumer) {
-		c.HandleType("reservation.created", func(_ context.Context, m *streams.Message) error {
-			key := m.Envelope.Data["reservationId"].(string)
-			guard.enter(key)
-			defer guard.leave(key)
-			time.Sleep(time.Millisecond)
-			chk.Handled(key, m.Envelope.EventID, seqOf(m))
-			handled.Add(1)
-			return nil
+	for _, lazy := range []bool{false, true} {
+		t.Run(fmt.Sprintf("lazy=%v", lazy), func(t *testing.T) {
+			b := streamstest.Kfake(t)
+			ensure(t, b, cat)
+			serde, _ := newSerde(t, set, cat)
+			chk := streamstest.NewChecker()
+			const reservations, per = 20, 30
+			spec := eventSpec{eventType: "reservation.created", key: func(_ string, tn, seq int, env *streams.Envelope) string {
+				env.Metadata.TenantID = "tenant-000" // one tenant, one partition
+				id := fmt.Sprintf("rsv-%02d", tn)
+				env.Data["reservationId"] = id
+				return id
+			}}
+			publishMany(t, b, serde, chk, []eventSpec{spec}, reservations, per)
+			guard := newKeyGuard()
+			var handled, decodedAtEntry atomic.Int64
+			var opts []streams.ConsumerOption
+			if lazy {
+				opts = append(opts, streams.LazyDecode())
+			}
+			r := startConsumer(t, "hotel-member", b, serde, func(c *streams.Consumer) {
+				c.HandleType("reservation.created", func(ctx context.Context, m *streams.Message) error {
+					if m.Envelope != nil {
+						decodedAtEntry.Add(1)
+					}
+					env, err := m.Decode(ctx)
+					if err != nil {
+						return err
+					}
+					key := env.Data["reservationId"].(string)
+					guard.enter(key)
+					defer guard.leave(key)
+					time.Sleep(time.Millisecond)
+					chk.Handled(key, env.EventID, seqOf(m))
+					handled.Add(1)
+					return nil
+				})
+			}, opts...)
+			eventually(t, time.Minute, "every event handled", func() bool { return handled.Load() >= reservations*per })
+			r.stop(t)
+			checkNoAnomalies(t, chk.Report())
+			if peak, overlaps := guard.stats(); overlaps != 0 || peak < 2 {
+				t.Errorf("one tenant's reservations: peak concurrency %d (want > 1), %d overlaps of one reservation", peak, overlaps)
+			}
+			if n := decodedAtEntry.Load(); lazy && n != 0 {
+				t.Errorf("%d records were decoded before the lazy handler asked: the ordering key was not read from the encoding", n)
+			}
 		})
-	})
-	eventually(t, time.Minute, "every event handled", func() bool { return handled.Load() >= reservations*per })
-	r.stop(t)
-	checkNoAnomalies(t, chk.Report())
-	if peak, overlaps := guard.stats(); overlaps != 0 || peak < 2 {
-		t.Errorf("one tenant's reservations: peak concurrency %d (want > 1), %d overlaps of one reservation", peak, overlaps)
 	}
 }
 

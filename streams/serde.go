@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/hotelbus/hotelbus/schemas"
+	"github.com/hotelbus/hotelbus/streams/internal/avrobin"
 	"github.com/hotelbus/hotelbus/topics"
 )
 
@@ -320,6 +321,46 @@ func (s *Serde) DecodeAs(ctx context.Context, value []byte, reader *schemas.Vers
 		return nil, err
 	}
 	return env, nil
+}
+
+// dataString returns the string data field of a wire-format value (null and absent read as ""),
+// read from its encoding without decoding the record. ok is false when the value does not parse
+// as its writer schema says, or the field is not a string there: decode the value instead.
+func (s *Serde) dataString(ctx context.Context, value []byte, field string) (v string, ok bool) {
+	_, body, w, err := s.wire(ctx, value)
+	if err != nil {
+		return "", false
+	}
+	r := avrobin.Reader{Src: body}
+	data, err := r.Field(w.schema, "data")
+	if err != nil || data == nil {
+		return "", false
+	}
+	rec, isRec := data.Type().(*avro.RecordSchema)
+	if !isRec {
+		return "", false
+	}
+	f, err := r.Field(rec, field)
+	if err != nil || f == nil {
+		return "", false
+	}
+	t := f.Type()
+	if u, isUnion := t.(*avro.UnionSchema); isUnion {
+		if t, err = r.Branch(u); err != nil {
+			return "", false
+		}
+	}
+	switch t := t.(type) {
+	case *avro.NullSchema:
+		return "", true
+	case *avro.PrimitiveSchema:
+		if t.Type() != avro.String {
+			return "", false
+		}
+		b, err := r.Bytes()
+		return string(b), err == nil
+	}
+	return "", false
 }
 
 // wire splits a wire-format value into its schema id and body and returns the writer schema.

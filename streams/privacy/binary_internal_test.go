@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/hamba/avro/v2"
+	"github.com/hotelbus/hotelbus/streams/internal/avrobin"
 )
 
 // TestBinWalkerRewrites: the walker replaces exactly the strings of its plan, at the paths of the
@@ -63,11 +64,11 @@ func TestBinWalkerRewrites(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			w := binWalker{src: src, rewrite: true, fn: func(path, s []byte) ([]byte, error) {
+			w := binWalker{Reader: avrobin.Reader{Src: src}, rewrite: true, fn: func(path, s []byte) ([]byte, error) {
 				return []byte("<" + string(path) + "=" + string(s) + ">"), nil
 			}}
-			if err := w.value(s, plan, 0); err != nil || w.pos != len(src) {
-				t.Fatalf("walk: %v at %d of %d", err, w.pos, len(src))
+			if err := w.value(s, plan, 0); err != nil || w.Pos != len(src) {
+				t.Fatalf("walk: %v at %d of %d", err, w.Pos, len(src))
 			}
 			out := append(w.out, src[w.run:]...)
 			var got map[string]any
@@ -96,7 +97,7 @@ func TestBinWalkerRewrites(t *testing.T) {
 
 			// Every cut of the value fails cleanly.
 			for cut := range len(src) {
-				w := binWalker{src: src[:cut], rewrite: true, fn: func(_, s []byte) ([]byte, error) { return s, nil }}
+				w := binWalker{Reader: avrobin.Reader{Src: src[:cut]}, rewrite: true, fn: func(_, s []byte) ([]byte, error) { return s, nil }}
 				if err := w.value(s, plan, 0); err == nil {
 					t.Fatalf("a value cut at %d of %d bytes walked without an error", cut, len(src))
 				}

@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/hotelbus/hotelbus/schemas"
+	"github.com/hotelbus/hotelbus/streams/internal/avrobin"
 	"github.com/hotelbus/hotelbus/topics"
 )
 
@@ -293,7 +294,7 @@ func (n *node) with(path []string) *node {
 // v's envelope schema ("" when none).
 func (p *plan) subjectIn(v *schemas.Version, body []byte) (string, error) {
 	found := make([]string, len(p.subject))
-	w := binWalker{src: body, fn: func(path, s []byte) ([]byte, error) {
+	w := binWalker{Reader: avrobin.Reader{Src: body}, fn: func(path, s []byte) ([]byte, error) {
 		for i, sp := range p.subject {
 			if found[i] == "" && pathIs(path, sp) {
 				found[i] = string(s)
