@@ -40,7 +40,8 @@ import (
 // Protocol, per message:
 //   - Prepare checks a whole polled batch in one Redis round trip: for each distinct eventId one
 //     SET NX GET tries to take the lease and reads the key otherwise (no script: Redis 7.0 or
-//     later). Each message is then acquired (this message owns the lease), done, or leased by
+//     later). A Redis too slow to answer a large batch within the read timeout gets it in smaller
+//     round trips until it answers in time again (see prepareLimit). Each message is then acquired (this message owns the lease), done, or leased by
 //     another owner (another consumer, or an earlier message of the batch with the same eventId).
 //   - The middleware commits a done event without calling the handler (returns nil). It waits for
 //     a lease held by another owner, polling with backoff, until the key is done (skip), free (take
