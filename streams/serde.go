@@ -323,9 +323,9 @@ func (s *Serde) DecodeAs(ctx context.Context, value []byte, reader *schemas.Vers
 	return env, nil
 }
 
-// dataString returns the string data field of a wire-format value (null and absent read as ""),
-// read from its encoding without decoding the record. ok is false when the value does not parse
-// as its writer schema says, or the field is not a string there: decode the value instead.
+// dataString returns the string data field of a wire-format value (a null reads as ""), read from
+// its encoding without decoding the record. ok is false when the value does not parse as its
+// writer schema says, or the writer schema has no such string field: decode the value instead.
 func (s *Serde) dataString(ctx context.Context, value []byte, field string) (v string, ok bool) {
 	_, body, w, err := s.wire(ctx, value)
 	if err != nil {
