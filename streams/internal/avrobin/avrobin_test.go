@@ -76,3 +76,25 @@ func TestSkip(t *testing.T) {
 		})
 	}
 }
+
+// FuzzSkip: whatever the bytes, Skip and Field return (an error, or a position within the input)
+// without panicking or reading past the input.
+func FuzzSkip(f *testing.F) {
+	for _, api := range []avro.API{avro.Config{}.Freeze(), avro.Config{DisableBlockSizeHeader: true}.Freeze()} {
+		src, err := api.Marshal(schema, value)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(src)
+	}
+	f.Fuzz(func(t *testing.T, src []byte) {
+		r := avrobin.Reader{Src: src}
+		if err := r.Skip(schema); err == nil && (r.Pos < 0 || r.Pos > len(src)) {
+			t.Fatalf("Skip ended at %d of %d bytes", r.Pos, len(src))
+		}
+		r = avrobin.Reader{Src: src}
+		if f, err := r.Field(schema, "last"); err == nil && f != nil {
+			_, _ = r.Bytes()
+		}
+	})
+}
