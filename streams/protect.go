@@ -19,18 +19,22 @@ import (
 // not modify: it is the Serde's), with the personal-data values of its data replaced by sealed
 // ones of the same Avro types, so the record is still valid for v. env.Data is nil for a typed
 // event (Publish): its data is only in body. Open replaces the sealed values of env.Data in place
-// (a subject whose key was destroyed reads back as the protector's erasure marker). An error of
-// Seal fails the publish; an error of Open fails the decode, and IsRetryable decides whether the
+// (a subject whose key was destroyed reads back as the protector's erasure marker). OpenBody is
+// Open for a body written with v's envelope schema, before it is decoded (a typed event, Handle):
+// it appends to dst the body with the sealed values of its data replaced by their clear ones,
+// without modifying body. An error of Seal fails the
+// publish; an error of Open or OpenBody fails the decode, and IsRetryable decides whether the
 // record is retried or dead-lettered.
 type FieldProtector interface {
 	Seal(ctx context.Context, env *Envelope, v *schemas.Version, dst, body []byte) ([]byte, error)
 	Open(ctx context.Context, env *Envelope, v *schemas.Version) error
+	OpenBody(ctx context.Context, v *schemas.Version, dst, body []byte) ([]byte, error)
 }
 
 // WithFieldProtector makes the Serde seal the data of every event it encodes and open the data of
-// every event it decodes with p. Default: none (data is written and read as given). Typed events
-// decoded (Handle) pass through the map form when a protector is set, which costs one extra Avro
-// encode and decode of their data.
+// every event it decodes with p. Default: none (data is written and read as given). A typed event
+// (Handle) written with a schema that is no local version passes through the map form to be
+// opened, which costs one extra Avro encode and decode of its data.
 func WithFieldProtector(p FieldProtector) SerdeOption {
 	return func(c *serdeConfig) { c.protector = p }
 }

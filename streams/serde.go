@@ -48,6 +48,7 @@ type Serde struct {
 type writerSchema struct {
 	schema  *avro.RecordSchema
 	subject *schemas.Subject // nil when the record is not known locally
+	version *schemas.Version // the local version that is this schema, nil when none is
 	text    string
 }
 
@@ -406,6 +407,13 @@ func (s *Serde) writer(ctx context.Context, id int) (*writerSchema, error) {
 			return nil, fmt.Errorf("%w: schema id %d is not a record", ErrMalformedRecord, id)
 		}
 		w = &writerSchema{schema: rec, subject: s.byName[rec.FullName()], text: sch.Schema}
+		if w.subject != nil {
+			for _, v := range w.subject.Versions {
+				if v.Envelope.Fingerprint() == rec.Fingerprint() {
+					w.version = v
+				}
+			}
+		}
 		s.mu.Lock()
 		s.writers[id] = w
 		s.mu.Unlock()

@@ -185,20 +185,31 @@ func checkTypedSchema(typed Event, v *schemas.Version) error {
 // decodeTyped decodes a wire-format value into out, in reader's version, and returns its envelope
 // (Data nil).
 func (s *Serde) decodeTyped(ctx context.Context, value []byte, reader *schemas.Version, out Event) (*Envelope, error) {
-	if s.cfg.protector != nil { // opened in the map form, then into out
-		env, err := s.DecodeAs(ctx, value, reader)
-		if err != nil {
-			return nil, err
-		}
-		if err := s.intoTyped(env, reader, out); err != nil {
-			return nil, err
-		}
-		env.Data = nil
-		return env, nil
-	}
 	id, body, w, err := s.wire(ctx, value)
 	if err != nil {
 		return nil, err
+	}
+	if s.cfg.protector != nil {
+		if w.version == nil { // no local plan of its personal data: opened in the map form, then into out
+			env, err := s.DecodeAs(ctx, value, reader)
+			if err != nil {
+				return nil, err
+			}
+			if err := s.intoTyped(env, reader, out); err != nil {
+				return nil, err
+			}
+			env.Data = nil
+			return env, nil
+		}
+		buf := clearBodies.Get().(*[]byte)
+		defer func() {
+			clear((*buf)[:cap(*buf)])
+			clearBodies.Put(buf)
+		}()
+		if body, err = s.cfg.protector.OpenBody(ctx, w.version, (*buf)[:0], body); err != nil {
+			return nil, err
+		}
+		*buf = body[:0]
 	}
 	var schema avro.Schema = w.schema
 	if w.schema.Fingerprint() != reader.Envelope.Fingerprint() {

@@ -8,9 +8,11 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -230,6 +232,64 @@ func TestForgetErasesEverywhere(t *testing.T) {
 	st, err := r.keys.Status(ctx, "sakura-hotels", subject)
 	if err != nil || len(st.Keys) != 0 || len(st.Erasures) != 1 || st.Erasures[0].By != "test" || st.Erasures[0].Keys != 1 {
 		t.Errorf("status after forget: %+v %v", st, err)
+	}
+}
+
+// TestTypedHandlerOpensTheEncoding: a typed handler (Handle) gets its event opened from the
+// record's encoding: a forgotten guest's personal data reads Erased and another's clear, and a
+// record whose sealed value was moved to another field is not handled (a malformed record).
+func TestTypedHandlerOpensTheEncoding(t *testing.T) {
+	r := newRig(t, streamstest.Kfake(t))
+	ctx := context.Background()
+	p := r.producer(t, "hotel-member", r.serde)
+	a, bb := r.example(t, "customer.created"), r.example(t, "customer.created")
+	bb.Data["customerId"] = "cus_other"
+	for _, e := range []*streams.Envelope{a, bb} {
+		if _, err := p.Publish(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sealed, err := r.plain.Decode(ctx, r.raw(t, 2, r.topic("customer.created"))[1].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed.EventID = uuid.NewString()
+	sealed.Data["customerId"], sealed.Data["firstName"] = "cus_moved", sealed.Data["lastName"]
+	if _, err := r.producer(t, "hotel-member", r.plain).Publish(ctx, sealed); err != nil {
+		t.Fatal(err)
+	}
+	subject, lastName := a.Data["customerId"].(string), a.Data["lastName"].(string)
+	if _, err := r.keys.Forget(ctx, "sakura-hotels", subject, "test"); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	got := map[string]string{}
+	c, err := streams.NewConsumer("hotel-common", r.protected(t, nil), streams.Brokers(r.b.Brokers...),
+		streams.Group(streamstest.Name(t, "g")), streams.CommitInterval(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	streams.Handle(c, func(_ context.Context, _ *streams.Message, e *events.CustomerCreatedV1) error {
+		mu.Lock()
+		defer mu.Unlock()
+		got[e.CustomerID] = e.LastName + "|" + e.FirstName
+		return nil
+	})
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	streamstest.Eventually(t, time.Minute, "both guests handled", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) >= 2
+	})
+	time.Sleep(500 * time.Millisecond) // the moved value's record comes after them
+	_ = c.Close(ctx)
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	want := map[string]string{subject: privacy.Erased + "|" + privacy.Erased, "cus_other": lastName + "|" + bb.Data["firstName"].(string)}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("typed handler saw %q, want %q", got, want)
 	}
 }
 

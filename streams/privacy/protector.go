@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/hamba/avro/v2"
 	"github.com/hotelbus/hotelbus/schemas"
 	"github.com/hotelbus/hotelbus/streams"
 	"github.com/hotelbus/hotelbus/streams/internal/avrobin"
@@ -226,12 +227,82 @@ func (p *Protector) opener(ctx context.Context, eventID string) *opener {
 // run opens the strings of data under n, then counts them and returns o to the pool.
 func (o *opener) run(n *node, data map[string]any) error {
 	_, err := walk(n, data, o.path[:0], o.open)
+	o.release()
+	return err
+}
+
+// release counts what o opened and returns it to the pool.
+func (o *opener) release() {
 	o.p.openedValues.Add(o.opened)
 	o.p.erasedValues.Add(o.erased)
 	clear(o.out[:cap(o.out)]) // no clear value waits in the pool
 	*o = opener{path: o.path[:0], aad: o.aad[:0], text: o.text[:0], raw: o.raw[:0], out: o.out[:0]}
 	openers.Put(o)
-	return err
+}
+
+// OpenBody implements streams.FieldProtector: it appends to dst the body of an event written with
+// v's envelope schema in which every sealed string of the data is replaced by its clear value, or
+// by Erased when its key is gone. The key is found by the tenant and the key id each sealed value
+// carries, as OpenData does.
+func (p *Protector) OpenBody(ctx context.Context, v *schemas.Version, dst, body []byte) ([]byte, error) {
+	pl := p.subjects.plan(v)
+	if pl.seal == nil || !bytes.Contains(body, prefix) {
+		return append(dst, body...), nil
+	}
+	eventID, tenant, err := envelopeIDs(v.Envelope, body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s %s: %v", streams.ErrMalformedRecord, v.EventType, v, err)
+	}
+	o := p.opener(ctx, eventID)
+	defer o.release()
+	o.tenant = tenant
+	var openErr error // a value that does not open, or its key unreachable
+	w := binWalker{Reader: avrobin.Reader{Src: body}, rewrite: true, out: dst, path: o.path[:0], fn: func(path, s []byte) ([]byte, error) {
+		if !bytes.HasPrefix(s, prefix) {
+			return s, nil
+		}
+		clear, err := o.openSealed(path, s)
+		openErr = err
+		return clear, err
+	}}
+	err = w.envelope(v.Envelope, pl.seal)
+	o.path = w.path[:0]
+	switch {
+	case openErr != nil:
+		return nil, openErr
+	case err != nil:
+		return nil, fmt.Errorf("%w: %s %s: %v", streams.ErrMalformedRecord, v.EventType, v, err)
+	}
+	return w.out, nil
+}
+
+// envelopeIDs reads the eventId and the metadata's tenantId of an event's body written with env.
+func envelopeIDs(env *avro.RecordSchema, body []byte) (eventID, tenant string, err error) {
+	r := avrobin.Reader{Src: body}
+	for _, f := range env.Fields() {
+		switch md, isRec := f.Type().(*avro.RecordSchema); {
+		case f.Name() == "eventId":
+			b, err := r.Bytes()
+			if err != nil {
+				return "", "", fmt.Errorf("eventId: %w", err)
+			}
+			eventID = string(b)
+		case f.Name() == "metadata" && isRec:
+			if tf, err := r.Field(md, "tenantId"); err != nil || tf == nil {
+				return "", "", fmt.Errorf("metadata.tenantId: %v", err)
+			}
+			b, err := r.Bytes()
+			if err != nil {
+				return "", "", fmt.Errorf("metadata.tenantId: %w", err)
+			}
+			return eventID, string(b), nil
+		default:
+			if err := r.Skip(f.Type()); err != nil {
+				return "", "", fmt.Errorf("%s: %w", f.Name(), err)
+			}
+		}
+	}
+	return "", "", fmt.Errorf("no metadata.tenantId")
 }
 
 // key returns the key id names for the value at path (nil: erased).
@@ -253,33 +324,14 @@ func (o *opener) open(path []byte, s string) (string, error) {
 	if !strings.HasPrefix(s, Prefix) {
 		return s, nil
 	}
-	o.text = append(o.text[:0], s[len(Prefix):]...)
-	size := base64.RawURLEncoding.DecodedLen(len(o.text))
-	o.raw = slices.Grow(o.raw[:0], size)[:size]
-	n, err := base64.RawURLEncoding.Decode(o.raw, o.text)
-	if err != nil || n < keyIDLen+nonceLen+16 {
-		return "", fmt.Errorf("%w: data.%s is not a sealed value", ErrTampered, path)
-	}
-	raw := o.raw[:n]
-	id := KeyID(raw[:keyIDLen])
-	if !o.haveLast || id != o.lastID {
-		a, err := o.key(id, path)
-		if err != nil {
-			return "", err
-		}
-		o.lastID, o.last, o.haveLast = id, a, true
+	o.text = append(o.text[:0], s...)
+	clear, err := o.openSealed(path, o.text)
+	if err != nil {
+		return "", err
 	}
 	if o.last == nil {
-		o.erased++
 		return Erased, nil
 	}
-	o.aad = aadOf(o.aad[:0], o.eventID, path)
-	clear, err := o.last.Open(o.out[:0], raw[keyIDLen:keyIDLen+nonceLen], raw[keyIDLen+nonceLen:], o.aad)
-	if err != nil {
-		return "", fmt.Errorf("%w: data.%s of event %s", ErrTampered, path, o.eventID)
-	}
-	o.out = clear
-	o.opened++
 	// The event's clear values share one buffer (a string each would be an allocation each): a
 	// Builder never changes bytes it has written, so each value is a substring of it.
 	if o.clear.Cap()-o.clear.Len() < len(clear) {
@@ -288,6 +340,42 @@ func (o *opener) open(path []byte, s string) (string, error) {
 	start := o.clear.Len()
 	o.clear.Write(clear)
 	return o.clear.String()[start:], nil
+}
+
+// erased is Erased as bytes.
+var erased = []byte(Erased)
+
+// openSealed returns the clear value of sealed (Prefix and its base64 text) in a buffer of o that
+// the next call reuses, or Erased when its key is gone (o.last is then nil).
+func (o *opener) openSealed(path, sealed []byte) ([]byte, error) {
+	text := sealed[len(Prefix):]
+	size := base64.RawURLEncoding.DecodedLen(len(text))
+	o.raw = slices.Grow(o.raw[:0], size)[:size]
+	n, err := base64.RawURLEncoding.Decode(o.raw, text)
+	if err != nil || n < keyIDLen+nonceLen+16 {
+		return nil, fmt.Errorf("%w: data.%s is not a sealed value", ErrTampered, path)
+	}
+	raw := o.raw[:n]
+	id := KeyID(raw[:keyIDLen])
+	if !o.haveLast || id != o.lastID {
+		a, err := o.key(id, path)
+		if err != nil {
+			return nil, err
+		}
+		o.lastID, o.last, o.haveLast = id, a, true
+	}
+	if o.last == nil {
+		o.erased++
+		return erased, nil
+	}
+	o.aad = aadOf(o.aad[:0], o.eventID, path)
+	clear, err := o.last.Open(o.out[:0], raw[keyIDLen:keyIDLen+nonceLen], raw[keyIDLen+nonceLen:], o.aad)
+	if err != nil {
+		return nil, fmt.Errorf("%w: data.%s of event %s", ErrTampered, path, o.eventID)
+	}
+	o.out = clear
+	o.opened++
+	return clear, nil
 }
 
 // replaced reports whether walking a value of n in place may return another value than the one
