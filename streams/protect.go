@@ -40,14 +40,10 @@ func WithFieldProtector(p FieldProtector) SerdeOption {
 }
 
 // sealed appends to b the body of env written with v (its data typed's when typed is set), sealed
-// by the Serde's protector. The clear body is encoded in a buffer of clearBodies, wiped before it
-// goes back.
+// by the Serde's protector. The clear body is encoded in a buffer of clearBody.
 func (s *Serde) sealed(ctx context.Context, b []byte, env *Envelope, v *schemas.Version, typed Event) ([]byte, error) {
-	buf := clearBodies.Get().(*[]byte)
-	defer func() {
-		clear((*buf)[:cap(*buf)])
-		clearBodies.Put(buf)
-	}()
+	buf, release := clearBody()
+	defer release()
 	body, err := s.encodeBody((*buf)[:0], env, v, typed)
 	if err != nil {
 		return nil, err
@@ -57,6 +53,16 @@ func (s *Serde) sealed(ctx context.Context, b []byte, env *Envelope, v *schemas.
 }
 
 var clearBodies = sync.Pool{New: func() any { return new([]byte) }}
+
+// clearBody returns a buffer for an event's clear body (keep in it what is appended) and the
+// func that wipes it and puts it back in the pool.
+func clearBody() (*[]byte, func()) {
+	buf := clearBodies.Get().(*[]byte)
+	return buf, func() {
+		clear((*buf)[:cap(*buf)])
+		clearBodies.Put(buf)
+	}
+}
 
 // opened opens env's data with the Serde's protector (a no-op without one); v is the version the
 // data follows.

@@ -333,35 +333,8 @@ func (s *Serde) dataString(ctx context.Context, value []byte, field string) (v s
 		return "", false
 	}
 	r := avrobin.Reader{Src: body}
-	data, err := r.Field(w.schema, "data")
-	if err != nil || data == nil {
-		return "", false
-	}
-	rec, isRec := data.Type().(*avro.RecordSchema)
-	if !isRec {
-		return "", false
-	}
-	f, err := r.Field(rec, field)
-	if err != nil || f == nil {
-		return "", false
-	}
-	t := f.Type()
-	if u, isUnion := t.(*avro.UnionSchema); isUnion {
-		if t, err = r.Branch(u); err != nil {
-			return "", false
-		}
-	}
-	switch t := t.(type) {
-	case *avro.NullSchema:
-		return "", true
-	case *avro.PrimitiveSchema:
-		if t.Type() != avro.String {
-			return "", false
-		}
-		b, err := r.Bytes()
-		return string(b), err == nil
-	}
-	return "", false
+	v, ok, err = r.StringAt(w.schema, "data", field)
+	return v, ok && err == nil
 }
 
 // wire splits a wire-format value into its schema id and body and returns the writer schema.

@@ -201,11 +201,8 @@ func (s *Serde) decodeTyped(ctx context.Context, value []byte, reader *schemas.V
 			env.Data = nil
 			return env, nil
 		}
-		buf := clearBodies.Get().(*[]byte)
-		defer func() {
-			clear((*buf)[:cap(*buf)])
-			clearBodies.Put(buf)
-		}()
+		buf, release := clearBody()
+		defer release()
 		if body, err = s.cfg.protector.OpenBody(ctx, w.version, (*buf)[:0], body); err != nil {
 			return nil, err
 		}

@@ -65,35 +65,31 @@ func (r *run) privacy(ctx context.Context) ([]Row, error) {
 	}
 
 	// The same events on both sides: two generators of one seed.
+	type side struct {
+		cat       *topics.Catalog
+		serde     *streams.Serde
+		events    []*simulate.Event
+		published int
+		publishes time.Duration
+		reads     float64 // seconds
+	}
+	plainSide, sealedSide := &side{cat: plainCat, serde: plain}, &side{cat: sealedCat, serde: sealed}
 	seed, start := rand.Int64(), time.Now()
-	events := func(cat *topics.Catalog) ([]*simulate.Event, error) {
-		g, err := simulate.New(cat, r.set, simulate.Options{Seed: seed, Tenants: 50, Skew: 1.1, Start: start})
+	for _, sd := range []*side{plainSide, sealedSide} {
+		g, err := simulate.New(sd.cat, r.set, simulate.Options{Seed: seed, Tenants: 50, Skew: 1.1, Start: start})
 		if err != nil {
 			return nil, err
 		}
-		var out []*simulate.Event
-		for len(out) < r.sz.privacy {
+		for len(sd.events) < r.sz.privacy {
 			ev := g.Next()
 			if v, ok := r.set.Version(ev.Envelope.EventType, ev.Envelope.Version); ok && subjects.Seals(v) {
-				out = append(out, ev)
+				sd.events = append(sd.events, ev)
 			}
 		}
-		return out, nil
-	}
-	plainEvents, err := events(plainCat)
-	if err != nil {
-		return nil, err
-	}
-	sealedEvents, err := events(sealedCat)
-	if err != nil {
-		return nil, err
-	}
-	for i := range sealedEvents { // registers each side's schemas, and creates the keys
-		if _, err := plain.Record(ctx, plainEvents[i].Envelope); err != nil {
-			return nil, err
-		}
-		if _, err := sealed.Record(ctx, sealedEvents[i].Envelope); err != nil {
-			return nil, fmt.Errorf("sealing %s %s: %w", sealedEvents[i].Envelope.EventType, sealedEvents[i].Envelope.EventID, err)
+		for _, ev := range sd.events { // registers the side's schemas and, sealed, creates the keys
+			if _, err := sd.serde.Record(ctx, ev.Envelope); err != nil {
+				return nil, fmt.Errorf("encoding %s %s: %w", ev.Envelope.EventType, ev.Envelope.EventID, err)
+			}
 		}
 	}
 	values, _, _ := prot.Counts()
@@ -103,45 +99,37 @@ func (r *run) privacy(ctx context.Context) ([]Row, error) {
 
 	// Eight rounds, each publishing an eighth of the events on both sides, the side going first
 	// alternating: a broker slowing down or speeding up during the row weighs on both alike.
-	plainPubs, sealedPubs := r.publishers(plain), r.publishers(sealed)
-	defer plainPubs.close()
-	defer sealedPubs.close()
-	var plainN, sealedN int
-	var plainTook, sealedTook time.Duration
+	n := r.sz.privacy
+	sides := [2]*side{plainSide, sealedSide}
+	pubs := [2]*publishers{r.publishers(plain), r.publishers(sealed)}
+	defer pubs[0].close()
+	defer pubs[1].close()
 	const rounds = 8
 	for i := range rounds {
-		q := func(evs []*simulate.Event) []*simulate.Event { return evs[i*len(evs)/rounds : (i+1)*len(evs)/rounds] }
-		for side := range 2 {
-			pubs, evs, n, took := plainPubs, q(plainEvents), &plainN, &plainTook
-			if (side+i)%2 == 1 {
-				pubs, evs, n, took = sealedPubs, q(sealedEvents), &sealedN, &sealedTook
-			}
-			k, d, err := pubs.publish(ctx, evs)
+		for j := range 2 {
+			k := (i + j) % 2
+			sd := sides[k]
+			timed, took, err := pubs[k].publish(ctx, sd.events[i*n/rounds:(i+1)*n/rounds])
 			if err != nil {
 				return nil, err
 			}
-			*n, *took = *n+k, *took+d
+			sd.published, sd.publishes = sd.published+timed, sd.publishes+took
 		}
 	}
-	plainRate, sealedRate := rate(plainN, plainTook), rate(sealedN, sealedTook)
 	// Each side's topics read twice, through two groups, in the order plain, sealed, sealed, plain.
-	var plainSecs, sealedSecs float64
-	for i, side := range []string{"plain", "sealed", "sealed", "plain"} {
-		cat, serde, secs := plainCat, plain, &plainSecs
-		if side == "sealed" {
-			cat, serde, secs = sealedCat, sealed, &sealedSecs
-		}
-		got, _, _, err := r.consumeRate(ctx, cat, serde, len(plainEvents), fmt.Sprintf(".%d", i/2))
+	for i, sd := range []*side{plainSide, sealedSide, sealedSide, plainSide} {
+		got, _, _, err := r.consumeRate(ctx, sd.cat, sd.serde, n, fmt.Sprintf(".%d", i/2))
 		if err != nil {
 			return nil, err
 		}
-		*secs += float64(len(plainEvents)) / got
+		sd.reads += float64(n) / got
 	}
-	plainIn, sealedIn := float64(2*len(plainEvents))/plainSecs, float64(2*len(sealedEvents))/sealedSecs
+	plainRate, sealedRate := rate(plainSide.published, plainSide.publishes), rate(sealedSide.published, sealedSide.publishes)
+	plainIn, sealedIn := float64(2*n)/plainSide.reads, float64(2*n)/sealedSide.reads
 	pub := row("publish-sealed", "SDK PublishAsync, personal data sealed", sealedRate, "the same events, not sealed", plainRate, "events/s", "higher", "≥ 0.87")
 	st := keys.Stats()
 	pub.Note = fmt.Sprintf("%d events with personal data, %.1f values sealed per event, %d guests' keys (cache: %d hits, %d misses)",
-		len(sealedEvents), float64(values)/float64(len(sealedEvents)), st.Live, st.CacheHits, st.CacheMisses)
+		n, float64(values)/float64(n), st.Live, st.CacheHits, st.CacheMisses)
 	return []Row{
 		pub,
 		row("consume-sealed", "consume row's consumer, personal data opened", sealedIn, "the same events, not sealed", plainIn, "events/s", "higher", "≥ 0.87"),

@@ -184,6 +184,21 @@ func TestSealedOnKafkaClearThroughTheSerde(t *testing.T) {
 	}
 }
 
+// twoGuests publishes, sealed, a customer.created of the example's guest and one of another guest
+// (cus_other), in that order, and returns them.
+func (r *rig) twoGuests(t *testing.T, ctx context.Context) (a, other *streams.Envelope) {
+	t.Helper()
+	p := r.producer(t, "hotel-member", r.serde)
+	a, other = r.example(t, "customer.created"), r.example(t, "customer.created")
+	other.Data["customerId"] = "cus_other"
+	for _, e := range []*streams.Envelope{a, other} {
+		if _, err := p.Publish(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return a, other
+}
+
 // TestForgetErasesEverywhere: after Forget, every reader (the one that forgot, one that was
 // running, a restarted one) reads the subject's pii strings as Erased and its other fields clear,
 // another subject stays intact, and Status shows the erasure without keys.
@@ -191,14 +206,7 @@ func TestForgetErasesEverywhere(t *testing.T) {
 	r := newRig(t, streamstest.Kfake(t))
 	ctx := context.Background()
 	running := r.protected(t, nil)
-	p := r.producer(t, "hotel-member", r.serde)
-	a, bb := r.example(t, "customer.created"), r.example(t, "customer.created")
-	bb.Data["customerId"] = "cus_other"
-	for _, e := range []*streams.Envelope{a, bb} {
-		if _, err := p.Publish(ctx, e); err != nil {
-			t.Fatal(err)
-		}
-	}
+	a, _ := r.twoGuests(t, ctx)
 	recs := r.raw(t, 2, r.topic("customer.created"))
 	subject, lastName := a.Data["customerId"].(string), a.Data["lastName"].(string)
 	if got, err := running.Decode(ctx, recs[0].Value); err != nil || got.Data["lastName"] != lastName {
@@ -241,14 +249,7 @@ func TestForgetErasesEverywhere(t *testing.T) {
 func TestTypedHandlerOpensTheEncoding(t *testing.T) {
 	r := newRig(t, streamstest.Kfake(t))
 	ctx := context.Background()
-	p := r.producer(t, "hotel-member", r.serde)
-	a, bb := r.example(t, "customer.created"), r.example(t, "customer.created")
-	bb.Data["customerId"] = "cus_other"
-	for _, e := range []*streams.Envelope{a, bb} {
-		if _, err := p.Publish(ctx, e); err != nil {
-			t.Fatal(err)
-		}
-	}
+	a, bb := r.twoGuests(t, ctx)
 	sealed, err := r.plain.Decode(ctx, r.raw(t, 2, r.topic("customer.created"))[1].Value)
 	if err != nil {
 		t.Fatal(err)

@@ -278,31 +278,18 @@ func (p *Protector) OpenBody(ctx context.Context, v *schemas.Version, dst, body 
 
 // envelopeIDs reads the eventId and the metadata's tenantId of an event's body written with env.
 func envelopeIDs(env *avro.RecordSchema, body []byte) (eventID, tenant string, err error) {
-	r := avrobin.Reader{Src: body}
-	for _, f := range env.Fields() {
-		switch md, isRec := f.Type().(*avro.RecordSchema); {
-		case f.Name() == "eventId":
-			b, err := r.Bytes()
-			if err != nil {
-				return "", "", fmt.Errorf("eventId: %w", err)
-			}
-			eventID = string(b)
-		case f.Name() == "metadata" && isRec:
-			if tf, err := r.Field(md, "tenantId"); err != nil || tf == nil {
-				return "", "", fmt.Errorf("metadata.tenantId: %v", err)
-			}
-			b, err := r.Bytes()
-			if err != nil {
-				return "", "", fmt.Errorf("metadata.tenantId: %w", err)
-			}
-			return eventID, string(b), nil
-		default:
-			if err := r.Skip(f.Type()); err != nil {
-				return "", "", fmt.Errorf("%s: %w", f.Name(), err)
-			}
+	for _, f := range []struct {
+		to   *string
+		path []string
+	}{{&eventID, []string{"eventId"}}, {&tenant, []string{"metadata", "tenantId"}}} {
+		r := avrobin.Reader{Src: body}
+		v, ok, err := r.StringAt(env, f.path...)
+		if err != nil || !ok {
+			return "", "", fmt.Errorf("%s: not a string (%v)", strings.Join(f.path, "."), err)
 		}
+		*f.to = v
 	}
-	return "", "", fmt.Errorf("no metadata.tenantId")
+	return eventID, tenant, nil
 }
 
 // key returns the key id names for the value at path (nil: erased).

@@ -165,6 +165,7 @@ func deref(s avro.Schema) avro.Schema {
 // plan is what to seal in the data of one schema version.
 type plan struct {
 	subject  [][]string
+	paths    []string // the subject fields, dotted
 	subjects *node    // the subject fields, as a tree
 	seal     *node    // nil: nothing to seal
 	residual []string // pii values that stay clear: "path (type)"
@@ -187,12 +188,11 @@ func (s *Subjects) plan(v *schemas.Version) *plan {
 	p := &plan{subject: s.fields[v.EventType]}
 	skip := map[string]bool{}
 	for _, sf := range p.subject {
-		skip[strings.Join(sf, ".")] = true
+		p.paths = append(p.paths, strings.Join(sf, "."))
+		p.subjects = p.subjects.with(sf)
+		skip[p.paths[len(p.paths)-1]] = true
 	}
 	p.seal = build(v.Data, false, "", skip, &p.residual, 0)
-	for _, path := range p.subject {
-		p.subjects = p.subjects.with(path)
-	}
 	got, _ := s.plans.LoadOrStore(v, p)
 	return got.(*plan)
 }
@@ -295,8 +295,8 @@ func (n *node) with(path []string) *node {
 func (p *plan) subjectIn(v *schemas.Version, body []byte) (string, error) {
 	found := make([]string, len(p.subject))
 	w := binWalker{Reader: avrobin.Reader{Src: body}, fn: func(path, s []byte) ([]byte, error) {
-		for i, sp := range p.subject {
-			if found[i] == "" && pathIs(path, sp) {
+		for i, sp := range p.paths {
+			if found[i] == "" && string(path) == sp {
 				found[i] = string(s)
 			}
 		}
@@ -311,23 +311,6 @@ func (p *plan) subjectIn(v *schemas.Version, body []byte) (string, error) {
 		}
 	}
 	return "", nil
-}
-
-// pathIs reports whether path is the dotted form of names.
-func pathIs(path []byte, names []string) bool {
-	for i, name := range names {
-		if i > 0 {
-			if len(path) == 0 || path[0] != '.' {
-				return false
-			}
-			path = path[1:]
-		}
-		if len(path) < len(name) || string(path[:len(name)]) != name {
-			return false
-		}
-		path = path[len(name):]
-	}
-	return len(path) == 0
 }
 
 // subjectOf returns the first set subject field of data ("" when none).

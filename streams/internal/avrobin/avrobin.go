@@ -180,3 +180,35 @@ func (r *Reader) Field(rec *avro.RecordSchema, name string) (*avro.Field, error)
 	}
 	return nil, nil
 }
+
+// StringAt reads the string at path in the record of schema rec at Pos: a field of rec, then
+// fields of the records it holds, each possibly an optional union. A null reads as "". ok is false
+// when a field of path is missing, or is not a record (or, last, a string) in the schema.
+func (r *Reader) StringAt(rec *avro.RecordSchema, path ...string) (s string, ok bool, err error) {
+	for i, name := range path {
+		f, err := r.Field(rec, name)
+		if err != nil || f == nil {
+			return "", false, err
+		}
+		t := f.Type()
+		if u, isUnion := t.(*avro.UnionSchema); isUnion {
+			if t, err = r.Branch(u); err != nil {
+				return "", false, err
+			}
+		}
+		switch t := t.(type) {
+		case *avro.NullSchema:
+			return "", i == len(path)-1, nil
+		case *avro.RecordSchema:
+			rec = t
+			continue
+		case *avro.PrimitiveSchema:
+			if i == len(path)-1 && t.Type() == avro.String {
+				b, err := r.Bytes()
+				return string(b), err == nil, err
+			}
+		}
+		return "", false, nil
+	}
+	return "", false, nil
+}
