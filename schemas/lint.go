@@ -180,16 +180,18 @@ func (l *linter) field(path string, f *avro.Field) {
 		}
 		typ = ts[1]
 	}
-	l.named(path, f.Name(), typ)
+	pii, _ := f.Prop("pii").(bool)
+	l.named(path, f.Name(), typ, pii)
 	l.walk(path, typ)
 }
 
-// named applies the rules that tie a field's name to its (non-null) type.
-func (l *linter) named(path, name string, typ avro.Schema) {
+// named applies the rules that tie a field's name to its (non-null) type. A pii date may also be a
+// string (ISO 8601, YYYY-MM-DD): guest-data protection seals only strings (streams/privacy).
+func (l *linter) named(path, name string, typ avro.Schema, pii bool) {
 	switch {
 	case name == "date" || lintCamelSuffix(name, "Date"):
-		if !lintIsLogical(typ, avro.Int, avro.Date) {
-			l.report(path, "date", `a calendar date is {"type":"int","logicalType":"date"}`)
+		if !lintIsLogical(typ, avro.Int, avro.Date) && !(pii && typ.Type() == avro.String) {
+			l.report(path, "date", `a calendar date is {"type":"int","logicalType":"date"} (a pii date may be a string, so that it can be sealed)`)
 		}
 	case name == "timestamp" || lintCamelSuffix(name, "At") || lintCamelSuffix(name, "Time") || lintCamelSuffix(name, "Timestamp"):
 		// Other timestamp logical types on a long are reported where the type is walked.

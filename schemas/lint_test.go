@@ -51,6 +51,7 @@ func TestLint(t *testing.T) {
 				`{"name":"price","type":`+lintMoney+`,"doc":"Price."}`,
 				`{"name":"fee","type":["null","hotelbus.types.Money"],"default":null,"doc":"Fee."}`,
 				`{"name":"arrivalDate","type":{"type":"int","logicalType":"date"},"doc":"Arrival."}`,
+				`{"name":"birthDate","type":["null","string"],"default":null,"doc":"Birth date, sealable.","pii":true}`,
 				`{"name":"canceledAt","type":["null",{"type":"long","logicalType":"timestamp-millis"}],"default":null,"doc":"When."}`,
 				`{"name":"status","type":{"type":"enum","name":"Status","doc":"Status.","symbols":["UNKNOWN","OK"],"default":"UNKNOWN"},"doc":"Status."}`,
 				`{"name":"guest","type":{"type":"record","name":"Guest","doc":"Guest.","fields":[

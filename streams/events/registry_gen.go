@@ -20,8 +20,12 @@ func New(eventType string, major int) any {
 		return &CheckinCheckoutCheckedOutV1{}
 	case eventType == "customer.created" && major == 1:
 		return &CustomerCreatedV1{}
+	case eventType == "customer.created" && major == 2:
+		return &CustomerCreatedV2{}
 	case eventType == "customer.updated" && major == 1:
 		return &CustomerUpdatedV1{}
+	case eventType == "customer.updated" && major == 2:
+		return &CustomerUpdatedV2{}
 	case eventType == "feedback.submitted" && major == 1:
 		return &FeedbackSubmittedV1{}
 	case eventType == "member.registered" && major == 1:

@@ -98,6 +98,72 @@ const (
 	CustomerOriginV1Import        CustomerOriginV1 = "IMPORT"
 )
 
+// CustomerTitleV2 is the Avro enum hotelbus.customer.v2.Title. Form of address.
+// A symbol this version does not know reads as CustomerTitleV2Unknown.
+type CustomerTitleV2 string
+
+// Symbols of CustomerTitleV2.
+const (
+	CustomerTitleV2Unknown CustomerTitleV2 = "UNKNOWN"
+	CustomerTitleV2Mr      CustomerTitleV2 = "MR"
+	CustomerTitleV2Ms      CustomerTitleV2 = "MS"
+	CustomerTitleV2Mrs     CustomerTitleV2 = "MRS"
+	CustomerTitleV2Miss    CustomerTitleV2 = "MISS"
+	CustomerTitleV2Mx      CustomerTitleV2 = "MX"
+	CustomerTitleV2Dr      CustomerTitleV2 = "DR"
+)
+
+// CustomerAddressV2 is the Avro record hotelbus.customer.v2.Address. A postal address. Personal
+// data when it belongs to a person.
+type CustomerAddressV2 struct {
+	// Street lines, most specific last as printed on an envelope (building, street, number).
+	Lines []string `avro:"lines"`
+
+	// City, ward or municipality.
+	City string `avro:"city"`
+
+	// State, prefecture or province, when the country uses one (e.g. Kyoto-fu, CA).
+	Region *string `avro:"region"`
+
+	// Postal or ZIP code.
+	PostalCode *string `avro:"postalCode"`
+
+	// ISO 3166-1 alpha-2 country code, e.g. JP, DE, US.
+	CountryCode string `avro:"countryCode"`
+}
+
+// CustomerMarketingConsentV2 is the Avro record hotelbus.customer.v2.MarketingConsent. The
+// customer's marketing permissions (opt-in per channel).
+type CustomerMarketingConsentV2 struct {
+	// May receive marketing e-mail.
+	EmailOptIn bool `avro:"emailOptIn"`
+
+	// May receive marketing SMS and messenger messages.
+	SmsOptIn bool `avro:"smsOptIn"`
+
+	// May receive marketing mail.
+	PostOptIn bool `avro:"postOptIn"`
+
+	// When the current consent was given or last changed.
+	ConsentedAt *time.Time `avro:"consentedAt"`
+}
+
+// CustomerOriginV2 is the Avro enum hotelbus.customer.v2.CustomerOrigin. Where a customer profile
+// was first created.
+// A symbol this version does not know reads as CustomerOriginV2Unknown.
+type CustomerOriginV2 string
+
+// Symbols of CustomerOriginV2.
+const (
+	CustomerOriginV2Unknown       CustomerOriginV2 = "UNKNOWN"
+	CustomerOriginV2Pms           CustomerOriginV2 = "PMS"
+	CustomerOriginV2BookingEngine CustomerOriginV2 = "BOOKING_ENGINE"
+	CustomerOriginV2Concierge     CustomerOriginV2 = "CONCIERGE"
+	CustomerOriginV2MemberPortal  CustomerOriginV2 = "MEMBER_PORTAL"
+	CustomerOriginV2FrontDesk     CustomerOriginV2 = "FRONT_DESK"
+	CustomerOriginV2Import        CustomerOriginV2 = "IMPORT"
+)
+
 // MemberTierV1 is the Avro record hotelbus.member.v1.Tier. A loyalty tier. Programs define their
 // own tiers, so tiers are data (code and rank), not an enum.
 type MemberTierV1 struct {

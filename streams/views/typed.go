@@ -8,7 +8,7 @@ import (
 )
 
 // GetAs returns the item of key in tenant with its data decoded into a new PT, the generated type
-// (package streams/events) of an event type that feeds the view: events.CustomerUpdatedV1 for
+// (package streams/events) of an event type that feeds the view: events.CustomerUpdatedV2 for
 // hotel-saas guests, events.MemberStatusChangedV1 for hotel-pms members. The data's top-level fields
 // PT's schema does not have are left out (a merge view's item holds the fields of every type that
 // fed it); a field PT requires that the item lacks is streams.ErrInvalidEvent naming it. Errors

@@ -66,7 +66,7 @@ func TestRegisterAcceptsOptionalFieldRefusesBreakingChange(t *testing.T) {
 	_, url := streamstest.Registry(t)
 	env := map[string]string{"HOTELBUS_REGISTRY": url}
 
-	if r := run(t, env, "schemas", "register"); r.Code != 0 || !strings.Contains(r.Out, "registered 20 version(s) in 20 subject(s) at FULL_TRANSITIVE") {
+	if r := run(t, env, "schemas", "register"); r.Code != 0 || !strings.Contains(r.Out, "registered 22 version(s) in 22 subject(s) at FULL_TRANSITIVE") {
 		t.Fatalf("first register: %+v", r)
 	}
 	if r := run(t, env, "schemas", "diff"); r.Code != 0 || strings.Contains(r.Out, "+ ") {
@@ -108,7 +108,7 @@ func TestRegisterAcceptsOptionalFieldRefusesBreakingChange(t *testing.T) {
 }
 
 func TestCheckLocal(t *testing.T) {
-	if r := run(t, nil, "schemas", "check"); r.Code != 0 || !strings.Contains(r.Out, "ok: 20 subjects, 20 versions, level FULL_TRANSITIVE") {
+	if r := run(t, nil, "schemas", "check"); r.Code != 0 || !strings.Contains(r.Out, "ok: 22 subjects, 22 versions, level FULL_TRANSITIVE") {
 		t.Fatalf("check: %+v", r)
 	}
 	dir := copySchemas(t)
@@ -150,7 +150,7 @@ func TestListAndCatalogJSON(t *testing.T) {
 		Versions  []string `json:"versions"`
 		Subject   string   `json:"subject"`
 	}
-	if err := json.Unmarshal([]byte(r.Out), &rows); err != nil || len(rows) != 20 {
+	if err := json.Unmarshal([]byte(r.Out), &rows); err != nil || len(rows) != 22 {
 		t.Fatalf("list --json: %v %d rows\n%s", err, len(rows), r.Out)
 	}
 	if rows[0].Subject != "hotelbus.common.auth-hotelbus.auth.v1.AuthPermissionsChangedEvent" {
