@@ -12,13 +12,15 @@ import (
 
 // binWalker walks the Avro binary encoding of a value along a plan (the strings of its nodes),
 // skipping the rest undecoded (avrobin): it gives each string of the plan to fn and, when
-// rewriting, writes to out a copy of the value in which fn's results replace them. A publisher
+// rewriting, writes to out a copy of the value in which fn's results replace them (and, with
+// nulls, null replaces the values of the plan's null nodes). A publisher
 // seals an encoded record with it, whichever encoder wrote the record (the map form's, or hamba's
 // for a typed event), with no map built or copied.
 type binWalker struct {
 	avrobin.Reader
-	// Rewriting: out receives Src[run:Pos] before each replaced string, and the rest at the end.
+	// Rewriting: out receives Src[run:Pos] before each replaced value, and the rest at the end.
 	rewrite bool
+	nulls   bool // rewriting writes the values of null nodes as null (sealing)
 	out     []byte
 	run     int
 	path    []byte
@@ -64,11 +66,20 @@ func (w *binWalker) value(s avro.Schema, n *node, depth int) error {
 		}
 		return nil
 	case *avro.UnionSchema:
+		start := w.Pos
 		b, err := w.Branch(s)
 		if err != nil {
 			return err
 		}
-		return w.value(b, n, depth+1)
+		if !n.null {
+			return w.value(b, n, depth+1)
+		}
+		if err := w.Skip(b); err != nil || !w.rewrite || !w.nulls || b.Type() == avro.Null {
+			return err
+		}
+		w.out = binary.AppendVarint(append(w.out, w.Src[w.run:start]...), int64(nullBranch(s)))
+		w.run = w.Pos
+		return nil
 	case *avro.ArraySchema:
 		return w.blocks(func(i int) error {
 			mark := len(w.path)

@@ -13,14 +13,16 @@
 // null stay null. Non-pii fields are never touched, so routing, ordering keys, filters and
 // joins on ids keep working.
 //
-// Non-string pii values cannot hold a ciphertext without changing the schema, and stay clear in
-// the 1.x versions: customer.*'s title (enum) and birthDate (date),
+// Non-string pii values cannot hold a ciphertext without changing the schema. An optional one is
+// published as null: customer.* 1.x's birthDate (an Avro date). customer.* 2.0 carries the birth
+// date as a string (YYYY-MM-DD), sealed like the others, so a publisher that needs it published
+// dual-publishes 1.x and 2.0 (streams.PublishDual) and its readers move to 2.0 (dual subscription),
+// while no copy on Kafka holds it clear. The required ones stay clear: customer.*'s title (enum),
 // checked_in's identityDocuments[].documentType (enum), auth.user_created's emails[].type and
-// .primary. Subjects.Residual lists them, and a test pins the list, so a new non-string pii field
-// fails until it is decided. The decision: an enum of a form of address or a document kind, or a
-// flag, says little alone, and their events' names and contact data are sealed; the birth date is
-// the one that matters, and its remedy is a customer.* v2 that carries it as a string through the
-// dual-publishing path (not done yet). `--redact` in replay still hashes all of them.
+// .primary; an enum of a form of address or a document kind, or a flag, says little alone, and
+// their events' names and contact data are sealed. Subjects.Residual lists both kinds, and a test
+// pins the list, so a new non-string pii field fails until it is decided. `--redact` in replay
+// still hashes all of them.
 //
 // # Subjects
 //

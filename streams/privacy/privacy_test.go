@@ -105,15 +105,21 @@ func (r *rig) producer(t testing.TB, system string, serde *streams.Serde) *strea
 	return p
 }
 
-// example returns a fresh envelope of eventType from its golden example.
+// example returns a fresh envelope of eventType from its newest version's golden example.
 func (r *rig) example(t testing.TB, eventType string) *streams.Envelope {
 	t.Helper()
 	v, _ := r.set.Latest(eventType)
+	return r.exampleOf(t, v)
+}
+
+// exampleOf returns a fresh envelope from v's golden example.
+func (r *rig) exampleOf(t testing.TB, v *schemas.Version) *streams.Envelope {
+	t.Helper()
 	env, err := r.plain.ParseJSON(v.Example)
 	if err != nil {
 		t.Fatal(err)
 	}
-	env.EventID, env.Timestamp, env.Version = "", time.Time{}, ""
+	env.EventID, env.Timestamp = "", time.Time{}
 	env.Metadata.Source, env.Metadata.CorrelationID, env.Metadata.TraceID = "", "", ""
 	return env
 }
@@ -180,6 +186,55 @@ func TestSealedOnKafkaClearThroughTheSerde(t *testing.T) {
 		}
 		if !reflect.DeepEqual(got.Data, want) {
 			t.Errorf("opened data\n got %v\nwant %v", got.Data, want)
+		}
+	}
+}
+
+// TestBirthDateNullInV1SealedInV2: a customer.created dual-published in 1.0 (birth date an Avro
+// date, which cannot hold a ciphertext) and 2.0 (a string) carries the birth date sealed in 2.0 and
+// as null in 1.0, so no copy on Kafka holds it clear; the 1.0 title (an enum) stays clear, as the
+// package doc decides; a protected reader reads the date back from 2.0.
+func TestBirthDateNullInV1SealedInV2(t *testing.T) {
+	r := newRig(t, streamstest.Kfake(t))
+	ctx := context.Background()
+	v1, _ := r.set.Version("customer.created", "1.0")
+	v2, _ := r.set.Version("customer.created", "2.0")
+	e1, e2 := r.exampleOf(t, v1), r.exampleOf(t, v2)
+	if e1.Data["birthDate"] == nil || e2.Data["birthDate"] != "1991-04-12" {
+		t.Fatalf("examples without a birth date: %v %v", e1.Data["birthDate"], e2.Data["birthDate"])
+	}
+	if _, err := r.producer(t, "hotel-member", r.serde).PublishDual(ctx, e1, e2); err != nil {
+		t.Fatal(err)
+	}
+	for _, rec := range r.raw(t, 2, r.topic("customer.created")) {
+		if bytes.Contains(rec.Value, []byte("1991-04-12")) {
+			t.Error("clear birth date on Kafka")
+		}
+		plain, err := r.plain.Decode(ctx, rec.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opened, err := r.protected(t, nil).Decode(ctx, rec.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch plain.Version {
+		case "1.0":
+			if plain.Data["birthDate"] != nil || opened.Data["birthDate"] != nil {
+				t.Errorf("1.0 birth date on Kafka %v, opened %v; want null", plain.Data["birthDate"], opened.Data["birthDate"])
+			}
+			if plain.Data["title"] != "MS" || opened.Data["firstName"] != "美咲" {
+				t.Errorf("1.0 title %v (want clear MS), firstName opened %v", plain.Data["title"], opened.Data["firstName"])
+			}
+		case "2.0":
+			if s, _ := plain.Data["birthDate"].(string); !strings.HasPrefix(s, privacy.Prefix) {
+				t.Errorf("2.0 birth date on Kafka %q, want sealed", s)
+			}
+			if opened.Data["birthDate"] != "1991-04-12" {
+				t.Errorf("2.0 birth date opened %v", opened.Data["birthDate"])
+			}
+		default:
+			t.Errorf("version %s", plain.Version)
 		}
 	}
 }
@@ -270,10 +325,10 @@ func TestTypedHandlerOpensTheEncoding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	streams.Handle(c, func(_ context.Context, _ *streams.Message, e *events.CustomerCreatedV1) error {
+	streams.Handle(c, func(_ context.Context, _ *streams.Message, e *events.CustomerCreatedV2) error {
 		mu.Lock()
 		defer mu.Unlock()
-		got[e.CustomerID] = e.LastName + "|" + e.FirstName
+		got[e.CustomerID] = e.LastName + "|" + e.FirstName + "|" + *e.BirthDate
 		return nil
 	})
 	done := make(chan error, 1)
@@ -288,7 +343,8 @@ func TestTypedHandlerOpensTheEncoding(t *testing.T) {
 	<-done
 	mu.Lock()
 	defer mu.Unlock()
-	want := map[string]string{subject: privacy.Erased + "|" + privacy.Erased, "cus_other": lastName + "|" + bb.Data["firstName"].(string)}
+	want := map[string]string{subject: privacy.Erased + "|" + privacy.Erased + "|" + privacy.Erased,
+		"cus_other": lastName + "|" + bb.Data["firstName"].(string) + "|1991-04-12"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("typed handler saw %q, want %q", got, want)
 	}

@@ -82,7 +82,7 @@ func (p *Protector) Seal(ctx context.Context, env *streams.Envelope, v *schemas.
 	b := sealScratches.Get().(*sealScratch)
 	defer b.release()
 	var sealed int64
-	w := binWalker{Reader: avrobin.Reader{Src: body}, rewrite: true, out: dst, path: b.path[:0], fn: func(path, s []byte) ([]byte, error) {
+	w := binWalker{Reader: avrobin.Reader{Src: body}, rewrite: true, nulls: true, out: dst, path: b.path[:0], fn: func(path, s []byte) ([]byte, error) {
 		if bytes.HasPrefix(s, prefix) {
 			return nil, fmt.Errorf("%w: data.%s: a clear value may not start with %q", streams.ErrInvalidEvent, path, Prefix)
 		}

@@ -171,10 +171,12 @@ type plan struct {
 	residual []string // pii values that stay clear: "path (type)"
 }
 
-// node is a sealable part of a data value: a string, or a record, array or map that holds some.
+// node is a sealable part of a data value: a string, or a record, array or map that holds some;
+// or an optional value that cannot hold a ciphertext, which sealing writes as null.
 type node struct {
 	field  string  // the record field this node is (children of a record)
 	str    bool    // a string to seal
+	null   bool    // an optional pii value of another type: null once sealed
 	fields []*node // record
 	items  *node   // array
 	values *node   // map
@@ -200,8 +202,10 @@ func (s *Subjects) plan(v *schemas.Version) *plan {
 // Seals reports whether the events of v have values a Protector seals.
 func (s *Subjects) Seals(v *schemas.Version) bool { return s.plan(v).seal != nil }
 
-// Residual returns, for each event type and version of set, the pii values that stay clear because
-// their schema type cannot hold a ciphertext ("customer.created 1.0 birthDate (int)").
+// Residual returns, for each event type and version of set, the pii values whose schema type
+// cannot hold a ciphertext: those that stay clear ("customer.created 1.0 title (enum)"), and those
+// a Protector publishes as null because their field is optional ("customer.created 1.0 birthDate
+// (int, published as null)").
 func (s *Subjects) Residual(set *schemas.Set) []string {
 	var out []string
 	for _, sub := range set.Subjects {
@@ -215,6 +219,21 @@ func (s *Subjects) Residual(set *schemas.Set) []string {
 }
 
 func isPII(f *avro.Field) bool { b, _ := f.Prop("pii").(bool); return b }
+
+// nullable reports whether s is a union with a null branch.
+func nullable(s avro.Schema) bool { return nullBranch(s) >= 0 }
+
+// nullBranch returns the index of s's null branch, or -1 (s is no union, or has none).
+func nullBranch(s avro.Schema) int {
+	if u, ok := s.(*avro.UnionSchema); ok {
+		for i, b := range u.Types() {
+			if b.Type() == avro.Null {
+				return i
+			}
+		}
+	}
+	return -1
+}
 
 // maxDepth bounds build on recursive schemas (no event schema nests this deep).
 const maxDepth = 32
@@ -237,7 +256,14 @@ func build(s avro.Schema, inPII bool, path string, skip map[string]bool, residua
 			if skip[p] {
 				continue
 			}
-			if c := build(f.Type(), inPII || isPII(f), p, skip, residual, depth+1); c != nil {
+			pii, before := inPII || isPII(f), len(*residual)
+			c := build(f.Type(), pii, p, skip, residual, depth+1)
+			if c == nil && pii && len(*residual) == before+1 && nullable(f.Type()) {
+				// The field's one value cannot hold a ciphertext, and null is a value of it.
+				(*residual)[before] = strings.TrimSuffix((*residual)[before], ")") + ", published as null)"
+				c = &node{null: true}
+			}
+			if c != nil {
 				c.field = f.Name()
 				n.fields = append(n.fields, c)
 			}
