@@ -32,17 +32,16 @@ const (
 // the store is empty, and reads the source partitions, starting over with backoff on any failure
 // (Kafka down, the topic missing).
 func (v *View) run(ctx context.Context) {
-	backoff := minBackoff
+	bo := streams.Backoff{Initial: minBackoff, Max: maxBackoff}
 	for ctx.Err() == nil {
 		err := v.runOnce(ctx)
 		if ctx.Err() != nil {
 			return
 		}
 		v.logOnce("views: view stopped; retrying", err)
-		if !sleep(ctx, backoff) {
+		if bo.Wait(ctx) != nil {
 			return
 		}
-		backoff = min(2*backoff, maxBackoff)
 	}
 }
 

@@ -37,14 +37,14 @@ func (b *Bridge) Audit(ctx context.Context, cl *kgo.Client) error {
 		if len(recs) == 0 {
 			continue
 		}
-		backoff := b.cfg.backoffMin
+		bo := b.cfg.backoff()
 		for {
 			err := b.copyAudit(ctx, recs)
 			if err == nil {
 				break
 			}
-			b.cfg.logger.Warn("rabbitmq: copying audit records failed, retrying", "records", len(recs), "in", backoff, "err", err)
-			if !b.backoff(ctx, &backoff) {
+			b.cfg.logger.Warn("rabbitmq: copying audit records failed, retrying", "records", len(recs), "in", bo.Step(), "err", err)
+			if bo.Wait(ctx) != nil {
 				return nil
 			}
 		}

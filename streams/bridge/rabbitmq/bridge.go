@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -148,18 +147,5 @@ type originHook struct{}
 func (originHook) OnProduceRecordBuffered(r *kgo.Record) {
 	if streams.Header(r, HeaderOrigin) == "" {
 		r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderOrigin, Value: []byte(originRMQ)})
-	}
-}
-
-// backoff waits before the next attempt; it doubles up to the configured maximum.
-func (b *Bridge) backoff(ctx context.Context, d *time.Duration) bool {
-	t := time.NewTimer(*d)
-	defer t.Stop()
-	*d = min(2**d, b.cfg.backoffMax)
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }

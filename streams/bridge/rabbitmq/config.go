@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/hotelbus/hotelbus/streams"
 )
 
 // Option configures a Bridge.
@@ -73,6 +75,12 @@ func ConfirmTimeout(d time.Duration) Option { return func(c *config) { c.confirm
 // to publish a message to Kafka that failed for a retryable reason. Default 200ms and 10s.
 func Backoff(initial, max time.Duration) Option {
 	return func(c *config) { c.backoffMin, c.backoffMax = initial, max }
+}
+
+// backoff returns a new backoff of the waits between attempts: backoffMin, doubling up to
+// backoffMax.
+func (c *config) backoff() *streams.Backoff {
+	return &streams.Backoff{Initial: c.backoffMin, Max: c.backoffMax}
 }
 
 // Logger sets where the bridge logs. Default slog.Default(); nil keeps the default.

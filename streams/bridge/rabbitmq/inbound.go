@@ -39,14 +39,14 @@ func (b *Bridge) Inbound(ctx context.Context, producers map[string]Publisher) er
 	}
 	in := &inbound{b: b, producers: producers, lanes: map[string][]delivery{}}
 	defer in.wg.Wait()
-	backoff := b.cfg.backoffMin
+	bo := b.cfg.backoff()
 	for ctx.Err() == nil {
 		err := in.consume(ctx)
 		if ctx.Err() != nil {
 			break
 		}
-		b.cfg.logger.Warn("rabbitmq: consuming stopped, starting again", "queue", b.topo.Queue, "err", err)
-		if !b.backoff(ctx, &backoff) {
+		b.cfg.logger.Warn("rabbitmq: consuming stopped, starting again", "queue", b.topo.Queue, "in", bo.Step(), "err", err)
+		if bo.Wait(ctx) != nil {
 			break
 		}
 	}
@@ -139,7 +139,7 @@ func (in *inbound) take(ctx context.Context, d delivery) {
 		_ = d.Ack(false)
 		return
 	}
-	backoff := in.b.cfg.backoffMin
+	bo := in.b.cfg.backoff()
 	attempt, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()
 	defer context.AfterFunc(ctx, func() { time.AfterFunc(in.b.cfg.confirmWait, stop) })()
@@ -160,8 +160,8 @@ func (in *inbound) take(ctx context.Context, d delivery) {
 		if ctx.Err() != nil || d.gone.Load() {
 			return
 		}
-		in.b.cfg.logger.Warn("rabbitmq: taking a message into Kafka failed, retrying", "messageId", cut(d.MessageId), "in", backoff, "err", err)
-		if !in.b.backoff(ctx, &backoff) {
+		in.b.cfg.logger.Warn("rabbitmq: taking a message into Kafka failed, retrying", "messageId", cut(d.MessageId), "in", bo.Step(), "err", err)
+		if bo.Wait(ctx) != nil {
 			return
 		}
 	}

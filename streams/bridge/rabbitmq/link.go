@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/url"
 	"sync"
-	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -44,20 +43,16 @@ func newLink(rawURL string, topo *topics.RabbitMQ, cfg *config) (*link, error) {
 
 // run keeps the connection up until ctx ends, then closes it.
 func (l *link) run(ctx context.Context) {
-	backoff := l.cfg.backoffMin
+	bo := l.cfg.backoff()
 	for ctx.Err() == nil {
 		conn, err := l.dial()
 		if err != nil {
 			l.setErr(err)
-			l.log.Warn("rabbitmq: connecting failed, retrying", "addr", l.redacted, "in", backoff, "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, l.cfg.backoffMax)
+			l.log.Warn("rabbitmq: connecting failed, retrying", "addr", l.redacted, "in", bo.Step(), "err", err)
+			_ = bo.Wait(ctx)
 			continue
 		}
-		backoff = l.cfg.backoffMin
+		bo.Reset()
 		closed := conn.NotifyClose(make(chan *amqp.Error, 1))
 		l.mu.Lock()
 		l.conn, l.lastErr = conn, nil
