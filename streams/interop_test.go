@@ -86,9 +86,9 @@ func TestInteropPythonReadsHotelbus(t *testing.T) {
 				t.Fatalf("peer output: %v: %s", err, sc.Bytes())
 			}
 			et := pr.Headers[streams.HeaderEventType]
-			v, ok := set.Latest(et)
+			v, ok := set.Version(et, pr.Headers[streams.HeaderVersion])
 			if !ok {
-				t.Fatalf("peer saw eventType header %q", et)
+				t.Fatalf("peer saw eventType and version headers %q %q", et, pr.Headers[streams.HeaderVersion])
 			}
 			if !sameJSON(t, pr.Value, v.Example) {
 				t.Errorf("%s as decoded by confluent-kafka differs:\n got %s\nwant %s", et, pr.Value, v.Example)

@@ -117,9 +117,9 @@ func TestDefaultPythonDeserializerReadsHotelbus(t *testing.T) {
 				t.Fatalf("peer output: %v: %s", err, sc.Bytes())
 			}
 			et := rec.Headers[streams.HeaderEventType]
-			v, ok := serde.Schemas().Latest(et)
+			v, ok := serde.Schemas().Version(et, rec.Headers[streams.HeaderVersion])
 			if !ok {
-				t.Fatalf("peer saw eventType header %q", et)
+				t.Fatalf("peer saw eventType and version headers %q %q", et, rec.Headers[streams.HeaderVersion])
 			}
 			if !sameJSON(t, rec.Value, v.Example) {
 				t.Errorf("%s as decoded by the default AvroDeserializer differs:\n got %s\nwant %s", et, rec.Value, v.Example)
