@@ -13,9 +13,9 @@ import (
 // binWalker walks the Avro binary encoding of a value along a plan (the strings of its nodes),
 // skipping the rest undecoded (avrobin): it gives each string of the plan to fn and, when
 // rewriting, writes to out a copy of the value in which fn's results replace them (and, with
-// nulls, null replaces the values of the plan's null nodes). A publisher
-// seals an encoded record with it, whichever encoder wrote the record (the map form's, or hamba's
-// for a typed event), with no map built or copied.
+// nulls, null replaces the values of the plan's null nodes). A publisher seals an encoded record
+// with it, whichever encoder wrote the record (the map form's, or hamba's for a typed event), with
+// no map built or copied.
 type binWalker struct {
 	avrobin.Reader
 	// Rewriting: out receives Src[run:Pos] before each replaced value, and the rest at the end.

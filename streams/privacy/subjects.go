@@ -168,7 +168,7 @@ type plan struct {
 	paths    []string // the subject fields, dotted
 	subjects *node    // the subject fields, as a tree
 	seal     *node    // nil: nothing to seal
-	residual []string // pii values that stay clear: "path (type)"
+	residual []string // pii values that cannot be sealed: "path (type)", "path (type, published as null)"
 }
 
 // node is a sealable part of a data value: a string, or a record, array or map that holds some;
@@ -220,9 +220,6 @@ func (s *Subjects) Residual(set *schemas.Set) []string {
 
 func isPII(f *avro.Field) bool { b, _ := f.Prop("pii").(bool); return b }
 
-// nullable reports whether s is a union with a null branch.
-func nullable(s avro.Schema) bool { return nullBranch(s) >= 0 }
-
 // nullBranch returns the index of s's null branch, or -1 (s is no union, or has none).
 func nullBranch(s avro.Schema) int {
 	if u, ok := s.(*avro.UnionSchema); ok {
@@ -258,7 +255,7 @@ func build(s avro.Schema, inPII bool, path string, skip map[string]bool, residua
 			}
 			pii, before := inPII || isPII(f), len(*residual)
 			c := build(f.Type(), pii, p, skip, residual, depth+1)
-			if c == nil && pii && len(*residual) == before+1 && nullable(f.Type()) {
+			if c == nil && pii && len(*residual) == before+1 && nullBranch(f.Type()) >= 0 {
 				// The field's one value cannot hold a ciphertext, and null is a value of it.
 				(*residual)[before] = strings.TrimSuffix((*residual)[before], ")") + ", published as null)"
 				c = &node{null: true}
