@@ -10,12 +10,14 @@ import (
 
 // TestBinWalkerRewrites: the walker replaces exactly the strings of its plan, at the paths of the
 // map form, in arrays (of either block form: hamba writes a block's byte size, which a rewrite
-// changes), maps and optional unions, and copies every other value of every type as it was.
+// changes), maps and optional unions, writes the optional values of null nodes as null, and copies
+// every other value of every type as it was.
 func TestBinWalkerRewrites(t *testing.T) {
 	s := avro.MustParse(`{"type":"record","name":"R","fields":[
 		{"name":"id","type":"string"},
 		{"name":"guests","type":{"type":"array","items":{"type":"record","name":"G","fields":[
-			{"name":"name","type":"string"},{"name":"age","type":"int"},{"name":"vip","type":"boolean"}]}}},
+			{"name":"name","type":"string"},{"name":"age","type":"int"},{"name":"vip","type":"boolean"},
+			{"name":"born","type":["null","int"]}]}}},
 		{"name":"tags","type":{"type":"map","values":"string"}},
 		{"name":"email","type":["null","string"]},
 		{"name":"phone","type":["null","string"]},
@@ -27,17 +29,17 @@ func TestBinWalkerRewrites(t *testing.T) {
 		{"name":"count","type":"long"},
 		{"name":"note","type":"string"}]}`)
 	plan := &node{fields: []*node{
-		{field: "guests", items: &node{fields: []*node{{field: "name", str: true}}}},
+		{field: "guests", items: &node{fields: []*node{{field: "name", str: true}, {field: "born", null: true}}}},
 		{field: "tags", values: &node{str: true}},
 		{field: "email", str: true},
 		{field: "phone", str: true},
 	}}
-	email := "a@example.jp"
+	email, born := "a@example.jp", 1986
 	in := map[string]any{
 		"id": "r1",
 		"guests": []any{
-			map[string]any{"name": "佐藤", "age": 40, "vip": true},
-			map[string]any{"name": "Kenta", "age": 7, "vip": false},
+			map[string]any{"name": "佐藤", "age": 40, "vip": true, "born": &born},
+			map[string]any{"name": "Kenta", "age": 7, "vip": false, "born": nil},
 		},
 		"tags":  map[string]any{"k": "v"},
 		"email": &email, "phone": nil,
@@ -47,8 +49,8 @@ func TestBinWalkerRewrites(t *testing.T) {
 	want := map[string]any{
 		"id": "r1",
 		"guests": []any{
-			map[string]any{"name": "<guests[0].name=佐藤>", "age": 40, "vip": true},
-			map[string]any{"name": "<guests[1].name=Kenta>", "age": 7, "vip": false},
+			map[string]any{"name": "<guests[0].name=佐藤>", "age": 40, "vip": true, "born": nil},
+			map[string]any{"name": "<guests[1].name=Kenta>", "age": 7, "vip": false, "born": nil},
 		},
 		"tags":  map[string]any{"k": "<tags{k}=v>"},
 		"email": "<email=a@example.jp>", "phone": nil,
@@ -64,7 +66,7 @@ func TestBinWalkerRewrites(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			w := binWalker{Reader: avrobin.Reader{Src: src}, rewrite: true, fn: func(path, s []byte) ([]byte, error) {
+			w := binWalker{Reader: avrobin.Reader{Src: src}, rewrite: true, nulls: true, fn: func(path, s []byte) ([]byte, error) {
 				return []byte("<" + string(path) + "=" + string(s) + ">"), nil
 			}}
 			if err := w.value(s, plan, 0); err != nil || w.Pos != len(src) {
