@@ -8,9 +8,9 @@ import (
 
 // Backoff is the SDK's one exponential backoff, for every wait between attempts (dedup waiting for
 // Redis or a lease, the consumer running a chain again, the retry middleware; local views and the
-// RabbitMQ bridge starting over after a failure): the first wait is
-// Initial, each next one doubles, up to Max. With Jitter each wait is instead uniform in
-// [0, that step) ("full jitter"), so that many clients failing together do not retry together.
+// RabbitMQ bridge starting over after a failure): the first wait is Initial, each next one
+// doubles, up to Max. With Jitter each wait is instead uniform in [0, that step) ("full jitter"),
+// so that many clients failing together do not retry together.
 // Written here rather than taken from a library because it is twelve lines and every caller needs
 // the context-aware Wait. A Backoff is not safe for concurrent use; its zero step starts at
 // Initial, and Reset starts over.

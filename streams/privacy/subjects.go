@@ -255,9 +255,9 @@ func build(s avro.Schema, inPII bool, path string, skip map[string]bool, residua
 			}
 			pii, before := inPII || isPII(f), len(*residual)
 			c := build(f.Type(), pii, p, skip, residual, depth+1)
-			if c == nil && pii && len(*residual) == before+1 && nullBranch(f.Type()) >= 0 {
-				// The field's one value cannot hold a ciphertext, and null is a value of it.
-				(*residual)[before] = strings.TrimSuffix((*residual)[before], ")") + ", published as null)"
+			if c == nil && len(*residual) > before && nullBranch(f.Type()) >= 0 {
+				// Nothing in the field's value can hold a ciphertext, and null is a value of it.
+				*residual = append((*residual)[:before], fmt.Sprintf("%s (%s, published as null)", p, deref(f.Type()).Type()))
 				c = &node{null: true}
 			}
 			if c != nil {
