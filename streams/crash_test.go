@@ -120,7 +120,7 @@ func runCrashChild(raw string) int {
 func TestConsumerKill9(t *testing.T) {
 	redisURL := streamstest.RedisBackends(t)["redis"]
 	if redisURL == "" {
-		redisURL = "redis://" + clockedMiniredis(t).Addr() // a killed child's leases must expire
+		redisURL = "redis://" + clockedMiniredis(t, 100*time.Millisecond).Addr() // a killed child's leases (2 s) must expire
 	}
 	for _, b := range streamstest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {

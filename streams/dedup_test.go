@@ -49,14 +49,17 @@ func dedupBackends(t *testing.T) []redisBackend {
 	if url := streamstest.RedisCluster(t); url != "" {
 		out = append(out, redisBackend{name: "cluster", url: url, expires: true})
 	}
-	return append(out, redisBackend{name: "miniredis-clock", url: "redis://" + clockedMiniredis(t).Addr(), expires: true})
+	return append(out, redisBackend{name: "miniredis-clock", url: "redis://" + clockedMiniredis(t, 5*time.Millisecond).Addr(), expires: true})
 }
 
-// clockedMiniredis starts a miniredis whose keys expire with the passing of real time, up to
-// 100 ms late. Each FastForward sorts and walks every key under miniredis's lock: ticking every
-// 5 ms, a test holding some 10^5 keys (TestConsumerKill9) spent most of the lock in it, and Redis
-// calls timed out.
-func clockedMiniredis(t *testing.T) *miniredis.Miniredis {
+// clockedMiniredis starts a miniredis whose keys expire with the passing of real time: every
+// tick it fast-forwards by the time since the last one. A key set just after a tick loses that
+// whole next tick, and a key lives on until the tick after its end: keys expire up to one tick
+// early or late. Each FastForward sorts and
+// walks every key under miniredis's one lock: a test holding some 10^5 keys (TestConsumerKill9)
+// needs a long tick, or its Redis calls wait behind the clock until they time out; a test of
+// lease timing needs a short one.
+func clockedMiniredis(t *testing.T, tick time.Duration) *miniredis.Miniredis {
 	t.Helper()
 	mr := miniredis.RunT(t)
 	stop := make(chan struct{})
@@ -64,13 +67,13 @@ func clockedMiniredis(t *testing.T) *miniredis.Miniredis {
 	go func() {
 		defer close(done)
 		last := time.Now()
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
+		ticker := time.NewTicker(tick)
+		defer ticker.Stop()
 		for {
 			select {
 			case <-stop:
 				return
-			case now := <-tick.C:
+			case now := <-ticker.C:
 				mr.FastForward(now.Sub(last))
 				last = now
 			}
