@@ -1,11 +1,13 @@
 package streams
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -140,7 +142,12 @@ func (p *Producer) PublishBatch(ctx context.Context, envs []*Envelope) ([]Result
 // PublishDual publishes one event in several versions of its schema (a migration's dual
 // publishing): every copy carries the same eventId, timestamp, correlation and trace, so
 // subscribers of either version see one event and deduplication treats the copies as one. Each
-// envelope supplies its own Version and Data; all must have the same EventType and tenant.
+// envelope supplies its own Version and Data; all must have the same EventType and tenant. The
+// copies are written newest major first, whatever the order of envs (the Results keep it): a
+// reader that handles several majors through deduplication (dispatch's and the RabbitMQ bridge's
+// HandleAll) handles the first copy on the partition, so it reads the newest version, the one a
+// migration moves to (and, with guest-data protection, the one whose personal data is sealed
+// rather than left out).
 func (p *Producer) PublishDual(ctx context.Context, envs ...*Envelope) ([]Result, error) {
 	return p.publishDual(ctx, envs, nil)
 }
@@ -171,7 +178,23 @@ func (p *Producer) publishDual(ctx context.Context, envs []*Envelope, typed []Ev
 			return nil, fmt.Errorf("event %d: %w", i, err)
 		}
 	}
-	return p.send(ctx, recs)
+	order := make([]int, len(recs)) // order[j]: the index in envs of the j-th copy written
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		return cmp.Compare(majorOf(Header(recs[b], HeaderVersion)), majorOf(Header(recs[a], HeaderVersion)))
+	})
+	sent := make([]*kgo.Record, len(recs))
+	for j, i := range order {
+		sent[j] = recs[i]
+	}
+	rs, err := p.send(ctx, sent)
+	results := make([]Result, len(recs))
+	for j, i := range order {
+		results[i] = rs[j]
+	}
+	return results, err
 }
 
 // PublishAsync sends one event without waiting; done is called exactly once with the result, from

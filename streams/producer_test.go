@@ -153,7 +153,8 @@ func TestProducerFillsEnvelope(t *testing.T) {
 }
 
 // TestProducerDualPublish: one call publishes v1 and v2 of an event with the same eventId; v2 is an
-// incompatible new major version, registered as its own subject.
+// incompatible new major version, registered as its own subject. v2 is written first though v1
+// is listed first, and the Results keep the order of the call.
 func TestProducerDualPublish(t *testing.T) {
 	b := streamstest.Kfake(t)
 	_, p, parse := dualFixture(t, b)
@@ -168,6 +169,9 @@ func TestProducerDualPublish(t *testing.T) {
 		t.Fatalf("dual results %+v", res)
 	}
 	recs := consume(t, b, 2, res[0].Topic)
+	if v := streams.Header(recs[0], streams.HeaderVersion); v != "2.0" || res[1].Offset != recs[0].Offset || res[0].Offset != recs[1].Offset {
+		t.Errorf("first copy written: %s at offset %d; results: v1 at %d, v2 at %d", v, recs[0].Offset, res[0].Offset, res[1].Offset)
+	}
 	ids := map[string]bool{}
 	versions := map[string]bool{}
 	schemaIDs := map[uint32]bool{}

@@ -54,10 +54,11 @@ type target struct {
 	refuse   map[string]bool // eventIds answered 400
 	bad      []string        // deliveries whose signature or headers were wrong
 	accepted map[string]http.Header
+	versions map[string][]string // eventId: the versions accepted, in order
 }
 
 func newTarget(t *testing.T, chk *streamstest.Checker) *target {
-	tg := &target{chk: chk, refuse: map[string]bool{}, accepted: map[string]http.Header{}}
+	tg := &target{chk: chk, refuse: map[string]bool{}, accepted: map[string]http.Header{}, versions: map[string][]string{}}
 	tg.srv = httptest.NewServer(http.HandlerFunc(tg.serve))
 	t.Cleanup(tg.srv.Close)
 	return tg
@@ -71,6 +72,7 @@ func (tg *target) serve(w http.ResponseWriter, r *http.Request) {
 	var env struct {
 		EventID   string `json:"eventId"`
 		EventType string `json:"eventType"`
+		Version   string `json:"version"`
 		Metadata  struct {
 			TenantID      string `json:"tenantId"`
 			Source        string `json:"source"`
@@ -105,6 +107,7 @@ func (tg *target) serve(w http.ResponseWriter, r *http.Request) {
 		seq, _ := strconv.Atoi(env.Metadata.CorrelationID)
 		tg.chk.Handled(env.Metadata.TenantID, env.EventID, seq)
 		tg.accepted[env.EventID] = h.Clone()
+		tg.versions[env.EventID] = append(tg.versions[env.EventID], env.Version)
 		w.WriteHeader(http.StatusNoContent)
 	}
 }
@@ -293,6 +296,48 @@ hotelbus_dispatch_invalid_events_total{system="hotel-pms"} 0
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestDispatchDualPublishedNewest: customer.updated dual-published in 1.0 and 2.0 (listed in that
+// order) reaches the target once per event, in 2.0: HandleAll handles both majors and dedup
+// delivers the first copy on the partition, which PublishDual writes newest first.
+func TestDispatchDualPublishedNewest(t *testing.T) {
+	f := newFixture(t, streamstest.Kfake(t))
+	p, err := streams.NewProducer("hotel-member", f.serde, streams.Brokers(f.b.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	const n = 20
+	for i := range n {
+		var copies []*streams.Envelope
+		for _, version := range []string{"1.0", "2.0"} {
+			v, _ := f.serde.Schemas().Version("customer.updated", version)
+			env, err := f.serde.ParseJSON(v.Example)
+			if err != nil {
+				t.Fatal(err)
+			}
+			env.EventID, env.Metadata.Source, env.Metadata.CorrelationID = "", "", ""
+			copies = append(copies, env)
+		}
+		res, err := p.PublishDual(streams.ContextWithCorrelationID(context.Background(), strconv.Itoa(i)), copies...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.chk.Published(copies[0].Metadata.TenantID, res[0].EventID, i)
+	}
+	tg := newTarget(t, f.chk)
+	d, _ := f.dispatcher(t, tg.srv.URL)
+	eventually(t, time.Minute, "every event delivered", func() bool { return d.Stats().Delivered >= n })
+	time.Sleep(200 * time.Millisecond) // a second copy, were it delivered, would be by now
+	noAnomalies(t, f.chk.Report(), nil)
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	for id, vs := range tg.versions {
+		if !slices.Equal(vs, []string{"2.0"}) {
+			t.Fatalf("event %s delivered in versions %v, want [2.0]", id, vs)
+		}
 	}
 }
 

@@ -151,7 +151,8 @@ func (d *Dispatcher) Handler() streams.Handler {
 
 // HandleAll registers the dispatcher's handler on c for every local major version of each of
 // eventTypes (normally the system's subscriptions, topics.System.Subscribes), so that events of
-// every version are delivered; with dedup in the chain a dual-published event is delivered once.
+// every version are delivered; with dedup in the chain a dual-published event is delivered once,
+// in the version of its first copy on the partition: the newest major (see Producer.PublishDual).
 func (d *Dispatcher) HandleAll(c *streams.Consumer, eventTypes []string) {
 	h := d.Handler()
 	for _, sub := range d.serde.Schemas().Subjects {

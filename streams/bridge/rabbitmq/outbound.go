@@ -58,7 +58,8 @@ func (b *Bridge) Handler() streams.Handler {
 
 // HandleAll registers Handler on c for every local major version of each of eventTypes, so that
 // events of every version are bridged; with dedup in the chain a dual-published event is bridged
-// once.
+// once, in the version of its first copy on the partition: the newest major (see
+// Producer.PublishDual).
 func (b *Bridge) HandleAll(c *streams.Consumer, eventTypes []string) {
 	h := b.Handler()
 	for _, sub := range b.serde.Schemas().Subjects {
