@@ -19,7 +19,8 @@
 //	                 redis-benchmark-style pipelined SET NX PX of as many keys in pipelines of 500
 //	publish-sealed   SDK PublishAsync of the simulated events that carry personal data, sealed by a
 //	                 Protector (streams/privacy, a key file of the run's own) vs the same events
-//	                 published without one, each on topics of its own
+//	                 published without one, each on topics of its own; the note adds this process's
+//	                 CPU time per event published on each side
 //	consume-sealed   the consume row's consumer over those events, opening them, vs the same over
 //	                 the events not sealed
 //	replay           `hotelbus replay` of one topic to JSONL (decode, canonical JSON) vs
