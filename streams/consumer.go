@@ -206,10 +206,9 @@ func (c *Consumer) Topics() []string { return append([]string(nil), c.topics...)
 // them decoded into the newest local minor version of that major. Registering handlers for two
 // majors (dual subscription) gives each its own copy of a dual-published event; with Dedup in the
 // chain the event is handled once, in the first copy on the partition (Producer.PublishDual
-// writes the newest major first). A type the system
-// does not subscribe to, a major with no local schema, a declared ordering key missing from that
-// major's schema, or a second handler for the same pair makes Run fail with ErrConfig; a
-// registration after Run is logged and ignored.
+// writes the newest major first). A type the system does not subscribe to, a major with no local
+// schema, a declared ordering key missing from that major's schema, or a second handler for the
+// same pair makes Run fail with ErrConfig; a registration after Run is logged and ignored.
 func (c *Consumer) Handle(eventType string, major int, h Handler) {
 	c.handle(eventType, major, h, nil)
 }
