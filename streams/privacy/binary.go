@@ -77,7 +77,8 @@ func (w *binWalker) value(s avro.Schema, n *node, depth int) error {
 		if err := w.Skip(b); err != nil || !w.rewrite || !w.nulls || b.Type() == avro.Null {
 			return err
 		}
-		w.out = binary.AppendVarint(append(w.out, w.Src[w.run:start]...), int64(nullBranch(s)))
+		null, _ := s.Indices()
+		w.out = binary.AppendVarint(append(w.out, w.Src[w.run:start]...), int64(null))
 		w.run = w.Pos
 		return nil
 	case *avro.ArraySchema:

@@ -220,16 +220,11 @@ func (s *Subjects) Residual(set *schemas.Set) []string {
 
 func isPII(f *avro.Field) bool { b, _ := f.Prop("pii").(bool); return b }
 
-// nullBranch returns the index of s's null branch, or -1 (s is no union, or has none).
-func nullBranch(s avro.Schema) int {
-	if u, ok := s.(*avro.UnionSchema); ok {
-		for i, b := range u.Types() {
-			if b.Type() == avro.Null {
-				return i
-			}
-		}
-	}
-	return -1
+// optional reports whether s is an optional type: a union of null and one other type (the only
+// unions the schema lint allows).
+func optional(s avro.Schema) bool {
+	u, ok := s.(*avro.UnionSchema)
+	return ok && u.Nullable()
 }
 
 // maxDepth bounds build on recursive schemas (no event schema nests this deep).
@@ -255,7 +250,7 @@ func build(s avro.Schema, inPII bool, path string, skip map[string]bool, residua
 			}
 			pii, before := inPII || isPII(f), len(*residual)
 			c := build(f.Type(), pii, p, skip, residual, depth+1)
-			if c == nil && len(*residual) > before && nullBranch(f.Type()) >= 0 {
+			if c == nil && len(*residual) > before && optional(f.Type()) {
 				// Nothing in the field's value can hold a ciphertext, and null is a value of it.
 				*residual = append((*residual)[:before], fmt.Sprintf("%s (%s, published as null)", p, deref(f.Type()).Type()))
 				c = &node{null: true}
