@@ -467,7 +467,7 @@ func defaultDedupConfig() dedupConfig {
 		backoffInitial: 100 * time.Millisecond,
 		backoffMax:     5 * time.Second,
 		logger:         slog.Default(),
-		maxUnmarked:    scriptChunk,
+		maxUnmarked:    512,
 	}
 }
 
@@ -523,7 +523,7 @@ func DedupBackoff(initial, max time.Duration) DedupOption {
 // marks are not acknowledged yet (queued for the next flush, or failing while Redis is
 // unreachable); the next handler waits until one is. It bounds what a crash leaves handled and
 // not marked (their leases are taken over after they expire, logged) and what runs on after
-// Redis went away. Default: 512 (one script call of marks).
+// Redis went away. Default: 512.
 func DedupMaxUnmarked(n int) DedupOption {
 	return func(c *dedupConfig) { c.maxUnmarked = n }
 }

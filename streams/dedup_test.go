@@ -905,6 +905,42 @@ func TestDedupOnDoneLostLease(t *testing.T) {
 	}
 }
 
+// TestDedupDoneOverForeignLease: a handler that succeeded after its lease moved on to another
+// owner (it expired while the handler ran, and was taken over) still marks the event done: it was
+// handled, so no third owner may handle it again. The lost lease is logged; the other owner's mark
+// then finds the event done.
+func TestDedupDoneOverForeignLease(t *testing.T) {
+	events := goldenEvents(t, "billing.paid")
+	for _, rb := range dedupBackends(t) {
+		t.Run(rb.name, func(t *testing.T) {
+			ctx := testCtx(t)
+			rdb, _ := countedRedis(t, rb.url)
+			group := streamstest.Name(t, "g")
+			var logs streamstest.LogBuffer
+			d := newDedup(t, rdb, group, streams.DedupLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+			env := events()
+			key := d.Key(env.Metadata.Source, env.EventID)
+			h := d.Middleware()(func(context.Context, *streams.Message) error {
+				rdb.Set(ctx, key, "another-owner:1|1", time.Minute) // the lease moved on
+				return nil
+			})
+			m := dedupMsg(env, group, "t.billing", 0, 5)
+			if err := d.Prepare(ctx, []*streams.Message{m}); err != nil {
+				t.Fatal(err)
+			}
+			if err := h(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+			if v := rdb.Get(ctx, key).Val(); v != "done" {
+				t.Fatalf("key = %q, want done", v)
+			}
+			if !strings.Contains(logs.String(), "lease lost while the handler ran") {
+				t.Fatalf("the lost lease was not logged:\n%s", logs.String())
+			}
+		})
+	}
+}
+
 // TestDedupTakesOverExpiredLease: a lease whose owner crashed (never finished, never released) is
 // taken over at its deadline, and the takeover is logged with the eventId and counted, because the
 // crashed owner's attempt may have run its side effect. A live lease is never taken over.
@@ -1121,7 +1157,7 @@ func TestDedupCountsKeysLost(t *testing.T) {
 	}
 }
 
-// gateHook holds every pipeline that marks events done (finishSrc, multi-key EVAL) until open is
+// gateHook holds every pipeline that marks events done (SET key "done" GET PX ...) until open is
 // closed.
 type gateHook struct{ open chan struct{} }
 
@@ -1130,7 +1166,7 @@ func (gateHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return n
 func (g gateHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		for _, c := range cmds {
-			if name := c.Name(); (name == "eval" || name == "evalsha") && strings.Contains(fmt.Sprint(c.Args()...), `"done"`) {
+			if args := c.Args(); c.Name() == "set" && len(args) > 2 && args[2] == "done" {
 				<-g.open
 				break
 			}

@@ -28,8 +28,9 @@ type Message struct {
 	// job is the Consumer's record, for holdCommit; nil for a message made elsewhere.
 	job *job
 
-	// state is per-message scratch space for middleware, keyed by the middleware's own key type.
-	state map[any]any
+	// state is per-message scratch space for middleware, keyed by the middleware's own key (a
+	// message carries one or two: a slice searched in order costs less than a map per message).
+	state []stateEntry
 	// outcome and detail: see SetOutcome.
 	outcome, detail string
 }
@@ -62,16 +63,28 @@ func (m *Message) Outcome(err error) (outcome, detail string) {
 }
 
 // Value returns middleware state stored under key (nil when none).
-func (m *Message) Value(key any) any { return m.state[key] }
+func (m *Message) Value(key any) any {
+	for _, e := range m.state {
+		if e.key == key {
+			return e.v
+		}
+	}
+	return nil
+}
 
 // SetValue stores middleware state under key. Not safe for concurrent use on one Message; the
 // consumer hands a message to one goroutine at a time.
 func (m *Message) SetValue(key, v any) {
-	if m.state == nil {
-		m.state = map[any]any{}
+	for i := range m.state {
+		if m.state[i].key == key {
+			m.state[i].v = v
+			return
+		}
 	}
-	m.state[key] = v
+	m.state = append(m.state, stateEntry{key, v})
 }
+
+type stateEntry struct{ key, v any }
 
 // Handler handles one message. Returning nil marks the event done (its offset may be committed);
 // an error is classified by IsRetryable: retryable errors are retried by the retry middleware, the

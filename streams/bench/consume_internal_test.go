@@ -19,6 +19,10 @@ func BenchmarkConsumeRows(b *testing.B) {
 	benchmarkRows(b, (*run).produceConsume, (*run).dedupThroughput)
 }
 
+// BenchmarkDedupRows runs only the dedup-throughput row of a quick run, as BenchmarkConsumeRows
+// does: the run to profile the dedup protocol with, apart from the consumer.
+func BenchmarkDedupRows(b *testing.B) { benchmarkRows(b, (*run).dedupThroughput) }
+
 // BenchmarkPrivacyRows runs only the publish-sealed and consume-sealed rows of a quick run, as
 // BenchmarkConsumeRows does: the run to profile guest-data protection with.
 func BenchmarkPrivacyRows(b *testing.B) { benchmarkRows(b, (*run).privacy) }

@@ -247,7 +247,7 @@ func (r *run) consume(ctx context.Context, total int) ([]Row, error) {
 	}
 	trips := row("dedup-roundtrips", "dedup check round trips per batch", float64(d.RoundTrips())/batches,
 		"events per batch (a round trip each)", float64(total)/batches, "per batch", "lower", "1 trip/batch")
-	trips.Note = fmt.Sprintf("done marks: %.2f round trips per batch, one script call each", float64(d.DoneRoundTrips())/batches)
+	trips.Note = fmt.Sprintf("done marks: %.2f round trips per batch", float64(d.DoneRoundTrips())/batches)
 	return []Row{
 		row("consume", "runtime + Redis dedup, no-op handler", hb, "raw franz-go consume", raw.rate(), "events/s", "higher", "≥ 0.5"),
 		row("consume-lazy", "the same, LazyDecode (not decoded)", lazy, "raw franz-go consume", raw.rate(), "events/s", "higher", "≥ 0.5"),
