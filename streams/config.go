@@ -491,8 +491,8 @@ func (c *dedupConfig) validate() error {
 
 // DedupLease sets how long an event's lease lasts in Redis before another owner may take it: the
 // bound on how long a crashed consumer blocks redelivered copies of the events it held. A handler
-// that runs longer keeps its lease by extension every third of the lease. Default: 30s; at least
-// 10ms.
+// that runs longer keeps its lease by extension, between a third and a half of the lease after it
+// was taken or last extended. Default: 30s; at least 10ms.
 func DedupLease(d time.Duration) DedupOption {
 	return func(c *dedupConfig) { c.lease = d }
 }

@@ -48,7 +48,8 @@ import (
 //     it and handle), past its deadline (take it over, compare-and-set, and handle) or the context
 //     ends: a live foreign lease is never skipped.
 //   - An acquired message is handled; while the handler runs the lease is extended (owner-checked)
-//     every third of the lease. On success the key turns into "done" with the done TTL, one SET
+//     between a third and a half of the lease after it was taken or last extended, by one goroutine
+//     per Dedup for all its running handlers, in one round trip (see keeper). On success the key turns into "done" with the done TTL, one SET
 //     GET per event and no script (whoever held the key: see markDoneSet): the done marks of the
 //     handlers finishing while a round trip is in flight are coalesced into the next one (group
 //     commit), so a batch costs the lease round trip and a few done round trips. For a
@@ -124,6 +125,7 @@ type Dedup struct {
 	owner  string // unique per Dedup instance
 	seq    atomic.Uint64
 	fin    finisher
+	keep   keeper
 
 	hits, acquired, waits, roundTrips, doneTrips, takeOvers, keysLost, redisFailures atomic.Int64
 
@@ -674,9 +676,9 @@ func (d *Dedup) run(ctx context.Context, m *Message, st *dedupState, next Handle
 		}
 	}()
 	st.effects = nil
-	stop := d.keepLease(ctx, m, st)
+	d.keepLease(m, st)
 	err := next(ctx, m)
-	stop()
+	d.releaseLease(st)
 	// The outcome must reach Redis even when ctx was canceled while the handler finished.
 	octx := context.WithoutCancel(ctx)
 	if err == nil && m.DecodeErr != nil && !IsRetryable(m.DecodeErr) {
@@ -784,47 +786,122 @@ func (d *Dedup) finish(ctx context.Context, st *dedupState) (int, error) {
 	}
 }
 
-// keepLease extends the lease every third of the lease, from a timer (no goroutine waits while
-// the handler runs), until the returned stop is called; stop waits for an extension in progress.
-func (d *Dedup) keepLease(ctx context.Context, m *Message, st *dedupState) (stop func()) {
+// keeper extends the leases of a Dedup's running handlers: one goroutine, started when a lease is
+// kept and ending when none is, wakes every sixth of the lease and extends, in one pipelined round
+// trip, each lease last taken or extended a third of the lease ago or more. A lease is thus
+// extended between a third and a half of the lease after the last time, and a handler costs a map
+// entry, not a timer of its own. Fields under mu.
+type keeper struct {
+	mu        sync.Mutex
+	held      map[*dedupState]*Message
+	running   bool
+	extending map[*dedupState]bool // in the round trip under way
+	ended     *sync.Cond           // broadcast when a round trip ends
+}
+
+// keepLease keeps st's lease (m's) extended until releaseLease(st).
+func (d *Dedup) keepLease(m *Message, st *dedupState) {
+	k := &d.keep
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.held == nil {
+		k.held, k.extending = map[*dedupState]*Message{}, map[*dedupState]bool{}
+		k.ended = sync.NewCond(&k.mu)
+	}
+	k.held[st] = m
+	if !k.running {
+		k.running = true
+		go d.keepLeases()
+	}
+}
+
+// releaseLease stops extending st's lease, waiting for an extension of it under way: none is
+// written after it returns, so the done mark or the release that follows is the key's last word.
+func (d *Dedup) releaseLease(st *dedupState) {
+	k := &d.keep
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.held, st)
+	for k.extending[st] {
+		k.ended.Wait()
+	}
+}
+
+// keepLeases is the keeper's goroutine.
+func (d *Dedup) keepLeases() {
+	k := &d.keep
 	every := d.cfg.lease / 3
-	octx := context.WithoutCancel(ctx)
-	var mu sync.Mutex
-	stopped := false
-	var t *time.Timer
-	mu.Lock() // the callback may fire at once: it must see t
-	defer mu.Unlock()
-	t = time.AfterFunc(time.Until(st.at.Add(every)), func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if stopped {
+	t := time.NewTimer(every / 2)
+	defer t.Stop()
+	for range t.C {
+		k.mu.Lock()
+		if len(k.held) == 0 {
+			k.running = false
+			k.mu.Unlock()
 			return
 		}
-		at := time.Now()
-		rctx, cancel := context.WithTimeout(octx, every)
-		held, err := extendScript.Run(rctx, d.rdb, []string{st.key}, st.token, d.leaseValue(st.token, at), d.keyTTL().Milliseconds()).Int()
-		cancel()
-		switch {
-		case err != nil:
-			d.cfg.logger.Warn("streams: dedup: could not extend the lease", "key", st.key, "err", err)
+		now := time.Now()
+		due := map[*dedupState]*Message{}
+		for st, m := range k.held {
+			if now.Sub(st.at) >= every {
+				due[st] = m
+				k.extending[st] = true
+			}
+		}
+		k.mu.Unlock()
+		failed := len(due) > 0 && d.extendLeases(due, every)
+		k.mu.Lock()
+		clear(k.extending)
+		k.ended.Broadcast()
+		k.mu.Unlock()
+		if failed {
 			t.Reset(d.cfg.backoffInitial)
+		} else {
+			t.Reset(every / 2)
+		}
+	}
+}
+
+// extendLeases extends the due leases in one round trip of at most timeout, owner-checked
+// (extendScript), and records each outcome; it reports whether the round trip failed. A lease found
+// held by another owner or done is no longer kept: the handler runs on, and its done mark tells
+// the outcome.
+func (d *Dedup) extendLeases(due map[*dedupState]*Message, timeout time.Duration) (failed bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	at := time.Now()
+	cmds := make(map[*dedupState]*redis.Cmd, len(due))
+	_, err := d.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for st := range due {
+			cmds[st] = extendScript.Eval(ctx, p, []string{st.key}, st.token, d.leaseValue(st.token, at), d.keyTTL().Milliseconds())
+		}
+		return nil
+	})
+	if err != nil {
+		d.cfg.logger.Warn("streams: dedup: could not extend the leases", "leases", len(due), "err", err)
+	}
+	k := &d.keep
+	for st, m := range due {
+		held, cerr := cmds[st].Int()
+		switch {
+		case cerr != nil:
+			failed = true
 		case held == 0:
 			d.cfg.logger.Warn("streams: dedup: lease lost while the handler runs; another owner may handle the event",
 				"key", st.key, "topic", m.Record.Topic, "partition", m.Record.Partition, "offset", m.Record.Offset)
+			k.mu.Lock()
+			delete(k.held, st)
+			k.mu.Unlock()
 		default:
 			if held == 2 {
 				d.lostKey(m, st, "while the handler ran")
 			}
+			k.mu.Lock()
 			st.at = at
-			t.Reset(every - time.Since(at))
+			k.mu.Unlock()
 		}
-	})
-	return func() {
-		mu.Lock()
-		defer mu.Unlock()
-		stopped = true
-		t.Stop()
 	}
+	return failed
 }
 
 // finisher coalesces the done marks of handlers finishing at the same time into one pipeline
