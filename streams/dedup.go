@@ -49,11 +49,11 @@ import (
 //     ends: a live foreign lease is never skipped.
 //   - An acquired message is handled; while the handler runs the lease is extended (owner-checked)
 //     between a third and a half of the lease after it was taken or last extended, by one goroutine
-//     per Dedup for all its running handlers, in one round trip (see keeper). On success the key turns into "done" with the done TTL, one SET
-//     GET per event and no script (whoever held the key: see markDoneSet): the done marks of the
-//     handlers finishing while a round trip is in flight are coalesced into the next one (group
-//     commit), so a batch costs the lease round trip and a few done round trips. For a
-//     message from a Consumer the middleware returns as soon as the handler succeeded and the
+//     per Dedup for all its running handlers, in one round trip (see keeper). On success the key
+//     turns into "done" with the done TTL, one SET GET per event and no script (whoever held the
+//     key: see markDoneSet): the done marks of the handlers finishing while a round trip is in
+//     flight are coalesced into the next one (group commit), so a batch costs the lease round trip
+//     and a few done round trips. For a message from a Consumer the middleware returns as soon as the handler succeeded and the
 //     mark is queued: the consumer commits no offset at or past the message's before the mark is
 //     acknowledged (a commit hold), while the next record of the same key already runs, so a
 //     key's records do not each wait for a Redis round trip. A crash before the mark is written
@@ -70,8 +70,8 @@ import (
 // Redis Cluster: every key of a Dedup carries the group as its hash tag, so all of them are in one
 // slot, on one node, by design: the batch check of Prepare (one SET NX GET per event, one
 // pipeline), Release's script call, the coalesced done marks (one SET GET per event, one
-// pipeline) and the OnDone transaction (WATCH on the event's key, then MULTI/EXEC) each go to one node
-// in one round trip, and a multi-key script or a transaction is possible at all. The other
+// pipeline) and the OnDone transaction (WATCH on the event's key, then MULTI/EXEC) each go to one
+// node in one round trip, and a multi-key script or a transaction is possible at all. The other
 // scripts (extend, take over, release after a failure) touch one key. OnDone's effects must use
 // keys containing "{" + Tag() + "}"; a key in another slot makes the transaction fail with
 // CROSSSLOT. A tag per partition (or per hash bucket of the eventId) was considered and not
@@ -80,9 +80,10 @@ import (
 // published again by another path must find the same key; and OnDone's effects would need a tag
 // per event. The load a group puts on its node is two SETs per event (the lease's SET NX GET, the
 // mark's SET GET), about 4.5 µs of redis-server time on the rig, where a SET costs 2.2 µs (so a
-// node serves some 200,000 events/s of one group); groups spread over the nodes with their tags. The gateway's Idempotency-Key records
-// (hotelbus:gateway:idempotency:<system>:<sha256 of the key>) are read and written by one-key
-// commands only (SET NX, GET, a one-key script), so they may spread over every slot.
+// node serves some 200,000 events/s of one group); groups spread over the nodes with their tags.
+// The gateway's Idempotency-Key records (hotelbus:gateway:idempotency:<system>:<sha256 of the
+// key>) are read and written by one-key commands only (SET NX, GET, a one-key script), so they may
+// spread over every slot.
 // TestDedupKeysShareOneSlot and the dedup suite run on a real three-master Cluster.
 //
 // Failover (Sentinel, Cluster): Redis replicates asynchronously, so a primary killed before its
