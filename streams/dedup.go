@@ -842,10 +842,10 @@ func (d *Dedup) keepLeases() {
 			return
 		}
 		now := time.Now()
-		due := map[*dedupState]*Message{}
+		var due []heldLease
 		for st, m := range k.held {
 			if now.Sub(st.at) >= every {
-				due[st] = m
+				due = append(due, heldLease{st: st, m: m})
 				k.extending[st] = true
 			}
 		}
@@ -863,18 +863,24 @@ func (d *Dedup) keepLeases() {
 	}
 }
 
+// heldLease is a lease the keeper extends: its state and message, and the extension's command.
+type heldLease struct {
+	st  *dedupState
+	m   *Message
+	cmd *redis.Cmd
+}
+
 // extendLeases extends the due leases in one round trip of at most timeout, owner-checked
 // (extendScript), and records each outcome; it reports whether the round trip failed. A lease found
 // held by another owner or done is no longer kept: the handler runs on, and its done mark tells
 // the outcome.
-func (d *Dedup) extendLeases(due map[*dedupState]*Message, timeout time.Duration) (failed bool) {
+func (d *Dedup) extendLeases(due []heldLease, timeout time.Duration) (failed bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	at := time.Now()
-	cmds := make(map[*dedupState]*redis.Cmd, len(due))
 	_, err := d.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for st := range due {
-			cmds[st] = extendScript.Eval(ctx, p, []string{st.key}, st.token, d.leaseValue(st.token, at), d.keyTTL().Milliseconds())
+		for i, h := range due {
+			due[i].cmd = extendScript.Eval(ctx, p, []string{h.st.key}, h.st.token, d.leaseValue(h.st.token, at), d.keyTTL().Milliseconds())
 		}
 		return nil
 	})
@@ -882,24 +888,22 @@ func (d *Dedup) extendLeases(due map[*dedupState]*Message, timeout time.Duration
 		d.cfg.logger.Warn("streams: dedup: could not extend the leases", "leases", len(due), "err", err)
 	}
 	k := &d.keep
-	for st, m := range due {
-		held, cerr := cmds[st].Int()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, h := range due {
+		held, cerr := h.cmd.Int()
 		switch {
 		case cerr != nil:
 			failed = true
 		case held == 0:
 			d.cfg.logger.Warn("streams: dedup: lease lost while the handler runs; another owner may handle the event",
-				"key", st.key, "topic", m.Record.Topic, "partition", m.Record.Partition, "offset", m.Record.Offset)
-			k.mu.Lock()
-			delete(k.held, st)
-			k.mu.Unlock()
+				"key", h.st.key, "topic", h.m.Record.Topic, "partition", h.m.Record.Partition, "offset", h.m.Record.Offset)
+			delete(k.held, h.st)
 		default:
 			if held == 2 {
-				d.lostKey(m, st, "while the handler ran")
+				d.lostKey(h.m, h.st, "while the handler ran")
 			}
-			k.mu.Lock()
-			st.at = at
-			k.mu.Unlock()
+			h.st.at = at
 		}
 	}
 	return failed
