@@ -73,11 +73,16 @@ type Version struct {
 	// Example is the golden JSON envelope beside the file, when this is the newest minor.
 	Example []byte
 
-	name string
+	name, canonical string
 }
 
 // String returns "major.minor", the envelope's version field.
 func (v *Version) String() string { return v.name }
+
+// DataCanonical returns the data record's Parsing Canonical Form (hamba/avro's Schema.String),
+// computed once at load: hamba builds the string anew on every call, and typed publishing
+// compares it per event.
+func (v *Version) DataCanonical() string { return v.canonical }
 
 // FullName returns the envelope record's full name, the record part of the subject.
 func (v *Version) FullName() string { return v.Envelope.FullName() }
@@ -238,7 +243,7 @@ func loadVersion(fsys fs.FS, envs envelopes, marks []*piiMark, file, eventType s
 		return nil, fmt.Errorf("%w: %s: the marks of %s change the schema", ErrInvalid, file, PIIMarksFile)
 	}
 	return &Version{EventType: eventType, Major: major, Minor: minor, File: file, Data: data, Envelope: env, Text: text,
-		name: strconv.Itoa(major) + "." + strconv.Itoa(minor)}, nil
+		name: strconv.Itoa(major) + "." + strconv.Itoa(minor), canonical: data.String()}, nil
 }
 
 // Compose returns the registered schema text for a data record: the envelope renamed to

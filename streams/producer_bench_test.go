@@ -9,9 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/hotelbus/hotelbus/streams"
+	"github.com/hotelbus/hotelbus/streams/events"
 	"github.com/hotelbus/hotelbus/streams/streamstest"
 )
 
@@ -47,6 +49,57 @@ func BenchmarkPublishAsync(b *testing.B) { benchmarkPublishAsync(b) }
 // of the audit record is the difference.
 func BenchmarkPublishAsyncWithoutAudit(b *testing.B) {
 	benchmarkPublishAsync(b, streams.PublishAudit(false))
+}
+
+// BenchmarkPublishTyped is BenchmarkPublishAsync with the event as its generated type
+// (events.ReservationCreatedV1), published with streams.PublishAsync.
+func BenchmarkPublishTyped(b *testing.B) {
+	bk, serde, env := benchSetup(b)
+	ctx := context.Background()
+	p, err := streams.NewProducer("hotel-pms", serde, streams.Brokers(bk.Brokers...))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	typed := typedExample(b, p, serde, env)
+	if _, err := streams.Publish(ctx, p, "sakura-hotels", typed); err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var failed sync.Once
+	b.ReportAllocs()
+	b.ResetTimer()
+	defer reportCPU(b)()
+	for b.Loop() {
+		wg.Add(1)
+		streams.PublishAsync(ctx, p, "sakura-hotels", typed, func(_ streams.Result, err error) {
+			if err != nil {
+				failed.Do(func() { b.Error(err) })
+			}
+			wg.Done()
+		})
+	}
+	wg.Wait()
+}
+
+// typedExample returns env's data as its generated type, read back from env's encoding.
+func typedExample(b *testing.B, p *streams.Producer, serde *streams.Serde, env *streams.Envelope) *events.ReservationCreatedV1 {
+	e := copyEnv(env)
+	if err := p.Prepare(context.Background(), e); err != nil {
+		b.Fatal(err)
+	}
+	rec, err := serde.Record(context.Background(), e)
+	if err != nil {
+		b.Fatal(err)
+	}
+	v, _ := serde.Schemas().Latest("reservation.created")
+	var out struct {
+		Data events.ReservationCreatedV1 `avro:"data"`
+	}
+	if err := avro.Unmarshal(v.Envelope, rec.Value[5:], &out); err != nil { // after the wire format's magic byte and schema id
+		b.Fatal(err)
+	}
+	return &out.Data
 }
 
 func benchmarkPublishAsync(b *testing.B, opts ...streams.ProducerOption) {

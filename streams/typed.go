@@ -64,6 +64,18 @@ func Publish(ctx context.Context, p *Producer, tenantID string, e Event) (Result
 	return rs[0], nil
 }
 
+// PublishAsync publishes the typed event e for tenantID without waiting, like
+// Producer.PublishAsync: done is called exactly once with the result, from a franz-go goroutine
+// (keep it short), and refusals are reported through done before PublishAsync returns.
+func PublishAsync(ctx context.Context, p *Producer, tenantID string, e Event, done func(Result, error)) {
+	rec, err := p.recordOf(ctx, typedEnvelope(tenantID, e), e)
+	if err != nil {
+		done(Result{}, err)
+		return
+	}
+	p.produce(ctx, rec, done)
+}
+
 // PublishDual publishes one event in several major versions (a migration's dual publishing), like
 // Producer.PublishDual: every copy carries the same eventId, timestamp, correlation and trace. All
 // events must be of one event type.
@@ -89,7 +101,7 @@ func Handle[T any, PT interface {
 }](c *Consumer, h func(ctx context.Context, m *Message, e PT) error) {
 	var zero PT = new(T)
 	reader, ok := c.serde.set.Version(zero.EventType(), zero.EventVersion())
-	if !ok || reader.Data.String() != zero.Schema() {
+	if !ok || reader.DataCanonical() != zero.Schema() {
 		c.failRegistration(fmt.Errorf("%w: handler for %T: the Serde has no schema %s %s as the type was generated from (run go generate ./streams/events)",
 			ErrConfig, zero, zero.EventType(), zero.EventVersion()))
 		return
@@ -155,7 +167,9 @@ func (s *Serde) encodeTyped(b []byte, env *Envelope, v *schemas.Version, typed E
 	if rv := reflect.ValueOf(typed); rv.IsNil() {
 		errs.add("data", "must be set")
 	} else {
-		checkDecimals(v.Data, rv, "data", errs)
+		if check := decimalChecker(v.Data, rv.Type()); check != nil {
+			check(rv, "data", errs)
+		}
 	}
 	if err := errs.err(); err != nil {
 		return nil, err
@@ -175,7 +189,7 @@ func (s *Serde) encodeTyped(b []byte, env *Envelope, v *schemas.Version, typed E
 
 // checkTypedSchema refuses a typed event generated from another schema than v's data.
 func checkTypedSchema(typed Event, v *schemas.Version) error {
-	if typed.Schema() != v.Data.String() {
+	if typed.Schema() != v.DataCanonical() {
 		return fmt.Errorf("%w: %T was generated from another %s %s schema than the Serde's (run go generate ./streams/events)",
 			ErrUnknownEventType, typed, v.EventType, v)
 	}
@@ -227,76 +241,191 @@ func (s *Serde) decodeTyped(ctx context.Context, value []byte, reader *schemas.V
 	return env, nil
 }
 
-// checkDecimals names the decimals of a typed value that hamba/avro would get wrong: a nil
+// decimalCheck names the decimals of a typed value that hamba/avro would get wrong: a nil
 // *big.Rat where the schema requires a value (it would panic) and one with more decimal places
-// or digits than the schema's decimal (it would round silently).
-func checkDecimals(s avro.Schema, v reflect.Value, path string, errs *fieldErrs) {
+// or digits than the schema's decimal (it would round silently). nil: the value holds no decimal.
+type decimalCheck func(v reflect.Value, path string, errs *fieldErrs)
+
+type decimalKey struct {
+	s avro.Schema
+	t reflect.Type
+}
+
+var (
+	decimalChecks sync.Map   // decimalKey -> decimalCheck, every one complete
+	decimalMu     sync.Mutex // held while compiling
+)
+
+// decimalChecker returns the decimalCheck of Go values of type t written with schema s, compiled
+// once per (s, t): a typed publish walks only the fields that can hold a decimal, with the
+// struct fields matched to the schema's beforehand.
+func decimalChecker(s avro.Schema, t reflect.Type) decimalCheck {
+	if c, ok := decimalChecks.Load(decimalKey{s, t}); ok {
+		return c.(decimalCheck)
+	}
+	decimalMu.Lock()
+	defer decimalMu.Unlock()
+	building := map[decimalKey]*decimalCheck{}
+	c := compileDecimals(s, t, building)
+	for k, c := range building {
+		decimalChecks.Store(k, *c)
+	}
+	return c
+}
+
+// compileDecimals compiles the check of (s, t); building holds the checks being compiled, which a
+// recursive schema refers to through their pointer.
+func compileDecimals(s avro.Schema, t reflect.Type, building map[decimalKey]*decimalCheck) decimalCheck {
 	if ref, ok := s.(*avro.RefSchema); ok {
 		s = ref.Schema()
 	}
-	switch s := s.(type) {
-	case *avro.RecordSchema:
-		for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
+	if !holdsDecimal(s) {
+		return nil
+	}
+	key := decimalKey{s, t}
+	if c, ok := decimalChecks.Load(key); ok {
+		return c.(decimalCheck)
+	}
+	if c, ok := building[key]; ok {
+		return func(v reflect.Value, path string, errs *fieldErrs) {
+			if *c != nil {
+				(*c)(v, path, errs)
+			}
+		}
+	}
+	c := new(decimalCheck)
+	building[key] = c
+	*c = compileDecimalsOf(s, t, building)
+	return *c
+}
+
+func compileDecimalsOf(s avro.Schema, t reflect.Type, building map[decimalKey]*decimalCheck) decimalCheck {
+	if t.Kind() == reflect.Interface { // the dynamic type's check, found at run time
+		return func(v reflect.Value, path string, errs *fieldErrs) {
 			if v.IsNil() {
 				return
 			}
-			v = v.Elem()
-		}
-		if v.Kind() != reflect.Struct {
-			return
-		}
-		t := v.Type()
-		for i := range t.NumField() {
-			if !holdsDecimal(s) {
-				return
+			if c := decimalChecker(s, v.Elem().Type()); c != nil {
+				c(v.Elem(), path, errs)
 			}
+		}
+	}
+	switch s := s.(type) {
+	case *avro.RecordSchema:
+		derefs := 0
+		for ; t.Kind() == reflect.Pointer; derefs++ {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct {
+			return nil
+		}
+		type field struct {
+			index int
+			name  string
+			check decimalCheck
+		}
+		var fields []field
+		for i := range t.NumField() {
 			name := t.Field(i).Tag.Get("avro")
 			for _, f := range s.Fields() {
-				if f.Name() == name && holdsDecimal(f.Type()) {
-					checkDecimals(f.Type(), v.Field(i), join(path, name), errs)
+				if f.Name() == name {
+					if c := compileDecimals(f.Type(), t.Field(i).Type, building); c != nil {
+						fields = append(fields, field{i, name, c})
+					}
 				}
+			}
+		}
+		if len(fields) == 0 {
+			return nil
+		}
+		return func(v reflect.Value, path string, errs *fieldErrs) {
+			for range derefs {
+				if v.IsNil() {
+					return
+				}
+				v = v.Elem()
+			}
+			for _, f := range fields {
+				f.check(v.Field(f.index), join(path, f.name), errs)
 			}
 		}
 	case *avro.UnionSchema:
-		if (v.Kind() == reflect.Pointer || v.Kind() == reflect.Slice) && v.IsNil() {
-			return
-		}
 		for _, branch := range s.Types() {
-			if branch.Type() != avro.Null {
-				if v.Kind() == reflect.Pointer && branch.Type() != avro.Bytes {
+			if branch.Type() == avro.Null {
+				continue
+			}
+			deref := t.Kind() == reflect.Pointer && branch.Type() != avro.Bytes
+			inner := t
+			if deref {
+				inner = t.Elem()
+			}
+			c := compileDecimals(branch, inner, building)
+			if c == nil {
+				return nil
+			}
+			nilable := t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice
+			return func(v reflect.Value, path string, errs *fieldErrs) {
+				if nilable && v.IsNil() {
+					return
+				}
+				if deref {
 					v = v.Elem()
 				}
-				checkDecimals(branch, v, path, errs)
-				return
+				c(v, path, errs)
 			}
 		}
 	case *avro.ArraySchema:
-		if v.Kind() == reflect.Pointer && !v.IsNil() {
-			v = v.Elem()
+		deref := t.Kind() == reflect.Pointer
+		if deref {
+			t = t.Elem()
 		}
-		if v.Kind() == reflect.Slice {
+		if t.Kind() != reflect.Slice {
+			return nil
+		}
+		c := compileDecimals(s.Items(), t.Elem(), building)
+		if c == nil {
+			return nil
+		}
+		return func(v reflect.Value, path string, errs *fieldErrs) {
+			if deref {
+				if v.IsNil() {
+					return
+				}
+				v = v.Elem()
+			}
 			for i := range v.Len() {
-				checkDecimals(s.Items(), v.Index(i), index(path, i), errs)
+				c(v.Index(i), index(path, i), errs)
 			}
 		}
 	case *avro.MapSchema:
-		if v.Kind() == reflect.Map {
+		if t.Kind() != reflect.Map {
+			return nil
+		}
+		c := compileDecimals(s.Values(), t.Elem(), building)
+		if c == nil {
+			return nil
+		}
+		return func(v reflect.Value, path string, errs *fieldErrs) {
 			for it := v.MapRange(); it.Next(); {
-				checkDecimals(s.Values(), it.Value(), join(path, it.Key().String()), errs)
+				c(it.Value(), join(path, it.Key().String()), errs)
 			}
 		}
 	case *avro.PrimitiveSchema:
-		ds, ok := s.Logical().(*avro.DecimalLogicalSchema)
-		if !ok {
-			return
+		ds := s.Logical().(*avro.DecimalLogicalSchema) // holdsDecimal
+		isRat := t == reflect.TypeFor[*big.Rat]()
+		return func(v reflect.Value, path string, errs *fieldErrs) {
+			var r *big.Rat
+			if isRat {
+				r = v.Interface().(*big.Rat)
+			}
+			if r == nil {
+				errs.add(path, "required decimal is nil")
+				return
+			}
+			checkDecimal(r, ds, path, errs)
 		}
-		r, _ := v.Interface().(*big.Rat)
-		if r == nil {
-			errs.add(path, "required decimal is nil")
-			return
-		}
-		checkDecimal(r, ds, path, errs)
 	}
+	return nil
 }
 
 // decimalHolders caches holdsDecimal by schema.

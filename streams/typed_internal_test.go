@@ -2,6 +2,9 @@ package streams
 
 import (
 	"bytes"
+	"math/big"
+	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/hamba/avro/v2"
@@ -54,5 +57,67 @@ func TestGeneratedTypesRoundTrip(t *testing.T) {
 				t.Fatalf("%T re-encodes differently:\n got %x\nwant %x", typed, got, want)
 			}
 		})
+	}
+}
+
+// TestDecimalCheckerPaths: the compiled decimal check finds a nil or too precise decimal wherever
+// the schema can hold one (a required field, an optional one, array items, map values, a
+// recursive record, a field typed any) and names its path; valid values pass.
+func TestDecimalCheckerPaths(t *testing.T) {
+	s := avro.MustParse(`{"type":"record","name":"Node","fields":[
+		{"name":"price","type":{"type":"bytes","logicalType":"decimal","precision":6,"scale":2}},
+		{"name":"fee","type":["null",{"type":"bytes","logicalType":"decimal","precision":6,"scale":2}],"default":null},
+		{"name":"list","type":{"type":"array","items":{"type":"bytes","logicalType":"decimal","precision":6,"scale":2}}},
+		{"name":"byName","type":{"type":"map","values":{"type":"bytes","logicalType":"decimal","precision":6,"scale":2}}},
+		{"name":"child","type":["null","Node"],"default":null},
+		{"name":"note","type":"string"}]}`)
+	type node struct {
+		Price  *big.Rat            `avro:"price"`
+		Fee    *big.Rat            `avro:"fee"`
+		List   []*big.Rat          `avro:"list"`
+		ByName map[string]*big.Rat `avro:"byName"`
+		Child  *node               `avro:"child"`
+		Note   string              `avro:"note"`
+	}
+	type holder struct {
+		Node any `avro:"node"`
+	}
+	hs := avro.MustParse(`{"type":"record","name":"Holder","fields":[{"name":"node","type":` + s.String() + `}]}`)
+	ok := func() *node {
+		return &node{Price: big.NewRat(1, 4), List: []*big.Rat{big.NewRat(1, 2)}, ByName: map[string]*big.Rat{"a": big.NewRat(3, 1)}}
+	}
+	for name, c := range map[string]struct {
+		v    func() *node
+		want string
+	}{
+		"valid":             {ok, ""},
+		"nil required":      {func() *node { n := ok(); n.Price = nil; return n }, "x.price: required decimal is nil"},
+		"optional too fine": {func() *node { n := ok(); n.Fee = big.NewRat(1, 3); return n }, "x.fee: "},
+		"array item":        {func() *node { n := ok(); n.List = append(n.List, nil); return n }, "x.list[1]: required decimal is nil"},
+		"map value":         {func() *node { n := ok(); n.ByName["b"] = big.NewRat(10000, 1); return n }, "x.byName.b: 10000.00 exceeds decimal(6,2)"},
+		"recursive":         {func() *node { n := ok(); n.Child = ok(); n.Child.Child = ok(); n.Child.Child.Price = nil; return n }, "x.child.child.price: required decimal is nil"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			for _, via := range []string{"struct", "any"} {
+				errs := &fieldErrs{}
+				if via == "struct" {
+					v := reflect.ValueOf(c.v())
+					decimalChecker(s, v.Type())(v, "x", errs)
+				} else {
+					v := reflect.ValueOf(&holder{Node: c.v()})
+					decimalChecker(hs, v.Type())(v, "", errs)
+				}
+				err := errs.err()
+				switch {
+				case c.want == "" && err != nil:
+					t.Errorf("%s: %v", via, err)
+				case c.want != "" && (err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(c.want, "x")) || via == "struct" && !strings.Contains(err.Error(), c.want)):
+					t.Errorf("%s: %v, want %q", via, err, c.want)
+				}
+			}
+		})
+	}
+	if c := decimalChecker(avro.MustParse(`{"type":"record","name":"Plain","fields":[{"name":"n","type":"string"}]}`), reflect.TypeFor[*struct{}]()); c != nil {
+		t.Error("a schema without decimals has a check")
 	}
 }

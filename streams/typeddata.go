@@ -20,7 +20,7 @@ func DecodeData[T any, PT interface {
 }](s *Serde, data []byte) (PT, error) {
 	out := PT(new(T))
 	v, ok := s.set.Version(out.EventType(), out.EventVersion())
-	if !ok || v.Data.String() != out.Schema() {
+	if !ok || v.DataCanonical() != out.Schema() {
 		return nil, fmt.Errorf("%w: %T: the Serde has no schema %s %s as the type was generated from (run go generate ./streams/events)",
 			ErrConfig, out, out.EventType(), out.EventVersion())
 	}

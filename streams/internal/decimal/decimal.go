@@ -20,10 +20,27 @@ type Spec struct {
 	scale, limit *big.Int // 10^scale, 10^precision
 }
 
-// New returns the decimal(precision, scale) type.
+// New returns the decimal(precision, scale) type. It allocates nothing for a precision up to 76
+// (Avro's largest 32-byte decimal): validation calls it per value.
 func New(precision, scale int) Spec {
-	return Spec{scale: new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(scale)), nil),
-		limit: new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(precision)), nil)}
+	return Spec{scale: pow10(scale), limit: pow10(precision)}
+}
+
+// powers holds 10^0 through 10^76, shared and never written: Spec only reads them.
+var powers = func() []*big.Int {
+	p := make([]*big.Int, 77)
+	p[0] = big.NewInt(1)
+	for i := 1; i < len(p); i++ {
+		p[i] = new(big.Int).Mul(p[i-1], big.NewInt(10))
+	}
+	return p
+}()
+
+func pow10(n int) *big.Int {
+	if n >= 0 && n < len(powers) {
+		return powers[n]
+	}
+	return new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(n)), nil)
 }
 
 // Unscaled returns r × 10^scale, the integer the type stores r as; ErrScale when that is not an

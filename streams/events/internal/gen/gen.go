@@ -63,7 +63,7 @@ func Generate(set *schemas.Set, pkg string) (map[string][]byte, error) {
 		fmt.Fprintf(b, "\n// EventType returns %q.\nfunc (*%s) EventType() string { return %q }\n", t.version.EventType, t.name, t.version.EventType)
 		fmt.Fprintf(b, "\n// EventVersion returns %q, the schema version (major.minor) %s was generated from.\nfunc (*%s) EventVersion() string { return %q }\n", t.version.String(), t.name, t.name, t.version.String())
 		fmt.Fprintf(b, "\n// Schema returns the data record's schema in Parsing Canonical Form.\nfunc (*%s) Schema() string { return %s }\n", t.name, lowerFirst(t.name)+"Schema")
-		fmt.Fprintf(b, "\nconst %sSchema = %s\n", lowerFirst(t.name), strconv.Quote(t.version.Data.String()))
+		fmt.Fprintf(b, "\nconst %sSchema = %s\n", lowerFirst(t.name), strconv.Quote(t.version.DataCanonical()))
 	}
 	reg := buf(RegistryFile)
 	reg.WriteString("\n// New returns a new zero value of the generated type of eventType's major version (a pointer,\n// such as *ReservationCreatedV1), or nil when there is none.\nfunc New(eventType string, major int) any {\n\tswitch {\n")
