@@ -8,6 +8,8 @@
 //	produce          SDK PublishAsync (validate, encode, publish, and the publish audit record each
 //	                 event also writes) vs raw franz-go producing the same events pre-encoded, without
 //	                 audit records, same settings (acks=all, idempotent, linger 5ms, snappy)
+//	produce-typed    the produce row with the events' generated types (streams/events) and
+//	                 streams.PublishAsync, on producers of their own, vs the same raw franz-go run
 //	consume          consumer runtime with Redis dedup and a no-op handler vs raw franz-go reading the
 //	                 same records (rates from the first record to the last)
 //	consume-lazy     the same through another group with LazyDecode: the handler never decodes
@@ -107,7 +109,7 @@ type Report struct {
 
 // sizes are the event counts of a run.
 type sizes struct {
-	produce     int // events per side of the produce row (the consume row reads both sides)
+	produce     int // events per side of the produce rows (the consume row reads the three sides)
 	orderedPer  int // events per tenant, key-ordered side (1,000 tenants)
 	serialPer   int // events per tenant, serial side
 	dedupBatch  int
@@ -174,7 +176,7 @@ func Run(ctx context.Context, env Env, o Options) (*Report, error) {
 		}
 		rep.Rows = append(rep.Rows, rows...)
 	}
-	rep.Events = 2 * r.sz.produce
+	rep.Events = 3 * r.sz.produce
 	rep.ElapsedSeconds = time.Since(start).Seconds()
 	return rep, nil
 }

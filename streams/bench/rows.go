@@ -15,9 +15,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/hotelbus/hotelbus/streams"
+	"github.com/hotelbus/hotelbus/streams/events"
 	"github.com/hotelbus/hotelbus/streams/replay"
 	"github.com/hotelbus/hotelbus/streams/simulate"
 	"github.com/hotelbus/hotelbus/topics"
@@ -50,21 +52,29 @@ func (f *firstLast) rate() float64 {
 	return rate(f.n, f.last.Sub(f.first))
 }
 
-// produceConsume measures the produce row with simulated traffic, then reads both sides' records
-// back for the consume and dedup-roundtrips rows.
+// produceConsume measures the produce rows with simulated traffic, then reads the three sides'
+// records back for the consume and dedup-roundtrips rows.
 func (r *run) produceConsume(ctx context.Context) ([]Row, error) {
 	n := r.sz.produce
 	g, err := simulate.New(r.cat, r.set, simulate.Options{Seed: rand.Int64(), Tenants: 50, Skew: 1.1, Start: time.Now()})
 	if err != nil {
 		return nil, err
 	}
-	sdk := make([]*simulate.Event, n)
-	for i := range sdk {
-		sdk[i] = g.Next()
+	next := func() []*simulate.Event {
+		evs := make([]*simulate.Event, n)
+		for i := range evs {
+			evs[i] = g.Next()
+		}
+		return evs
+	}
+	generic, typedEvents := next(), next()
+	typed, err := r.typedOf(ctx, typedEvents)
+	if err != nil {
+		return nil, err
 	}
 	raw := make([]*kgo.Record, n)
-	for i := range raw {
-		if raw[i], err = r.serde.Record(ctx, g.Next().Envelope); err != nil { // registers every schema first
+	for i, ev := range next() {
+		if raw[i], err = r.serde.Record(ctx, ev.Envelope); err != nil { // registers every schema first
 			return nil, err
 		}
 	}
@@ -74,26 +84,66 @@ func (r *run) produceConsume(ctx context.Context) ([]Row, error) {
 		return nil, err
 	}
 	defer cl.Close()
-	// Neither side pays for the run's new topics electing leaders, nor for its clients' first
-	// connection and producer id: the SDK publishes the first event of each system, raw franz-go
-	// its first record, before the clocks start.
+	// No side pays for the run's new topics electing leaders, nor for its clients' first
+	// connection and producer id: the SDK publishes the first event of each system (publishWith),
+	// raw franz-go its first record, before the clocks start.
 	if err := r.awaitLeaders(ctx); err != nil {
 		return nil, err
 	}
-	pubs := r.publishers(r.serde)
-	defer pubs.close()
-	timed, took, err := pubs.publish(ctx, sdk)
-	if err != nil {
-		return nil, err
-	}
-	sdkRate := rate(timed, took)
 	if err := cl.ProduceSync(ctx, raw[0]).FirstErr(); err != nil {
 		return nil, fmt.Errorf("raw franz-go: %w", err)
 	}
+	pubs, typedPubs := r.publishers(r.serde), r.publishers(r.serde) // producers of each side's own
+	defer pubs.close()
+	defer typedPubs.close()
+	// The sides one after the other, each all its events: rounds of a few thousand events would
+	// time the acknowledgement's latency more than the raw side's throughput.
+	type side struct {
+		publish func() (int, time.Duration, error)
+		timed   int
+		took    time.Duration
+		cpu     int64 // ns
+	}
+	sides := []*side{
+		{publish: func() (int, time.Duration, error) { return pubs.publish(ctx, generic) }},
+		{publish: func() (int, time.Duration, error) { return typedPubs.publishTyped(ctx, typedEvents, typed) }},
+		{publish: func() (int, time.Duration, error) { return produceRaw(ctx, cl, raw[1:]) }},
+	}
+	for _, sd := range sides {
+		cpu0 := processCPU()
+		if sd.timed, sd.took, err = sd.publish(); err != nil {
+			return nil, err
+		}
+		sd.cpu = processCPU() - cpu0
+	}
+	rawRate := rate(sides[2].timed, sides[2].took)
+	var rows []Row
+	for k, name := range []string{"produce", "produce-typed"} {
+		measure := map[int]string{0: "SDK PublishAsync", 1: "SDK PublishAsync of generated types"}[k]
+		rw := row(name, measure, rate(sides[k].timed, sides[k].took), "raw franz-go, same bytes", rawRate, "events/s", "higher", "≥ 0.7")
+		rw.Note = "SDK: 2 records per event (its audit record), raw: 1"
+		if sides[k].cpu > 0 && sides[2].cpu > 0 { // 0 where the platform does not tell (processCPU)
+			// This process's CPU per event: what the SDK costs the publisher, less sensitive than the
+			// rates to a broker on the same cores.
+			rw.Note += fmt.Sprintf("; this process's CPU per event: %.1f µs SDK, %.1f µs raw",
+				float64(sides[k].cpu)/float64(sides[k].timed)/1e3, float64(sides[2].cpu)/float64(sides[2].timed)/1e3)
+		}
+		rows = append(rows, rw)
+	}
+	consume, err := r.consume(ctx, 3*n)
+	if err != nil {
+		return nil, err
+	}
+	return append(rows, consume...), nil
+}
+
+// produceRaw produces recs with raw franz-go and returns how many and how long they took, from the
+// first call to the last acknowledgement.
+func produceRaw(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) (int, time.Duration, error) {
 	var failed atomic.Value
 	var wg sync.WaitGroup
 	start := time.Now()
-	for _, rec := range raw[1:] {
+	for _, rec := range recs {
 		wg.Add(1)
 		cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
 			if err != nil {
@@ -103,18 +153,11 @@ func (r *run) produceConsume(ctx context.Context) ([]Row, error) {
 		})
 	}
 	wg.Wait()
-	rawRate := rate(len(raw)-1, time.Since(start))
+	took := time.Since(start)
 	if err, _ := failed.Load().(error); err != nil {
-		return nil, fmt.Errorf("raw franz-go: %w", err)
+		return 0, 0, fmt.Errorf("raw franz-go: %w", err)
 	}
-	produce := row("produce", "SDK PublishAsync", sdkRate, "raw franz-go, same bytes", rawRate, "events/s", "higher", "≥ 0.7")
-	produce.Note = "SDK: 2 records per event (its audit record), raw: 1"
-	rows := []Row{produce}
-	consume, err := r.consume(ctx, 2*n)
-	if err != nil {
-		return nil, err
-	}
-	return append(rows, consume...), nil
+	return len(recs), took, nil
 }
 
 // publishers publish events through a Producer per owning system over one Serde.
@@ -132,10 +175,25 @@ func (r *run) publishers(serde *streams.Serde) *publishers {
 // from the first call to the last acknowledgement. A system's first event is published alone and
 // not timed: its producer's first connection and producer id are not the path measured.
 func (p *publishers) publish(ctx context.Context, events []*simulate.Event) (int, time.Duration, error) {
-	var timed []*simulate.Event
-	for _, ev := range events {
+	return p.publishWith(ctx, events, func(pr *streams.Producer, i int, done func(streams.Result, error)) {
+		pr.PublishAsync(ctx, events[i].Envelope, done)
+	})
+}
+
+// publishTyped is publish of the events' typed values (typed[i] is events[i]'s data) with
+// streams.PublishAsync.
+func (p *publishers) publishTyped(ctx context.Context, events []*simulate.Event, typed []streams.Event) (int, time.Duration, error) {
+	return p.publishWith(ctx, events, func(pr *streams.Producer, i int, done func(streams.Result, error)) {
+		streams.PublishAsync(ctx, pr, events[i].Envelope.Metadata.TenantID, typed[i], done)
+	})
+}
+
+// publishWith is publish with send publishing events[i] through the producer of its system.
+func (p *publishers) publishWith(ctx context.Context, events []*simulate.Event, send func(pr *streams.Producer, i int, done func(streams.Result, error))) (int, time.Duration, error) {
+	var timed []int
+	for i, ev := range events {
 		if p.by[ev.System] != nil {
-			timed = append(timed, ev)
+			timed = append(timed, i)
 			continue
 		}
 		pr, err := streams.NewProducer(ev.System, p.serde, p.r.producerOpts()...)
@@ -143,16 +201,18 @@ func (p *publishers) publish(ctx context.Context, events []*simulate.Event) (int
 			return 0, 0, err
 		}
 		p.by[ev.System] = pr
-		if _, err := pr.Publish(ctx, ev.Envelope); err != nil {
+		first := make(chan error, 1)
+		send(pr, i, func(_ streams.Result, err error) { first <- err })
+		if err := <-first; err != nil {
 			return 0, 0, fmt.Errorf("publishing: %w", err)
 		}
 	}
 	var failed atomic.Value
 	var wg sync.WaitGroup
 	start := time.Now()
-	for _, ev := range timed {
+	for _, i := range timed {
 		wg.Add(1)
-		p.by[ev.System].PublishAsync(ctx, ev.Envelope, func(_ streams.Result, err error) {
+		send(p.by[events[i].System], i, func(_ streams.Result, err error) {
 			if err != nil {
 				failed.CompareAndSwap(nil, err)
 			}
@@ -164,6 +224,34 @@ func (p *publishers) publish(ctx context.Context, events []*simulate.Event) (int
 		return 0, 0, fmt.Errorf("publishing: %w", err)
 	}
 	return len(timed), time.Since(start), nil
+}
+
+// typedOf returns the data of each event as its generated type (streams/events), read back by
+// hamba/avro from the event's encoding.
+func (r *run) typedOf(ctx context.Context, evs []*simulate.Event) ([]streams.Event, error) {
+	out := make([]streams.Event, len(evs))
+	for i, ev := range evs {
+		v, ok := r.serde.Schemas().Version(ev.Envelope.EventType, ev.Envelope.Version)
+		if !ok {
+			return nil, fmt.Errorf("bench: no schema %s %s", ev.Envelope.EventType, ev.Envelope.Version)
+		}
+		typed, ok := events.New(v.EventType, v.Major).(streams.Event)
+		if !ok || typed.EventVersion() != v.String() {
+			return nil, fmt.Errorf("bench: no generated type of %s %s", v.EventType, v)
+		}
+		rec, err := r.serde.Record(ctx, ev.Envelope)
+		if err != nil {
+			return nil, err
+		}
+		holder := struct {
+			Data any `avro:"data"`
+		}{Data: typed}
+		if err := avro.Unmarshal(v.Envelope, rec.Value[5:], &holder); err != nil { // after the wire format's magic byte and schema id
+			return nil, fmt.Errorf("bench: %s %s into %T: %w", v.EventType, v, typed, err)
+		}
+		out[i] = typed
+	}
+	return out, nil
 }
 
 func (p *publishers) close() {
