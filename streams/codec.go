@@ -173,7 +173,11 @@ func validatePrimitive(s *avro.PrimitiveSchema, v any, path string, errs *fieldE
 }
 
 func checkDecimal(r *big.Rat, ds *avro.DecimalLogicalSchema, path string, errs *fieldErrs) *big.Rat {
-	switch _, err := decimal.New(ds.Precision(), ds.Scale()).Unscaled(r); {
+	spec := decimal.New(ds.Precision(), ds.Scale())
+	if spec.Fits(r) {
+		return r
+	}
+	switch _, err := spec.Unscaled(r); {
 	case errors.Is(err, decimal.ErrScale):
 		errs.add(path, "%s has more than %d decimal places", r.FloatString(ds.Scale()+4), ds.Scale())
 		return nil

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/hotelbus/hotelbus/schemas"
+	"github.com/hotelbus/hotelbus/streams/internal/decimal"
 )
 
 // Event is a typed event: the data record of one event type at one schema version, as generated
@@ -167,7 +168,7 @@ func (s *Serde) encodeTyped(b []byte, env *Envelope, v *schemas.Version, typed E
 	if rv := reflect.ValueOf(typed); rv.IsNil() {
 		errs.add("data", "must be set")
 	} else {
-		if check := decimalChecker(v.Data, rv.Type()); check != nil {
+		if check := decimalChecker(v.Data, rv.Type()); check != nil && !check(rv, "", nil) {
 			check(rv, "data", errs)
 		}
 	}
@@ -243,8 +244,10 @@ func (s *Serde) decodeTyped(ctx context.Context, value []byte, reader *schemas.V
 
 // decimalCheck names the decimals of a typed value that hamba/avro would get wrong: a nil
 // *big.Rat where the schema requires a value (it would panic) and one with more decimal places
-// or digits than the schema's decimal (it would round silently). nil: the value holds no decimal.
-type decimalCheck func(v reflect.Value, path string, errs *fieldErrs)
+// or digits than the schema's decimal (it would round silently), and reports whether all are
+// fine. With errs nil it builds no path and returns at the first bad decimal: the check of every
+// publish, repeated with errs only when it fails. nil: the value holds no decimal.
+type decimalCheck func(v reflect.Value, path string, errs *fieldErrs) bool
 
 type decimalKey struct {
 	s avro.Schema
@@ -287,10 +290,8 @@ func compileDecimals(s avro.Schema, t reflect.Type, building map[decimalKey]*dec
 		return c.(decimalCheck)
 	}
 	if c, ok := building[key]; ok {
-		return func(v reflect.Value, path string, errs *fieldErrs) {
-			if *c != nil {
-				(*c)(v, path, errs)
-			}
+		return func(v reflect.Value, path string, errs *fieldErrs) bool {
+			return *c == nil || (*c)(v, path, errs)
 		}
 	}
 	c := new(decimalCheck)
@@ -301,13 +302,12 @@ func compileDecimals(s avro.Schema, t reflect.Type, building map[decimalKey]*dec
 
 func compileDecimalsOf(s avro.Schema, t reflect.Type, building map[decimalKey]*decimalCheck) decimalCheck {
 	if t.Kind() == reflect.Interface { // the dynamic type's check, found at run time
-		return func(v reflect.Value, path string, errs *fieldErrs) {
+		return func(v reflect.Value, path string, errs *fieldErrs) bool {
 			if v.IsNil() {
-				return
+				return true
 			}
-			if c := decimalChecker(s, v.Elem().Type()); c != nil {
-				c(v.Elem(), path, errs)
-			}
+			c := decimalChecker(s, v.Elem().Type())
+			return c == nil || c(v.Elem(), path, errs)
 		}
 	}
 	switch s := s.(type) {
@@ -338,16 +338,26 @@ func compileDecimalsOf(s avro.Schema, t reflect.Type, building map[decimalKey]*d
 		if len(fields) == 0 {
 			return nil
 		}
-		return func(v reflect.Value, path string, errs *fieldErrs) {
+		return func(v reflect.Value, path string, errs *fieldErrs) bool {
 			for range derefs {
 				if v.IsNil() {
-					return
+					return true
 				}
 				v = v.Elem()
 			}
+			ok := true
 			for _, f := range fields {
-				f.check(v.Field(f.index), join(path, f.name), errs)
+				var at string
+				if errs != nil {
+					at = join(path, f.name)
+				}
+				if !f.check(v.Field(f.index), at, errs) {
+					if ok = false; errs == nil {
+						return false
+					}
+				}
 			}
+			return ok
 		}
 	case *avro.UnionSchema:
 		for _, branch := range s.Types() {
@@ -364,14 +374,14 @@ func compileDecimalsOf(s avro.Schema, t reflect.Type, building map[decimalKey]*d
 				return nil
 			}
 			nilable := t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice
-			return func(v reflect.Value, path string, errs *fieldErrs) {
+			return func(v reflect.Value, path string, errs *fieldErrs) bool {
 				if nilable && v.IsNil() {
-					return
+					return true
 				}
 				if deref {
 					v = v.Elem()
 				}
-				c(v, path, errs)
+				return c(v, path, errs)
 			}
 		}
 	case *avro.ArraySchema:
@@ -386,16 +396,26 @@ func compileDecimalsOf(s avro.Schema, t reflect.Type, building map[decimalKey]*d
 		if c == nil {
 			return nil
 		}
-		return func(v reflect.Value, path string, errs *fieldErrs) {
+		return func(v reflect.Value, path string, errs *fieldErrs) bool {
 			if deref {
 				if v.IsNil() {
-					return
+					return true
 				}
 				v = v.Elem()
 			}
+			ok := true
 			for i := range v.Len() {
-				c(v.Index(i), index(path, i), errs)
+				var at string
+				if errs != nil {
+					at = index(path, i)
+				}
+				if !c(v.Index(i), at, errs) {
+					if ok = false; errs == nil {
+						return false
+					}
+				}
 			}
+			return ok
 		}
 	case *avro.MapSchema:
 		if t.Kind() != reflect.Map {
@@ -405,24 +425,40 @@ func compileDecimalsOf(s avro.Schema, t reflect.Type, building map[decimalKey]*d
 		if c == nil {
 			return nil
 		}
-		return func(v reflect.Value, path string, errs *fieldErrs) {
+		return func(v reflect.Value, path string, errs *fieldErrs) bool {
+			ok := true
 			for it := v.MapRange(); it.Next(); {
-				c(it.Value(), join(path, it.Key().String()), errs)
+				var at string
+				if errs != nil {
+					at = join(path, it.Key().String())
+				}
+				if !c(it.Value(), at, errs) {
+					if ok = false; errs == nil {
+						return false
+					}
+				}
 			}
+			return ok
 		}
 	case *avro.PrimitiveSchema:
 		ds := s.Logical().(*avro.DecimalLogicalSchema) // holdsDecimal
 		isRat := t == reflect.TypeFor[*big.Rat]()
-		return func(v reflect.Value, path string, errs *fieldErrs) {
+		spec := decimal.New(ds.Precision(), ds.Scale())
+		return func(v reflect.Value, path string, errs *fieldErrs) bool {
 			var r *big.Rat
 			if isRat {
 				r = v.Interface().(*big.Rat)
 			}
-			if r == nil {
+			switch {
+			case r != nil && spec.Fits(r):
+				return true
+			case errs == nil:
+			case r == nil:
 				errs.add(path, "required decimal is nil")
-				return
+			default:
+				checkDecimal(r, ds, path, errs)
 			}
-			checkDecimal(r, ds, path, errs)
+			return false
 		}
 	}
 	return nil

@@ -100,12 +100,16 @@ func TestDecimalCheckerPaths(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			for _, via := range []string{"struct", "any"} {
 				errs := &fieldErrs{}
-				if via == "struct" {
-					v := reflect.ValueOf(c.v())
-					decimalChecker(s, v.Type())(v, "x", errs)
-				} else {
-					v := reflect.ValueOf(&holder{Node: c.v()})
-					decimalChecker(hs, v.Type())(v, "", errs)
+				schema, v, path := s, reflect.ValueOf(c.v()), "x"
+				if via == "any" {
+					schema, v, path = hs, reflect.ValueOf(&holder{Node: c.v()}), ""
+				}
+				check := decimalChecker(schema, v.Type())
+				if fine := check(v, "", nil); fine != (c.want == "") {
+					t.Errorf("%s: the check without paths says fine=%v", via, fine)
+				}
+				if fine := check(v, path, errs); fine != (c.want == "") {
+					t.Errorf("%s: the check with paths says fine=%v", via, fine)
 				}
 				err := errs.err()
 				switch {

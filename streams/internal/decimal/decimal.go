@@ -6,6 +6,7 @@ package decimal
 import (
 	"errors"
 	"math/big"
+	"math/bits"
 )
 
 var (
@@ -17,13 +18,36 @@ var (
 
 // Spec is one decimal(precision, scale) type.
 type Spec struct {
-	scale, limit *big.Int // 10^scale, 10^precision
+	scale, limit     *big.Int // 10^scale, 10^precision
+	precision, digit int      // digit: the scale
 }
 
 // New returns the decimal(precision, scale) type. It allocates nothing for a precision up to 76
 // (Avro's largest 32-byte decimal): validation calls it per value.
 func New(precision, scale int) Spec {
-	return Spec{scale: pow10(scale), limit: pow10(precision)}
+	return Spec{scale: pow10(scale), limit: pow10(precision), precision: precision, digit: scale}
+}
+
+// Fits reports whether Unscaled(r) would succeed. It allocates nothing when r's numerator and
+// denominator fit in 64 bits and the precision is at most 19 digits (any amount of money):
+// a publish checks every decimal it writes.
+func (s Spec) Fits(r *big.Rat) bool {
+	num, den := r.Num(), r.Denom()
+	if s.precision > 19 || s.digit > 19 || !num.IsInt64() || !den.IsUint64() {
+		_, err := s.Unscaled(r)
+		return err == nil
+	}
+	n := num.Int64()
+	abs := uint64(n)
+	if n < 0 {
+		abs = -abs
+	}
+	hi, lo := bits.Mul64(abs, s.scale.Uint64())
+	if hi >= den.Uint64() { // the quotient needs more than 64 bits: more than 19 digits
+		return false
+	}
+	q, rem := bits.Div64(hi, lo, den.Uint64())
+	return rem == 0 && q < s.limit.Uint64()
 }
 
 // powers holds 10^0 through 10^76, shared and never written: Spec only reads them.

@@ -36,3 +36,29 @@ func TestUnscaled(t *testing.T) {
 		}
 	}
 }
+
+// TestFits agrees with Unscaled on values around the limits of the 64-bit fast path and beyond it.
+func TestFits(t *testing.T) {
+	specs := []Spec{New(5, 2), New(12, 0), New(18, 4), New(19, 19), New(19, 0), New(20, 2), New(38, 10)}
+	values := []string{"0", "1", "-1", "123.45", "-999.99", "999.999", "1000", "0.001", "1/3", "-1/3", "2/5",
+		"9223372036854775807", "-9223372036854775808", "18446744073709551615", "1844674407370955161.5",
+		"99999999999999.9999", "-99999999999999.9999", "999999999999999999", "1000000000000000000",
+		"9999999999999999999", "0.9999999999999999999", "0.00000000000000000001", "1/18446744073709551615",
+		"123456789012345678901234567890", "-1/7"}
+	for _, s := range specs {
+		for _, in := range values {
+			r, ok := new(big.Rat).SetString(in)
+			if !ok {
+				t.Fatalf("bad value %s", in)
+			}
+			_, err := s.Unscaled(r)
+			if got := s.Fits(r); got != (err == nil) {
+				t.Errorf("decimal(%d,%d) %s: Fits %v, Unscaled error %v", s.precision, s.digit, in, got, err)
+			}
+		}
+	}
+	r := big.NewRat(12345, 100)
+	if n := testing.AllocsPerRun(100, func() { New(12, 2).Fits(r) }); n != 0 {
+		t.Errorf("Fits allocates %v times", n)
+	}
+}
