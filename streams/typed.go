@@ -351,10 +351,8 @@ func compileDecimalsOf(s avro.Schema, t reflect.Type, building map[decimalKey]*d
 				if errs != nil {
 					at = join(path, f.name)
 				}
-				if !f.check(v.Field(f.index), at, errs) {
-					if ok = false; errs == nil {
-						return false
-					}
+				if stopAt(&ok, f.check(v.Field(f.index), at, errs), errs) {
+					return false
 				}
 			}
 			return ok
@@ -409,10 +407,8 @@ func compileDecimalsOf(s avro.Schema, t reflect.Type, building map[decimalKey]*d
 				if errs != nil {
 					at = index(path, i)
 				}
-				if !c(v.Index(i), at, errs) {
-					if ok = false; errs == nil {
-						return false
-					}
+				if stopAt(&ok, c(v.Index(i), at, errs), errs) {
+					return false
 				}
 			}
 			return ok
@@ -432,10 +428,8 @@ func compileDecimalsOf(s avro.Schema, t reflect.Type, building map[decimalKey]*d
 				if errs != nil {
 					at = join(path, it.Key().String())
 				}
-				if !c(it.Value(), at, errs) {
-					if ok = false; errs == nil {
-						return false
-					}
+				if stopAt(&ok, c(it.Value(), at, errs), errs) {
+					return false
 				}
 			}
 			return ok
@@ -462,6 +456,15 @@ func compileDecimalsOf(s avro.Schema, t reflect.Type, building map[decimalKey]*d
 		}
 	}
 	return nil
+}
+
+// stopAt records the outcome of a part of a value in ok and reports whether the check stops
+// there: without errs the first bad part decides.
+func stopAt(ok *bool, fine bool, errs *fieldErrs) bool {
+	if !fine {
+		*ok = false
+	}
+	return !fine && errs == nil
 }
 
 // decimalHolders caches holdsDecimal by schema.
