@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 
@@ -28,6 +29,11 @@ func TestKeyTopicIssues(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			// A topic just created may be unknown to a broker for a moment (UNKNOWN_TOPIC_OR_PARTITION).
+			streamstest.Eventually(t, time.Minute, "the new topics in the metadata", func() bool {
+				td, err := adm.ListTopics(ctx, good, bad)
+				return err == nil && td.Has(good) && td.Has(bad) && td[good].Err == nil && td[bad].Err == nil
+			})
 			if issues, err := privacy.KeyTopicIssues(ctx, adm, good); err != nil || len(issues) != 0 {
 				t.Errorf("compacted, kept forever: %v %v", issues, err)
 			}
