@@ -49,7 +49,8 @@ var lintPIINames = []string{
 //	           precision 18, scale 2) and currency (string)
 //	enum       every enum has a default symbol (the parser already rejects a default that is not a symbol)
 //	union      the only union is a field typed ["null", T] with "default": null
-//	date       a field named *Date (or date) is {"type":"int","logicalType":"date"}
+//	date       a field named *Date (or date) is {"type":"int","logicalType":"date"}, or, personal
+//	           data only, a string (IsDateString: YYYY-MM-DD, checked by the SDK when it publishes)
 //	timestamp  a field named *At, *Time, *Timestamp (or timestamp) is {"type":"long","logicalType":
 //	           "timestamp-millis"}; no other timestamp logical type is used
 //	id         a field named id or *Id is a string; one named *Ids is an array of strings
@@ -183,6 +184,26 @@ func (l *linter) field(path string, f *avro.Field) {
 	pii, _ := f.Prop("pii").(bool)
 	l.named(path, f.Name(), typ, pii)
 	l.walk(path, typ)
+}
+
+// IsDateString reports whether f holds a calendar date as a string: a field named date or *Date
+// whose type, or the non-null branch of its ["null", T] union, is string. The date rule allows that
+// for personal data only, so that it can be sealed (streams/privacy seals strings). Its values are
+// ISO 8601 calendar dates, YYYY-MM-DD (time.DateOnly): the SDK refuses any other text when it
+// publishes, and the contract's JSON Schema says "format": "date".
+func IsDateString(f *avro.Field) bool {
+	if name := f.Name(); name != "date" && !lintCamelSuffix(name, "Date") {
+		return false
+	}
+	t := f.Type()
+	if u, ok := t.(*avro.UnionSchema); ok && len(u.Types()) == 2 && u.Nullable() {
+		for _, b := range u.Types() {
+			if b.Type() != avro.Null {
+				t = b
+			}
+		}
+	}
+	return t.Type() == avro.String
 }
 
 // named applies the rules that tie a field's name to its (non-null) type. A pii date may also be a

@@ -238,3 +238,22 @@ func TestLintProblemString(t *testing.T) {
 		t.Errorf("String() = %q, want %q", got, want)
 	}
 }
+
+// TestIsDateString: a field named date or *Date typed string (or ["null", "string"]) holds a date
+// as a string; an Avro date, another name or another type does not.
+func TestIsDateString(t *testing.T) {
+	rec := avro.MustParse(`{"type":"record","name":"R","fields":[
+		{"name":"birthDate","type":["null","string"],"default":null},
+		{"name":"date","type":"string"},
+		{"name":"arrivalDate","type":{"type":"int","logicalType":"date"}},
+		{"name":"update","type":"string"},
+		{"name":"Date","type":"string"},
+		{"name":"dueDates","type":{"type":"array","items":"string"}},
+		{"name":"expiryDate","type":["null","long"],"default":null}]}`).(*avro.RecordSchema)
+	want := map[string]bool{"birthDate": true, "date": true}
+	for _, f := range rec.Fields() {
+		if got := schemas.IsDateString(f); got != want[f.Name()] {
+			t.Errorf("%s: %v, want %v", f.Name(), got, want[f.Name()])
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hamba/avro/v2"
 
+	"github.com/hotelbus/hotelbus/schemas"
 	"github.com/hotelbus/hotelbus/streams/internal/decimal"
 )
 
@@ -19,9 +20,10 @@ import (
 // Go values (validate) and JSON values (fromJSON): records (missing, null and unknown fields,
 // defaults), unions (null, or the first non-null branch), enum symbols, arrays and maps are
 // checked the same way, every problem added to errs under its path; leaf checks or converts a
-// primitive value. It returns the value with every leaf as leaf returned it and every absent
-// optional field nil (nil where there was a problem).
-func conform(s avro.Schema, v any, path string, errs *fieldErrs, leaf func(*avro.PrimitiveSchema, any, string, *fieldErrs) any) any {
+// primitive value; with dates, date strings (schemas.IsDateString) must be YYYY-MM-DD, as data about
+// to be published must (Serde.checkNew). It returns the value with every leaf as leaf returned it
+// and every absent optional field nil (nil where there was a problem).
+func conform(s avro.Schema, v any, path string, errs *fieldErrs, leaf func(*avro.PrimitiveSchema, any, string, *fieldErrs) any, dates bool) any {
 	if ref, ok := s.(*avro.RefSchema); ok {
 		s = ref.Schema()
 	}
@@ -43,7 +45,11 @@ func conform(s avro.Schema, v any, path string, errs *fieldErrs, leaf func(*avro
 			case !present || fv == nil:
 				errs.add(join(path, f.Name()), "required field is missing")
 			default:
-				out[f.Name()] = conform(f.Type(), fv, join(path, f.Name()), errs, leaf)
+				fv = conform(f.Type(), fv, join(path, f.Name()), errs, leaf, dates)
+				if str, ok := fv.(string); ok && dates && schemas.IsDateString(f) {
+					checkDateString(str, join(path, f.Name()), errs)
+				}
+				out[f.Name()] = fv
 			}
 		}
 		for k := range m {
@@ -61,7 +67,7 @@ func conform(s avro.Schema, v any, path string, errs *fieldErrs, leaf func(*avro
 		}
 		for _, branch := range s.Types() {
 			if branch.Type() != avro.Null {
-				return conform(branch, v, path, errs, leaf)
+				return conform(branch, v, path, errs, leaf, dates)
 			}
 		}
 		errs.add(path, "no branch of the union takes %s", describe(v))
@@ -83,7 +89,7 @@ func conform(s avro.Schema, v any, path string, errs *fieldErrs, leaf func(*avro
 		}
 		out := make([]any, rv.Len())
 		for i := range rv.Len() {
-			out[i] = conform(s.Items(), rv.Index(i).Interface(), index(path, i), errs, leaf)
+			out[i] = conform(s.Items(), rv.Index(i).Interface(), index(path, i), errs, leaf, dates)
 		}
 		return out
 	case *avro.MapSchema:
@@ -94,7 +100,7 @@ func conform(s avro.Schema, v any, path string, errs *fieldErrs, leaf func(*avro
 		}
 		out := make(map[string]any, len(m))
 		for k, e := range m {
-			out[k] = conform(s.Values(), e, join(path, cut(k)), errs, leaf)
+			out[k] = conform(s.Values(), e, join(path, cut(k)), errs, leaf, dates)
 		}
 		return out
 	case *avro.PrimitiveSchema:
@@ -112,7 +118,7 @@ func conform(s avro.Schema, v any, path string, errs *fieldErrs, leaf func(*avro
 // validate checks a generic value against schema and adds every problem to errs under its path.
 // It names what the compiled codec only refuses.
 func validate(s avro.Schema, v any, path string, errs *fieldErrs) {
-	conform(s, v, path, errs, validatePrimitive)
+	conform(s, v, path, errs, validatePrimitive, false)
 }
 
 // validatePrimitive checks a Go value of s (see Envelope) and returns it, as it is.
@@ -170,6 +176,20 @@ func validatePrimitive(s *avro.PrimitiveSchema, v any, path string, errs *fieldE
 		errs.add(path, "expected %s, got %s", s.Type(), describe(v))
 	}
 	return v
+}
+
+// checkDateString names a string date field (schemas.IsDateString) that is not YYYY-MM-DD, a day of
+// the calendar. The value is not repeated: such fields are personal data.
+func checkDateString(s, path string, errs *fieldErrs) {
+	if !isDateString(s) {
+		errs.add(path, "must be an ISO 8601 calendar date, YYYY-MM-DD (%d bytes given)", len(s))
+	}
+}
+
+// isDateString reports whether s is a date as time.DateOnly writes it.
+func isDateString(s string) bool {
+	_, err := time.Parse(time.DateOnly, s)
+	return err == nil
 }
 
 func checkDecimal(r *big.Rat, ds *avro.DecimalLogicalSchema, path string, errs *fieldErrs) *big.Rat {

@@ -200,7 +200,7 @@ func jsonTime(v any, path string, errs *fieldErrs) (time.Time, bool) {
 
 // fromJSON converts a JSON value (decoded with UseNumber) to the generic values of Envelope.Data.
 func fromJSON(s avro.Schema, v any, path string, errs *fieldErrs) any {
-	return conform(s, v, path, errs, primitiveFromJSON)
+	return conform(s, v, path, errs, primitiveFromJSON, false)
 }
 
 func primitiveFromJSON(s *avro.PrimitiveSchema, v any, path string, errs *fieldErrs) any {

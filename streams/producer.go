@@ -314,6 +314,11 @@ func (p *Producer) recordOf(ctx context.Context, env *Envelope, typed Event) (*k
 	if err := p.Prepare(ctx, env); err != nil {
 		return nil, err
 	}
+	if typed == nil { // date strings; a typed event's are checked as it is encoded (encodeTyped)
+		if err := p.serde.checkNew(env); err != nil {
+			return nil, err
+		}
+	}
 	var span trace.Span
 	if p.cfg.tracer != nil {
 		ctx, span = startPublishSpan(ctx, p.cfg.tracer, env)

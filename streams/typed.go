@@ -168,7 +168,7 @@ func (s *Serde) encodeTyped(b []byte, env *Envelope, v *schemas.Version, typed E
 	if rv := reflect.ValueOf(typed); rv.IsNil() {
 		errs.add("data", "must be set")
 	} else {
-		if check := decimalChecker(v.Data, rv.Type()); check != nil && !check(rv, "", nil) {
+		if check := valueChecker(v.Data, rv.Type()); check != nil && !check(rv, "", nil) {
 			check(rv, "data", errs)
 		}
 	}
@@ -242,71 +242,72 @@ func (s *Serde) decodeTyped(ctx context.Context, value []byte, reader *schemas.V
 	return env, nil
 }
 
-// decimalCheck names the decimals of a typed value that hamba/avro would get wrong: a nil
-// *big.Rat where the schema requires a value (it would panic) and one with more decimal places
-// or digits than the schema's decimal (it would round silently), and reports whether all are
-// fine. With errs nil it builds no path and returns at the first bad decimal: the check of every
-// publish, repeated with errs only when it fails. nil: the value holds no decimal.
-type decimalCheck func(v reflect.Value, path string, errs *fieldErrs) bool
+// valueCheck names the values of a typed value that the SDK refuses beyond the types hamba/avro
+// checks: a nil *big.Rat where the schema requires a decimal (hamba would panic), a decimal with
+// more decimal places or digits than the schema's (hamba would round silently), and a date string
+// (schemas.IsDateString) that is not YYYY-MM-DD. It reports whether all are fine. With errs nil it
+// builds no path and returns at the first bad value: the check of every publish, repeated with
+// errs only when it fails. nil: the value holds nothing to check.
+type valueCheck func(v reflect.Value, path string, errs *fieldErrs) bool
 
-type decimalKey struct {
+type checkKey struct {
 	s avro.Schema
 	t reflect.Type
 }
 
 var (
-	decimalChecks sync.Map   // decimalKey -> decimalCheck, every one complete
-	decimalMu     sync.Mutex // held while compiling
+	valueChecks sync.Map   // checkKey -> valueCheck, every one complete
+	valueMu     sync.Mutex // held while compiling
 )
 
-// decimalChecker returns the decimalCheck of Go values of type t written with schema s, compiled
-// once per (s, t): a typed publish walks only the fields that can hold a decimal, with the
+// valueChecker returns the valueCheck of Go values of type t written with schema s, compiled once
+// per (s, t): a typed publish walks only the fields that can hold a value to check, with the
 // struct fields matched to the schema's beforehand.
-func decimalChecker(s avro.Schema, t reflect.Type) decimalCheck {
-	if c, ok := decimalChecks.Load(decimalKey{s, t}); ok {
-		return c.(decimalCheck)
+func valueChecker(s avro.Schema, t reflect.Type) valueCheck {
+	if c, ok := valueChecks.Load(checkKey{s, t}); ok {
+		return c.(valueCheck)
 	}
-	decimalMu.Lock()
-	defer decimalMu.Unlock()
-	building := map[decimalKey]*decimalCheck{}
-	c := compileDecimals(s, t, building)
+	valueMu.Lock()
+	defer valueMu.Unlock()
+	building := map[checkKey]*valueCheck{}
+	c := compileChecks(s, t, building)
 	for k, c := range building {
-		decimalChecks.Store(k, *c)
+		valueChecks.Store(k, *c)
 	}
 	return c
 }
 
-// compileDecimals compiles the check of (s, t); building holds the checks being compiled, which a
+// compileChecks compiles the check of (s, t); building holds the checks being compiled, which a
 // recursive schema refers to through their pointer.
-func compileDecimals(s avro.Schema, t reflect.Type, building map[decimalKey]*decimalCheck) decimalCheck {
+func compileChecks(s avro.Schema, t reflect.Type, building map[checkKey]*valueCheck) valueCheck {
 	if ref, ok := s.(*avro.RefSchema); ok {
 		s = ref.Schema()
 	}
-	if !holdsDecimal(s) {
+	if holding(s) == 0 {
 		return nil
 	}
-	key := decimalKey{s, t}
-	if c, ok := decimalChecks.Load(key); ok {
-		return c.(decimalCheck)
+	key := checkKey{s, t}
+	if c, ok := valueChecks.Load(key); ok {
+		return c.(valueCheck)
 	}
 	if c, ok := building[key]; ok {
 		return func(v reflect.Value, path string, errs *fieldErrs) bool {
 			return *c == nil || (*c)(v, path, errs)
 		}
 	}
-	c := new(decimalCheck)
+	c := new(valueCheck)
 	building[key] = c
-	*c = compileDecimalsOf(s, t, building)
+	*c = compileChecksOf(s, t, building)
 	return *c
 }
 
-func compileDecimalsOf(s avro.Schema, t reflect.Type, building map[decimalKey]*decimalCheck) decimalCheck {
+func compileChecksOf(s avro.Schema, t reflect.Type, building map[checkKey]*valueCheck) valueCheck {
 	if t.Kind() == reflect.Interface { // the dynamic type's check, found at run time
 		return func(v reflect.Value, path string, errs *fieldErrs) bool {
 			if v.IsNil() {
 				return true
 			}
-			c := decimalChecker(s, v.Elem().Type())
+			c := valueChecker(s, v.Elem().Type())
 			return c == nil || c(v.Elem(), path, errs)
 		}
 	}
@@ -322,16 +323,23 @@ func compileDecimalsOf(s avro.Schema, t reflect.Type, building map[decimalKey]*d
 		type field struct {
 			index int
 			name  string
-			check decimalCheck
+			check valueCheck
 		}
 		var fields []field
 		for i := range t.NumField() {
 			name := t.Field(i).Tag.Get("avro")
 			for _, f := range s.Fields() {
-				if f.Name() == name {
-					if c := compileDecimals(f.Type(), t.Field(i).Type, building); c != nil {
-						fields = append(fields, field{i, name, c})
-					}
+				if f.Name() != name {
+					continue
+				}
+				var c valueCheck
+				if schemas.IsDateString(f) {
+					c = compileDateString(t.Field(i).Type)
+				} else {
+					c = compileChecks(f.Type(), t.Field(i).Type, building)
+				}
+				if c != nil {
+					fields = append(fields, field{i, name, c})
 				}
 			}
 		}
@@ -367,7 +375,7 @@ func compileDecimalsOf(s avro.Schema, t reflect.Type, building map[decimalKey]*d
 			if deref {
 				inner = t.Elem()
 			}
-			c := compileDecimals(branch, inner, building)
+			c := compileChecks(branch, inner, building)
 			if c == nil {
 				return nil
 			}
@@ -390,7 +398,7 @@ func compileDecimalsOf(s avro.Schema, t reflect.Type, building map[decimalKey]*d
 		if t.Kind() != reflect.Slice {
 			return nil
 		}
-		c := compileDecimals(s.Items(), t.Elem(), building)
+		c := compileChecks(s.Items(), t.Elem(), building)
 		if c == nil {
 			return nil
 		}
@@ -417,7 +425,7 @@ func compileDecimalsOf(s avro.Schema, t reflect.Type, building map[decimalKey]*d
 		if t.Kind() != reflect.Map {
 			return nil
 		}
-		c := compileDecimals(s.Values(), t.Elem(), building)
+		c := compileChecks(s.Values(), t.Elem(), building)
 		if c == nil {
 			return nil
 		}
@@ -435,7 +443,10 @@ func compileDecimalsOf(s avro.Schema, t reflect.Type, building map[decimalKey]*d
 			return ok
 		}
 	case *avro.PrimitiveSchema:
-		ds := s.Logical().(*avro.DecimalLogicalSchema) // holdsDecimal
+		ds, ok := s.Logical().(*avro.DecimalLogicalSchema)
+		if !ok {
+			return nil
+		}
 		isRat := t == reflect.TypeFor[*big.Rat]()
 		spec := decimal.New(ds.Precision(), ds.Scale())
 		return func(v reflect.Value, path string, errs *fieldErrs) bool {
@@ -458,6 +469,33 @@ func compileDecimalsOf(s avro.Schema, t reflect.Type, building map[decimalKey]*d
 	return nil
 }
 
+// compileDateString is the check of a date string field (schemas.IsDateString) held in a Go string
+// or *string (nil when t is neither).
+func compileDateString(t reflect.Type) valueCheck {
+	ptr := t.Kind() == reflect.Pointer
+	if ptr {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.String {
+		return nil
+	}
+	return func(v reflect.Value, path string, errs *fieldErrs) bool {
+		if ptr {
+			if v.IsNil() {
+				return true
+			}
+			v = v.Elem()
+		}
+		if isDateString(v.String()) {
+			return true
+		}
+		if errs != nil {
+			checkDateString(v.String(), path, errs)
+		}
+		return false
+	}
+}
+
 // stopAt records the outcome of a part of a value in ok and reports whether the check stops
 // there: without errs the first bad part decides.
 func stopAt(ok *bool, fine bool, errs *fieldErrs) bool {
@@ -467,47 +505,53 @@ func stopAt(ok *bool, fine bool, errs *fieldErrs) bool {
 	return !fine && errs == nil
 }
 
-// decimalHolders caches holdsDecimal by schema.
-var decimalHolders sync.Map // avro.Schema -> bool
+// What values of a schema may contain that the SDK checks beyond their type (holding).
+const (
+	holdsDecimal    = 1 << iota // a decimal: its precision and scale
+	holdsDateString             // a date string field (schemas.IsDateString): YYYY-MM-DD
+)
 
-// holdsDecimal reports whether values of s may contain a decimal.
-func holdsDecimal(s avro.Schema) bool {
-	if b, ok := decimalHolders.Load(s); ok {
-		return b.(bool)
+// holdings caches holding by schema.
+var holdings sync.Map // avro.Schema -> int
+
+// holding returns what values of s may contain, of holdsDecimal and holdsDateString.
+func holding(s avro.Schema) int {
+	if h, ok := holdings.Load(s); ok {
+		return h.(int)
 	}
-	b := holdsDecimalSeen(s, map[string]bool{})
-	decimalHolders.Store(s, b)
-	return b
+	h := holdingSeen(s, map[string]bool{})
+	holdings.Store(s, h)
+	return h
 }
 
-func holdsDecimalSeen(s avro.Schema, seen map[string]bool) bool {
+func holdingSeen(s avro.Schema, seen map[string]bool) int {
 	if ref, ok := s.(*avro.RefSchema); ok {
 		s = ref.Schema()
 	}
+	h := 0
 	switch s := s.(type) {
 	case *avro.RecordSchema:
 		if seen[s.FullName()] {
-			return false
+			return 0
 		}
 		seen[s.FullName()] = true
 		for _, f := range s.Fields() {
-			if holdsDecimalSeen(f.Type(), seen) {
-				return true
+			if h |= holdingSeen(f.Type(), seen); schemas.IsDateString(f) {
+				h |= holdsDateString
 			}
 		}
 	case *avro.UnionSchema:
 		for _, b := range s.Types() {
-			if holdsDecimalSeen(b, seen) {
-				return true
-			}
+			h |= holdingSeen(b, seen)
 		}
 	case *avro.ArraySchema:
-		return holdsDecimalSeen(s.Items(), seen)
+		h = holdingSeen(s.Items(), seen)
 	case *avro.MapSchema:
-		return holdsDecimalSeen(s.Values(), seen)
+		h = holdingSeen(s.Values(), seen)
 	case *avro.PrimitiveSchema:
-		_, ok := s.Logical().(*avro.DecimalLogicalSchema)
-		return ok
+		if _, ok := s.Logical().(*avro.DecimalLogicalSchema); ok {
+			h = holdsDecimal
+		}
 	}
-	return false
+	return h
 }

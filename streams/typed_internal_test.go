@@ -104,7 +104,7 @@ func TestDecimalCheckerPaths(t *testing.T) {
 				if via == "any" {
 					schema, v, path = hs, reflect.ValueOf(&holder{Node: c.v()}), ""
 				}
-				check := decimalChecker(schema, v.Type())
+				check := valueChecker(schema, v.Type())
 				if fine := check(v, "", nil); fine != (c.want == "") {
 					t.Errorf("%s: the check without paths says fine=%v", via, fine)
 				}
@@ -121,7 +121,7 @@ func TestDecimalCheckerPaths(t *testing.T) {
 			}
 		})
 	}
-	if c := decimalChecker(avro.MustParse(`{"type":"record","name":"Plain","fields":[{"name":"n","type":"string"}]}`), reflect.TypeFor[*struct{}]()); c != nil {
+	if c := valueChecker(avro.MustParse(`{"type":"record","name":"Plain","fields":[{"name":"n","type":"string"}]}`), reflect.TypeFor[*struct{}]()); c != nil {
 		t.Error("a schema without decimals has a check")
 	}
 }

@@ -1,6 +1,7 @@
 package streams_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"math/big"
@@ -207,5 +208,81 @@ func TestTypedHandleSchemaMismatch(t *testing.T) {
 	err = c.Run(context.Background())
 	if !errors.Is(err, streams.ErrConfig) || !strings.Contains(err.Error(), "serviceCanceledV2") {
 		t.Errorf("Run = %v, want ErrConfig naming the type", err)
+	}
+}
+
+// TestDateStringsRefused: a date held in a string (customer.created 2.0's birthDate,
+// schemas.IsDateString) must be YYYY-MM-DD, a day of the calendar, to be published, in the
+// generic, JSON and typed forms alike; the refusal names the field and does not repeat the
+// (personal) value. Valid dates, and none, are published. Reading is not refused.
+func TestDateStringsRefused(t *testing.T) {
+	b := streamstest.Kfake(t)
+	serde, _ := isolated(t, b)
+	p := newProducer(t, "hotel-member", b, serde)
+	ctx := context.Background()
+	generic := func(birth any) *streams.Envelope {
+		env := example(t, serde, "customer.created")
+		if env.Version = "2.0"; birth == nil {
+			delete(env.Data, "birthDate")
+		} else {
+			env.Data["birthDate"] = birth
+		}
+		return env
+	}
+	jsonOf := func(birth string) []byte {
+		v, _ := serde.Schemas().Version("customer.created", "2.0")
+		return bytes.Replace(v.Example, []byte(`"birthDate": "1991-04-12"`), []byte(`"birthDate": "`+birth+`"`), 1)
+	}
+	for _, bad := range []string{"12/04/1991", "1991-4-12", "1991-02-30", "1991-04-12T00:00:00Z", " 1991-04-12", ""} {
+		for form, publish := range map[string]func() error{
+			"generic": func() error { _, err := p.Publish(ctx, generic(bad)); return err },
+			"json": func() error {
+				env, err := p.ParseJSON(jsonOf(bad))
+				if err == nil {
+					_, err = p.Publish(ctx, env)
+				}
+				return err
+			},
+		} {
+			err := publish()
+			if !errors.Is(err, streams.ErrInvalidEvent) || !strings.Contains(err.Error(), "data.birthDate: must be an ISO 8601 calendar date, YYYY-MM-DD") ||
+				bad != "" && strings.Contains(err.Error(), bad) {
+				t.Errorf("%s %q: %v, want the field named without its value", form, bad, err)
+			}
+		}
+	}
+	for _, good := range []any{"1991-04-12", "2000-02-29", nil} {
+		if _, err := p.Publish(ctx, generic(good)); err != nil {
+			t.Errorf("generic %v: %v", good, err)
+		}
+	}
+	if env, err := p.ParseJSON(jsonOf("1991-04-12")); err != nil {
+		t.Errorf("json: %v", err)
+	} else if _, err := p.Publish(ctx, env); err != nil {
+		t.Errorf("json: %v", err)
+	}
+
+	// typed: from the data's JSON (DecodeData), then published
+	data, err := serde.DataJSON(generic("1991-04-12"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := streams.DecodeData[events.CustomerCreatedV2](serde, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := streams.Publish(ctx, p, "sakura-hotels", e); err != nil {
+		t.Errorf("typed: %v", err)
+	}
+	bad := "12/04/1991"
+	e.BirthDate = &bad
+	_, err = streams.Publish(ctx, p, "sakura-hotels", e)
+	if !errors.Is(err, streams.ErrInvalidEvent) || !strings.Contains(err.Error(), "data.birthDate: must be an ISO 8601 calendar date") || strings.Contains(err.Error(), bad) {
+		t.Errorf("typed %q: %v, want the field named without its value", bad, err)
+	}
+	// Read paths take what a read may hold there: an erased value's marker (DecodeData serves views).
+	erased := bytes.Replace(data, []byte("1991-04-12"), []byte("[erased]"), 1)
+	if e, err := streams.DecodeData[events.CustomerCreatedV2](serde, erased); err != nil || *e.BirthDate != "[erased]" {
+		t.Errorf("DecodeData of an erased birth date: %v", err)
 	}
 }

@@ -123,6 +123,15 @@ func TestAsyncAPIDocument(t *testing.T) {
 				}
 			}
 
+			// A date held in a string (customer.* 2.0's birthDate, schemas.IsDateString) is a JSON
+			// Schema date, as an Avro date (1.0's) is.
+			for _, id := range []string{"customer.created.v2.json", "customer.created.v1.json"} {
+				bd := at(doc, "components", "messages", id, "payload", "properties", "data", "properties", "birthDate", "anyOf")
+				if !strings.Contains(fmt.Sprint(bd), "format:date") {
+					t.Errorf("%s: birthDate %v, want a string of format date", id, bd)
+				}
+			}
+
 			ops := doc["operations"].(map[string]any)
 			for _, s := range c.Systems {
 				for _, tp := range c.Topics {

@@ -76,9 +76,24 @@ func gatewayMessage(et EventType, sub *schemas.Subject) (map[string]any, error) 
 	}, nil
 }
 
+// dateFormat marks the string of a date string field's JSON Schema (schemas.IsDateString), or of
+// its anyOf's non-null branch, "format": "date".
+func dateFormat(fs map[string]any) {
+	if branches, ok := fs["anyOf"].([]any); ok {
+		for _, b := range branches {
+			if bs, _ := b.(map[string]any); bs["type"] == "string" {
+				bs["format"] = "date"
+			}
+		}
+		return
+	}
+	fs["format"] = "date"
+}
+
 // jsonSchema is the JSON Schema (draft 7) of s in the gateway's JSON form (streams.ParseJSON): a
 // union ["null", T] is T or null and may be absent, as may a field with a default; decimals are
-// strings, dates "YYYY-MM-DD", timestamps RFC 3339. Personal data carries "x-pii": true.
+// strings, dates (Avro dates and date strings) "YYYY-MM-DD", timestamps RFC 3339. Personal data
+// carries "x-pii": true.
 func jsonSchema(s avro.Schema, file string) (map[string]any, error) {
 	if r, ok := s.(*avro.RefSchema); ok {
 		s = r.Schema()
@@ -91,6 +106,9 @@ func jsonSchema(s avro.Schema, file string) (map[string]any, error) {
 			fs, err := jsonSchema(f.Type(), file)
 			if err != nil {
 				return nil, err
+			}
+			if schemas.IsDateString(f) {
+				dateFormat(fs)
 			}
 			fs = withDoc(fs, f.Doc())
 			if f.Prop("pii") == true {

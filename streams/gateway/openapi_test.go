@@ -231,6 +231,12 @@ var contractCases = []contractCase{
 		d["noSuchField"] = true
 		return m
 	}), check: wantPaths("data.reservationId", "data.noSuchField")},
+	{name: "date string not YYYY-MM-DD", method: "POST", route: evs, status: 422, do: postEnv("hotel-member", func(t *testing.T) map[string]any {
+		m := envelope(t, "customer.created", "tenant-a")
+		m["version"] = "2.0"
+		m["data"].(map[string]any)["birthDate"] = "12/04/1991"
+		return m
+	}), check: wantPaths("data.birthDate")},
 	{name: "unknown event type", method: "POST", route: evs, status: 422, do: postEnv("hotel-pms", func(t *testing.T) map[string]any {
 		m := pmsEvent(t)
 		m["eventType"] = "reservation.teleported"

@@ -15,9 +15,9 @@
 //
 // Non-string pii values cannot hold a ciphertext without changing the schema. An optional one is
 // published as null: customer.* 1.x's birthDate (an Avro date). customer.* 2.0 carries the birth
-// date as a string (YYYY-MM-DD), sealed like the others, so a publisher that needs it published
-// dual-publishes 1.x and 2.0 (streams.PublishDual) and its readers move to 2.0 (dual subscription),
-// while no copy on Kafka holds it clear. PublishDual writes 2.0 first, so a reader handling both
+// date as a string (YYYY-MM-DD, checked before sealing: schemas.IsDateString), sealed like the
+// others, so a publisher that needs it published dual-publishes 1.x and 2.0 (streams.PublishDual)
+// and its readers move to 2.0 (dual subscription), while no copy on Kafka holds it clear. PublishDual writes 2.0 first, so a reader handling both
 // majors with dedup (dispatch, the RabbitMQ bridge) delivers the birth date. The required ones stay clear: customer.*'s title (enum),
 // checked_in's identityDocuments[].documentType (enum), auth.user_created's emails[].type and
 // .primary; an enum of a form of address or a document kind, or a flag, says little alone, and
