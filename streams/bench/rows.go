@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -110,6 +111,7 @@ func (r *run) produceConsume(ctx context.Context) ([]Row, error) {
 		{publish: func() (int, time.Duration, error) { return produceRaw(ctx, cl, raw[1:]) }},
 	}
 	for _, sd := range sides {
+		runtime.GC() // the previous side's garbage is not collected on this side's time
 		cpu0 := processCPU()
 		if sd.timed, sd.took, err = sd.publish(); err != nil {
 			return nil, err
