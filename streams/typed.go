@@ -167,10 +167,8 @@ func (s *Serde) encodeTyped(b []byte, env *Envelope, v *schemas.Version, typed E
 	s.checkEnvelope(env, errs)
 	if rv := reflect.ValueOf(typed); rv.IsNil() {
 		errs.add("data", "must be set")
-	} else {
-		if check := valueChecker(v.Data, rv.Type()); check != nil && !check(rv, "", nil) {
-			check(rv, "data", errs)
-		}
+	} else if check := valueChecker(v.Data, rv.Type()); check != nil && !check(rv, "", nil) {
+		check(rv, "data", errs)
 	}
 	if err := errs.err(); err != nil {
 		return nil, err

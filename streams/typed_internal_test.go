@@ -60,10 +60,10 @@ func TestGeneratedTypesRoundTrip(t *testing.T) {
 	}
 }
 
-// TestDecimalCheckerPaths: the compiled decimal check finds a nil or too precise decimal wherever
+// TestValueCheckerPaths: the compiled check of typed values finds a nil or too precise decimal wherever
 // the schema can hold one (a required field, an optional one, array items, map values, a
 // recursive record, a field typed any) and names its path; valid values pass.
-func TestDecimalCheckerPaths(t *testing.T) {
+func TestValueCheckerPaths(t *testing.T) {
 	s := avro.MustParse(`{"type":"record","name":"Node","fields":[
 		{"name":"price","type":{"type":"bytes","logicalType":"decimal","precision":6,"scale":2}},
 		{"name":"fee","type":["null",{"type":"bytes","logicalType":"decimal","precision":6,"scale":2}],"default":null},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/big"
 	"reflect"
 	"strings"
@@ -284,5 +285,48 @@ func TestDateStringsRefused(t *testing.T) {
 	erased := bytes.Replace(data, []byte("1991-04-12"), []byte("[erased]"), 1)
 	if e, err := streams.DecodeData[events.CustomerCreatedV2](serde, erased); err != nil || *e.BirthDate != "[erased]" {
 		t.Errorf("DecodeData of an erased birth date: %v", err)
+	}
+}
+
+// TestTypedPublishAsync: streams.PublishAsync calls done once with the broker's answer, and
+// reports a refusal through done before it returns.
+func TestTypedPublishAsync(t *testing.T) {
+	b := streamstest.Kfake(t)
+	serde, _ := isolated(t, b)
+	p := newProducer(t, "hotel-pms", b, serde)
+	ctx := context.Background()
+	e := &events.ReservationCanceledV1{ReservationID: "rsv-1", ConfirmationNumber: "C-1", PropertyID: "KYO01",
+		Status: events.ReservationStatusV1Canceled, Reason: events.ReservationCancellationReasonV1Other,
+		CanceledBy: events.ReservationCancellationPartyV1Hotel, CanceledAt: time.Now()}
+	results := make(chan error, 2)
+	streams.PublishAsync(ctx, p, "sakura-hotels", e, func(r streams.Result, err error) {
+		if err == nil && (r.Topic == "" || r.Offset < 0) {
+			err = fmt.Errorf("result %+v", r)
+		}
+		results <- err
+	})
+	if err := <-results; err != nil {
+		t.Fatalf("published: %v", err)
+	}
+	refused := false
+	streams.PublishAsync(ctx, p, "sakura-hotels", (*events.ReservationCanceledV1)(nil), func(_ streams.Result, err error) {
+		refused = errors.Is(err, streams.ErrInvalidEvent)
+		results <- err
+	})
+	if !refused {
+		t.Fatal("a nil event was not refused through done before PublishAsync returned")
+	}
+	select {
+	case err := <-results:
+		if !errors.Is(err, streams.ErrInvalidEvent) {
+			t.Fatalf("refusal: %v", err)
+		}
+	default:
+		t.Fatal("done not called")
+	}
+	select {
+	case err := <-results:
+		t.Fatalf("done called again: %v", err)
+	case <-time.After(100 * time.Millisecond):
 	}
 }

@@ -120,9 +120,8 @@ func (r *run) produceConsume(ctx context.Context) ([]Row, error) {
 	}
 	rawRate := rate(sides[2].timed, sides[2].took)
 	var rows []Row
-	for k, name := range []string{"produce", "produce-typed"} {
-		measure := map[int]string{0: "SDK PublishAsync", 1: "SDK PublishAsync of generated types"}[k]
-		rw := row(name, measure, rate(sides[k].timed, sides[k].took), "raw franz-go, same bytes", rawRate, "events/s", "higher", "≥ 0.7")
+	for k, sdk := range []struct{ name, measure string }{{"produce", "SDK PublishAsync"}, {"produce-typed", "SDK PublishAsync of generated types"}} {
+		rw := row(sdk.name, sdk.measure, rate(sides[k].timed, sides[k].took), "raw franz-go, same bytes", rawRate, "events/s", "higher", "≥ 0.7")
 		rw.Note = "SDK: 2 records per event (its audit record), raw: 1"
 		if sides[k].cpu > 0 && sides[2].cpu > 0 { // 0 where the platform does not tell (processCPU)
 			// This process's CPU per event: what the SDK costs the publisher, less sensitive than the
