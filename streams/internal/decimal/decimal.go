@@ -18,14 +18,14 @@ var (
 
 // Spec is one decimal(precision, scale) type.
 type Spec struct {
-	scale, limit     *big.Int // 10^scale, 10^precision
-	precision, digit int      // digit: the scale
+	scale, limit      *big.Int // 10^scale, 10^precision
+	precision, places int      // places: the scale
 }
 
 // New returns the decimal(precision, scale) type. It allocates nothing for a precision up to 76
 // (Avro's largest 32-byte decimal): validation calls it per value.
 func New(precision, scale int) Spec {
-	return Spec{scale: pow10(scale), limit: pow10(precision), precision: precision, digit: scale}
+	return Spec{scale: pow10(scale), limit: pow10(precision), precision: precision, places: scale}
 }
 
 // Fits reports whether Unscaled(r) would succeed. It allocates nothing when r's numerator and
@@ -33,7 +33,7 @@ func New(precision, scale int) Spec {
 // a publish checks every decimal it writes.
 func (s Spec) Fits(r *big.Rat) bool {
 	num, den := r.Num(), r.Denom()
-	if s.precision > 19 || s.digit > 19 || !num.IsInt64() || !den.IsUint64() {
+	if s.precision > 19 || s.places > 19 || !num.IsInt64() || !den.IsUint64() {
 		_, err := s.Unscaled(r)
 		return err == nil
 	}

@@ -53,7 +53,7 @@ func TestFits(t *testing.T) {
 			}
 			_, err := s.Unscaled(r)
 			if got := s.Fits(r); got != (err == nil) {
-				t.Errorf("decimal(%d,%d) %s: Fits %v, Unscaled error %v", s.precision, s.digit, in, got, err)
+				t.Errorf("decimal(%d,%d) %s: Fits %v, Unscaled error %v", s.precision, s.places, in, got, err)
 			}
 		}
 	}
