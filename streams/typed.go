@@ -179,12 +179,27 @@ func (s *Serde) encodeTyped(b []byte, env *Envelope, v *schemas.Version, typed E
 	if env.Metadata.UserID != "" {
 		ae.Metadata.UserID = &env.Metadata.UserID
 	}
-	body, err := avro.Marshal(v.Envelope, &ae)
+	w := typedWriters.Get().(*avro.Writer)
+	w.Reset(nil)
+	w.Error = nil
+	w.WriteVal(v.Envelope, &ae)
+	err := w.Error
+	if err == nil {
+		b = append(b, w.Buffer()...)
+	}
+	if cap(w.Buffer()) <= maxValueHint {
+		typedWriters.Put(w)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
 	}
-	return append(b, body...), nil
+	return b, nil
 }
+
+// typedWriters recycles hamba/avro writers for encodeTyped, which appends a writer's bytes to the
+// record's value: avro.Marshal would return them in a copy of its own. A writer grown past
+// maxValueHint is not kept.
+var typedWriters = sync.Pool{New: func() any { return avro.NewWriter(nil, 1024) }}
 
 // checkTypedSchema refuses a typed event generated from another schema than v's data.
 func checkTypedSchema(typed Event, v *schemas.Version) error {

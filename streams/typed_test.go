@@ -126,6 +126,15 @@ func TestTypedPublishRefusals(t *testing.T) {
 			}
 		})
 	}
+	// a refusal by the encoder leaves nothing behind for the next event
+	for range 3 {
+		if _, err := streams.Publish(ctx, p, "sakura-hotels", badSymbol); !errors.Is(err, streams.ErrInvalidEvent) {
+			t.Fatalf("unknown symbol: %v", err)
+		}
+		if _, err := streams.Publish(ctx, p, "sakura-hotels", valid()); err != nil {
+			t.Fatalf("a valid event after a refused one: %v", err)
+		}
+	}
 }
 
 // serviceCanceledV2 stands for a generated type of a second major version of service.canceled
