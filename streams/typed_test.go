@@ -91,11 +91,7 @@ func TestTypedPublishRefusals(t *testing.T) {
 	serde, _ := isolated(t, b)
 	p := newProducer(t, "hotel-pms", b, serde)
 	ctx := context.Background()
-	valid := func() *events.ReservationCanceledV1 {
-		return &events.ReservationCanceledV1{ReservationID: "rsv-1", ConfirmationNumber: "C-1", PropertyID: "KYO01",
-			Status: events.ReservationStatusV1Canceled, Reason: events.ReservationCancellationReasonV1Other,
-			CanceledBy: events.ReservationCancellationPartyV1Hotel, CanceledAt: time.Now()}
-	}
+	valid := canceledEvent
 	if _, err := streams.Publish(ctx, p, "sakura-hotels", valid()); err != nil {
 		t.Fatalf("valid event refused: %v", err)
 	}
@@ -304,11 +300,8 @@ func TestTypedPublishAsync(t *testing.T) {
 	serde, _ := isolated(t, b)
 	p := newProducer(t, "hotel-pms", b, serde)
 	ctx := context.Background()
-	e := &events.ReservationCanceledV1{ReservationID: "rsv-1", ConfirmationNumber: "C-1", PropertyID: "KYO01",
-		Status: events.ReservationStatusV1Canceled, Reason: events.ReservationCancellationReasonV1Other,
-		CanceledBy: events.ReservationCancellationPartyV1Hotel, CanceledAt: time.Now()}
 	results := make(chan error, 2)
-	streams.PublishAsync(ctx, p, "sakura-hotels", e, func(r streams.Result, err error) {
+	streams.PublishAsync(ctx, p, "sakura-hotels", canceledEvent(), func(r streams.Result, err error) {
 		if err == nil && (r.Topic == "" || r.Offset < 0) {
 			err = fmt.Errorf("result %+v", r)
 		}
@@ -338,4 +331,11 @@ func TestTypedPublishAsync(t *testing.T) {
 		t.Fatalf("done called again: %v", err)
 	case <-time.After(100 * time.Millisecond):
 	}
+}
+
+// canceledEvent is a valid typed reservation.canceled.
+func canceledEvent() *events.ReservationCanceledV1 {
+	return &events.ReservationCanceledV1{ReservationID: "rsv-1", ConfirmationNumber: "C-1", PropertyID: "KYO01",
+		Status: events.ReservationStatusV1Canceled, Reason: events.ReservationCancellationReasonV1Other,
+		CanceledBy: events.ReservationCancellationPartyV1Hotel, CanceledAt: time.Now()}
 }
