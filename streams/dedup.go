@@ -41,8 +41,9 @@ import (
 //   - Prepare checks a whole polled batch in one Redis round trip: for each distinct eventId one
 //     SET NX GET tries to take the lease and reads the key otherwise (no script: Redis 7.0 or
 //     later). A Redis too slow to answer a large batch within the read timeout gets it in smaller
-//     round trips until it answers in time again (see prepareLimit). Each message is then acquired (this message owns the lease), done, or leased by
-//     another owner (another consumer, or an earlier message of the batch with the same eventId).
+//     round trips until it answers in time again (see prepareLimit). Each message is then acquired
+//     (this message owns the lease), done, or leased by another owner (another consumer, or an
+//     earlier message of the batch with the same eventId).
 //   - The middleware commits a done event without calling the handler (returns nil). It waits for
 //     a lease held by another owner, polling with backoff, until the key is done (skip), free (take
 //     it and handle), past its deadline (take it over, compare-and-set, and handle) or the context
@@ -53,14 +54,14 @@ import (
 //     turns into "done" with the done TTL, one SET GET per event and no script (whoever held the
 //     key: see markDoneSet): the done marks of the handlers finishing while a round trip is in
 //     flight are coalesced into the next one (group commit), so a batch costs the lease round trip
-//     and a few done round trips. For a message from a Consumer the middleware returns as soon as the handler succeeded and the
-//     mark is queued: the consumer commits no offset at or past the message's before the mark is
-//     acknowledged (a commit hold), while the next record of the same key already runs, so a
-//     key's records do not each wait for a Redis round trip. A crash before the mark is written
-//     leaves the lease, and the next owner takes it over when it expires (logged, as above). A
-//     handler that registered OnDone effects waits for its transaction. On failure the lease is
-//     deleted (owner-checked) so that redelivery handles the event again, and the handler's error
-//     is returned.
+//     and a few done round trips. For a message from a Consumer the middleware returns as soon as
+//     the handler succeeded and the mark is queued: the consumer commits no offset at or past the
+//     message's before the mark is acknowledged (a commit hold), while the next record of the same
+//     key already runs, so a key's records do not each wait for a Redis round trip. A crash before
+//     the mark is written leaves the lease, and the next owner takes it over when it expires
+//     (logged, as above). A handler that registered OnDone effects waits for its transaction. On
+//     failure the lease is deleted (owner-checked) so that redelivery handles the event again, and
+//     the handler's error is returned.
 //
 // Redis unreachable: by default Dedup fails closed. Prepare and the middleware retry with
 // exponential backoff, logging each failure, until Redis answers or the context ends; no event is

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/hotelbus/hotelbus/streams"
@@ -65,7 +64,7 @@ func benchmarkPublishAsync(b *testing.B, typed bool, opts ...streams.ProducerOpt
 	ctx := context.Background()
 	publish := func(done func(streams.Result, error)) { p.PublishAsync(ctx, copyEnv(env), done) }
 	if typed {
-		e := typedExample(b, p, serde, env)
+		e := typedExample(b, serde, env)
 		publish = func(done func(streams.Result, error)) { streams.PublishAsync(ctx, p, "sakura-hotels", e, done) }
 	}
 	first := make(chan error, 1)
@@ -90,24 +89,17 @@ func benchmarkPublishAsync(b *testing.B, typed bool, opts ...streams.ProducerOpt
 	wg.Wait()
 }
 
-// typedExample returns env's data as its generated type, read back from env's encoding.
-func typedExample(b *testing.B, p *streams.Producer, serde *streams.Serde, env *streams.Envelope) *events.ReservationCreatedV1 {
-	e := copyEnv(env)
-	if err := p.Prepare(context.Background(), e); err != nil {
-		b.Fatal(err)
-	}
-	rec, err := serde.Record(context.Background(), e)
+// typedExample returns env's data as its generated type, read from the data's JSON by DecodeData.
+func typedExample(b *testing.B, serde *streams.Serde, env *streams.Envelope) *events.ReservationCreatedV1 {
+	data, err := serde.DataJSON(env)
 	if err != nil {
 		b.Fatal(err)
 	}
-	v, _ := serde.Schemas().Latest("reservation.created")
-	var out struct {
-		Data events.ReservationCreatedV1 `avro:"data"`
-	}
-	if err := avro.Unmarshal(v.Envelope, rec.Value[5:], &out); err != nil { // after the wire format's magic byte and schema id
+	e, err := streams.DecodeData[events.ReservationCreatedV1](serde, data)
+	if err != nil {
 		b.Fatal(err)
 	}
-	return &out.Data
+	return e
 }
 
 func BenchmarkRawFranzGo(b *testing.B) {
