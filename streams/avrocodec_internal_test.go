@@ -3,6 +3,7 @@ package streams
 import (
 	"bytes"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/hamba/avro/v2"
@@ -42,7 +43,7 @@ func TestCompiledCodecAgreesWithHamba(t *testing.T) {
 		if err := avro.Unmarshal(v.Envelope, ours, &byHamba); err != nil {
 			t.Fatalf("%s: hamba cannot read the codec's bytes: %v", v.EventType, err)
 		}
-		if got := fromAvro(v.Envelope, byHamba); !reflect.DeepEqual(normalize(got), normalize(native)) {
+		if got := compiled(v.Envelope).native(byHamba); !reflect.DeepEqual(normalize(got), normalize(native)) {
 			t.Errorf("%s: hamba reads\n%v\nwant\n%v", v.EventType, got, native)
 		}
 		r := &binReader{buf: ours}
@@ -77,4 +78,90 @@ func normalize(v any) any {
 		return x.UnixMilli()
 	}
 	return v
+}
+
+// TestCompiledBySchemaValue: two schemas of one canonical form (one fingerprint) that differ in a
+// default get codecs of their own, each writing an absent field with its own default.
+func TestCompiledBySchemaValue(t *testing.T) {
+	parse := func(text string) *avro.RecordSchema {
+		s, err := avro.ParseWithCache(text, "", &avro.SchemaCache{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.(*avro.RecordSchema)
+	}
+	a := parse(`{"type": "record", "name": "R", "fields": [{"name": "n", "type": "int", "default": 1}]}`)
+	b := parse(`{"type": "record", "name": "R", "fields": [{"name": "n", "type": "int", "default": 2}]}`)
+	if a.Fingerprint() != b.Fingerprint() {
+		t.Fatal("the two schemas should share a fingerprint")
+	}
+	for _, c := range []struct {
+		s    *avro.RecordSchema
+		want []byte
+	}{{a, []byte{2}}, {b, []byte{4}}} { // zigzag varints of 1 and 2
+		if got, err := compiled(c.s).enc(nil, map[string]any{}); err != nil || !bytes.Equal(got, c.want) {
+			t.Errorf("%s: %x, %v; want %x", c.s, got, err, c.want)
+		}
+	}
+}
+
+// TestCompiledOperationsAgree: on values of an enum, a union of three branches, a typed slice and
+// a map, the JSON form takes what conform accepts and refuses what it refuses, naming the path.
+func TestCompiledOperationsAgree(t *testing.T) {
+	s, err := avro.ParseWithCache(`{"type": "record", "name": "R", "fields": [
+		{"name": "e", "type": {"type": "enum", "name": "E", "symbols": ["A", "B"]}},
+		{"name": "u", "type": ["null", "long", "string"]},
+		{"name": "a", "type": {"type": "array", "items": "string"}},
+		{"name": "m", "type": {"type": "map", "values": "int"}}]}`, "", &avro.SchemaCache{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := compiled(s)
+	for _, v := range []struct {
+		value map[string]any
+		json  string // "" when refused
+		path  string
+	}{
+		{map[string]any{"e": "A", "u": nil, "a": []string{"x"}, "m": map[string]any{"k": 1}}, `{"e":"A","u":null,"a":["x"],"m":{"k":1}}`, ""},
+		{map[string]any{"e": "B", "u": int64(7), "a": []any{}, "m": map[string]any{}}, `{"e":"B","u":7,"a":[],"m":{}}`, ""},
+		{map[string]any{"e": "C", "u": nil, "a": []any{}, "m": map[string]any{}}, "", "data.e"},
+		{map[string]any{"e": "A", "u": nil, "a": []any{1}, "m": map[string]any{}}, "", "data.a[0]"},
+		{map[string]any{"e": "A", "u": nil, "a": []any{}, "m": map[string]any{"k": "1"}}, "", "data.m.k"},
+	} {
+		errs := &fieldErrs{}
+		c.conform(v.value, "data", errs, leaf.check, false)
+		j, jerr := c.json(nil, v.value, "data")
+		switch {
+		case v.json != "" && (errs.err() != nil || jerr != nil || string(j) != v.json):
+			t.Errorf("%v: conform %v, json %s, %v; want %s", v.value, errs.err(), j, jerr, v.json)
+		case v.json == "" && (errs.err() == nil || jerr == nil || !strings.Contains(errs.err().Error(), v.path+": ") || !strings.Contains(jerr.Error(), v.path+": ")):
+			t.Errorf("%v: conform %v, json %v; want both refused at %s", v.value, errs.err(), jerr, v.path)
+		}
+	}
+}
+
+// TestConformedDefaultsAreCopies: an absent field is filled with a value of its own each time, so
+// a caller changing one event's data (sealing, redaction) changes neither the next event nor the
+// schema's default; the binary form writes the same default.
+func TestConformedDefaultsAreCopies(t *testing.T) {
+	s, err := avro.ParseWithCache(`{"type": "record", "name": "R", "fields": [
+		{"name": "opts", "type": {"type": "record", "name": "O", "fields": [{"name": "tags", "type": {"type": "array", "items": "string"}}]},
+		 "default": {"tags": ["vip"]}}]}`, "", &avro.SchemaCache{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := compiled(s)
+	for i := range 2 {
+		errs := &fieldErrs{}
+		got, _ := c.conform(map[string]any{}, "data", errs, leaf.check, false).(map[string]any)
+		opts, _ := got["opts"].(map[string]any)
+		if errs.err() != nil || !reflect.DeepEqual(opts["tags"], []any{"vip"}) {
+			t.Fatalf("event %d: %v, %v; want the default", i, got, errs.err())
+		}
+		opts["tags"].([]any)[0] = "changed"
+	}
+	want, _ := c.enc(nil, map[string]any{"opts": map[string]any{"tags": []any{"vip"}}})
+	if got, err := c.enc(nil, map[string]any{}); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("absent field encoded as %x, %v; want %x", got, err, want)
+	}
 }

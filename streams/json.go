@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
 	"regexp"
 	"slices"
-	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -200,83 +198,7 @@ func jsonTime(v any, path string, errs *fieldErrs) (time.Time, bool) {
 
 // fromJSON converts a JSON value (decoded with UseNumber) to the generic values of Envelope.Data.
 func fromJSON(s avro.Schema, v any, path string, errs *fieldErrs) any {
-	return conform(s, v, path, errs, primitiveFromJSON, false)
-}
-
-func primitiveFromJSON(s *avro.PrimitiveSchema, v any, path string, errs *fieldErrs) any {
-	if l := s.Logical(); l != nil {
-		switch l.Type() {
-		case avro.Decimal:
-			str, ok := v.(string)
-			if !ok {
-				errs.add(path, "expected decimal string, got %s", describe(v))
-				return nil
-			}
-			if !decimalRe.MatchString(str) {
-				errs.add(path, "expected decimal string like \"1234.50\", got %s", excerpt(str))
-				return nil
-			}
-			r, _ := new(big.Rat).SetString(str)
-			return checkDecimal(r, l.(*avro.DecimalLogicalSchema), path, errs)
-		case avro.Date:
-			str, ok := v.(string)
-			if !ok {
-				errs.add(path, "expected a date string YYYY-MM-DD, got %s", describe(v))
-				return nil
-			}
-			t, err := time.Parse(time.DateOnly, str)
-			if err != nil {
-				errs.add(path, "expected a date YYYY-MM-DD, got %s", excerpt(str))
-				return nil
-			}
-			return t
-		case avro.TimestampMillis:
-			t, ok := jsonTime(v, path, errs)
-			if !ok {
-				return nil
-			}
-			return t
-		}
-	}
-	switch s.Type() {
-	case avro.String:
-		if str, ok := v.(string); ok {
-			return str
-		}
-		errs.add(path, "expected string, got %s", describe(v))
-		return nil
-	case avro.Boolean:
-		if b, ok := v.(bool); ok {
-			return b
-		}
-	case avro.Int, avro.Long:
-		n, ok := v.(json.Number)
-		if !ok {
-			break
-		}
-		i, err := strconv.ParseInt(string(n), 10, 64)
-		if err != nil {
-			errs.add(path, "expected a whole number, got %s", cut(string(n)))
-			return nil
-		}
-		if s.Type() == avro.Long {
-			return i
-		}
-		if i != int64(int32(i)) {
-			errs.add(path, "%d does not fit in an int (32 bits)", i)
-			return nil
-		}
-		return int(i)
-	case avro.Double, avro.Float:
-		if n, ok := v.(json.Number); ok {
-			f, err := n.Float64()
-			if err == nil {
-				return f
-			}
-		}
-	}
-	errs.add(path, "expected %s, got %s", s.Type(), describe(v))
-	return nil
+	return conform(s, v, path, errs, leaf.fromJSON, false)
 }
 
 // AppendJSON appends the canonical JSON form of env, whose data follows the data record schema.
@@ -307,117 +229,9 @@ func AppendJSON(b []byte, env *Envelope, data *avro.RecordSchema) ([]byte, error
 	return append(b, "}}"...), nil
 }
 
+// appendValue appends the canonical JSON form of v, a value of s in the map form.
 func appendValue(b []byte, s avro.Schema, v any, path string) ([]byte, error) {
-	if ref, ok := s.(*avro.RefSchema); ok {
-		s = ref.Schema()
-	}
-	var err error
-	switch s := s.(type) {
-	case *avro.RecordSchema:
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil, mismatch(path, "record", v)
-		}
-		b = append(b, '{')
-		for i, f := range s.Fields() {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, f.Name())
-			b = append(b, ':')
-			if b, err = appendValue(b, f.Type(), m[f.Name()], join(path, f.Name())); err != nil {
-				return nil, err
-			}
-		}
-		return append(b, '}'), nil
-	case *avro.UnionSchema:
-		if v == nil {
-			return append(b, "null"...), nil
-		}
-		for _, branch := range s.Types() {
-			if branch.Type() != avro.Null {
-				return appendValue(b, branch, v, path)
-			}
-		}
-	case *avro.EnumSchema:
-		if str, ok := v.(string); ok {
-			return appendString(b, str), nil
-		}
-	case *avro.ArraySchema:
-		a, ok := v.([]any)
-		if !ok {
-			return nil, mismatch(path, "array", v)
-		}
-		b = append(b, '[')
-		for i, e := range a {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			if b, err = appendValue(b, s.Items(), e, index(path, i)); err != nil {
-				return nil, err
-			}
-		}
-		return append(b, ']'), nil
-	case *avro.MapSchema:
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil, mismatch(path, "map", v)
-		}
-		b = append(b, '{')
-		for i, k := range sortedKeys(m) {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, k)
-			b = append(b, ':')
-			if b, err = appendValue(b, s.Values(), m[k], join(path, k)); err != nil {
-				return nil, err
-			}
-		}
-		return append(b, '}'), nil
-	case *avro.PrimitiveSchema:
-		return appendPrimitive(b, s, v, path)
-	}
-	return nil, mismatch(path, string(s.Type()), v)
-}
-
-func appendPrimitive(b []byte, s *avro.PrimitiveSchema, v any, path string) ([]byte, error) {
-	if l := s.Logical(); l != nil {
-		switch l.Type() {
-		case avro.Decimal:
-			if r, ok := v.(*big.Rat); ok && r != nil {
-				return appendString(b, r.FloatString(l.(*avro.DecimalLogicalSchema).Scale())), nil
-			}
-			return nil, mismatch(path, "decimal", v)
-		case avro.Date:
-			if t, ok := v.(time.Time); ok {
-				return appendString(b, t.Format(time.DateOnly)), nil
-			}
-			return nil, mismatch(path, "date", v)
-		case avro.TimestampMillis:
-			if t, ok := v.(time.Time); ok {
-				return appendString(b, t.UTC().Format(jsonTimeLayout)), nil
-			}
-			return nil, mismatch(path, "timestamp", v)
-		}
-	}
-	switch x := v.(type) {
-	case string:
-		return appendString(b, x), nil
-	case bool:
-		return strconv.AppendBool(b, x), nil
-	case int:
-		return strconv.AppendInt(b, int64(x), 10), nil
-	case int32:
-		return strconv.AppendInt(b, int64(x), 10), nil
-	case int64:
-		return strconv.AppendInt(b, x, 10), nil
-	case float64:
-		return strconv.AppendFloat(b, x, 'g', -1, 64), nil
-	case float32:
-		return strconv.AppendFloat(b, float64(x), 'g', -1, 32), nil
-	}
-	return nil, mismatch(path, string(s.Type()), v)
+	return compiled(s).json(b, v, path)
 }
 
 func mismatch(path, want string, v any) error {

@@ -75,7 +75,7 @@ func (s *Serde) opened(ctx context.Context, env *Envelope, v *schemas.Version) e
 
 // intoTyped sets out from the map-form data of env, written with v.
 func (s *Serde) intoTyped(env *Envelope, v *schemas.Version, out Event) error {
-	body, err := s.codec(v.Data).enc(nil, env.Data)
+	body, err := compiled(v.Data).enc(nil, env.Data)
 	if err != nil {
 		return fmt.Errorf("%w: re-encoding opened data of %s %s: %v", ErrMalformedRecord, v.EventType, v, err)
 	}

@@ -40,8 +40,7 @@ type Serde struct {
 	resolved  map[resolveKey]avro.Schema
 	byName    map[string]*schemas.Subject
 	fetching  singleflight.Group // the one registry request, parse or resolution of what is not cached yet
-	codecs    sync.Map           // schema fingerprint -> *codec
-	envelopes sync.Map           // schema fingerprint -> envelopeEncoder (nil when not direct)
+	envelopes sync.Map           // *avro.RecordSchema -> envelopeEncoder (nil when not direct)
 	sizes     sync.Map           // *schemas.Version -> *atomic.Int64: the largest value Record encoded with it
 }
 
@@ -188,7 +187,7 @@ func (s *Serde) checkNew(env *Envelope) error {
 		return nil // an unknown version is refused by the encoding
 	}
 	errs := &fieldErrs{}
-	conform(v.Data, env.Data, "data", errs, validatePrimitive, true)
+	conform(v.Data, env.Data, "data", errs, leaf.check, true)
 	return errs.err()
 }
 
@@ -211,7 +210,7 @@ func (s *Serde) encode(b []byte, env *Envelope, v *schemas.Version) ([]byte, err
 	if direct := s.envelopeEncoder(v.Envelope); direct != nil {
 		out, err = direct(b, env, v.String())
 	} else {
-		out, err = s.codec(v.Envelope).enc(b, env.Map(v.String(), env.Data))
+		out, err = compiled(v.Envelope).enc(b, env.Map(v.String(), env.Data))
 	}
 	if err == nil {
 		return out, nil
@@ -227,22 +226,11 @@ func (s *Serde) encode(b []byte, env *Envelope, v *schemas.Version) ([]byte, err
 // envelopeEncoder returns the direct envelope encoder of a schema (nil when it has other fields),
 // compiling it once.
 func (s *Serde) envelopeEncoder(schema *avro.RecordSchema) envelopeEncoder {
-	key := schema.Fingerprint()
-	if e, ok := s.envelopes.Load(key); ok {
+	if e, ok := s.envelopes.Load(schema); ok {
 		return e.(envelopeEncoder)
 	}
-	e, _ := s.envelopes.LoadOrStore(key, compileEnvelope(schema))
+	e, _ := s.envelopes.LoadOrStore(schema, compileEnvelope(schema))
 	return e.(envelopeEncoder)
-}
-
-// codec returns the compiled codec of a schema, compiling it once.
-func (s *Serde) codec(schema *avro.RecordSchema) *codec {
-	key := schema.Fingerprint()
-	if c, ok := s.codecs.Load(key); ok {
-		return c.(*codec)
-	}
-	c, _ := s.codecs.LoadOrStore(key, compile(schema))
-	return c.(*codec)
 }
 
 // schemaID returns the registered id of v under its subject on topic, registering it first when
@@ -309,7 +297,7 @@ func (s *Serde) DecodeAs(ctx context.Context, value []byte, reader *schemas.Vers
 	var decoded map[string]any
 	if reader == nil || w.schema.Fingerprint() == reader.Envelope.Fingerprint() {
 		r := &binReader{buf: body}
-		decoded, _ = s.codec(w.schema).dec(r).(map[string]any)
+		decoded, _ = compiled(w.schema).dec(r).(map[string]any)
 		if r.err == nil && len(r.buf) != 0 {
 			r.err = fmt.Errorf("%d bytes after the record", len(r.buf))
 		}
@@ -325,7 +313,7 @@ func (s *Serde) DecodeAs(ctx context.Context, value []byte, reader *schemas.Vers
 		if err := avro.Unmarshal(schema, body, &raw); err != nil {
 			return nil, fmt.Errorf("%w: schema id %d: %v", ErrMalformedRecord, id, err)
 		}
-		decoded, _ = fromAvro(reader.Envelope, raw).(map[string]any)
+		decoded, _ = compiled(reader.Envelope).native(raw).(map[string]any)
 	}
 	env := envelopeFromMap(decoded)
 	if reader != nil {

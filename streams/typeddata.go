@@ -38,7 +38,7 @@ func DecodeData[T any, PT interface {
 	if err := errs.err(); err != nil {
 		return nil, err
 	}
-	body, err := s.codec(v.Data).enc(nil, native)
+	body, err := compiled(v.Data).enc(nil, native)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
 	}

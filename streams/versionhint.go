@@ -7,8 +7,8 @@ import (
 	"github.com/hamba/avro/v2"
 )
 
-// unknownFieldMessage starts the message of a data field the schema does not have (json.go,
-// codec.go).
+// unknownFieldMessage starts the message of a data field the schema does not have (conform, in
+// avrocodec.go).
 const unknownFieldMessage = "unknown field (not in schema "
 
 // hintVersion completes the unknown-field errors under data: the schema they were checked against

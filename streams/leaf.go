@@ -1,0 +1,543 @@
+package streams
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/big"
+	"strconv"
+	"time"
+
+	"github.com/hamba/avro/v2"
+
+	"github.com/hotelbus/hotelbus/streams/internal/decimal"
+)
+
+// leaf is a primitive Avro type, with its logical type, as the map form (see Envelope) holds it.
+// It is every operation on such a value, in one place: the compiled codec (avrocodec.go) reaches a
+// primitive value only through its leaf (conform through check or fromJSON, the JSON form through
+// appendJSON, the binary form through enc and dec), so a new primitive or logical type is one leaf
+// and one case of leafOf.
+//
+// The Go value of each leaf is what check accepts and what dec returns; appendJSON and enc accept
+// what check accepts.
+type leaf interface {
+	// check adds the problems of a Go value to errs under path and returns the value as it is.
+	check(v any, path string, errs *fieldErrs) any
+	// fromJSON converts a JSON value (decoded with UseNumber) to the leaf's Go value, or adds its
+	// problems to errs and returns nil.
+	fromJSON(v any, path string, errs *fieldErrs) any
+	// appendJSON appends the canonical JSON form of a Go value (see json.go), or returns an
+	// *InvalidEventError naming path.
+	appendJSON(b []byte, v any, path string) ([]byte, error)
+	// enc appends the Avro binary form of a Go value, or returns errEncode; dec reads one value.
+	enc(b []byte, v any) ([]byte, error)
+	dec(r *binReader) any
+}
+
+// leafOf returns the leaf of s.
+func leafOf(s *avro.PrimitiveSchema) leaf {
+	if l := s.Logical(); l != nil {
+		switch l.Type() {
+		case avro.Decimal:
+			ds := l.(*avro.DecimalLogicalSchema)
+			return &decimalLeaf{ds: ds, spec: decimal.New(ds.Precision(), ds.Scale())}
+		case avro.Date:
+			return dateLeaf{}
+		case avro.TimestampMillis:
+			return timestampMillisLeaf{}
+		}
+	}
+	switch s.Type() {
+	case avro.String:
+		return stringLeaf{}
+	case avro.Boolean:
+		return booleanLeaf{}
+	case avro.Int:
+		return intLeaf{}
+	case avro.Long:
+		return longLeaf{}
+	case avro.Float:
+		return floatLeaf{}
+	case avro.Double:
+		return doubleLeaf{}
+	case avro.Bytes:
+		return bytesLeaf{}
+	}
+	return unsupportedLeaf{fmt.Errorf("schema type %s is not supported", s.Type())}
+}
+
+// expected adds "expected want, got <v's JSON type>" to errs under path and returns nil.
+func expected(want string, v any, path string, errs *fieldErrs) any {
+	errs.add(path, "expected %s, got %s", want, describe(v))
+	return nil
+}
+
+// stringLeaf: string, a JSON string.
+type stringLeaf struct{}
+
+func (stringLeaf) check(v any, path string, errs *fieldErrs) any {
+	if _, ok := v.(string); !ok {
+		expected("string", v, path, errs)
+	}
+	return v
+}
+
+func (stringLeaf) fromJSON(v any, path string, errs *fieldErrs) any {
+	if str, ok := v.(string); ok {
+		return str
+	}
+	return expected("string", v, path, errs)
+}
+
+func (stringLeaf) appendJSON(b []byte, v any, path string) ([]byte, error) {
+	if str, ok := v.(string); ok {
+		return appendString(b, str), nil
+	}
+	return nil, mismatch(path, "string", v)
+}
+
+func (stringLeaf) enc(b []byte, v any) ([]byte, error) {
+	if str, ok := v.(string); ok {
+		return appendBytes(b, str), nil
+	}
+	return nil, errEncode
+}
+
+func (stringLeaf) dec(r *binReader) any { return r.str() }
+
+// booleanLeaf: bool, a JSON true or false.
+type booleanLeaf struct{}
+
+func (booleanLeaf) check(v any, path string, errs *fieldErrs) any {
+	if _, ok := v.(bool); !ok {
+		expected("boolean", v, path, errs)
+	}
+	return v
+}
+
+func (booleanLeaf) fromJSON(v any, path string, errs *fieldErrs) any {
+	if x, ok := v.(bool); ok {
+		return x
+	}
+	return expected("boolean", v, path, errs)
+}
+
+func (booleanLeaf) appendJSON(b []byte, v any, path string) ([]byte, error) {
+	if x, ok := v.(bool); ok {
+		return strconv.AppendBool(b, x), nil
+	}
+	return nil, mismatch(path, "boolean", v)
+}
+
+func (booleanLeaf) enc(b []byte, v any) ([]byte, error) {
+	x, ok := v.(bool)
+	switch {
+	case !ok:
+		return nil, errEncode
+	case x:
+		return append(b, 1), nil
+	}
+	return append(b, 0), nil
+}
+
+func (booleanLeaf) dec(r *binReader) any { return r.byte() == 1 }
+
+// intLeaf: int (int32 and int64 accepted when they fit in 32 bits), a JSON whole number.
+type intLeaf struct{}
+
+func (intLeaf) check(v any, path string, errs *fieldErrs) any {
+	n, ok := asInt64(v)
+	switch {
+	case !ok:
+		expected("int", v, path, errs)
+	case n != int64(int32(n)):
+		errs.add(path, "%d does not fit in an int (32 bits)", n)
+	}
+	return v
+}
+
+func (intLeaf) fromJSON(v any, path string, errs *fieldErrs) any {
+	i, ok := wholeFromJSON("int", v, path, errs)
+	if !ok {
+		return nil
+	}
+	if i != int64(int32(i)) {
+		errs.add(path, "%d does not fit in an int (32 bits)", i)
+		return nil
+	}
+	return int(i)
+}
+
+func (intLeaf) appendJSON(b []byte, v any, path string) ([]byte, error) {
+	if n, ok := asInt64(v); ok && n == int64(int32(n)) {
+		return strconv.AppendInt(b, n, 10), nil
+	}
+	return nil, mismatch(path, "int", v)
+}
+
+func (intLeaf) enc(b []byte, v any) ([]byte, error) {
+	n, ok := asInt64(v)
+	if !ok || n != int64(int32(n)) {
+		return nil, errEncode
+	}
+	return appendLong(b, n), nil
+}
+
+func (intLeaf) dec(r *binReader) any { return int(r.long()) }
+
+// longLeaf: int64 (int and int32 accepted), a JSON whole number.
+type longLeaf struct{}
+
+func (longLeaf) check(v any, path string, errs *fieldErrs) any {
+	if _, ok := asInt64(v); !ok {
+		expected("long", v, path, errs)
+	}
+	return v
+}
+
+func (longLeaf) fromJSON(v any, path string, errs *fieldErrs) any {
+	if i, ok := wholeFromJSON("long", v, path, errs); ok {
+		return i
+	}
+	return nil
+}
+
+func (longLeaf) appendJSON(b []byte, v any, path string) ([]byte, error) {
+	if n, ok := asInt64(v); ok {
+		return strconv.AppendInt(b, n, 10), nil
+	}
+	return nil, mismatch(path, "long", v)
+}
+
+func (longLeaf) enc(b []byte, v any) ([]byte, error) {
+	n, ok := asInt64(v)
+	if !ok {
+		return nil, errEncode
+	}
+	return appendLong(b, n), nil
+}
+
+func (longLeaf) dec(r *binReader) any { return r.long() }
+
+// wholeFromJSON reads a JSON whole number for a leaf named want.
+func wholeFromJSON(want string, v any, path string, errs *fieldErrs) (int64, bool) {
+	n, ok := v.(json.Number)
+	if !ok {
+		expected(want, v, path, errs)
+		return 0, false
+	}
+	i, err := strconv.ParseInt(string(n), 10, 64)
+	if err != nil {
+		errs.add(path, "expected a whole number, got %s", cut(string(n)))
+		return 0, false
+	}
+	return i, true
+}
+
+func asInt64(v any) (int64, bool) {
+	switch n := v.(type) {
+	case int:
+		return int64(n), true
+	case int32:
+		return int64(n), true
+	case int64:
+		return n, true
+	}
+	return 0, false
+}
+
+// floatLeaf: float32, a JSON number.
+type floatLeaf struct{}
+
+func (floatLeaf) check(v any, path string, errs *fieldErrs) any {
+	if _, ok := v.(float32); !ok {
+		expected("float", v, path, errs)
+	}
+	return v
+}
+
+func (floatLeaf) fromJSON(v any, path string, errs *fieldErrs) any {
+	if n, ok := v.(json.Number); ok {
+		if f, err := strconv.ParseFloat(string(n), 32); err == nil {
+			return float32(f)
+		}
+	}
+	return expected("float", v, path, errs)
+}
+
+func (floatLeaf) appendJSON(b []byte, v any, path string) ([]byte, error) {
+	if f, ok := v.(float32); ok {
+		return strconv.AppendFloat(b, float64(f), 'g', -1, 32), nil
+	}
+	return nil, mismatch(path, "float", v)
+}
+
+func (floatLeaf) enc(b []byte, v any) ([]byte, error) {
+	if f, ok := v.(float32); ok {
+		return binary.LittleEndian.AppendUint32(b, math.Float32bits(f)), nil
+	}
+	return nil, errEncode
+}
+
+func (floatLeaf) dec(r *binReader) any {
+	return math.Float32frombits(binary.LittleEndian.Uint32(r.next(4)))
+}
+
+// doubleLeaf: float64, a JSON number.
+type doubleLeaf struct{}
+
+func (doubleLeaf) check(v any, path string, errs *fieldErrs) any {
+	if _, ok := v.(float64); !ok {
+		expected("double", v, path, errs)
+	}
+	return v
+}
+
+func (doubleLeaf) fromJSON(v any, path string, errs *fieldErrs) any {
+	if n, ok := v.(json.Number); ok {
+		if f, err := n.Float64(); err == nil {
+			return f
+		}
+	}
+	return expected("double", v, path, errs)
+}
+
+func (doubleLeaf) appendJSON(b []byte, v any, path string) ([]byte, error) {
+	if f, ok := v.(float64); ok {
+		return strconv.AppendFloat(b, f, 'g', -1, 64), nil
+	}
+	return nil, mismatch(path, "double", v)
+}
+
+func (doubleLeaf) enc(b []byte, v any) ([]byte, error) {
+	if f, ok := v.(float64); ok {
+		return binary.LittleEndian.AppendUint64(b, math.Float64bits(f)), nil
+	}
+	return nil, errEncode
+}
+
+func (doubleLeaf) dec(r *binReader) any {
+	return math.Float64frombits(binary.LittleEndian.Uint64(r.next(8)))
+}
+
+// bytesLeaf: []byte. The JSON edges have no form for it: no event schema holds bytes.
+type bytesLeaf struct{}
+
+func (bytesLeaf) check(v any, path string, errs *fieldErrs) any {
+	if _, ok := v.([]byte); !ok {
+		expected("bytes", v, path, errs)
+	}
+	return v
+}
+
+func (bytesLeaf) fromJSON(v any, path string, errs *fieldErrs) any {
+	return expected("bytes", v, path, errs)
+}
+
+func (bytesLeaf) appendJSON(_ []byte, v any, path string) ([]byte, error) {
+	return nil, mismatch(path, "bytes", v)
+}
+
+func (bytesLeaf) enc(b []byte, v any) ([]byte, error) {
+	if x, ok := v.([]byte); ok {
+		return append(appendLong(b, int64(len(x))), x...), nil
+	}
+	return nil, errEncode
+}
+
+func (bytesLeaf) dec(r *binReader) any { return append([]byte(nil), r.bytes()...) }
+
+// decimalLeaf: a bytes-backed decimal, *big.Rat (a decimal string like "1234.50" is accepted as
+// well), a JSON decimal string; in Avro the unscaled value as big-endian two's complement.
+type decimalLeaf struct {
+	ds   *avro.DecimalLogicalSchema
+	spec decimal.Spec
+}
+
+func (l *decimalLeaf) check(v any, path string, errs *fieldErrs) any {
+	switch d := v.(type) {
+	case *big.Rat:
+		if d != nil {
+			checkDecimal(d, l.ds, path, errs)
+			return v
+		}
+	case string:
+		r, ok := new(big.Rat).SetString(d)
+		if !ok || !decimalRe.MatchString(d) {
+			errs.add(path, "expected a decimal string like \"1234.50\", got %s", excerpt(d))
+			return v
+		}
+		checkDecimal(r, l.ds, path, errs)
+		return v
+	}
+	errs.add(path, "expected a decimal (*big.Rat or decimal string), got %s", describe(v))
+	return v
+}
+
+func (l *decimalLeaf) fromJSON(v any, path string, errs *fieldErrs) any {
+	str, ok := v.(string)
+	if !ok {
+		return expected("decimal string", v, path, errs)
+	}
+	if !decimalRe.MatchString(str) {
+		errs.add(path, "expected decimal string like \"1234.50\", got %s", excerpt(str))
+		return nil
+	}
+	r, _ := new(big.Rat).SetString(str)
+	return checkDecimal(r, l.ds, path, errs)
+}
+
+func (l *decimalLeaf) appendJSON(b []byte, v any, path string) ([]byte, error) {
+	if r := l.rat(v); r != nil {
+		return appendString(b, r.FloatString(l.ds.Scale())), nil
+	}
+	return nil, mismatch(path, "decimal", v)
+}
+
+func (l *decimalLeaf) enc(b []byte, v any) ([]byte, error) {
+	r := l.rat(v)
+	if r == nil {
+		return nil, errEncode
+	}
+	unscaled, err := l.spec.Unscaled(r)
+	if err != nil {
+		return nil, errEncode
+	}
+	raw := decimal.TwosComplement(unscaled)
+	return append(appendLong(b, int64(len(raw))), raw...), nil
+}
+
+func (l *decimalLeaf) dec(r *binReader) any {
+	return l.spec.Rat(decimal.FromTwosComplement(r.bytes()))
+}
+
+// rat returns the number of a Go value of the leaf, nil when v is not one.
+func (*decimalLeaf) rat(v any) *big.Rat {
+	switch d := v.(type) {
+	case *big.Rat:
+		return d
+	case string:
+		if decimalRe.MatchString(d) {
+			r, _ := new(big.Rat).SetString(d)
+			return r
+		}
+	}
+	return nil
+}
+
+// checkDecimal adds to errs the problem of r as a value of ds (too many places or digits) and
+// returns r, or nil when it has one.
+func checkDecimal(r *big.Rat, ds *avro.DecimalLogicalSchema, path string, errs *fieldErrs) *big.Rat {
+	spec := decimal.New(ds.Precision(), ds.Scale())
+	if spec.Fits(r) {
+		return r
+	}
+	switch _, err := spec.Unscaled(r); {
+	case errors.Is(err, decimal.ErrScale):
+		errs.add(path, "%s has more than %d decimal places", r.FloatString(ds.Scale()+4), ds.Scale())
+		return nil
+	case err != nil:
+		errs.add(path, "%s exceeds decimal(%d,%d)", r.FloatString(ds.Scale()), ds.Precision(), ds.Scale())
+		return nil
+	}
+	return r
+}
+
+// dateLeaf: an int date, time.Time (its calendar day), a JSON "YYYY-MM-DD".
+type dateLeaf struct{}
+
+func (dateLeaf) check(v any, path string, errs *fieldErrs) any {
+	if _, ok := v.(time.Time); !ok {
+		errs.add(path, "expected a time.Time for %s, got %s", avro.Date, describe(v))
+	}
+	return v
+}
+
+func (dateLeaf) fromJSON(v any, path string, errs *fieldErrs) any {
+	str, ok := v.(string)
+	if !ok {
+		return expected("a date string YYYY-MM-DD", v, path, errs)
+	}
+	t, err := time.Parse(time.DateOnly, str)
+	if err != nil {
+		errs.add(path, "expected a date YYYY-MM-DD, got %s", excerpt(str))
+		return nil
+	}
+	return t
+}
+
+func (dateLeaf) appendJSON(b []byte, v any, path string) ([]byte, error) {
+	if t, ok := v.(time.Time); ok {
+		return appendString(b, t.Format(time.DateOnly)), nil
+	}
+	return nil, mismatch(path, "date", v)
+}
+
+func (dateLeaf) enc(b []byte, v any) ([]byte, error) {
+	t, ok := v.(time.Time)
+	if !ok {
+		return nil, errEncode
+	}
+	days := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC).Unix() / 86400
+	return appendLong(b, days), nil
+}
+
+func (dateLeaf) dec(r *binReader) any { return time.Unix(r.long()*86400, 0).UTC() }
+
+// timestampMillisLeaf: a long timestamp-millis, time.Time, a JSON RFC 3339 string (written in UTC
+// with milliseconds).
+type timestampMillisLeaf struct{}
+
+func (timestampMillisLeaf) check(v any, path string, errs *fieldErrs) any {
+	if _, ok := v.(time.Time); !ok {
+		errs.add(path, "expected a time.Time for %s, got %s", avro.TimestampMillis, describe(v))
+	}
+	return v
+}
+
+func (timestampMillisLeaf) fromJSON(v any, path string, errs *fieldErrs) any {
+	if t, ok := jsonTime(v, path, errs); ok {
+		return t
+	}
+	return nil
+}
+
+func (timestampMillisLeaf) appendJSON(b []byte, v any, path string) ([]byte, error) {
+	if t, ok := v.(time.Time); ok {
+		return appendString(b, t.UTC().Format(jsonTimeLayout)), nil
+	}
+	return nil, mismatch(path, "timestamp", v)
+}
+
+func (timestampMillisLeaf) enc(b []byte, v any) ([]byte, error) {
+	if t, ok := v.(time.Time); ok {
+		return appendLong(b, t.UnixMilli()), nil
+	}
+	return nil, errEncode
+}
+
+func (timestampMillisLeaf) dec(r *binReader) any { return time.UnixMilli(r.long()).UTC() }
+
+// unsupportedLeaf is a primitive type the platform has no leaf for: every operation fails with err.
+type unsupportedLeaf struct{ err error }
+
+func (l unsupportedLeaf) check(v any, path string, errs *fieldErrs) any {
+	errs.add(path, "%v", l.err)
+	return v
+}
+
+func (l unsupportedLeaf) fromJSON(_ any, path string, errs *fieldErrs) any {
+	errs.add(path, "%v", l.err)
+	return nil
+}
+
+func (l unsupportedLeaf) appendJSON(_ []byte, _ any, path string) ([]byte, error) {
+	return nil, &InvalidEventError{Fields: []FieldError{{Path: path, Message: l.err.Error()}}}
+}
+
+func (l unsupportedLeaf) enc([]byte, any) ([]byte, error) { return nil, l.err }
+
+func (l unsupportedLeaf) dec(r *binReader) any { r.fail(l.err); return nil }
