@@ -57,6 +57,8 @@ var lintPIINames = []string{
 //	pii        a field named like personal data (lintPIINames) carries "pii": true (or an explicit false);
 //	           "pii", where present, is a boolean
 //	logical    no logicalType that Avro ignores (unknown, or on the wrong base type or parameters)
+//	type       only types the platform maps (LeafTypes): no fixed, no plain bytes, no logical type
+//	           other than decimal, date and timestamp-millis
 func Lint(s avro.Schema) []Problem {
 	l := &linter{seen: map[string]bool{}}
 	if n, ok := s.(avro.NamedSchema); ok {
@@ -132,6 +134,7 @@ func (l *linter) walk(path string, s avro.Schema) {
 		if t.Logical() != nil && t.Logical().Type() == avro.Decimal {
 			l.report(path, "decimal", "decimals appear only as "+MoneyFullName+".amount")
 		}
+		l.report(path, "type", "fixed is not a type the platform maps (schemas.LeafTypes)")
 		l.ignoredLogical(path, t.Prop("logicalType"))
 	case *avro.PrimitiveSchema:
 		l.primitive(path, t)
@@ -142,13 +145,22 @@ func (l *linter) primitive(path string, p *avro.PrimitiveSchema) {
 	if p.Type() == avro.Float || p.Type() == avro.Double {
 		l.report(path, "float", string(p.Type())+" is inexact: use "+MoneyFullName+" for money and int or long otherwise")
 	}
-	if lg := p.Logical(); lg != nil {
+	lg := p.Logical()
+	if lg != nil {
 		switch lg.Type() {
 		case avro.Decimal:
 			l.report(path, "decimal", "decimals appear only as "+MoneyFullName+".amount")
 		case avro.TimestampMicros, avro.LocalTimestampMillis, avro.LocalTimestampMicros:
 			l.report(path, "timestamp", "instants use timestamp-millis, not "+string(lg.Type()))
+			return
 		}
+	}
+	if !IsLeafType(p) {
+		what := string(p.Type())
+		if lg != nil {
+			what = string(p.Type()) + " with logicalType " + string(lg.Type())
+		}
+		l.report(path, "type", what+" is not a type the platform maps (schemas.LeafTypes)")
 	}
 	l.ignoredLogical(path, p.Prop("logicalType"))
 }

@@ -97,7 +97,17 @@ func TestLint(t *testing.T) {
 				`{"name":"amount","type":{"type":"bytes","logicalType":"decimal","precision":18,"scale":2},"doc":"Amount."}`,
 				`{"name":"fixedAmount","type":{"type":"fixed","name":"F","size":8,"logicalType":"decimal","precision":10,"scale":2},"doc":"Amount."}`,
 			),
-			want: []string{"amount decimal", "fixedAmount decimal"},
+			want: []string{"amount decimal", "fixedAmount decimal", "fixedAmount type"},
+		},
+		{
+			name: "types the platform does not map",
+			schema: lintRecord(
+				`{"name":"ref","type":{"type":"string","logicalType":"uuid"},"doc":"Reference."}`,
+				`{"name":"duration","type":{"type":"int","logicalType":"time-millis"},"doc":"Duration."}`,
+				`{"name":"photo","type":"bytes","doc":"Photo."}`,
+				`{"name":"hash","type":["null",{"type":"fixed","name":"H","size":16}],"default":null,"doc":"Hash."}`,
+			),
+			want: []string{"ref type", "duration type", "photo type", "hash type"},
 		},
 		{
 			name: "Money with the wrong scale, reported once however often it is used",
@@ -180,7 +190,7 @@ func TestLint(t *testing.T) {
 				`{"name":"code","type":{"type":"string","logicalType":"country-code"},"doc":"Code."}`,
 				`{"name":"blob","type":{"type":"bytes","logicalType":"decimal","precision":0,"scale":0},"doc":"Blob."}`,
 			),
-			want: []string{"code logical", "blob logical"},
+			want: []string{"code logical", "blob type", "blob logical"},
 		},
 		{
 			name: "named types are linted once, at first use",
