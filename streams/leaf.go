@@ -12,14 +12,15 @@ import (
 
 	"github.com/hamba/avro/v2"
 
+	"github.com/hotelbus/hotelbus/schemas"
 	"github.com/hotelbus/hotelbus/streams/internal/decimal"
 )
 
 // leaf is a primitive Avro type, with its logical type, as the map form (see Envelope) holds it.
 // It is every operation on such a value, in one place: the compiled codec (avrocodec.go) reaches a
 // primitive value only through its leaf (conform through check or fromJSON, the JSON form through
-// appendJSON, the binary form through enc and dec), so a new primitive or logical type is one leaf
-// and one case of leafOf.
+// appendJSON, the binary form through enc and dec), so a new primitive or logical type is an entry
+// of schemas.LeafTypes, one leaf and one case of leafOf.
 //
 // The Go value of each leaf is what check accepts and what dec returns; appendJSON and enc accept
 // what check accepts.
@@ -37,8 +38,12 @@ type leaf interface {
 	dec(r *binReader) any
 }
 
-// leafOf returns the leaf of s.
+// leafOf returns the leaf of s: one for each of schemas.LeafTypes, which Lint holds event schemas
+// to.
 func leafOf(s *avro.PrimitiveSchema) leaf {
+	if !schemas.IsLeafType(s) {
+		return unsupportedLeaf{fmt.Errorf("%s is not one of the types the platform maps (schemas.LeafTypes)", s)}
+	}
 	if l := s.Logical(); l != nil {
 		switch l.Type() {
 		case avro.Decimal:
@@ -49,6 +54,7 @@ func leafOf(s *avro.PrimitiveSchema) leaf {
 		case avro.TimestampMillis:
 			return timestampMillisLeaf{}
 		}
+		return unsupportedLeaf{fmt.Errorf("%s has no leaf", s)}
 	}
 	switch s.Type() {
 	case avro.String:
@@ -63,10 +69,8 @@ func leafOf(s *avro.PrimitiveSchema) leaf {
 		return floatLeaf{}
 	case avro.Double:
 		return doubleLeaf{}
-	case avro.Bytes:
-		return bytesLeaf{}
 	}
-	return unsupportedLeaf{fmt.Errorf("schema type %s is not supported", s.Type())}
+	return unsupportedLeaf{fmt.Errorf("%s has no leaf", s)}
 }
 
 // expected adds "expected want, got <v's JSON type>" to errs under path and returns nil.
@@ -322,33 +326,6 @@ func (doubleLeaf) enc(b []byte, v any) ([]byte, error) {
 func (doubleLeaf) dec(r *binReader) any {
 	return math.Float64frombits(binary.LittleEndian.Uint64(r.next(8)))
 }
-
-// bytesLeaf: []byte. The JSON edges have no form for it: no event schema holds bytes.
-type bytesLeaf struct{}
-
-func (bytesLeaf) check(v any, path string, errs *fieldErrs) any {
-	if _, ok := v.([]byte); !ok {
-		expected("bytes", v, path, errs)
-	}
-	return v
-}
-
-func (bytesLeaf) fromJSON(v any, path string, errs *fieldErrs) any {
-	return expected("bytes", v, path, errs)
-}
-
-func (bytesLeaf) appendJSON(_ []byte, v any, path string) ([]byte, error) {
-	return nil, mismatch(path, "bytes", v)
-}
-
-func (bytesLeaf) enc(b []byte, v any) ([]byte, error) {
-	if x, ok := v.([]byte); ok {
-		return append(appendLong(b, int64(len(x))), x...), nil
-	}
-	return nil, errEncode
-}
-
-func (bytesLeaf) dec(r *binReader) any { return append([]byte(nil), r.bytes()...) }
 
 // decimalLeaf: a bytes-backed decimal, *big.Rat (a decimal string like "1234.50" is accepted as
 // well), a JSON decimal string; in Avro the unscaled value as big-endian two's complement.

@@ -146,6 +146,10 @@ func jsonSchema(s avro.Schema, file string) (map[string]any, error) {
 		return map[string]any{"type": "object", "additionalProperties": values}, nil
 	case *avro.PrimitiveSchema:
 		switch logical(s) {
+		case "":
+			if s.Logical() != nil {
+				return nil, noJSONForm(s, file)
+			}
 		case avro.Decimal:
 			return map[string]any{"type": "string", "pattern": decimalPattern}, nil
 		case avro.Date:
@@ -196,5 +200,9 @@ func nonNull(u *avro.UnionSchema, file string) (avro.Schema, error) {
 }
 
 func noJSONForm(s avro.Schema, file string) error {
-	return fmt.Errorf("%w: %s: Avro type %s has no JSON form at the gateway", ErrInconsistent, file, s.Type())
+	what := string(s.Type())
+	if p, ok := s.(*avro.PrimitiveSchema); ok && p.Logical() != nil {
+		what += " with logicalType " + string(p.Logical().Type())
+	}
+	return fmt.Errorf("%w: %s: Avro type %s has no JSON form at the gateway", ErrInconsistent, file, what)
 }

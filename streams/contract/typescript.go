@@ -289,6 +289,10 @@ func (g *tsGen) ref(w *bytes.Buffer, s avro.Schema) (string, error) {
 		return "Record<string, " + inner + ">", err
 	case *avro.PrimitiveSchema:
 		switch logical(s) {
+		case "":
+			if s.Logical() != nil {
+				return "", noJSONForm(s, g.file)
+			}
 		case avro.Decimal:
 			return "Decimal", nil
 		case avro.Date:

@@ -190,6 +190,7 @@ func pqPrimitive(s *avro.PrimitiveSchema, path string) (parquet.Node, func(any) 
 				return parquet.Int64Value(t.UnixMilli()), nil
 			}, nil
 		}
+		return nil, nil, fmt.Errorf("replay: parquet: %s: logical type %s is not supported", path, l.Type())
 	}
 	switch s.Type() {
 	case avro.String:

@@ -224,6 +224,7 @@ func (g *generator) goType(s avro.Schema) (string, error) {
 			case avro.Decimal:
 				return "*big.Rat", nil
 			}
+			return "", fmt.Errorf("logical type %s has no Go type here", l.Type())
 		}
 		switch s.Type() {
 		case avro.String:
