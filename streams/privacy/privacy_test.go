@@ -3,6 +3,7 @@ package privacy_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -636,5 +637,66 @@ func TestOpenDataByEvent(t *testing.T) {
 	if err := r.prot.OpenData(ctx, tenant, sealed.EventID, v, data); err != nil || data["email"] != privacy.Erased ||
 		data["address"].(map[string]any)["city"] != privacy.Erased {
 		t.Fatalf("after forget: %v %v", data, err)
+	}
+}
+
+// TestSealingKeyFollowsTheKeyTopic: a publisher keeps the key it seals a guest's values with (see
+// Keys), and the key topic has the last word: after Forget the guest's next event is sealed with
+// a new key and reads back clear while the earlier ones read Erased, and a kept key expires with
+// KeyCacheTTL (the next event unwraps it again).
+func TestSealingKeyFollowsTheKeyTopic(t *testing.T) {
+	r := newRig(t, streamstest.Kfake(t))
+	ctx := context.Background()
+	keys := r.newKeys(t, nil, privacy.KeyCacheTTL(100*time.Millisecond))
+	serde := r.reg(streams.WithFieldProtector(privacy.NewProtector(r.subj, keys)))
+	p := r.producer(t, "hotel-member", serde)
+	publish := func() {
+		t.Helper()
+		e := r.example(t, "customer.created")
+		e.Data["customerId"] = "cus_kept"
+		if _, err := p.Publish(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// keyID returns the id of the key the record's e-mail address was sealed with.
+	keyID := func(rec *kgo.Record) string {
+		t.Helper()
+		env, err := r.plain.Decode(ctx, rec.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sealed, _ := env.Data["email"].(string)
+		raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(sealed, privacy.Prefix))
+		if err != nil || len(raw) < 8 {
+			t.Fatalf("email %q is not sealed: %v", sealed, err)
+		}
+		return fmt.Sprintf("%x", raw[:8])
+	}
+
+	publish() // creates the guest's key
+	publish()
+	publish()
+	if _, err := keys.Forget(ctx, "sakura-hotels", "cus_kept", "test"); err != nil {
+		t.Fatal(err)
+	}
+	publish()
+	recs := r.raw(t, 4, r.topic("customer.created"))
+	ids := []string{keyID(recs[0]), keyID(recs[1]), keyID(recs[2]), keyID(recs[3])}
+	if ids[1] != ids[0] || ids[2] != ids[0] || ids[3] == ids[0] {
+		t.Errorf("keys of the four events: %v; want the first three alike and the one after Forget new", ids)
+	}
+	for i, want := range []any{privacy.Erased, nil} {
+		got, err := serde.Decode(ctx, recs[3*i].Value)
+		if err != nil || (want != nil && got.Data["email"] != want) || (want == nil && strings.HasPrefix(got.Data["email"].(string), privacy.Prefix)) {
+			t.Errorf("event %d read back: %v, %v", 3*i, got.Data["email"], err)
+		}
+	}
+
+	publish() // finds the new key and keeps it
+	before := keys.Stats().Unwraps
+	time.Sleep(300 * time.Millisecond)
+	publish()
+	if after := keys.Stats().Unwraps; after != before+1 {
+		t.Errorf("a publish after KeyCacheTTL unwrapped %d keys, want 1", after-before)
 	}
 }
