@@ -54,8 +54,8 @@ type leafOp func(leaf, any, string, *fieldErrs) any
 
 var errEncode = errors.New("value does not match the schema")
 
-// compiledSchemas caches compiled, by schema value: two schemas of one canonical form (one
-// fingerprint) may differ in their defaults and in the pii marks conform reads.
+// compiledSchemas caches compiled's codecs by the schema itself (its identity), not by its
+// fingerprint: two schemas of one canonical form may differ in their defaults.
 var (
 	compiledSchemas sync.Map // avro.Schema -> *codec
 	compiledCount   atomic.Int64
@@ -84,8 +84,8 @@ func compiled(s avro.Schema) *codec {
 // branch), enum symbols, arrays and maps are checked the same way for both, and op checks or
 // converts each primitive value. With dates, date strings (schemas.IsDateString) must be
 // YYYY-MM-DD, as data about to be published must (Serde.checkNew). It returns the value with every
-// primitive value as op returned it and every absent optional field nil (nil where there was a
-// problem).
+// primitive value as op returned it, every absent optional field nil and every other absent field
+// with a default a copy of the default (nil where there was a problem).
 func conform(s avro.Schema, v any, path string, errs *fieldErrs, op leafOp, dates bool) any {
 	return compiled(s).conform(v, path, errs, op, dates)
 }
@@ -312,7 +312,7 @@ func compileEnum(c *codec, s *avro.EnumSchema) {
 	}
 }
 
-// compileUnion compiles the unions of the map form: a value is null (nil) or of the first
+// union compiles the unions of the map form: a value is null (nil) or of the first
 // non-null branch. Decoding takes any branch.
 func (cp *compiler) union(c *codec, s *avro.UnionSchema) {
 	types := s.Types()

@@ -53,7 +53,9 @@
 // record-key grammar, a tombstone names no subject, and two publishers that race on a new subject
 // each keep their key, both readable (every publisher then seals with the oldest). Every Keys tails the key topic
 // into a map of wrapped keys (what the compacted topic holds; no key material in clear) and keeps
-// unwrapped keys in an LRU with a bound and a TTL (KeyCacheSize, KeyCacheTTL). A lookup that misses
+// unwrapped keys in an LRU with a bound and a TTL (KeyCacheSize, KeyCacheTTL); a publisher also
+// keeps, within the same bounds, the key each subject's new values are sealed with, dropped when the
+// key topic changes the subject's keys. A lookup that misses
 // first catches up to the key topic's end offsets, so a consumer never calls erased a key written
 // just before the event. Key material is never logged, put in errors, metrics, Redis or dead
 // letters: dead letters carry the sealed record as it was.
