@@ -193,8 +193,7 @@ func (l *linter) field(path string, f *avro.Field) {
 		}
 		typ = ts[1]
 	}
-	pii, _ := f.Prop("pii").(bool)
-	l.named(path, f.Name(), typ, pii)
+	l.named(path, f.Name(), typ, IsPII(f))
 	l.walk(path, typ)
 }
 

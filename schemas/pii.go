@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+
+	"github.com/hamba/avro/v2"
 )
 
 // PIIMarksFile, at the root of a schema tree, lists personal-data marks for fields of versions
@@ -19,6 +21,10 @@ import (
 // schema id by its text, and Compare/Register refuse a registry history that schemas/ lacks, so a
 // changed property in a published version would break every existing registry.
 const PIIMarksFile = "pii-marks.txt"
+
+// IsPII reports whether f holds personal data: it carries "pii": true, in its file or by
+// PIIMarksFile.
+func IsPII(f *avro.Field) bool { b, _ := f.Prop("pii").(bool); return b }
 
 // piiMark is one line of PIIMarksFile.
 type piiMark struct {

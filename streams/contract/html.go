@@ -247,7 +247,7 @@ func fieldChanges(prev, next *avro.RecordSchema) []string {
 func fieldRows(rows *[]fieldRow, r *avro.RecordSchema, prefix string, depth int, ex map[string]any) {
 	for _, f := range r.Fields() {
 		path := prefix + f.Name()
-		row := fieldRow{Path: path, Type: typeLabel(f.Type()), Depth: depth, Doc: f.Doc(), PII: f.Prop("pii") == true, Presence: "required"}
+		row := fieldRow{Path: path, Type: typeLabel(f.Type()), Depth: depth, Doc: f.Doc(), PII: schemas.IsPII(f), Presence: "required"}
 		switch {
 		case f.Type().Type() == avro.Union:
 			row.Presence = "optional (null)"

@@ -111,7 +111,7 @@ func jsonSchema(s avro.Schema, file string) (map[string]any, error) {
 				dateFormat(fs)
 			}
 			fs = withDoc(fs, f.Doc())
-			if f.Prop("pii") == true {
+			if schemas.IsPII(f) {
 				fs["x-pii"] = true
 			}
 			props[f.Name()] = fs

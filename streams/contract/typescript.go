@@ -254,7 +254,7 @@ func (g *tsGen) record(w *bytes.Buffer, r *avro.RecordSchema, name string) error
 		if err != nil {
 			return err
 		}
-		fields.WriteString(tsDoc("  ", f.Doc(), f.Prop("pii") == true))
+		fields.WriteString(tsDoc("  ", f.Doc(), schemas.IsPII(f)))
 		fmt.Fprintf(&fields, "  %s: %s;\n", f.Name(), t)
 	}
 	w.WriteString(tsDoc("", r.Doc(), false))

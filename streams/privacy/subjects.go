@@ -218,8 +218,6 @@ func (s *Subjects) Residual(set *schemas.Set) []string {
 	return out
 }
 
-func isPII(f *avro.Field) bool { b, _ := f.Prop("pii").(bool); return b }
-
 // optional reports whether s is an optional type: a union of null and one other type (the only
 // unions the schema lint allows).
 func optional(s avro.Schema) bool {
@@ -248,7 +246,7 @@ func build(s avro.Schema, inPII bool, path string, skip map[string]bool, residua
 			if skip[p] {
 				continue
 			}
-			pii, before := inPII || isPII(f), len(*residual)
+			pii, before := inPII || schemas.IsPII(f), len(*residual)
 			c := build(f.Type(), pii, p, skip, residual, depth+1)
 			if c == nil && len(*residual) > before && optional(f.Type()) {
 				// Nothing in the field's value can hold a ciphertext, and null is a value of it.

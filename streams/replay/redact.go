@@ -18,11 +18,6 @@ import (
 	"github.com/hotelbus/hotelbus/streams/privacy"
 )
 
-// piiProp is the field property that marks personal data.
-const piiProp = "pii"
-
-func isPII(f *avro.Field) bool { b, _ := f.Prop(piiProp).(bool); return b }
-
 // redactSchema returns the shape of s once its pii fields are redacted: each becomes a string, or
 // ["null", "string"] when it was optional. Subtrees without pii fields are s itself.
 func redactSchema(s avro.Schema) (avro.Schema, error) {
@@ -36,7 +31,7 @@ func redactSchema(s avro.Schema) (avro.Schema, error) {
 		for i, f := range s.Fields() {
 			t := f.Type()
 			var err error
-			if isPII(f) {
+			if schemas.IsPII(f) {
 				t = avro.NewPrimitiveSchema(avro.String, nil)
 				if f.Type().Type() == avro.Union {
 					t, err = avro.NewUnionSchema([]avro.Schema{avro.NewNullSchema(), t})
@@ -111,7 +106,7 @@ func (r *redactor) redactEnvelope(v *schemas.Version, env *streams.Envelope) {
 			continue
 		}
 		for _, mf := range md.Fields() {
-			if p := env.Field(mf.Name()); p != nil && *p != "" && isPII(mf) {
+			if p := env.Field(mf.Name()); p != nil && *p != "" && schemas.IsPII(mf) {
 				*p = r.hash(*p)
 			}
 		}
@@ -134,7 +129,7 @@ func (r *redactor) redact(s avro.Schema, v any) any {
 			switch fv := m[f.Name()]; {
 			case fv == nil:
 			case fv == privacy.Erased: // an erased guest's value says so, hashed or not
-			case isPII(f):
+			case schemas.IsPII(f):
 				m[f.Name()] = r.hash(fv)
 			default:
 				m[f.Name()] = r.redact(f.Type(), fv)
