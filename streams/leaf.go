@@ -50,25 +50,25 @@ func leafOf(s *avro.PrimitiveSchema) leaf {
 			ds := l.(*avro.DecimalLogicalSchema)
 			return &decimalLeaf{ds: ds, spec: decimal.New(ds.Precision(), ds.Scale())}
 		case avro.Date:
-			return dateLeaf{}
+			return dateLeaf
 		case avro.TimestampMillis:
-			return timestampMillisLeaf{}
+			return timestampMillisLeaf
 		}
 		return unsupportedLeaf{fmt.Errorf("%s has no leaf", s)}
 	}
 	switch s.Type() {
 	case avro.String:
-		return stringLeaf{}
+		return stringLeaf
 	case avro.Boolean:
-		return booleanLeaf{}
+		return booleanLeaf
 	case avro.Int:
 		return intLeaf{}
 	case avro.Long:
 		return longLeaf{}
 	case avro.Float:
-		return floatLeaf{}
+		return floatLeaf
 	case avro.Double:
-		return doubleLeaf{}
+		return doubleLeaf
 	}
 	return unsupportedLeaf{fmt.Errorf("%s has no leaf", s)}
 }
@@ -79,75 +79,146 @@ func expected(want string, v any, path string, errs *fieldErrs) any {
 	return nil
 }
 
-// stringLeaf: string, a JSON string.
-type stringLeaf struct{}
+// typedLeaf is a leaf whose Go value is exactly a T (string, bool, float32, float64, time.Time for
+// a date or a timestamp-millis), named name in messages: the checks they share, and per type its
+// JSON and binary forms.
+type typedLeaf[T any] struct {
+	name            string
+	parseJSON       func(v any, path string, errs *fieldErrs) any // fromJSON
+	appendCanonical func(b []byte, x T) []byte                    // the canonical JSON form
+	appendAvro      func(b []byte, x T) []byte                    // the Avro binary form
+	readAvro        func(r *binReader) T
+}
 
-func (stringLeaf) check(v any, path string, errs *fieldErrs) any {
-	if _, ok := v.(string); !ok {
-		expected("string", v, path, errs)
+var (
+	stringLeaf = typedLeaf[string]{
+		name:            "string",
+		parseJSON:       jsonAs[string]("string"),
+		appendCanonical: appendString,
+		appendAvro:      appendBytes,
+		readAvro:        (*binReader).str,
+	}
+	booleanLeaf = typedLeaf[bool]{
+		name:            "boolean",
+		parseJSON:       jsonAs[bool]("boolean"),
+		appendCanonical: strconv.AppendBool,
+		appendAvro: func(b []byte, x bool) []byte {
+			if x {
+				return append(b, 1)
+			}
+			return append(b, 0)
+		},
+		readAvro: func(r *binReader) bool { return r.byte() == 1 },
+	}
+	floatLeaf = typedLeaf[float32]{
+		name: "float",
+		parseJSON: func(v any, path string, errs *fieldErrs) any {
+			n, ok := v.(json.Number)
+			if f, err := strconv.ParseFloat(string(n), 32); ok && err == nil {
+				return float32(f)
+			}
+			return expected("float", v, path, errs)
+		},
+		appendCanonical: func(b []byte, x float32) []byte {
+			return strconv.AppendFloat(b, float64(x), 'g', -1, 32)
+		},
+		appendAvro: func(b []byte, x float32) []byte {
+			return binary.LittleEndian.AppendUint32(b, math.Float32bits(x))
+		},
+		readAvro: func(r *binReader) float32 {
+			return math.Float32frombits(binary.LittleEndian.Uint32(r.next(4)))
+		},
+	}
+	doubleLeaf = typedLeaf[float64]{
+		name: "double",
+		parseJSON: func(v any, path string, errs *fieldErrs) any {
+			n, ok := v.(json.Number)
+			if f, err := n.Float64(); ok && err == nil {
+				return f
+			}
+			return expected("double", v, path, errs)
+		},
+		appendCanonical: func(b []byte, x float64) []byte { return strconv.AppendFloat(b, x, 'g', -1, 64) },
+		appendAvro: func(b []byte, x float64) []byte {
+			return binary.LittleEndian.AppendUint64(b, math.Float64bits(x))
+		},
+		readAvro: func(r *binReader) float64 {
+			return math.Float64frombits(binary.LittleEndian.Uint64(r.next(8)))
+		},
+	}
+	// dateLeaf: an int date, its calendar day in the Go value, a JSON "YYYY-MM-DD".
+	dateLeaf = typedLeaf[time.Time]{
+		name: "a time.Time for date",
+		parseJSON: func(v any, path string, errs *fieldErrs) any {
+			str, ok := v.(string)
+			if !ok {
+				return expected("a date string YYYY-MM-DD", v, path, errs)
+			}
+			t, err := time.Parse(time.DateOnly, str)
+			if err != nil {
+				errs.add(path, "expected a date YYYY-MM-DD, got %s", excerpt(str))
+				return nil
+			}
+			return t
+		},
+		appendCanonical: func(b []byte, t time.Time) []byte { return appendString(b, t.Format(time.DateOnly)) },
+		appendAvro: func(b []byte, t time.Time) []byte {
+			return appendLong(b, time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC).Unix()/86400)
+		},
+		readAvro: func(r *binReader) time.Time { return time.Unix(r.long()*86400, 0).UTC() },
+	}
+	// timestampMillisLeaf: a long timestamp-millis, a JSON RFC 3339 string (written in UTC with
+	// milliseconds).
+	timestampMillisLeaf = typedLeaf[time.Time]{
+		name: "a time.Time for timestamp-millis",
+		parseJSON: func(v any, path string, errs *fieldErrs) any {
+			if t, ok := jsonTime(v, path, errs); ok {
+				return t
+			}
+			return nil
+		},
+		appendCanonical: func(b []byte, t time.Time) []byte { return appendString(b, t.UTC().Format(jsonTimeLayout)) },
+		appendAvro:      func(b []byte, t time.Time) []byte { return appendLong(b, t.UnixMilli()) },
+		readAvro:        func(r *binReader) time.Time { return time.UnixMilli(r.long()).UTC() },
+	}
+)
+
+// jsonAs returns the parseJSON of a leaf whose JSON value is its Go value, a T named name.
+func jsonAs[T any](name string) func(v any, path string, errs *fieldErrs) any {
+	return func(v any, path string, errs *fieldErrs) any {
+		if x, ok := v.(T); ok {
+			return x
+		}
+		return expected(name, v, path, errs)
+	}
+}
+
+func (l typedLeaf[T]) check(v any, path string, errs *fieldErrs) any {
+	if _, ok := v.(T); !ok {
+		expected(l.name, v, path, errs)
 	}
 	return v
 }
 
-func (stringLeaf) fromJSON(v any, path string, errs *fieldErrs) any {
-	if str, ok := v.(string); ok {
-		return str
-	}
-	return expected("string", v, path, errs)
+func (l typedLeaf[T]) fromJSON(v any, path string, errs *fieldErrs) any {
+	return l.parseJSON(v, path, errs)
 }
 
-func (stringLeaf) appendJSON(b []byte, v any, path string) ([]byte, error) {
-	if str, ok := v.(string); ok {
-		return appendString(b, str), nil
+func (l typedLeaf[T]) appendJSON(b []byte, v any, path string) ([]byte, error) {
+	if x, ok := v.(T); ok {
+		return l.appendCanonical(b, x), nil
 	}
-	return nil, mismatch(path, "string", v)
+	return nil, mismatch(path, l.name, v)
 }
 
-func (stringLeaf) enc(b []byte, v any) ([]byte, error) {
-	if str, ok := v.(string); ok {
-		return appendBytes(b, str), nil
+func (l typedLeaf[T]) enc(b []byte, v any) ([]byte, error) {
+	if x, ok := v.(T); ok {
+		return l.appendAvro(b, x), nil
 	}
 	return nil, errEncode
 }
 
-func (stringLeaf) dec(r *binReader) any { return r.str() }
-
-// booleanLeaf: bool, a JSON true or false.
-type booleanLeaf struct{}
-
-func (booleanLeaf) check(v any, path string, errs *fieldErrs) any {
-	if _, ok := v.(bool); !ok {
-		expected("boolean", v, path, errs)
-	}
-	return v
-}
-
-func (booleanLeaf) fromJSON(v any, path string, errs *fieldErrs) any {
-	if x, ok := v.(bool); ok {
-		return x
-	}
-	return expected("boolean", v, path, errs)
-}
-
-func (booleanLeaf) appendJSON(b []byte, v any, path string) ([]byte, error) {
-	if x, ok := v.(bool); ok {
-		return strconv.AppendBool(b, x), nil
-	}
-	return nil, mismatch(path, "boolean", v)
-}
-
-func (booleanLeaf) enc(b []byte, v any) ([]byte, error) {
-	x, ok := v.(bool)
-	switch {
-	case !ok:
-		return nil, errEncode
-	case x:
-		return append(b, 1), nil
-	}
-	return append(b, 0), nil
-}
-
-func (booleanLeaf) dec(r *binReader) any { return r.byte() == 1 }
+func (l typedLeaf[T]) dec(r *binReader) any { return l.readAvro(r) }
 
 // intLeaf: int (int32 and int64 accepted when they fit in 32 bits), a JSON whole number.
 type intLeaf struct{}
@@ -253,80 +324,6 @@ func asInt64(v any) (int64, bool) {
 	return 0, false
 }
 
-// floatLeaf: float32, a JSON number.
-type floatLeaf struct{}
-
-func (floatLeaf) check(v any, path string, errs *fieldErrs) any {
-	if _, ok := v.(float32); !ok {
-		expected("float", v, path, errs)
-	}
-	return v
-}
-
-func (floatLeaf) fromJSON(v any, path string, errs *fieldErrs) any {
-	if n, ok := v.(json.Number); ok {
-		if f, err := strconv.ParseFloat(string(n), 32); err == nil {
-			return float32(f)
-		}
-	}
-	return expected("float", v, path, errs)
-}
-
-func (floatLeaf) appendJSON(b []byte, v any, path string) ([]byte, error) {
-	if f, ok := v.(float32); ok {
-		return strconv.AppendFloat(b, float64(f), 'g', -1, 32), nil
-	}
-	return nil, mismatch(path, "float", v)
-}
-
-func (floatLeaf) enc(b []byte, v any) ([]byte, error) {
-	if f, ok := v.(float32); ok {
-		return binary.LittleEndian.AppendUint32(b, math.Float32bits(f)), nil
-	}
-	return nil, errEncode
-}
-
-func (floatLeaf) dec(r *binReader) any {
-	return math.Float32frombits(binary.LittleEndian.Uint32(r.next(4)))
-}
-
-// doubleLeaf: float64, a JSON number.
-type doubleLeaf struct{}
-
-func (doubleLeaf) check(v any, path string, errs *fieldErrs) any {
-	if _, ok := v.(float64); !ok {
-		expected("double", v, path, errs)
-	}
-	return v
-}
-
-func (doubleLeaf) fromJSON(v any, path string, errs *fieldErrs) any {
-	if n, ok := v.(json.Number); ok {
-		if f, err := n.Float64(); err == nil {
-			return f
-		}
-	}
-	return expected("double", v, path, errs)
-}
-
-func (doubleLeaf) appendJSON(b []byte, v any, path string) ([]byte, error) {
-	if f, ok := v.(float64); ok {
-		return strconv.AppendFloat(b, f, 'g', -1, 64), nil
-	}
-	return nil, mismatch(path, "double", v)
-}
-
-func (doubleLeaf) enc(b []byte, v any) ([]byte, error) {
-	if f, ok := v.(float64); ok {
-		return binary.LittleEndian.AppendUint64(b, math.Float64bits(f)), nil
-	}
-	return nil, errEncode
-}
-
-func (doubleLeaf) dec(r *binReader) any {
-	return math.Float64frombits(binary.LittleEndian.Uint64(r.next(8)))
-}
-
 // decimalLeaf: a bytes-backed decimal, *big.Rat (a decimal string like "1234.50" is accepted as
 // well), a JSON decimal string; in Avro the unscaled value as big-endian two's complement.
 type decimalLeaf struct {
@@ -422,81 +419,6 @@ func checkDecimal(r *big.Rat, ds *avro.DecimalLogicalSchema, path string, errs *
 	}
 	return r
 }
-
-// dateLeaf: an int date, time.Time (its calendar day), a JSON "YYYY-MM-DD".
-type dateLeaf struct{}
-
-func (dateLeaf) check(v any, path string, errs *fieldErrs) any {
-	if _, ok := v.(time.Time); !ok {
-		errs.add(path, "expected a time.Time for %s, got %s", avro.Date, describe(v))
-	}
-	return v
-}
-
-func (dateLeaf) fromJSON(v any, path string, errs *fieldErrs) any {
-	str, ok := v.(string)
-	if !ok {
-		return expected("a date string YYYY-MM-DD", v, path, errs)
-	}
-	t, err := time.Parse(time.DateOnly, str)
-	if err != nil {
-		errs.add(path, "expected a date YYYY-MM-DD, got %s", excerpt(str))
-		return nil
-	}
-	return t
-}
-
-func (dateLeaf) appendJSON(b []byte, v any, path string) ([]byte, error) {
-	if t, ok := v.(time.Time); ok {
-		return appendString(b, t.Format(time.DateOnly)), nil
-	}
-	return nil, mismatch(path, "date", v)
-}
-
-func (dateLeaf) enc(b []byte, v any) ([]byte, error) {
-	t, ok := v.(time.Time)
-	if !ok {
-		return nil, errEncode
-	}
-	days := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC).Unix() / 86400
-	return appendLong(b, days), nil
-}
-
-func (dateLeaf) dec(r *binReader) any { return time.Unix(r.long()*86400, 0).UTC() }
-
-// timestampMillisLeaf: a long timestamp-millis, time.Time, a JSON RFC 3339 string (written in UTC
-// with milliseconds).
-type timestampMillisLeaf struct{}
-
-func (timestampMillisLeaf) check(v any, path string, errs *fieldErrs) any {
-	if _, ok := v.(time.Time); !ok {
-		errs.add(path, "expected a time.Time for %s, got %s", avro.TimestampMillis, describe(v))
-	}
-	return v
-}
-
-func (timestampMillisLeaf) fromJSON(v any, path string, errs *fieldErrs) any {
-	if t, ok := jsonTime(v, path, errs); ok {
-		return t
-	}
-	return nil
-}
-
-func (timestampMillisLeaf) appendJSON(b []byte, v any, path string) ([]byte, error) {
-	if t, ok := v.(time.Time); ok {
-		return appendString(b, t.UTC().Format(jsonTimeLayout)), nil
-	}
-	return nil, mismatch(path, "timestamp", v)
-}
-
-func (timestampMillisLeaf) enc(b []byte, v any) ([]byte, error) {
-	if t, ok := v.(time.Time); ok {
-		return appendLong(b, t.UnixMilli()), nil
-	}
-	return nil, errEncode
-}
-
-func (timestampMillisLeaf) dec(r *binReader) any { return time.UnixMilli(r.long()).UTC() }
 
 // unsupportedLeaf is a primitive type the platform has no leaf for: every operation fails with err.
 type unsupportedLeaf struct{ err error }
