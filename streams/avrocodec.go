@@ -17,11 +17,12 @@ import (
 )
 
 // codec is a schema compiled into every operation on the generic values of Envelope.Data (the
-// map form): Avro binary encode and decode, the canonical JSON form, and conform (checking a Go
-// value, or converting a JSON one, naming every bad field). compile is the one walker of a schema
-// for the map form: it resolves references, named and recursive types, unions, defaults and the
-// field marks once, and each operation then runs without looking at the schema again; a primitive
-// value goes to its leaf (leaf.go).
+// map form): Avro binary encode and decode, the canonical JSON form, conform (checking a Go value,
+// or converting a JSON one, naming every bad field), unwrap (hamba/avro's generic decoding into
+// the map form) and the replacement of personal data (ReplacePII). compile is the one walker of a
+// schema for the map form: it resolves references, named and recursive types, unions, defaults
+// and the field marks once, and each operation then runs without looking at the schema again; a
+// primitive value goes to its leaf (leaf.go).
 //
 // Typed events (package streams/events) go through hamba/avro's struct codec. The binary half
 // earns its place over hamba/avro's generic codec: BenchmarkCodecReservationCreated measures
@@ -39,7 +40,22 @@ type codec struct {
 	// unwrap turns hamba/avro's generic decoding of a value into the map form, in place: unions
 	// unwrapped, nulls as nil. nil where the two forms are the same (see native).
 	unwrap func(v any) any
+	// pii is ReplacePII for a non-null value of the node; nil where no field of it is marked pii.
+	pii func(v any, fn func(any) any)
 }
+
+// ReplacePII replaces, in place, the value of every field marked as personal data
+// (schemas.IsPII) in v, a value of s in the map form (see Envelope), by what fn returns for it;
+// null values are left as they are. It is how replay's --redact hashes personal data.
+func ReplacePII(s avro.Schema, v any, fn func(any) any) {
+	if c := compiled(s); c.pii != nil && v != nil {
+		c.pii(v, fn)
+	}
+}
+
+// mayHoldPII reports whether a value of c may hold a field marked pii: c has a pii operation, or
+// is a recursive type still being compiled.
+func mayHoldPII(c *codec) bool { return c.pii != nil || c.enc == nil }
 
 // native returns v, decoded generically by hamba/avro, in the map form.
 func (c *codec) native(v any) any {
@@ -157,12 +173,13 @@ func (cp *compiler) record(c *codec, s *avro.RecordSchema) {
 		defErr     error  // the default does not encode
 		union      bool   // absent or null is null
 		dateString bool   // schemas.IsDateString
+		pii        bool   // schemas.IsPII
 	}
 	fields := make([]field, len(s.Fields()))
 	index := make(map[string]int, len(fields))
 	for i, f := range s.Fields() {
 		fields[i] = field{name: f.Name(), codec: cp.node(f.Type()), opt: f.HasDefault(),
-			union: f.Type().Type() == avro.Union, dateString: schemas.IsDateString(f)}
+			union: f.Type().Type() == avro.Union, dateString: schemas.IsDateString(f), pii: schemas.IsPII(f)}
 		if f.HasDefault() {
 			cp.after = append(cp.after, func() {
 				fc := &fields[i]
@@ -266,6 +283,24 @@ func (cp *compiler) record(c *codec, s *avro.RecordSchema) {
 			}
 		}
 		return m
+	}
+	// A record whose subtree holds no pii field (the usual case) has no pii operation.
+	for _, f := range fields {
+		if f.pii || mayHoldPII(f.codec) {
+			c.pii = func(v any, fn func(any) any) {
+				m, _ := v.(map[string]any)
+				for _, f := range fields {
+					switch fv := m[f.name]; {
+					case fv == nil:
+					case f.pii:
+						m[f.name] = fn(fv)
+					case f.codec.pii != nil:
+						f.codec.pii(fv, fn)
+					}
+				}
+			}
+			break
+		}
 	}
 }
 
@@ -387,6 +422,14 @@ func (cp *compiler) union(c *codec, s *avro.UnionSchema) {
 		}
 		return branches[valueIdx].native(v)
 	}
+	if valueIdx >= 0 && mayHoldPII(branches[valueIdx]) {
+		b := branches[valueIdx]
+		c.pii = func(v any, fn func(any) any) {
+			if b.pii != nil {
+				b.pii(v, fn)
+			}
+		}
+	}
 }
 
 // compileArray compiles arrays: []any, or a typed slice ([]string, []int ...) from Go callers.
@@ -444,6 +487,16 @@ func compileArray(c *codec, item *codec) {
 			out[i] = item.conform(rv.Index(i).Interface(), index(path, i), errs, op, dates)
 		}
 		return out
+	}
+	if mayHoldPII(item) {
+		c.pii = func(v any, fn func(any) any) {
+			a, _ := v.([]any)
+			for _, e := range a {
+				if e != nil && item.pii != nil {
+					item.pii(e, fn)
+				}
+			}
+		}
 	}
 	c.unwrap = func(v any) any {
 		a, _ := v.([]any)
@@ -538,6 +591,16 @@ func compileMap(c *codec, value *codec) {
 			out[k] = value.conform(e, join(path, cut(k)), errs, op, dates)
 		}
 		return out
+	}
+	if mayHoldPII(value) {
+		c.pii = func(v any, fn func(any) any) {
+			m, _ := v.(map[string]any)
+			for _, e := range m {
+				if e != nil && value.pii != nil {
+					value.pii(e, fn)
+				}
+			}
+		}
 	}
 	c.unwrap = func(v any) any {
 		m, _ := v.(map[string]any)

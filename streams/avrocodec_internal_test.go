@@ -165,3 +165,30 @@ func TestConformedDefaultsAreCopies(t *testing.T) {
 		t.Errorf("absent field encoded as %x, %v; want %x", got, err, want)
 	}
 }
+
+// TestReplacePII: every value of a pii field is replaced, at any depth (records in arrays, maps,
+// optional fields and a recursive type), a null one is left, and nothing else is touched.
+func TestReplacePII(t *testing.T) {
+	s, err := avro.ParseWithCache(`{"type": "record", "name": "R", "fields": [
+		{"name": "email", "type": ["null", "string"], "default": null, "pii": true},
+		{"name": "phone", "type": ["null", "string"], "default": null, "pii": true},
+		{"name": "note", "type": "string"},
+		{"name": "guests", "type": {"type": "array", "items": {"type": "record", "name": "G", "fields": [
+			{"name": "name", "type": "string", "pii": true}, {"name": "age", "type": "int"}]}}},
+		{"name": "byRoom", "type": {"type": "map", "values": "G"}},
+		{"name": "next", "type": ["null", "R"], "default": null}]}`, "", &avro.SchemaCache{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	guest := func(name string) map[string]any { return map[string]any{"name": name, "age": 30} }
+	v := map[string]any{"email": "a@example.com", "phone": nil, "note": "n", "guests": []any{guest("Sato")},
+		"byRoom": map[string]any{"101": guest("Kato")},
+		"next":   map[string]any{"email": "b@example.com", "phone": nil, "note": "m", "guests": []any{}, "byRoom": map[string]any{}, "next": nil}}
+	ReplacePII(s, v, func(x any) any { return "h:" + x.(string) })
+	want := map[string]any{"email": "h:a@example.com", "phone": nil, "note": "n", "guests": []any{map[string]any{"name": "h:Sato", "age": 30}},
+		"byRoom": map[string]any{"101": map[string]any{"name": "h:Kato", "age": 30}},
+		"next":   map[string]any{"email": "h:b@example.com", "phone": nil, "note": "m", "guests": []any{}, "byRoom": map[string]any{}, "next": nil}}
+	if !reflect.DeepEqual(v, want) {
+		t.Errorf("got  %v\nwant %v", v, want)
+	}
+}

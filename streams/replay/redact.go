@@ -99,7 +99,7 @@ func newRedactor(key []byte) *redactor { return &redactor{mac: hmac.New(sha256.N
 // the data record marks them, and its metadata as the envelope's metadata record does (userId;
 // see schemas.PIIMarksFile).
 func (r *redactor) redactEnvelope(v *schemas.Version, env *streams.Envelope) {
-	r.redact(v.Data, env.Data)
+	streams.ReplacePII(v.Data, env.Data, r.replace)
 	for _, f := range v.Envelope.Fields() {
 		md, ok := f.Type().(*avro.RecordSchema)
 		if f.Name() != "metadata" || !ok {
@@ -113,46 +113,13 @@ func (r *redactor) redactEnvelope(v *schemas.Version, env *streams.Envelope) {
 	}
 }
 
-// redact replaces, in place, the pii fields of v (a value of schema s, see streams.Envelope) and
-// returns v.
-func (r *redactor) redact(s avro.Schema, v any) any {
-	if v == nil {
-		return nil
+// replace is the redacted form of a pii value: its keyed hash, or Erased as it is (an erased
+// guest's value says so, hashed or not).
+func (r *redactor) replace(v any) any {
+	if v == privacy.Erased {
+		return v
 	}
-	if ref, ok := s.(*avro.RefSchema); ok {
-		s = ref.Schema()
-	}
-	switch s := s.(type) {
-	case *avro.RecordSchema:
-		m, _ := v.(map[string]any)
-		for _, f := range s.Fields() {
-			switch fv := m[f.Name()]; {
-			case fv == nil:
-			case fv == privacy.Erased: // an erased guest's value says so, hashed or not
-			case schemas.IsPII(f):
-				m[f.Name()] = r.hash(fv)
-			default:
-				m[f.Name()] = r.redact(f.Type(), fv)
-			}
-		}
-	case *avro.UnionSchema:
-		for _, b := range s.Types() {
-			if b.Type() != avro.Null {
-				return r.redact(b, v)
-			}
-		}
-	case *avro.ArraySchema:
-		a, _ := v.([]any)
-		for i := range a {
-			a[i] = r.redact(s.Items(), a[i])
-		}
-	case *avro.MapSchema:
-		m, _ := v.(map[string]any)
-		for k := range m {
-			m[k] = r.redact(s.Values(), m[k])
-		}
-	}
-	return v
+	return r.hash(v)
 }
 
 // hash returns "h:" and the first 16 bytes of HMAC-SHA256(key, canonical form of v) in hex.
