@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -285,21 +286,18 @@ func (cp *compiler) record(c *codec, s *avro.RecordSchema) {
 		return m
 	}
 	// A record whose subtree holds no pii field (the usual case) has no pii operation.
-	for _, f := range fields {
-		if f.pii || mayHoldPII(f.codec) {
-			c.pii = func(v any, fn func(any) any) {
-				m, _ := v.(map[string]any)
-				for _, f := range fields {
-					switch fv := m[f.name]; {
-					case fv == nil:
-					case f.pii:
-						m[f.name] = fn(fv)
-					case f.codec.pii != nil:
-						f.codec.pii(fv, fn)
-					}
+	if slices.ContainsFunc(fields, func(f field) bool { return f.pii || mayHoldPII(f.codec) }) {
+		c.pii = func(v any, fn func(any) any) {
+			m, _ := v.(map[string]any)
+			for _, f := range fields {
+				switch fv := m[f.name]; {
+				case fv == nil:
+				case f.pii:
+					m[f.name] = fn(fv)
+				case f.codec.pii != nil:
+					f.codec.pii(fv, fn)
 				}
 			}
-			break
 		}
 	}
 }

@@ -332,22 +332,15 @@ type decimalLeaf struct {
 }
 
 func (l *decimalLeaf) check(v any, path string, errs *fieldErrs) any {
-	switch d := v.(type) {
-	case *big.Rat:
-		if d != nil {
-			checkDecimal(d, l.ds, path, errs)
-			return v
-		}
-	case string:
-		r, ok := new(big.Rat).SetString(d)
-		if !ok || !decimalRe.MatchString(d) {
-			errs.add(path, "expected a decimal string like \"1234.50\", got %s", excerpt(d))
-			return v
-		}
+	r := l.rat(v)
+	switch str, isString := v.(string); {
+	case r != nil:
 		checkDecimal(r, l.ds, path, errs)
-		return v
+	case isString:
+		errs.add(path, "expected a decimal string like \"1234.50\", got %s", excerpt(str))
+	default:
+		errs.add(path, "expected a decimal (*big.Rat or decimal string), got %s", describe(v))
 	}
-	errs.add(path, "expected a decimal (*big.Rat or decimal string), got %s", describe(v))
 	return v
 }
 
@@ -356,11 +349,11 @@ func (l *decimalLeaf) fromJSON(v any, path string, errs *fieldErrs) any {
 	if !ok {
 		return expected("decimal string", v, path, errs)
 	}
-	if !decimalRe.MatchString(str) {
+	r := l.rat(str)
+	if r == nil {
 		errs.add(path, "expected decimal string like \"1234.50\", got %s", excerpt(str))
 		return nil
 	}
-	r, _ := new(big.Rat).SetString(str)
 	return checkDecimal(r, l.ds, path, errs)
 }
 

@@ -348,24 +348,29 @@ func (k *Keys) sealKey(ctx context.Context, tenant, subject string) (KeyID, ciph
 			return s.id, s.aead, nil
 		}
 	}
-	if id, rec, gen, ok := k.oldest(tenant, subject); ok {
-		a, err := k.aead(ctx, id, rec)
-		if err == nil {
-			k.keepSealer(ref, gen, id, a)
-		}
+	if id, a, ok, err := k.oldestKept(ctx, ref); ok {
 		return id, a, err
 	}
 	if err := k.sync(ctx); err != nil { // another publisher may have created it
 		return KeyID{}, nil, err
 	}
-	if id, rec, gen, ok := k.oldest(tenant, subject); ok {
-		a, err := k.aead(ctx, id, rec)
-		if err == nil {
-			k.keepSealer(ref, gen, id, a)
-		}
+	if id, a, ok, err := k.oldestKept(ctx, ref); ok {
 		return id, a, err
 	}
 	return k.create(ctx, tenant, subject)
+}
+
+// oldestKept returns the oldest live key of ref unwrapped, and keeps it for the subject's next
+// events (keepSealer); ok is false when the subject has no live key.
+func (k *Keys) oldestKept(ctx context.Context, ref subjectRef) (id KeyID, a cipher.AEAD, ok bool, err error) {
+	id, rec, gen, ok := k.oldest(ref.tenant, ref.subject)
+	if !ok {
+		return id, nil, false, nil
+	}
+	if a, err = k.aead(ctx, id, rec); err == nil {
+		k.keepSealer(ref, gen, id, a)
+	}
+	return id, a, true, err
 }
 
 // keepSealer stores sealKey's answer for ref, unless live changed since gen (see sealer).
