@@ -43,6 +43,8 @@ type codec struct {
 	unwrap func(v any) any
 	// pii is ReplacePII for a non-null value of the node; nil where no field of it is marked pii.
 	pii func(v any, fn func(any) any)
+	// shape is ShapeOf; a union's is filled in once the whole schema is compiled.
+	shape *Shape
 }
 
 // ReplacePII replaces, in place, the value of every field marked as personal data
@@ -139,7 +141,7 @@ func (cp *compiler) node(s avro.Schema) *codec {
 			return c
 		}
 	}
-	c := &codec{}
+	c := &codec{shape: &Shape{Schema: s}}
 	switch s := s.(type) {
 	case *avro.RecordSchema:
 		cp.named[s.FullName()] = c
@@ -150,9 +152,13 @@ func (cp *compiler) node(s avro.Schema) *codec {
 	case *avro.UnionSchema:
 		cp.union(c, s)
 	case *avro.ArraySchema:
-		compileArray(c, cp.node(s.Items()))
+		item := cp.node(s.Items())
+		compileArray(c, item)
+		c.shape.Elem = item.shape
 	case *avro.MapSchema:
-		compileMap(c, cp.node(s.Values()))
+		value := cp.node(s.Values())
+		compileMap(c, value)
+		c.shape.Elem = value.shape
 	case *avro.PrimitiveSchema:
 		compileLeaf(c, leafOf(s))
 	case *avro.NullSchema:
@@ -188,6 +194,7 @@ func (cp *compiler) record(c *codec, s *avro.RecordSchema) {
 			})
 		}
 		index[f.Name()] = i
+		c.shape.Fields = append(c.shape.Fields, ShapeField{Name: f.Name(), PII: fields[i].pii, Shape: fields[i].codec.shape})
 	}
 	c.enc = func(b []byte, v any) ([]byte, error) {
 		m, ok := v.(map[string]any)
@@ -363,6 +370,16 @@ func (cp *compiler) union(c *codec, s *avro.UnionSchema) {
 			wrapped[unionName(t)] = branches[i]
 		}
 	}
+	// The branch may be a recursive type still being compiled: its shape is copied at the end.
+	cp.after = append(cp.after, func() {
+		switch {
+		case valueIdx >= 0:
+			*c.shape = *branches[valueIdx].shape
+		case nullIdx >= 0:
+			*c.shape = Shape{Schema: types[nullIdx]}
+		}
+		c.shape.Optional = nullIdx >= 0
+	})
 	c.enc = func(b []byte, v any) ([]byte, error) {
 		if v == nil {
 			if nullIdx < 0 {
