@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/hotelbus/hotelbus/schemas"
+	"github.com/hotelbus/hotelbus/streams"
 	"github.com/hotelbus/hotelbus/streams/internal/avrobin"
 	"github.com/hotelbus/hotelbus/topics"
 )
@@ -118,48 +119,15 @@ func versionsOf(set *schemas.Set, eventType string) []*schemas.Version {
 
 // isStringPath reports whether path names a string or optional string field of rec.
 func isStringPath(rec *avro.RecordSchema, path []string) bool {
-	var s avro.Schema = rec
+	sh := streams.ShapeOf(rec)
 	for _, name := range path {
-		r, ok := deref(s).(*avro.RecordSchema)
-		if !ok {
+		i := slices.IndexFunc(sh.Fields, func(f streams.ShapeField) bool { return f.Name == name })
+		if i < 0 {
 			return false
 		}
-		var f *avro.Field
-		for _, c := range r.Fields() {
-			if c.Name() == name {
-				f = c
-			}
-		}
-		if f == nil {
-			return false
-		}
-		s = f.Type()
+		sh = sh.Fields[i].Shape
 	}
-	p, ok := deref(s).(*avro.PrimitiveSchema)
-	return ok && p.Type() == avro.String
-}
-
-// deref returns the schema a reference names, and the single non-null branch of an optional union.
-func deref(s avro.Schema) avro.Schema {
-	if r, ok := s.(*avro.RefSchema); ok {
-		s = r.Schema()
-	}
-	if u, ok := s.(*avro.UnionSchema); ok {
-		var one avro.Schema
-		for _, b := range u.Types() {
-			if b.Type() == avro.Null {
-				continue
-			}
-			if one != nil {
-				return u
-			}
-			one = b
-		}
-		if one != nil {
-			return deref(one)
-		}
-	}
-	return s
+	return sh.Schema.Type() == avro.String
 }
 
 // plan is what to seal in the data of one schema version.
@@ -194,7 +162,7 @@ func (s *Subjects) plan(v *schemas.Version) *plan {
 		p.subjects = p.subjects.with(sf)
 		skip[p.paths[len(p.paths)-1]] = true
 	}
-	p.seal = build(v.Data, false, "", skip, &p.residual, 0)
+	p.seal = build(streams.ShapeOf(v.Data), false, "", skip, &p.residual, 0)
 	got, _ := s.plans.LoadOrStore(v, p)
 	return got.(*plan)
 }
@@ -218,43 +186,35 @@ func (s *Subjects) Residual(set *schemas.Set) []string {
 	return out
 }
 
-// optional reports whether s is an optional type: a union of null and one other type (the only
-// unions the schema lint allows).
-func optional(s avro.Schema) bool {
-	u, ok := s.(*avro.UnionSchema)
-	return ok && u.Nullable()
-}
-
 // maxDepth bounds build on recursive schemas (no event schema nests this deep).
 const maxDepth = 32
 
-// build returns the node of the sealable strings under s (nil when none), a value at path; inPII
+// build returns the node of the sealable strings in a value of sh (nil when none), at path; inPII
 // says an enclosing field is pii. Paths in skip (subject fields) are never sealed.
-func build(s avro.Schema, inPII bool, path string, skip map[string]bool, residual *[]string, depth int) *node {
+func build(sh *streams.Shape, inPII bool, path string, skip map[string]bool, residual *[]string, depth int) *node {
 	if depth > maxDepth {
 		return nil
 	}
-	s = deref(s)
-	switch s := s.(type) {
+	switch s := sh.Schema.(type) {
 	case *avro.RecordSchema:
 		n := &node{}
-		for _, f := range s.Fields() {
-			p := f.Name()
+		for _, f := range sh.Fields {
+			p := f.Name
 			if path != "" {
-				p = path + "." + f.Name()
+				p = path + "." + f.Name
 			}
 			if skip[p] {
 				continue
 			}
-			pii, before := inPII || schemas.IsPII(f), len(*residual)
-			c := build(f.Type(), pii, p, skip, residual, depth+1)
-			if c == nil && len(*residual) > before && optional(f.Type()) {
+			before := len(*residual)
+			c := build(f.Shape, inPII || f.PII, p, skip, residual, depth+1)
+			if c == nil && len(*residual) > before && f.Shape.Optional {
 				// Nothing in the field's value can hold a ciphertext, and null is a value of it.
-				*residual = append((*residual)[:before], fmt.Sprintf("%s (%s, published as null)", p, deref(f.Type()).Type()))
+				*residual = append((*residual)[:before], fmt.Sprintf("%s (%s, published as null)", p, f.Shape.Schema.Type()))
 				c = &node{null: true}
 			}
 			if c != nil {
-				c.field = f.Name()
+				c.field = f.Name
 				n.fields = append(n.fields, c)
 			}
 		}
@@ -263,22 +223,22 @@ func build(s avro.Schema, inPII bool, path string, skip map[string]bool, residua
 		}
 		return n
 	case *avro.ArraySchema:
-		if c := build(s.Items(), inPII, path+"[]", skip, residual, depth+1); c != nil {
+		if c := build(sh.Elem, inPII, path+"[]", skip, residual, depth+1); c != nil {
 			return &node{items: c}
 		}
 	case *avro.MapSchema:
-		if c := build(s.Values(), inPII, path+"{}", skip, residual, depth+1); c != nil {
+		if c := build(sh.Elem, inPII, path+"{}", skip, residual, depth+1); c != nil {
 			return &node{values: c}
 		}
 	case *avro.PrimitiveSchema:
 		if inPII && s.Type() == avro.String {
 			return &node{str: true}
 		}
-		if inPII && s.Type() != avro.Null {
+		if inPII {
 			*residual = append(*residual, fmt.Sprintf("%s (%s)", path, s.Type()))
 		}
 	default:
-		if inPII {
+		if inPII && s.Type() != avro.Null {
 			*residual = append(*residual, fmt.Sprintf("%s (%s)", path, s.Type()))
 		}
 	}

@@ -1,11 +1,13 @@
 package replay
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/hamba/avro/v2"
 
 	"github.com/hotelbus/hotelbus/schemas"
+	"github.com/hotelbus/hotelbus/streams"
 )
 
 // TestParquetMapsEveryLeafType: each of the types event schemas may hold (schemas.LeafTypes) has
@@ -16,9 +18,27 @@ func TestParquetMapsEveryLeafType(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		node, plan, err := pqField("x", s, "x")
+		node, plan, err := pqField("x", streams.ShapeOf(s), "x", 0)
 		if err != nil || node == nil || plan.leaf == nil {
 			t.Errorf("%s: Parquet node %v, converter %v, error %v", text, node, plan != nil && plan.leaf != nil, err)
 		}
+	}
+}
+
+// TestRecursiveTypeIsRefused: a recursive type has no finite Parquet schema or CSV columns; the
+// plans refuse it with an error instead of descending without end.
+func TestRecursiveTypeIsRefused(t *testing.T) {
+	s, err := avro.Parse(`{"type": "record", "name": "Node", "fields": [
+		{"name": "label", "type": "string"},
+		{"name": "next", "type": ["null", "Node"], "default": null}]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := pqField("x", streams.ShapeOf(s), "x", 0); err == nil || !strings.Contains(err.Error(), "x.next.next") {
+		t.Errorf("parquet: %v, want an error naming x.next.next...", err)
+	}
+	p := &plan{csvRecords: map[string]bool{}}
+	if err := p.csvColumns("x", streams.ShapeOf(s), 0); err == nil || !strings.Contains(err.Error(), "x.next.next") {
+		t.Errorf("csv: %v, want an error naming x.next.next...", err)
 	}
 }

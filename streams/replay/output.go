@@ -48,12 +48,14 @@ func newPlan(v *schemas.Version, c *Config) (*plan, error) {
 	switch c.Format {
 	case CSV:
 		p.csvRecords = map[string]bool{}
-		for _, f := range v.Envelope.Fields() {
-			t := f.Type()
-			if f.Name() == "data" {
-				t = p.data
+		for _, f := range streams.ShapeOf(v.Envelope).Fields {
+			sh := f.Shape
+			if f.Name == "data" {
+				sh = streams.ShapeOf(p.data)
 			}
-			p.csvColumns(f.Name(), t)
+			if err := p.csvColumns(f.Name, sh, 0); err != nil {
+				return nil, fmt.Errorf("%w (%s %s)", err, v.EventType, v)
+			}
 		}
 	case Parquet:
 		var err error
@@ -64,29 +66,23 @@ func newPlan(v *schemas.Version, c *Config) (*plan, error) {
 	return p, nil
 }
 
-// csvColumns adds the columns of a value of s at path: the leaves of records (optional ones too),
-// and one column for anything else.
-func (p *plan) csvColumns(path string, s avro.Schema) {
-	if ref, ok := s.(*avro.RefSchema); ok {
-		s = ref.Schema()
+// csvColumns adds the columns of a value of sh at path and depth: the leaves of records (optional
+// ones too), and one column for anything else.
+func (p *plan) csvColumns(path string, sh *streams.Shape, depth int) error {
+	if depth > maxDepth {
+		return fmt.Errorf("replay: csv: %s: nested deeper than %d (a recursive type?)", path, maxDepth)
 	}
-	if u, ok := s.(*avro.UnionSchema); ok && u.Nullable() && len(u.Types()) == 2 {
-		for _, b := range u.Types() {
-			if b.Type() != avro.Null {
-				p.csvColumns(path, b)
-				return
-			}
-		}
-	}
-	rec, ok := s.(*avro.RecordSchema)
-	if !ok {
+	if sh.Schema.Type() != avro.Record {
 		p.csvCols = append(p.csvCols, path)
-		return
+		return nil
 	}
 	p.csvRecords[path] = true
-	for _, f := range rec.Fields() {
-		p.csvColumns(path+"."+f.Name(), f.Type())
+	for _, f := range sh.Fields {
+		if err := p.csvColumns(path+"."+f.Name, f.Shape, depth+1); err != nil {
+			return err
+		}
 	}
+	return nil
 }
 
 // csvRow flattens the canonical JSON of an envelope into the plan's columns: strings unquoted,

@@ -10,6 +10,7 @@ import (
 	"github.com/hamba/avro/v2"
 	"github.com/parquet-go/parquet-go"
 
+	"github.com/hotelbus/hotelbus/streams"
 	"github.com/hotelbus/hotelbus/streams/internal/decimal"
 )
 
@@ -39,25 +40,18 @@ const (
 
 // pqSchema builds the Parquet schema and shredding plan of an envelope whose data follows data.
 func pqSchema(envelope, data *avro.RecordSchema) (*parquet.Schema, *pqNode, error) {
-	fields := make([]*avro.Field, len(envelope.Fields()))
-	for i, f := range envelope.Fields() {
-		fields[i] = f
-		if f.Name() == "data" {
-			df, err := avro.NewField("data", data)
-			if err != nil {
-				return nil, nil, fmt.Errorf("replay: parquet schema: %w", err)
-			}
-			fields[i] = df
-		}
-	}
 	root := &pqNode{kind: pqRecord}
 	node := parquet.Group{}
-	for _, f := range fields {
-		n, pn, err := pqField(f.Name(), f.Type(), f.Name())
+	for _, f := range streams.ShapeOf(envelope).Fields {
+		sh := f.Shape
+		if f.Name == "data" {
+			sh = streams.ShapeOf(data)
+		}
+		n, pn, err := pqField(f.Name, sh, f.Name, 0)
 		if err != nil {
 			return nil, nil, err
 		}
-		node[f.Name()] = n
+		node[f.Name] = n
 		root.children = append(root.children, pn)
 	}
 	slices.SortFunc(root.children, func(a, b *pqNode) int { return strings.Compare(a.name, b.name) })
@@ -103,50 +97,48 @@ func (n *pqNode) number(path []string, index map[string]int) error {
 	return nil
 }
 
-// pqField returns the Parquet node and plan of one Avro type; path names it in errors.
-func pqField(name string, s avro.Schema, path string) (parquet.Node, *pqNode, error) {
-	if ref, ok := s.(*avro.RefSchema); ok {
-		s = ref.Schema()
+// maxDepth bounds the nesting pqField maps: a Parquet schema is finite, a recursive type is not.
+const maxDepth = 32
+
+// pqField returns the Parquet node and plan of a value of sh at depth; path names it in errors.
+func pqField(name string, sh *streams.Shape, path string, depth int) (parquet.Node, *pqNode, error) {
+	if depth > maxDepth {
+		return nil, nil, fmt.Errorf("replay: parquet: %s: nested deeper than %d (a recursive type?)", path, maxDepth)
 	}
-	if u, ok := s.(*avro.UnionSchema); ok {
-		if !u.Nullable() || len(u.Types()) != 2 {
-			return nil, nil, fmt.Errorf("replay: parquet: %s: only [\"null\", T] unions are supported", path)
-		}
-		for _, b := range u.Types() {
-			if b.Type() != avro.Null {
-				n, pn, err := pqField(name, b, path)
-				if err != nil {
-					return nil, nil, err
-				}
-				pn.optional = true
-				return parquet.Optional(n), pn, nil
-			}
-		}
+	n, pn, err := pqType(name, sh, path, depth)
+	if err != nil || !sh.Optional {
+		return n, pn, err
 	}
+	pn.optional = true
+	return parquet.Optional(n), pn, nil
+}
+
+// pqType is pqField for the type of sh, optional or not.
+func pqType(name string, sh *streams.Shape, path string, depth int) (parquet.Node, *pqNode, error) {
 	pn := &pqNode{name: name}
-	switch s := s.(type) {
+	switch s := sh.Schema.(type) {
 	case *avro.RecordSchema:
 		pn.kind = pqRecord
 		g := parquet.Group{}
-		for _, f := range s.Fields() {
-			n, c, err := pqField(f.Name(), f.Type(), path+"."+f.Name())
+		for _, f := range sh.Fields {
+			n, c, err := pqField(f.Name, f.Shape, path+"."+f.Name, depth+1)
 			if err != nil {
 				return nil, nil, err
 			}
-			g[f.Name()] = n
+			g[f.Name] = n
 			pn.children = append(pn.children, c)
 		}
 		slices.SortFunc(pn.children, func(a, b *pqNode) int { return strings.Compare(a.name, b.name) })
 		return g, pn, nil
 	case *avro.ArraySchema:
-		n, elem, err := pqField("element", s.Items(), path+"[]")
+		n, elem, err := pqField("element", sh.Elem, path+"[]", depth+1)
 		if err != nil {
 			return nil, nil, err
 		}
 		pn.kind, pn.children = pqList, []*pqNode{elem}
 		return parquet.List(n), pn, nil
 	case *avro.MapSchema:
-		n, val, err := pqField("value", s.Values(), path+"{}")
+		n, val, err := pqField("value", sh.Elem, path+"{}", depth+1)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -161,7 +153,7 @@ func pqField(name string, s avro.Schema, path string) (parquet.Node, *pqNode, er
 		pn.leaf = f
 		return n, pn, err
 	}
-	return nil, nil, fmt.Errorf("replay: parquet: %s: Avro type %s is not supported", path, s.Type())
+	return nil, nil, fmt.Errorf("replay: parquet: %s: Avro type %s is not supported", path, sh.Schema.Type())
 }
 
 func pqPrimitive(s *avro.PrimitiveSchema, path string) (parquet.Node, func(any) (parquet.Value, error), error) {
