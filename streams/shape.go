@@ -11,8 +11,8 @@ import "github.com/hamba/avro/v2"
 //     recursive type is a cycle of Shapes (a reader that descends must bound its depth);
 //   - a union is what the map form makes of it: nil when null is one of its types (Optional), else
 //     a value of its first other type, whose Shape it is;
-//   - a primitive type is one of schemas.LeafTypes (any other is refused by the schema lint, and the
-//     map form cannot hold it).
+//   - a primitive type, with its logical type, stays its *avro.PrimitiveSchema; the map form holds
+//     values of schemas.LeafTypes only (the schema lint refuses any other), so a reader maps those.
 //
 // Shapes are shared by every caller and must not be modified.
 type Shape struct {
