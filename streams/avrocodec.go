@@ -372,10 +372,14 @@ func (cp *compiler) union(c *codec, s *avro.UnionSchema) {
 	}
 	// The branch may be a recursive type still being compiled: its shape is copied at the end.
 	cp.after = append(cp.after, func() {
+		nonNull := len(types)
+		if nullIdx >= 0 {
+			nonNull--
+		}
 		switch {
-		case valueIdx >= 0:
+		case nonNull == 1:
 			*c.shape = *branches[valueIdx].shape
-		case nullIdx >= 0:
+		case nonNull == 0 && nullIdx >= 0:
 			*c.shape = Shape{Schema: types[nullIdx]}
 		}
 		c.shape.Optional = nullIdx >= 0

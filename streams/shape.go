@@ -9,18 +9,20 @@ import "github.com/hamba/avro/v2"
 //
 //   - references and named types are resolved: Schema is never an *avro.RefSchema, and a
 //     recursive type is a cycle of Shapes (a reader that descends must bound its depth);
-//   - a union is what the map form makes of it: nil when null is one of its types (Optional), else
-//     a value of its first other type, whose Shape it is;
+//   - a union of null and one other type is the Shape of that type with Optional set; a union of
+//     more types stays its *avro.UnionSchema (the map form writes its first non-null type but
+//     decodes any: event schemas hold no such union, the schema lint refuses them);
 //   - a primitive type, with its logical type, stays its *avro.PrimitiveSchema; the map form holds
 //     values of schemas.LeafTypes only (the schema lint refuses any other), so a reader maps those.
 //
 // Shapes are shared by every caller and must not be modified.
 type Shape struct {
 	// Schema is the type: an *avro.RecordSchema, *avro.EnumSchema, *avro.ArraySchema,
-	// *avro.MapSchema, *avro.PrimitiveSchema or *avro.NullSchema (a union's first other type, or
-	// the null type when the union has no other; an empty union stays itself).
+	// *avro.MapSchema, *avro.PrimitiveSchema, *avro.NullSchema (also a union of null alone) or
+	// *avro.UnionSchema (a union of more than one other type, or of none).
 	Schema avro.Schema
 	// Optional reports that nil is a value: the type is a union that has null among its types.
+	// Fields and Elem are those of the other type.
 	Optional bool
 	// Fields are a record's fields, in the schema's order.
 	Fields []ShapeField

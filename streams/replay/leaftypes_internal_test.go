@@ -42,3 +42,15 @@ func TestRecursiveTypeIsRefused(t *testing.T) {
 		t.Errorf("csv: %v, want an error naming x.next.next...", err)
 	}
 }
+
+// TestParquetRefusesUnionsOfTwoTypes: a Parquet column has one type, and a union of two non-null
+// types may hold either (the map form decodes any branch), so the plan refuses it by name.
+func TestParquetRefusesUnionsOfTwoTypes(t *testing.T) {
+	s, err := avro.Parse(`{"type": "record", "name": "R", "fields": [{"name": "either", "type": ["null", "long", "string"]}]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := pqField("x", streams.ShapeOf(s), "x", 0); err == nil || !strings.Contains(err.Error(), "x.either: only unions of null and one other type") {
+		t.Errorf("parquet: %v, want an error naming x.either", err)
+	}
+}

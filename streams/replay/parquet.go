@@ -148,6 +148,8 @@ func pqType(name string, sh *streams.Shape, path string, depth int) (parquet.Nod
 	case *avro.EnumSchema:
 		pn.leaf = pqString
 		return parquet.String(), pn, nil
+	case *avro.UnionSchema:
+		return nil, nil, fmt.Errorf("replay: parquet: %s: only unions of null and one other type are supported", path)
 	case *avro.PrimitiveSchema:
 		n, f, err := pqPrimitive(s, path)
 		pn.leaf = f
