@@ -48,12 +48,8 @@ func newPlan(v *schemas.Version, c *Config) (*plan, error) {
 	switch c.Format {
 	case CSV:
 		p.csvRecords = map[string]bool{}
-		for _, f := range streams.ShapeOf(v.Envelope).Fields {
-			sh := f.Shape
-			if f.Name == "data" {
-				sh = streams.ShapeOf(p.data)
-			}
-			if err := p.csvColumns(f.Name, sh, 0); err != nil {
+		for _, f := range envelopeFields(v.Envelope, p.data) {
+			if err := p.csvColumns(f.Name, f.Shape, 0); err != nil {
 				return nil, fmt.Errorf("%w (%s %s)", err, v.EventType, v)
 			}
 		}

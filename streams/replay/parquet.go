@@ -42,12 +42,8 @@ const (
 func pqSchema(envelope, data *avro.RecordSchema) (*parquet.Schema, *pqNode, error) {
 	root := &pqNode{kind: pqRecord}
 	node := parquet.Group{}
-	for _, f := range streams.ShapeOf(envelope).Fields {
-		sh := f.Shape
-		if f.Name == "data" {
-			sh = streams.ShapeOf(data)
-		}
-		n, pn, err := pqField(f.Name, sh, f.Name, 0)
+	for _, f := range envelopeFields(envelope, data) {
+		n, pn, err := pqField(f.Name, f.Shape, f.Name, 0)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -64,6 +60,18 @@ func pqSchema(envelope, data *avro.RecordSchema) (*parquet.Schema, *pqNode, erro
 		return nil, nil, err
 	}
 	return schema, root, nil
+}
+
+// envelopeFields returns the fields of the envelope's Shape, its data field with data's Shape (the
+// version's data record, or its redacted form).
+func envelopeFields(envelope, data *avro.RecordSchema) []streams.ShapeField {
+	fields := slices.Clone(streams.ShapeOf(envelope).Fields) // Shapes are shared: not changed in place
+	for i := range fields {
+		if fields[i].Name == "data" {
+			fields[i].Shape = streams.ShapeOf(data)
+		}
+	}
+	return fields
 }
 
 // number sets the column indexes of the leaves from their paths in the schema.
