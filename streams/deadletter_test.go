@@ -387,7 +387,7 @@ func TestDeadLetterChain(t *testing.T) {
 			if err := chain(ctx, m2); err != nil {
 				t.Fatal(err)
 			}
-			if calls != 4 || rdb.Get(ctx, d.Key(m.Envelope.Metadata.Source, m.Envelope.EventID)).Val() != "done" {
+			if calls != 4 || !isDone(t, d, m.Envelope.Metadata.Source, m.Envelope.EventID) {
 				t.Fatalf("%d handler calls, key %q; want 4 and done", calls, rdb.Get(ctx, d.Key(m.Envelope.Metadata.Source, m.Envelope.EventID)).Val())
 			}
 			// Delivered once more: skipped.

@@ -27,8 +27,17 @@ import (
 // not make a group drop that other system's event as a duplicate. Dual-published copies share
 // eventId and source, so they stay one event.
 //
-// The key holds a lease while a consumer handles the event, "<owner token>|<deadline in Unix ms>"
-// taken with SET NX, and "done" once it succeeded; both live for the done TTL. A lease ends at its
+// The key holds the lease of the consumer that handles the event, "<owner token>|<deadline in Unix
+// ms>" taken with SET NX, for the done TTL. Once the handler succeeded the lease's owner marks the
+// event done by adding the token's sequence number to a done set of its own, shared by 512
+// consecutive tokens,
+//
+//	hotelbus:dedup-done:{<group>}:<owner>:<sequence / 512, base 36>   members: sequence % 512
+//
+// which lives for the done TTL after its last mark; so marking a batch done costs one SADD per
+// done set, not a command per event (a handler with OnDone effects sets the key to "done"
+// instead, in its transaction). An event is done when its key says "done" or holds a lease whose
+// token is in its done set (IsDone). A lease ends at its
 // deadline, not when the key expires: the key outlives it so that the next owner of the event
 // knows that an earlier attempt started and never finished (its owner crashed, was stopped, or
 // lost the lease while its handler ran). Taking such a lease over is logged at warn with the
@@ -41,20 +50,22 @@ import (
 //   - Prepare checks a whole polled batch in one Redis round trip: for each distinct eventId one
 //     SET NX GET tries to take the lease and reads the key otherwise (no script: Redis 7.0 or
 //     later). A Redis too slow to answer a large batch within the read timeout gets it in smaller
-//     round trips until it answers in time again (see prepareLimit). Each message is then acquired
-//     (this message owns the lease), done, or leased by another owner (another consumer, or an
-//     earlier message of the batch with the same eventId).
+//     round trips until it answers in time again (see prepareLimit). Keys found holding another
+//     owner's lease (a redelivery, the other copy of a dual-published event) cost one more round
+//     trip, one SISMEMBER each, to read whether that owner marked the event done. Each message is
+//     then acquired (this message owns the lease), done, or leased by another owner (another
+//     consumer, or an earlier message of the batch with the same eventId).
 //   - The middleware commits a done event without calling the handler (returns nil). It waits for
 //     a lease held by another owner, polling with backoff, until the key is done (skip), free (take
-//     it and handle), past its deadline (take it over, compare-and-set, and handle) or the context
-//     ends: a live foreign lease is never skipped.
+//     it and handle), past its deadline (take it over, compare-and-set unless the owner marked it
+//     done meanwhile, and handle) or the context ends: a live foreign lease is never skipped.
 //   - An acquired message is handled; while the handler runs the lease is extended (owner-checked)
 //     between a third and a half of the lease after it was taken or last extended, by one goroutine
-//     per Dedup for all its running handlers, in one round trip (see keeper). On success the key
-//     turns into "done" with the done TTL, one SET GET per event and no script (whoever held the
-//     key: see markDoneSet): the done marks of the handlers finishing while a round trip is in
-//     flight are coalesced into the next one (group commit), so a batch costs the lease round trip
-//     and a few done round trips. For a message from a Consumer the middleware returns as soon as
+//     per Dedup for all its running handlers, in one round trip (see keeper). On success the event
+//     is marked done in the owner's done set, without reading the key and without a script: the
+//     done marks of the handlers finishing while a round trip is in flight are coalesced into the
+//     next one (group commit: one SADD per done set), so a batch costs the lease round trip and a
+//     few done round trips. For a message from a Consumer the middleware returns as soon as
 //     the handler succeeded and the mark is queued: the consumer commits no offset at or past the
 //     message's before the mark is acknowledged (a commit hold), while the next record of the same
 //     key already runs, so a key's records do not each wait for a Redis round trip. A crash before
@@ -70,18 +81,19 @@ import (
 //
 // Redis Cluster: every key of a Dedup carries the group as its hash tag, so all of them are in one
 // slot, on one node, by design: the batch check of Prepare (one SET NX GET per event, one
-// pipeline), Release's script call, the coalesced done marks (one SET GET per event, one
-// pipeline) and the OnDone transaction (WATCH on the event's key, then MULTI/EXEC) each go to one
+// pipeline), Release's script call, the coalesced done marks (one SADD per done set, one
+// pipeline), the takeover script (the key and its owner's done set) and the OnDone transaction (WATCH on the event's key, then MULTI/EXEC) each go to one
 // node in one round trip, and a multi-key script or a transaction is possible at all. The other
-// scripts (extend, take over, release after a failure) touch one key. OnDone's effects must use
+// scripts (extend, release after a failure) touch one key. OnDone's effects must use
 // keys containing "{" + Tag() + "}"; a key in another slot makes the transaction fail with
 // CROSSSLOT. A tag per partition (or per hash bucket of the eventId) was considered and not
 // taken: the key of an event must not depend on where its record sits, since the two copies of a
 // dual-published event, a record replayed after the topic gained partitions, and an event
 // published again by another path must find the same key; and OnDone's effects would need a tag
-// per event. The load a group puts on its node is two SETs per event (the lease's SET NX GET, the
-// mark's SET GET), about 4.5 µs of redis-server time on the rig, where a SET costs 2.2 µs (so a
-// node serves some 200,000 events/s of one group); groups spread over the nodes with their tags.
+// per event. The load a group puts on its node is one SET per event (the lease's SET NX GET) and a
+// share of one SADD of up to 512 members per done round trip: about 2.2 µs of redis-server time
+// per event on the rig, where a SET NX alone costs 1.7–2.5 µs (marking each event done with a SET
+// of its own took 3.5–4.5 µs an event); groups spread over the nodes with their tags.
 // The gateway's Idempotency-Key records (hotelbus:gateway:idempotency:<system>:<sha256 of the
 // key>) are read and written by one-key commands only (SET NX, GET, a one-key script), so they may
 // spread over every slot.
@@ -94,13 +106,16 @@ import (
 // offset was not committed yet, and its partition moved or its consumer restarted) or its other
 // dual-published copy arrives later; a lost lease means another owner that receives the same
 // event meanwhile may handle it concurrently (a duplicate). Nothing is ever skipped that was not
-// handled, because a key is only "done" after its handler succeeded, and a lost key reads as
-// never seen; and order is the consumer's, which Redis does not decide. The lease extension and
-// the done mark treat a vanished key as the caller's, so an owner whose lease was lost in the
-// failover finishes normally. While no primary answers (the failover window, seconds), Dedup
-// fails closed as for any outage. A lost lease is seen by its owner (KeysLost, logged with the
-// eventId); a lost done mark is not seen by anyone (the key reads as never seen), so such a
-// duplicate leaves no trace but the failover itself. DedupWaitReplicas (one server or Sentinel,
+// handled, because an event is only done after its handler succeeded, and a lost key reads as
+// never seen; and order is the consumer's, which Redis does not decide. The lease extension
+// treats a vanished key as the caller's, so an owner whose lease was lost in the failover
+// finishes normally; its done mark goes to its done set and does not write the key back, so an
+// event whose lease was lost reads as never seen even after it was marked done (handled again if
+// it is delivered again, as for a lost mark). While no primary answers (the failover window,
+// seconds), Dedup fails closed as for any outage. A lost lease is seen by its owner when it
+// extends or confirms the lease (KeysLost, logged with the eventId); a lost done mark is not seen
+// by anyone (the key reads as never seen), so such a duplicate leaves no trace but the failover
+// itself. DedupWaitReplicas (one server or Sentinel,
 // not a Cluster) bounds what a failover can lose: done marks are acknowledged by a replica before
 // the handler's success is reported, so only events whose done mark was in flight at the crash
 // can be handled twice, and a WAIT that timed out is logged.
@@ -120,14 +135,15 @@ import (
 //
 // A Dedup is safe for concurrent use; its counters are for metrics.
 type Dedup struct {
-	rdb    redis.UniversalClient
-	tag    string // the group
-	prefix string // "hotelbus:dedup:{<group>}:"
-	cfg    dedupConfig
-	owner  string // unique per Dedup instance
-	seq    atomic.Uint64
-	fin    finisher
-	keep   keeper
+	rdb        redis.UniversalClient
+	tag        string // the group
+	prefix     string // "hotelbus:dedup:{<group>}:"
+	donePrefix string // "hotelbus:dedup-done:{<group>}:", of the done sets
+	cfg        dedupConfig
+	owner      string // unique per Dedup instance
+	seq        atomic.Uint64
+	fin        finisher
+	keep       keeper
 
 	hits, acquired, waits, roundTrips, doneTrips, takeOvers, keysLost, redisFailures atomic.Int64
 
@@ -144,6 +160,7 @@ const (
 	statusBusy                        // another owner holds the lease: wait
 	statusOpen                        // Redis was unreachable with fail-open: handle without dedup
 	statusExpired                     // another owner's lease is past its deadline: take it over
+	statusLeased                      // another owner's lease: read its done set (readDoneSets)
 )
 
 // dedupState is what a Dedup records in a Message (state key: the *Dedup).
@@ -153,7 +170,7 @@ type dedupState struct {
 	status  dedupStatus
 	at      time.Time               // when the lease was taken or last extended (before the request was sent)
 	effects func(p redis.Pipeliner) // registered by the handler with OnDone
-	seen    string                  // statusExpired: the expired lease's value, for the compare-and-set
+	seen    string                  // statusLeased, statusExpired: the other owner's lease value (for the compare-and-set)
 }
 
 const doneValue = "done"
@@ -178,35 +195,32 @@ return n`
 
 var releaseScript = redis.NewScript(releaseSrc)
 
-// markDoneSet is the done mark of one event: SET key "done" GET PX doneTTL, unconditional; the
-// value it replaced is its result (markResult). It is not owner-checked: on Redis 7.0 a
-// compare-and-set is a script, and a script costs Redis several times a SET per key (a batched
-// owner-checking script took 5.6 µs a key on the rig against 2.2 µs for a SET: the marks were
-// two thirds of a group's Redis time). A handler marks an event done only after it succeeded, so
-// "done" is true whoever holds the key. Over another owner's lease (this one's expired and was
-// taken over while the handler ran) it is logged as a lost lease; that owner's handler, already
-// running, ends as usual and its mark finds the event done. An OnDone transaction still checks the
-// owner (finish): only the lease's owner applies effects.
-func (d *Dedup) markDoneSet(ctx context.Context, p redis.Pipeliner, key string) *redis.StatusCmd {
-	return p.SetArgs(ctx, key, doneValue, redis.SetArgs{Get: true, TTL: d.cfg.doneTTL})
+// doneSetSpan is how many consecutive lease tokens of one Dedup share a done set (see Dedup):
+// members 0 to 511 keep the set in Redis's compact integer encoding (set-max-intset-entries,
+// default 512), about 1 KB for the marks of 512 events.
+const doneSetSpan = 512
+
+// doneSet returns the done set and the member that mark token's event done, ok false for a token
+// of no done set (not "<owner>:<sequence>": a lease written by an older version, or a value no
+// Dedup wrote), whose event is done only when its key says "done".
+func (d *Dedup) doneSet(token string) (key, member string, ok bool) {
+	owner, seq, found := strings.Cut(token, ":")
+	if !found || len(owner) != 2*ownerBytes || strings.Trim(owner, "0123456789abcdef") != "" {
+		return "", "", false
+	}
+	n, err := strconv.ParseUint(seq, 36, 64)
+	if err != nil {
+		return "", "", false
+	}
+	return d.donePrefix + owner + ":" + strconv.FormatUint(n/doneSetSpan, 36), strconv.FormatUint(n%doneSetSpan, 10), true
 }
 
-// markResult reads the reply of markDoneSet for the lease of token: 1 when the key held that
-// lease, 3 when it was missing (Redis lost it: the event was handled, so it is done now), 2 when
-// it was done already, 0 when another owner held it.
-func markResult(cmd *redis.StatusCmd, token string) (int, error) {
-	v, err := cmd.Result()
-	switch {
-	case errors.Is(err, redis.Nil):
-		return 3, nil
-	case err != nil:
-		return 0, err
-	case v == doneValue:
-		return 2, nil
-	case ownedBy(v, token):
-		return 1, nil
+// leaseToken returns the owner token of a lease value (see leaseValue).
+func leaseToken(v string) string {
+	if i := strings.LastIndexByte(v, '|'); i >= 0 {
+		return v[:i]
 	}
-	return 0, nil
+	return v
 }
 
 // extendScript sets the caller's lease to ARGV[2] (its new value, with the new deadline) for
@@ -220,10 +234,14 @@ if owns(v, ARGV[1]) then redis.call("SET", KEYS[1], ARGV[2], "PX", ARGV[3]) retu
 return 0`)
 
 // takeOverScript replaces an expired lease (ARGV[1], the value read) by the caller's (ARGV[2]) for
-// ARGV[3] ms, unless the key changed meanwhile. Returns 1 when the caller holds the lease.
+// ARGV[3] ms, unless the key changed meanwhile or the lease's owner marked the event done
+// meanwhile (member ARGV[4] of its done set KEYS[2]; ARGV[4] "" for a lease of no done set).
+// Returns 1 when the caller holds the lease, 2 when the event is done, 0 when the key changed.
 var takeOverScript = redis.NewScript(`
-if redis.call("GET", KEYS[1]) == ARGV[1] then redis.call("SET", KEYS[1], ARGV[2], "PX", ARGV[3]) return 1 end
-return 0`)
+if redis.call("GET", KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[4] ~= "" and redis.call("SISMEMBER", KEYS[2], ARGV[4]) == 1 then return 2 end
+redis.call("SET", KEYS[1], ARGV[2], "PX", ARGV[3])
+return 1`)
 
 // leaseValue is the value of the lease token holds until at + the lease.
 func (d *Dedup) leaseValue(token string, at time.Time) string {
@@ -273,21 +291,42 @@ func NewDedup(rdb redis.UniversalClient, group string, opts ...DedupOption) (*De
 	if group == "" || strings.ContainsAny(group, "{}") {
 		return nil, fmt.Errorf("%w: NewDedup: group %q must be non-empty and hold no braces", ErrConfig, group)
 	}
-	var b [12]byte
+	var b [ownerBytes]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, fmt.Errorf("streams: dedup owner token: %w", err)
 	}
 	return &Dedup{
-		rdb:    rdb,
-		tag:    group,
-		prefix: "hotelbus:dedup:{" + group + "}:",
-		cfg:    cfg,
-		owner:  hex.EncodeToString(b[:]),
+		rdb:        rdb,
+		tag:        group,
+		prefix:     "hotelbus:dedup:{" + group + "}:",
+		donePrefix: "hotelbus:dedup-done:{" + group + "}:",
+		cfg:        cfg,
+		owner:      hex.EncodeToString(b[:]),
 	}, nil
 }
 
 // Key returns the Redis key that deduplicates the event eventID published by source.
 func (d *Dedup) Key(source, eventID string) string { return d.prefix + source + ":" + eventID }
+
+// IsDone reports whether the group handled the event eventID published by source (eventID as
+// Key takes it): its key says "done", or holds the lease of an owner that marked the event done
+// in its done set. One Redis round trip, two for a key holding a lease.
+func (d *Dedup) IsDone(ctx context.Context, source, eventID string) (bool, error) {
+	v, err := d.rdb.Get(ctx, d.Key(source, eventID)).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return false, nil
+	case err != nil:
+		return false, err
+	case v == doneValue:
+		return true, nil
+	}
+	key, member, ok := d.doneSet(leaseToken(v))
+	if !ok {
+		return false, nil
+	}
+	return d.rdb.SIsMember(ctx, key, member).Result()
+}
 
 // Hits counts messages committed without calling the handler because their event was done.
 func (d *Dedup) Hits() int64 { return d.hits.Load() }
@@ -309,8 +348,8 @@ func (d *Dedup) DoneRoundTrips() int64 { return d.doneTrips.Load() }
 // and never finished, so that its outcome is unknown.
 func (d *Dedup) TakeOvers() int64 { return d.takeOvers.Load() }
 
-// KeysLost counts the leases this Dedup held that Redis no longer had when it extended them or
-// marked their event done: Redis lost the key (a failover to a replica that had not received it,
+// KeysLost counts the leases this Dedup held that Redis no longer had when it extended or confirmed
+// them, or applied OnDone effects under them: Redis lost the key (a failover to a replica that had not received it,
 // a restart without persistence), so another owner receiving the same event meanwhile could have
 // handled it too. Each is logged at warn with the eventId ("Redis lost the lease"). These, and
 // TakeOvers, are where a duplicate delivery caused by a Redis failover shows.
@@ -328,6 +367,10 @@ func (d *Dedup) lostKey(m *Message, st *dedupState, when string) {
 		"eventId", Header(m.Record, HeaderEventID), "key", st.key, "topic", m.Record.Topic, "partition", m.Record.Partition, "offset", m.Record.Offset)
 }
 
+// ownerBytes is the length of a Dedup's random owner id (hex in its tokens).
+const ownerBytes = 12
+
+// token returns a new lease token of d: "<owner>:<sequence, base 36>" (see doneSet).
 func (d *Dedup) token() string {
 	return d.owner + ":" + strconv.FormatUint(d.seq.Add(1), 36)
 }
@@ -410,6 +453,23 @@ func (d *Dedup) Prepare(ctx context.Context, batch []*Message) error {
 		}
 		if err := d.wait(ctx, bo, "prepare", err); err != nil {
 			return err
+		}
+	}
+	var leased []*dedupState
+	for _, c := range checks {
+		if c.st.status == statusLeased {
+			leased = append(leased, c.st)
+		}
+	}
+	if len(leased) > 0 {
+		// Events another owner leased (redelivered, or the other copy of a dual-published event):
+		// one more round trip reads whether they are done. If it fails, the middleware reads again.
+		if err := d.readDoneSets(ctx, leased); err != nil {
+			for _, st := range leased {
+				st.status = statusUnknown
+			}
+		} else {
+			d.roundTrips.Add(1)
 		}
 	}
 	return nil
@@ -516,11 +576,50 @@ func (d *Dedup) classify(st *dedupState, cmd *redis.StatusCmd) {
 		st.status = statusAcquired
 	case value == doneValue:
 		st.status = statusDone
-	case leaseExpired(value, time.Now()):
-		st.status, st.seen = statusExpired, value
 	default:
+		st.seen = value
+		if _, _, ok := d.doneSet(leaseToken(value)); ok {
+			st.status = statusLeased
+		} else {
+			st.byDeadline(time.Now())
+		}
+	}
+}
+
+// byDeadline sets st's status for another owner's lease (st.seen) that is not done: expired at
+// its deadline, busy before.
+func (st *dedupState) byDeadline(now time.Time) {
+	if leaseExpired(st.seen, now) {
+		st.status = statusExpired
+	} else {
 		st.status = statusBusy
 	}
+}
+
+// readDoneSets reads, in one round trip, whether the owners of the leases that sts found
+// (statusLeased) marked their events done, and sets each status: done, expired or busy. On an
+// error no status changes.
+func (d *Dedup) readDoneSets(ctx context.Context, sts []*dedupState) error {
+	cmds := make([]*redis.BoolCmd, len(sts))
+	res, err := d.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, st := range sts {
+			key, member, _ := d.doneSet(leaseToken(st.seen))
+			cmds[i] = p.SIsMember(ctx, key, member)
+		}
+		return nil
+	})
+	if err = pipelineErr(res, err); err != nil {
+		return err
+	}
+	now := time.Now()
+	for i, st := range sts {
+		if cmds[i].Val() {
+			st.status = statusDone
+		} else {
+			st.byDeadline(now)
+		}
+	}
+	return nil
 }
 
 // Middleware returns the dedup middleware (outermost in the chain). See Dedup for the protocol.
@@ -610,9 +709,21 @@ func (d *Dedup) handle(ctx context.Context, m *Message, st *dedupState, next Han
 				return fmt.Errorf("streams: dedup: waiting for the lease of %s: %w", st.key, err)
 			}
 			st.status = statusUnknown
+		case statusLeased:
+			if err := d.readDoneSets(ctx, []*dedupState{st}); err != nil {
+				if err := d.unreachable(ctx, m, st, redisBO, "read done set", err); err != nil {
+					return err
+				}
+				continue
+			}
+			redisBO.Reset()
 		case statusExpired:
 			at := time.Now()
-			took, err := takeOverScript.Run(ctx, d.rdb, []string{st.key}, st.seen, d.leaseValue(st.token, at), d.keyTTL().Milliseconds()).Int()
+			set, member, ok := d.doneSet(leaseToken(st.seen))
+			if !ok {
+				set = st.key
+			}
+			took, err := takeOverScript.Run(ctx, d.rdb, []string{st.key, set}, st.seen, d.leaseValue(st.token, at), d.keyTTL().Milliseconds(), member).Int()
 			if err != nil {
 				if err := d.unreachable(ctx, m, st, redisBO, "take over lease", err); err != nil {
 					return err
@@ -621,6 +732,9 @@ func (d *Dedup) handle(ctx context.Context, m *Message, st *dedupState, next Han
 			}
 			redisBO.Reset()
 			st.status = statusUnknown
+			if took == 2 {
+				st.status = statusDone
+			}
 			if took == 1 {
 				d.acquired.Add(1)
 				d.takeOvers.Add(1)
@@ -697,7 +811,7 @@ func (d *Dedup) run(ctx context.Context, m *Message, st *dedupState, next Handle
 		// The mark is written with those of the records finishing meanwhile, and the consumer
 		// commits no offset at or past m's before it is acknowledged.
 		st.status, reserved = statusDone, false
-		d.markDoneLater(ctx, m, st, m.holdCommit())
+		d.markDoneLater(ctx, st, m.holdCommit())
 		return nil
 	}
 	bo := d.backoff()
@@ -745,13 +859,15 @@ func (d *Dedup) releaseOne(ctx context.Context, st *dedupState) {
 	}
 }
 
-// finish marks the caller's lease done (see markResult for the result) and, when the handler
-// registered effects with OnDone, applies them in the same transaction: WATCH the key, check the
-// lease is still the caller's (or gone), then MULTI, SET done, the effects, EXEC; a concurrent
+// finish marks the caller's event done and returns what held its key: 1 the caller's lease, 2
+// "done" already, 3 nothing (Redis lost the key), 0 another owner's lease. Without OnDone effects
+// the mark goes to the caller's done set (markDone) and the result is 1: the key is not read.
+// With effects they are applied in the same transaction as the mark: WATCH the key, check the
+// lease is still the caller's (or gone), then MULTI, SET "done", the effects, EXEC; a concurrent
 // change of the key makes it check again. Each attempt is bounded by a lease.
 func (d *Dedup) finish(ctx context.Context, st *dedupState) (int, error) {
 	if st.effects == nil {
-		return d.markDone(ctx, st) // bounded by the flush's own deadline (a lease)
+		return 1, d.markDone(ctx, st) // bounded by the flush's own deadline (a lease)
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.lease)
 	defer cancel()
@@ -924,28 +1040,25 @@ type finisher struct {
 
 type finishReq struct {
 	key, token string
-	res        int // markResult's
 	err        error
-	done       chan struct{} // closed when res and err are known (markDone) or the mark is settled (markDoneLater)
+	done       chan struct{} // closed when err is known (markDone) or the mark is settled (markDoneLater)
 
-	// markDoneLater's: the message, its context (its end gives the mark up) and the consumer's
-	// commit hold, released when the mark is settled.
+	// markDoneLater's: its context (its end gives the mark up) and the consumer's commit hold,
+	// released when the mark is settled.
 	ctx     context.Context
-	m       *Message
-	st      *dedupState
 	release func()
 }
 
-// markDone marks st's key done (markDoneSet), in a pipeline with those of other handlers finishing
-// at the same time. It returns when the result is known or ctx ends.
-func (d *Dedup) markDone(ctx context.Context, st *dedupState) (int, error) {
+// markDone marks st's event done (in its done set), in a pipeline with those of other handlers
+// finishing at the same time. It returns when Redis acknowledged it or ctx ends.
+func (d *Dedup) markDone(ctx context.Context, st *dedupState) error {
 	req := &finishReq{key: st.key, token: st.token, done: make(chan struct{})}
 	d.enqueueMark(req)
 	select {
 	case <-req.done:
-		return req.res, req.err
+		return req.err
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return ctx.Err()
 	}
 }
 
@@ -958,8 +1071,8 @@ func (d *Dedup) markDone(ctx context.Context, st *dedupState) (int, error) {
 // (fail closed) while the consumer holds the offset. The event was counted by reserve before its
 // handler ran: DedupMaxUnmarked bounds the marks outstanding, so a Redis outage stops the handlers
 // soon after it began.
-func (d *Dedup) markDoneLater(ctx context.Context, m *Message, st *dedupState, release func()) {
-	d.enqueueMark(&finishReq{key: st.key, token: st.token, done: make(chan struct{}), ctx: ctx, m: m, st: st, release: release})
+func (d *Dedup) markDoneLater(ctx context.Context, st *dedupState, release func()) {
+	d.enqueueMark(&finishReq{key: st.key, token: st.token, done: make(chan struct{}), ctx: ctx, release: release})
 }
 
 func (d *Dedup) enqueueMark(req *finishReq) {
@@ -1063,11 +1176,6 @@ func (d *Dedup) settle(r *finishReq) {
 		d.cfg.logger.Error("streams: dedup: Redis unreachable, event handled but NOT marked done (fail-open)", "key", r.key, "err", r.err)
 	case r.err != nil:
 		d.cfg.logger.Error("streams: dedup: event handled but not marked done before its partition was given up", "key", r.key, "err", r.err)
-	case r.res == 0:
-		d.cfg.logger.Warn("streams: dedup: lease lost while the handler ran; another owner is handling the event",
-			"key", r.key, "topic", r.m.Record.Topic, "partition", r.m.Record.Partition, "offset", r.m.Record.Offset)
-	case r.res == 3:
-		d.lostKey(r.m, r.st, "before the event was marked done")
 	}
 	f := &d.fin
 	f.mu.Lock()
@@ -1089,18 +1197,24 @@ func (d *Dedup) checkWait(n int64, err error, marks int) {
 	}
 }
 
-// flushDone marks a batch of leases done in one round trip: one markDoneSet per event (no script),
-// pipelined, with the WAIT of DedupWaitReplicas behind them; each caller gets its result. It
-// returns the markDoneLater requests to try again (failed, with their context alive and failing
-// closed) and the error.
+// flushDone marks a batch of leases done in one round trip: each done set gets its members in one
+// SADD and its TTL renewed (no command per event, no script), with the WAIT of DedupWaitReplicas
+// behind them; each caller gets its error. It returns the markDoneLater requests to
+// try again (failed, with their context alive and failing closed; SADD may be sent again) and
+// the error.
 func (d *Dedup) flushDone(batch []*finishReq) (retry []*finishReq, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.lease)
 	defer cancel()
-	sets := make([]*redis.StatusCmd, len(batch))
+	sets := map[string][]any{}
+	for _, r := range batch {
+		key, member, _ := d.doneSet(r.token) // this Dedup's own token
+		sets[key] = append(sets[key], member)
+	}
 	var wait *redis.Cmd
 	cmds, err := d.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, r := range batch {
-			sets[i] = d.markDoneSet(ctx, p, r.key)
+		for key, members := range sets {
+			p.SAdd(ctx, key, members...)
+			p.PExpire(ctx, key, d.cfg.doneTTL)
 		}
 		if d.cfg.waitReplicas > 0 {
 			// On the same connection as the marks: WAIT covers this client's writes before it.
@@ -1114,16 +1228,13 @@ func (d *Dedup) flushDone(batch []*finishReq) (retry []*finishReq, err error) {
 		n, werr := wait.Int64()
 		d.checkWait(n, werr, len(batch))
 	}
-	for i, r := range batch {
-		r.res, r.err = markResult(sets[i], r.token)
+	for _, r := range batch {
+		r.err = err
 		switch {
 		case r.release == nil:
 			close(r.done)
 		case r.err != nil && !d.cfg.failOpen && r.ctx.Err() == nil:
 			retry = append(retry, r)
-			if err == nil {
-				err = r.err
-			}
 		default:
 			d.settle(r)
 		}

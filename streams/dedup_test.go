@@ -144,6 +144,16 @@ func countedRedis(t *testing.T, url string, tune ...func(*redis.Options)) (redis
 	return rdb, h
 }
 
+// isDone reports d.IsDone of the event, failing t on a Redis error.
+func isDone(t testing.TB, d *streams.Dedup, source, eventID string) bool {
+	t.Helper()
+	done, err := d.IsDone(context.Background(), source, eventID)
+	if err != nil {
+		t.Fatalf("IsDone(%s, %s): %v", source, eventID, err)
+	}
+	return done
+}
+
 func newDedup(t *testing.T, rdb redis.UniversalClient, group string, opts ...streams.DedupOption) *streams.Dedup {
 	t.Helper()
 	d, err := streams.NewDedup(rdb, group, append([]streams.DedupOption{streams.DedupBackoff(5*time.Millisecond, 50*time.Millisecond)}, opts...)...)
@@ -219,8 +229,9 @@ func (c *callCounter) total() int {
 }
 
 // TestDedupBatch: Prepare checks a whole batch in exactly one Redis round trip; each event is
-// handled once and becomes "done" (with the done TTL) under the hash-tagged key; redelivered
-// copies are committed without calling the handler, again in one round trip.
+// handled once and is done afterwards: its hash-tagged key holds its lease for the done TTL, and
+// the lease's token is in its owner's done set, which outlives the key; redelivered copies are
+// committed without calling the handler, after two round trips (the keys, then the done sets).
 func TestDedupBatch(t *testing.T) {
 	events := goldenEvents(t, "reservation.created")
 	for _, rb := range dedupBackends(t) {
@@ -270,11 +281,31 @@ func TestDedupBatch(t *testing.T) {
 					t.Fatalf("event %s handled %d times", env.EventID, c)
 				}
 				key := "hotelbus:dedup:{" + group + "}:" + env.Metadata.Source + ":" + env.EventID // the documented key
-				if v, err := rdb.Get(ctx, key).Result(); err != nil || v != "done" {
-					t.Fatalf("%s = %q, %v; want done", key, v, err)
+				v, err := rdb.Get(ctx, key).Result()
+				if err != nil {
+					t.Fatalf("%s: %v", key, err)
 				}
-				if ttl := rdb.PTTL(ctx, key).Val(); ttl <= 47*time.Hour || ttl > 48*time.Hour {
+				ttl := rdb.PTTL(ctx, key).Val()
+				if ttl <= 47*time.Hour || ttl > 48*time.Hour {
 					t.Fatalf("%s TTL %v, want the done TTL 48h", key, ttl)
+				}
+				// The documented done set: <owner>:<sequence / 512, base 36>, member sequence % 512.
+				token, _, _ := strings.Cut(v, "|")
+				owner, seq, _ := strings.Cut(token, ":")
+				n, err := strconv.ParseUint(seq, 36, 64)
+				if err != nil {
+					t.Fatalf("%s = %q: no lease token", key, v)
+				}
+				set := "hotelbus:dedup-done:{" + group + "}:" + owner + ":" + strconv.FormatUint(n/512, 36)
+				if !rdb.SIsMember(ctx, set, n%512).Val() {
+					t.Fatalf("%s = %q: not in the done set %s", key, v, set)
+				}
+				// Read after the key's: allow for the time between the two reads.
+				if setTTL := rdb.PTTL(ctx, set).Val(); setTTL < ttl-time.Second || setTTL > 48*time.Hour {
+					t.Fatalf("done set %s TTL %v, want at least the key's %v and at most 48h", set, setTTL, ttl)
+				}
+				if !isDone(t, d, env.Metadata.Source, env.EventID) {
+					t.Fatalf("%s: IsDone false after the handler", key)
 				}
 			}
 
@@ -292,8 +323,8 @@ func TestDedupBatch(t *testing.T) {
 			if err := d.Prepare(ctx, again); err != nil {
 				t.Fatal(err)
 			}
-			if got := hook.n.Load() - before; got != 1 {
-				t.Fatalf("second Prepare made %d Redis calls, want 1", got)
+			if got := hook.n.Load() - before; got != 2 {
+				t.Fatalf("second Prepare made %d Redis calls, want 2 (the keys, then their owner's done sets)", got)
 			}
 			for _, m := range again {
 				if err := h(ctx, m); err != nil {
@@ -304,8 +335,8 @@ func TestDedupBatch(t *testing.T) {
 				t.Fatalf("after redelivery: %d handler calls, Hits=%d Acquired=%d; want %d, %d, %d",
 					cnt.total(), d.Hits(), d.Acquired(), n, n, n)
 			}
-			if got := hook.n.Load() - before; got != 1 {
-				t.Fatalf("skipping done events made %d extra Redis calls", got-1)
+			if got := hook.n.Load() - before; got != 2 {
+				t.Fatalf("skipping done events made %d extra Redis calls", got-2)
 			}
 
 			// Another group handles the same events independently.
@@ -359,8 +390,8 @@ func TestDedupFailureReleases(t *testing.T) {
 			if err := h(ctx, m); err != nil || calls != 2 {
 				t.Fatalf("redelivery: err=%v calls=%d, want handled again", err, calls)
 			}
-			if v := rdb.Get(ctx, d.Key(env.Metadata.Source, env.EventID)).Val(); v != "done" {
-				t.Fatalf("key = %q after the successful redelivery", v)
+			if !isDone(t, d, env.Metadata.Source, env.EventID) {
+				t.Fatalf("key = %q after the successful redelivery, not done", rdb.Get(ctx, d.Key(env.Metadata.Source, env.EventID)).Val())
 			}
 		})
 	}
@@ -868,8 +899,8 @@ func TestDedupOnDone(t *testing.T) {
 			if attempt != 2 || d.Hits() != 2 {
 				t.Fatalf("handler ran %d times, %d dedup hits; want 2 and 2", attempt, d.Hits())
 			}
-			if v := rdb.Get(ctx, d.Key(env.Metadata.Source, env.EventID)).Val(); v != "done" {
-				t.Fatalf("key = %q, want done", v)
+			if !isDone(t, d, env.Metadata.Source, env.EventID) {
+				t.Fatalf("key = %q, want done", rdb.Get(ctx, d.Key(env.Metadata.Source, env.EventID)).Val())
 			}
 		})
 	}
@@ -905,24 +936,26 @@ func TestDedupOnDoneLostLease(t *testing.T) {
 	}
 }
 
-// TestDedupDoneOverForeignLease: a handler that succeeded after its lease moved on to another
-// owner (it expired while the handler ran, and was taken over) still marks the event done: it was
-// handled, so no third owner may handle it again. The lost lease is logged; the other owner's mark
-// then finds the event done.
-func TestDedupDoneOverForeignLease(t *testing.T) {
+// TestDedupDoneLeavesForeignLease: a handler that succeeded after its lease moved on to another
+// owner (it expired while the handler ran, and was taken over) marks the event done in its own
+// done set and leaves the key alone: the other owner, whose handler already runs, decides with
+// its own mark. The first owner's success is still reported (its offset may be committed).
+func TestDedupDoneLeavesForeignLease(t *testing.T) {
 	events := goldenEvents(t, "billing.paid")
 	for _, rb := range dedupBackends(t) {
 		t.Run(rb.name, func(t *testing.T) {
 			ctx := testCtx(t)
 			rdb, _ := countedRedis(t, rb.url)
 			group := streamstest.Name(t, "g")
-			var logs streamstest.LogBuffer
-			d := newDedup(t, rdb, group, streams.DedupLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+			d := newDedup(t, rdb, group)
+			other := newDedup(t, rdb, group)
 			env := events()
 			key := d.Key(env.Metadata.Source, env.EventID)
+			var taken *streams.Message
 			h := d.Middleware()(func(context.Context, *streams.Message) error {
-				rdb.Set(ctx, key, "another-owner:1|1", time.Minute) // the lease moved on
-				return nil
+				rdb.Del(ctx, key) // the lease expired, and the other owner took the event
+				taken = dedupMsg(env, group, "t.billing", 1, 5)
+				return other.Prepare(ctx, []*streams.Message{taken})
 			})
 			m := dedupMsg(env, group, "t.billing", 0, 5)
 			if err := d.Prepare(ctx, []*streams.Message{m}); err != nil {
@@ -931,11 +964,51 @@ func TestDedupDoneOverForeignLease(t *testing.T) {
 			if err := h(ctx, m); err != nil {
 				t.Fatal(err)
 			}
-			if v := rdb.Get(ctx, key).Val(); v != "done" {
-				t.Fatalf("key = %q, want done", v)
+			held := rdb.Get(ctx, key).Val()
+			if isDone(t, d, env.Metadata.Source, env.EventID) {
+				t.Fatalf("key = %q: done by the first owner's mark, want the other owner's lease to decide", held)
 			}
-			if !strings.Contains(logs.String(), "lease lost while the handler ran") {
-				t.Fatalf("the lost lease was not logged:\n%s", logs.String())
+			calls := 0
+			if err := other.Middleware()(func(context.Context, *streams.Message) error { calls++; return nil })(ctx, taken); err != nil || calls != 1 {
+				t.Fatalf("other owner: err=%v calls=%d, want it to handle the event it took", err, calls)
+			}
+			if !isDone(t, d, env.Metadata.Source, env.EventID) {
+				t.Fatalf("key = %q after the other owner's handler, want done", rdb.Get(ctx, key).Val())
+			}
+		})
+	}
+}
+
+// TestDedupDoneAfterDeadline: an event marked done keeps its owner's lease in its key, past the
+// lease's deadline; a redelivery after the deadline reads the owner's done set and skips the
+// event, instead of taking the lease over and handling it again.
+func TestDedupDoneAfterDeadline(t *testing.T) {
+	events := goldenEvents(t, "billing.paid")
+	for _, rb := range dedupBackends(t) {
+		t.Run(rb.name, func(t *testing.T) {
+			ctx := testCtx(t)
+			rdb, _ := countedRedis(t, rb.url)
+			group := streamstest.Name(t, "g")
+			const lease = 100 * time.Millisecond
+			first := newDedup(t, rdb, group, streams.DedupLease(lease))
+			again := newDedup(t, rdb, group, streams.DedupLease(lease))
+			env := events()
+			calls := 0
+			handle := func(context.Context, *streams.Message) error { calls++; return nil }
+			for i, d := range []*streams.Dedup{first, again} {
+				m := dedupMsg(env, group, "t.billing", 0, 5)
+				if err := d.Prepare(ctx, []*streams.Message{m}); err != nil {
+					t.Fatal(err)
+				}
+				if err := d.Middleware()(handle)(ctx, m); err != nil {
+					t.Fatal(err)
+				}
+				if i == 0 {
+					time.Sleep(2 * lease)
+				}
+			}
+			if calls != 1 || again.Hits() != 1 || again.TakeOvers() != 0 {
+				t.Fatalf("handled %d times, redelivery: Hits=%d TakeOvers=%d; want 1, 1, 0", calls, again.Hits(), again.TakeOvers())
 			}
 		})
 	}
@@ -982,8 +1055,8 @@ func TestDedupTakesOverExpiredLease(t *testing.T) {
 			if !strings.Contains(out, "took over the expired lease") || !strings.Contains(out, "eventId="+env.EventID) {
 				t.Fatalf("the takeover was not logged with the eventId:\n%s", out)
 			}
-			if v := rdbB.Get(ctx, b.Key(env.Metadata.Source, env.EventID)).Val(); v != "done" {
-				t.Fatalf("key = %q after the handler, want done", v)
+			if !isDone(t, b, env.Metadata.Source, env.EventID) {
+				t.Fatalf("key = %q after the handler, want done", rdbB.Get(ctx, b.Key(env.Metadata.Source, env.EventID)).Val())
 			}
 		})
 	}
@@ -1104,8 +1177,9 @@ func TestDedupPrepareLargeBatchSlowRedis(t *testing.T) {
 
 // TestDedupCountsKeysLost: a lease that Redis lost while its handler ran (a failover to a replica
 // that had not received it; here the key is deleted) is counted in KeysLost and logged with the
-// eventId, so that a duplicate it allowed is explained; the event still ends done, with and
-// without OnDone effects.
+// eventId, so that a duplicate it allowed is explained, when the owner next writes the key: the
+// keeper's extension of a handler that runs on (which writes the lease back), or the OnDone
+// transaction (which writes "done"). The event ends done either way.
 func TestDedupCountsKeysLost(t *testing.T) {
 	events := goldenEvents(t, "billing.paid")
 	for _, rb := range dedupBackends(t) {
@@ -1114,7 +1188,7 @@ func TestDedupCountsKeysLost(t *testing.T) {
 			rdb, _ := countedRedis(t, rb.url)
 			group := streamstest.Name(t, "g")
 			var logs streamstest.LogBuffer
-			d := newDedup(t, rdb, group, streams.DedupLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+			d := newDedup(t, rdb, group, streams.DedupLease(300*time.Millisecond), streams.DedupLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 			reg := prometheus.NewRegistry()
 			metrics, err := streams.NewMetrics(reg)
 			if err != nil {
@@ -1130,7 +1204,9 @@ func TestDedupCountsKeysLost(t *testing.T) {
 					}
 					if effects {
 						d.OnDone(m, func(p redis.Pipeliner) { p.Incr(ctx, "effects:{"+d.Tag()+"}") })
+						return nil
 					}
+					eventually(t, 10*time.Second, "the keeper extends the lost lease", func() bool { return d.KeysLost() == int64(i+1) })
 					return nil
 				})
 				m := dedupMsg(env, group, "t.billing", 0, int64(i))
@@ -1140,8 +1216,8 @@ func TestDedupCountsKeysLost(t *testing.T) {
 				if err := h(ctx, m); err != nil {
 					t.Fatal(err)
 				}
-				if v := rdb.Get(ctx, key).Val(); v != "done" {
-					t.Errorf("effects %v: key = %q, want done", effects, v)
+				if !isDone(t, d, env.Metadata.Source, env.EventID) {
+					t.Errorf("effects %v: key = %q, want done", effects, rdb.Get(ctx, key).Val())
 				}
 				if got := d.KeysLost(); got != int64(i+1) {
 					t.Errorf("effects %v: KeysLost = %d, want %d", effects, got, i+1)
@@ -1157,8 +1233,7 @@ func TestDedupCountsKeysLost(t *testing.T) {
 	}
 }
 
-// gateHook holds every pipeline that marks events done (SET key "done" GET PX ...) until open is
-// closed.
+// gateHook holds every pipeline that marks events done (SADD to a done set) until open is closed.
 type gateHook struct{ open chan struct{} }
 
 func (gateHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
@@ -1166,7 +1241,7 @@ func (gateHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return n
 func (g gateHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		for _, c := range cmds {
-			if args := c.Args(); c.Name() == "set" && len(args) > 2 && args[2] == "done" {
+			if args := c.Args(); c.Name() == "sadd" && len(args) > 1 && strings.HasPrefix(fmt.Sprint(args[1]), "hotelbus:dedup-done:") {
 				<-g.open
 				break
 			}

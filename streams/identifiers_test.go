@@ -329,7 +329,7 @@ func TestConsumerDeadLettersInvalidIdentifiers(t *testing.T) {
 			if len(dlq) != len(poison) {
 				t.Errorf("%d dead letters, want %d", len(dlq), len(poison))
 			}
-			keyRE := regexp.MustCompile(`^hotelbus:dedup:\{` + regexp.QuoteMeta(group) + `\}:hotel-(saas|pms):[0-9a-f-]{36}$`)
+			keyRE := regexp.MustCompile(`^hotelbus:dedup:\{` + regexp.QuoteMeta(group) + `\}:hotel-(saas|pms):[0-9a-f-]{36}$|^hotelbus:dedup-done:\{` + regexp.QuoteMeta(group) + `\}:[0-9a-f]{24}:[0-9a-z]+$`)
 			keys, err := rdb.Keys(ctx, "*").Result()
 			if err != nil {
 				t.Fatal(err)
