@@ -86,7 +86,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			takeOvers: prometheus.NewDesc("hotelbus_dedup_takeovers_total",
 				"Expired leases of other owners taken over: events whose earlier attempt started and never finished (a possible repeat).", []string{"group"}, nil),
 			keysLost: prometheus.NewDesc("hotelbus_dedup_keys_lost_total",
-				"Leases Redis no longer had when extended or marked done (a failover or restart lost them): another owner may have handled the event too.", []string{"group"}, nil),
+				"Leases Redis no longer had when extended, confirmed or given OnDone effects (a failover or restart lost them): another owner may have handled the event too.", []string{"group"}, nil),
 			redisFailures: prometheus.NewDesc("hotelbus_dedup_redis_failures_total",
 				"Redis calls of the dedup protocol that failed (unreachable, no primary during a failover, timeout).", []string{"group"}, nil),
 		},
