@@ -81,23 +81,23 @@ import (
 //
 // Redis Cluster: every key of a Dedup carries the group as its hash tag, so all of them are in one
 // slot, on one node, by design: the batch check of Prepare (one SET NX GET per event, one
-// pipeline), Release's script call, the coalesced done marks (one SADD per done set, one
-// pipeline), the takeover script (the key and its owner's done set) and the OnDone transaction (WATCH on the event's key, then MULTI/EXEC) each go to one
-// node in one round trip, and a multi-key script or a transaction is possible at all. The other
-// scripts (extend, release after a failure) touch one key. OnDone's effects must use
-// keys containing "{" + Tag() + "}"; a key in another slot makes the transaction fail with
-// CROSSSLOT. A tag per partition (or per hash bucket of the eventId) was considered and not
-// taken: the key of an event must not depend on where its record sits, since the two copies of a
-// dual-published event, a record replayed after the topic gained partitions, and an event
-// published again by another path must find the same key; and OnDone's effects would need a tag
-// per event. The load a group puts on its node is one SET per event (the lease's SET NX GET) and a
-// share of one SADD of up to 512 members per done round trip: about 2.2 µs of redis-server time
-// per event on the rig, where a SET NX alone costs 1.7–2.5 µs (marking each event done with a SET
-// of its own took 3.5–4.5 µs an event); groups spread over the nodes with their tags.
-// The gateway's Idempotency-Key records (hotelbus:gateway:idempotency:<system>:<sha256 of the
-// key>) are read and written by one-key commands only (SET NX, GET, a one-key script), so they may
-// spread over every slot.
-// TestDedupKeysShareOneSlot and the dedup suite run on a real three-master Cluster.
+// pipeline), Release's script call, the coalesced done marks (one SADD per done set, one pipeline),
+// the takeover script (the key and its owner's done set) and the OnDone transaction (WATCH on the
+// event's key, then MULTI/EXEC) each go to one node in one round trip, and a multi-key script or a
+// transaction is possible at all. The other scripts (extend, release after a failure) touch one
+// key. OnDone's effects must use keys containing "{" + Tag() + "}"; a key in another slot makes the
+// transaction fail with CROSSSLOT. A tag per partition (or per hash bucket of the eventId) was
+// considered and not taken: the key of an event must not depend on where its record sits, since the
+// two copies of a dual-published event, a record replayed after the topic gained partitions, and an
+// event published again by another path must find the same key; and OnDone's effects would need a
+// tag per event. The load a group puts on its node is one SET per event (the lease's SET NX GET)
+// and a share of one SADD of up to 512 members per done round trip: about 2.2 µs of redis-server
+// time per event on the rig, where a SET NX alone costs 1.7–2.5 µs (marking each event done with a
+// SET of its own took 3.5–4.5 µs an event); groups spread over the nodes with their tags. The
+// gateway's Idempotency-Key records (hotelbus:gateway:idempotency:<system>:<sha256 of the key>) are
+// read and written by one-key commands only (SET NX, GET, a one-key script), so they may spread
+// over every slot. TestDedupKeysShareOneSlot and the dedup suite run on a real three-master
+// Cluster.
 //
 // Failover (Sentinel, Cluster): Redis replicates asynchronously, so a primary killed before its
 // replica received the latest writes loses them when the replica is promoted: leases just taken
@@ -115,10 +115,10 @@ import (
 // seconds), Dedup fails closed as for any outage. A lost lease is seen by its owner when it
 // extends or confirms the lease (KeysLost, logged with the eventId); a lost done mark is not seen
 // by anyone (the key reads as never seen), so such a duplicate leaves no trace but the failover
-// itself. DedupWaitReplicas (one server or Sentinel,
-// not a Cluster) bounds what a failover can lose: done marks are acknowledged by a replica before
-// the handler's success is reported, so only events whose done mark was in flight at the crash
-// can be handled twice, and a WAIT that timed out is logged.
+// itself. DedupWaitReplicas (one server or Sentinel, not a Cluster) bounds what a failover can
+// lose: done marks are acknowledged by a replica before the handler's success is reported (and,
+// replication being in order, the leases written before them), so only events whose done mark
+// was in flight at the crash can be handled twice, and a WAIT that timed out is logged.
 //
 // The source and eventId are the envelope's; for a record whose decoding failed transiently (a
 // retryable DecodeErr, such as the registry being unreachable) they are the record's source and
@@ -349,10 +349,10 @@ func (d *Dedup) DoneRoundTrips() int64 { return d.doneTrips.Load() }
 func (d *Dedup) TakeOvers() int64 { return d.takeOvers.Load() }
 
 // KeysLost counts the leases this Dedup held that Redis no longer had when it extended or confirmed
-// them, or applied OnDone effects under them: Redis lost the key (a failover to a replica that had not received it,
-// a restart without persistence), so another owner receiving the same event meanwhile could have
-// handled it too. Each is logged at warn with the eventId ("Redis lost the lease"). These, and
-// TakeOvers, are where a duplicate delivery caused by a Redis failover shows.
+// them, or applied OnDone effects under them: Redis lost the key (a failover to a replica that had
+// not received it, a restart without persistence), so another owner receiving the same event
+// meanwhile could have handled it too. Each is logged at warn with the eventId ("Redis lost the
+// lease"). These, and TakeOvers, are where a duplicate delivery caused by a Redis failover shows.
 func (d *Dedup) KeysLost() int64 { return d.keysLost.Load() }
 
 // RedisFailures counts Redis calls of the protocol that failed (Redis unreachable, no primary
