@@ -25,24 +25,38 @@ dir=$state/kafka
 case $cmd in
 start)
 	locked ensure_kafka_jars
-	mkdir -p "$dir/data" "$dir/logs"
-	if [[ ! -f $dir/ports ]]; then
-		kport=${3:-$(free_port)}
-		cport=$(free_port)
-		echo "$kport $cport" >"$dir/ports"
-		{
-			broker_props 1 "$kport" "$cport" "127.0.0.1:$cport" "$dir/data" 1
-			# short, so a restart after kill -9 re-registers quickly (the old incarnation must expire)
-			echo broker.session.timeout.ms=6000
-			echo broker.heartbeat.interval.ms=1000
-		} >"$dir/server.properties"
-		kafka_storage format -t "$(kafka_uuid)" -c "$dir/server.properties" --standalone >"$dir/logs/format.log" 2>&1 ||
-			{ cat "$dir/logs/format.log" >&2; die "kafka storage format failed"; }
-	fi
-	read -r kport cport <"$dir/ports"
-	start_broker "$dir"
-	wait_broker "127.0.0.1:$kport" 1 "$dir" "${HOTELBUS_RIG_TIMEOUT:-120}"
-	echo "127.0.0.1:$kport"
+	# A first start picks free ports; another process may take one before the broker binds it
+	# (free_port closes its socket), so a first start whose broker cannot bind tries new ports,
+	# up to three times. A restart, or a start given its PORT, keeps its ports.
+	for attempt in 1 2 3; do
+		mkdir -p "$dir/data" "$dir/logs"
+		fresh=false
+		if [[ ! -f $dir/ports ]]; then
+			fresh=true
+			kport=${3:-$(free_port)}
+			cport=$(free_port)
+			echo "$kport $cport" >"$dir/ports"
+			{
+				broker_props 1 "$kport" "$cport" "127.0.0.1:$cport" "$dir/data" 1
+				# short, so a restart after kill -9 re-registers quickly (the old incarnation must expire)
+				echo broker.session.timeout.ms=6000
+				echo broker.heartbeat.interval.ms=1000
+			} >"$dir/server.properties"
+			kafka_storage format -t "$(kafka_uuid)" -c "$dir/server.properties" --standalone >"$dir/logs/format.log" 2>&1 ||
+				{ cat "$dir/logs/format.log" >&2; die "kafka storage format failed"; }
+		fi
+		read -r kport cport <"$dir/ports"
+		start_broker "$dir"
+		if (wait_broker "127.0.0.1:$kport" 1 "$dir" "${HOTELBUS_RIG_TIMEOUT:-120}"); then
+			echo "127.0.0.1:$kport"
+			exit 0
+		fi
+		if ! $fresh || [[ -n ${3:-} ]] || ((attempt == 3)) || ! grep -qs "Address already in use" "$dir/logs/server.log" "$dir/logs/stdout.log"; then
+			exit 1
+		fi
+		log "ports $kport/$cport were taken before the broker bound them; trying new ones"
+		rm -rf "$dir"
+	done
 	;;
 stop) stop_pid "$dir/pid" "-Dhotelbus.rig=$dir" kafka ;;
 kill)

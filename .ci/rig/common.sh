@@ -360,6 +360,9 @@ broker_log_tail() {
 	local f
 	for f in "$1/logs/server.log" "$1/logs/stdout.log"; do
 		[[ -s $f ]] || continue
+		# The cause of a failed start is often far above the shutdown lines of the tail.
+		printf -- '--- first errors of %s ---\n' "$f" >&2
+		grep -m 5 -E 'ERROR|FATAL|Exception' "$f" >&2 || true
 		printf -- '--- tail of %s ---\n' "$f" >&2
 		tail -n 40 "$f" >&2
 	done
