@@ -461,16 +461,22 @@ func (d *Dedup) Prepare(ctx context.Context, batch []*Message) error {
 			leased = append(leased, c.st)
 		}
 	}
-	if len(leased) > 0 {
-		// Events another owner leased (redelivered, or the other copy of a dual-published event):
-		// one more round trip reads whether they are done. If it fails, the middleware reads again.
-		if err := d.readDoneSets(ctx, leased); err != nil {
+	// Events another owner leased (redelivered, or the other copy of a dual-published event): one
+	// more round trip (more under prepareLimit) reads whether they are done. If it fails, the
+	// middleware reads again.
+	for len(leased) > 0 {
+		n := len(leased)
+		if limit := int(d.prepareLimit.Load()); limit > 0 {
+			n = min(n, limit)
+		}
+		if err := d.readDoneSets(ctx, leased[:n]); err != nil {
 			for _, st := range leased {
 				st.status = statusUnknown
 			}
-		} else {
-			d.roundTrips.Add(1)
+			break
 		}
+		d.roundTrips.Add(1)
+		leased = leased[n:]
 	}
 	return nil
 }
@@ -1199,8 +1205,8 @@ func (d *Dedup) checkWait(n int64, err error, marks int) {
 
 // flushDone marks a batch of leases done in one round trip: each done set gets its members in one
 // SADD and its TTL renewed (no command per event, no script), with the WAIT of DedupWaitReplicas
-// behind them; each caller gets its error. It returns the markDoneLater requests to
-// try again (failed, with their context alive and failing closed; SADD may be sent again) and
+// behind them; each caller gets the round trip's error. It returns the markDoneLater requests to
+// try again (failed, with their context alive and failing closed; a SADD may be sent again) and
 // the error.
 func (d *Dedup) flushDone(batch []*finishReq) (retry []*finishReq, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.lease)
