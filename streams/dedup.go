@@ -44,7 +44,12 @@ import (
 // eventId ("took over the expired lease") and counted (TakeOvers): the earlier attempt's outcome is
 // unknown, so a handler with external side effects may repeat one. Deadlines are the consumers'
 // clocks: keep them within a small fraction of the lease of each other. A lease without a
-// deadline (written by an older version) ends when its key expires.
+// deadline (written by an older version) ends when its key expires. Versions before the done
+// sets marked an event done by writing "done" into its key; this one reads both. During a
+// rolling upgrade an older consumer does not read the done sets: an event this version marked
+// done and that is redelivered to an older one (its offset not committed yet when its partition
+// moved) reads as an expired lease there and is taken over, handled again and logged as a
+// takeover.
 //
 // Protocol, per message:
 //   - Prepare checks a whole polled batch in one Redis round trip: for each distinct eventId one
