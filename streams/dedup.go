@@ -467,14 +467,18 @@ func (d *Dedup) Prepare(ctx context.Context, batch []*Message) error {
 		}
 	}
 	// Events another owner leased (redelivered, or the other copy of a dual-published event): one
-	// more round trip (more under prepareLimit) reads whether they are done. If it fails, the
-	// middleware reads again.
+	// more round trip reads whether they are done, split and shrunk under prepareLimit as the
+	// leases' are. When even the smallest fails, the middleware reads each of them again.
 	for len(leased) > 0 {
 		n := len(leased)
 		if limit := int(d.prepareLimit.Load()); limit > 0 {
 			n = min(n, limit)
 		}
 		if err := d.readDoneSets(ctx, leased[:n]); err != nil {
+			if n > minPrepareLimit && ctx.Err() == nil {
+				d.prepareLimit.Store(int64(max(n/4, minPrepareLimit)))
+				continue
+			}
 			for _, st := range leased {
 				st.status = statusUnknown
 			}
