@@ -172,6 +172,7 @@ const (
 type dedupState struct {
 	key     string
 	token   string
+	seq     uint64 // token's sequence number (its done set's)
 	status  dedupStatus
 	at      time.Time               // when the lease was taken or last extended (before the request was sent)
 	effects func(p redis.Pipeliner) // registered by the handler with OnDone
@@ -205,11 +206,15 @@ var releaseScript = redis.NewScript(releaseSrc)
 // default 512), about 1 KB for the marks of 512 events.
 const doneSetSpan = 512
 
-// doneSet returns the done set and the member that mark token's event done, ok false for a token
-// of no done set (not "<owner>:<sequence>": a lease written by an older version, or a value no
-// Dedup wrote), whose event is done only when its key says "done".
-func (d *Dedup) doneSet(token string) (key, member string, ok bool) {
-	owner, seq, found := strings.Cut(token, ":")
+// doneSet returns the done set and the member that mark done the event of another owner's lease
+// value v (see leaseValue), ok false for a lease of no done set (its token is not
+// "<owner>:<sequence>": a lease written by an older version, or a value no Dedup wrote), whose
+// event is done only when its key says "done".
+func (d *Dedup) doneSet(v string) (key, member string, ok bool) {
+	if i := strings.LastIndexByte(v, '|'); i >= 0 {
+		v = v[:i]
+	}
+	owner, seq, found := strings.Cut(v, ":")
 	if !found || len(owner) != 2*ownerBytes || strings.Trim(owner, "0123456789abcdef") != "" {
 		return "", "", false
 	}
@@ -217,15 +222,13 @@ func (d *Dedup) doneSet(token string) (key, member string, ok bool) {
 	if err != nil {
 		return "", "", false
 	}
-	return d.donePrefix + owner + ":" + strconv.FormatUint(n/doneSetSpan, 36), strconv.FormatUint(n%doneSetSpan, 10), true
+	key, member = d.doneSetOf(owner, n)
+	return key, member, true
 }
 
-// leaseToken returns the owner token of a lease value (see leaseValue).
-func leaseToken(v string) string {
-	if i := strings.LastIndexByte(v, '|'); i >= 0 {
-		return v[:i]
-	}
-	return v
+// doneSetOf returns the done set and the member of the token of owner numbered seq.
+func (d *Dedup) doneSetOf(owner string, seq uint64) (key, member string) {
+	return d.donePrefix + owner + ":" + strconv.FormatUint(seq/doneSetSpan, 36), strconv.FormatUint(seq%doneSetSpan, 10)
 }
 
 // extendScript sets the caller's lease to ARGV[2] (its new value, with the new deadline) for
@@ -326,7 +329,7 @@ func (d *Dedup) IsDone(ctx context.Context, source, eventID string) (bool, error
 	case v == doneValue:
 		return true, nil
 	}
-	key, member, ok := d.doneSet(leaseToken(v))
+	key, member, ok := d.doneSet(v)
 	if !ok {
 		return false, nil
 	}
@@ -375,9 +378,11 @@ func (d *Dedup) lostKey(m *Message, st *dedupState, when string) {
 // ownerBytes is the length of a Dedup's random owner id (hex in its tokens).
 const ownerBytes = 12
 
-// token returns a new lease token of d: "<owner>:<sequence, base 36>" (see doneSet).
-func (d *Dedup) token() string {
-	return d.owner + ":" + strconv.FormatUint(d.seq.Add(1), 36)
+// newState returns the state of a message whose event has key, with a new lease token of d:
+// "<owner>:<sequence, base 36>" (see doneSet).
+func (d *Dedup) newState(key string) *dedupState {
+	seq := d.seq.Add(1)
+	return &dedupState{key: key, token: d.owner + ":" + strconv.FormatUint(seq, 36), seq: seq}
 }
 
 // Prepare checks every message of a polled batch in one Redis round trip and records the outcome
@@ -401,21 +406,19 @@ func (d *Dedup) Prepare(ctx context.Context, batch []*Message) error {
 		key := d.Key(source, id)
 		if _, dup := first[key]; dup {
 			// The same event twice in one batch (dual publishing): wait for the first copy.
-			m.SetValue(d, &dedupState{key: key, token: d.token(), status: statusBusy})
+			st := d.newState(key)
+			st.status = statusBusy
+			m.SetValue(d, st)
 			continue
 		}
 		first[key] = len(checks)
-		st := &dedupState{key: key, token: d.token()}
+		st := d.newState(key)
 		m.SetValue(d, st)
 		checks = append(checks, check{st: st})
 	}
 	bo := d.backoff()
 	for start := 0; start < len(checks); {
-		n := len(checks) - start
-		if limit := int(d.prepareLimit.Load()); limit > 0 {
-			n = min(n, limit)
-		}
-		chunk := checks[start : start+n]
+		chunk := checks[start : start+d.prepareBound(len(checks)-start)]
 		at := time.Now()
 		cmds, err := d.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i := range chunk {
@@ -441,7 +444,7 @@ func (d *Dedup) Prepare(ctx context.Context, batch []*Message) error {
 			}
 			continue
 		}
-		d.prepareLimit.Store(int64(max(len(chunk)/4, minPrepareLimit)))
+		d.shrinkPrepare(len(chunk))
 		if ctx.Err() != nil {
 			return fmt.Errorf("streams: dedup prepare: %w", ctx.Err())
 		}
@@ -470,13 +473,10 @@ func (d *Dedup) Prepare(ctx context.Context, batch []*Message) error {
 	// more round trip reads whether they are done, split and shrunk under prepareLimit as the
 	// leases' are. When even the smallest fails, the middleware reads each of them again.
 	for len(leased) > 0 {
-		n := len(leased)
-		if limit := int(d.prepareLimit.Load()); limit > 0 {
-			n = min(n, limit)
-		}
+		n := d.prepareBound(len(leased))
 		if err := d.readDoneSets(ctx, leased[:n]); err != nil {
 			if n > minPrepareLimit && ctx.Err() == nil {
-				d.prepareLimit.Store(int64(max(n/4, minPrepareLimit)))
+				d.shrinkPrepare(n)
 				continue
 			}
 			for _, st := range leased {
@@ -500,6 +500,19 @@ const (
 	minPrepareLimit = 250
 	maxPrepareLimit = 16384
 )
+
+// prepareBound returns how many of n commands go in one round trip of Prepare.
+func (d *Dedup) prepareBound(n int) int {
+	if limit := int(d.prepareLimit.Load()); limit > 0 {
+		return min(n, limit)
+	}
+	return n
+}
+
+// shrinkPrepare lowers the bound after a round trip of n commands failed.
+func (d *Dedup) shrinkPrepare(n int) {
+	d.prepareLimit.Store(int64(max(n/4, minPrepareLimit)))
+}
 
 // Release gives up the leases a batch's messages acquired in Prepare and never used (the consumer
 // abandons them, for example because their partition was revoked), pipelined (one round trip
@@ -593,7 +606,7 @@ func (d *Dedup) classify(st *dedupState, cmd *redis.StatusCmd) {
 		st.status = statusDone
 	default:
 		st.seen = value
-		if _, _, ok := d.doneSet(leaseToken(value)); ok {
+		if _, _, ok := d.doneSet(value); ok {
 			st.status = statusLeased
 		} else {
 			st.byDeadline(time.Now())
@@ -618,7 +631,7 @@ func (d *Dedup) readDoneSets(ctx context.Context, sts []*dedupState) error {
 	cmds := make([]*redis.BoolCmd, len(sts))
 	res, err := d.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, st := range sts {
-			key, member, _ := d.doneSet(leaseToken(st.seen))
+			key, member, _ := d.doneSet(st.seen)
 			cmds[i] = p.SIsMember(ctx, key, member)
 		}
 		return nil
@@ -657,7 +670,7 @@ func (d *Dedup) Middleware() Middleware {
 				if id == "" {
 					st = &dedupState{status: statusOpen}
 				} else {
-					st = &dedupState{key: d.Key(source, id), token: d.token()}
+					st = d.newState(d.Key(source, id))
 				}
 				m.SetValue(d, st)
 			}
@@ -734,7 +747,7 @@ func (d *Dedup) handle(ctx context.Context, m *Message, st *dedupState, next Han
 			redisBO.Reset()
 		case statusExpired:
 			at := time.Now()
-			set, member, ok := d.doneSet(leaseToken(st.seen))
+			set, member, ok := d.doneSet(st.seen)
 			if !ok {
 				set = st.key
 			}
@@ -1054,9 +1067,10 @@ type finisher struct {
 }
 
 type finishReq struct {
-	key, token string
-	err        error
-	done       chan struct{} // closed when err is known (markDone) or the mark is settled (markDoneLater)
+	key  string
+	seq  uint64 // of the lease's token
+	err  error
+	done chan struct{} // closed when err is known (markDone) or the mark is settled (markDoneLater)
 
 	// markDoneLater's: its context (its end gives the mark up) and the consumer's commit hold,
 	// released when the mark is settled.
@@ -1067,7 +1081,7 @@ type finishReq struct {
 // markDone marks st's event done (in its done set), in a pipeline with those of other handlers
 // finishing at the same time. It returns when Redis acknowledged it or ctx ends.
 func (d *Dedup) markDone(ctx context.Context, st *dedupState) error {
-	req := &finishReq{key: st.key, token: st.token, done: make(chan struct{})}
+	req := &finishReq{key: st.key, seq: st.seq, done: make(chan struct{})}
 	d.enqueueMark(req)
 	select {
 	case <-req.done:
@@ -1087,7 +1101,7 @@ func (d *Dedup) markDone(ctx context.Context, st *dedupState) error {
 // handler ran: DedupMaxUnmarked bounds the marks outstanding, so a Redis outage stops the handlers
 // soon after it began.
 func (d *Dedup) markDoneLater(ctx context.Context, st *dedupState, release func()) {
-	d.enqueueMark(&finishReq{key: st.key, token: st.token, done: make(chan struct{}), ctx: ctx, release: release})
+	d.enqueueMark(&finishReq{key: st.key, seq: st.seq, done: make(chan struct{}), ctx: ctx, release: release})
 }
 
 func (d *Dedup) enqueueMark(req *finishReq) {
@@ -1222,7 +1236,7 @@ func (d *Dedup) flushDone(batch []*finishReq) (retry []*finishReq, err error) {
 	defer cancel()
 	sets := map[string][]any{}
 	for _, r := range batch {
-		key, member, _ := d.doneSet(r.token) // this Dedup's own token
+		key, member := d.doneSetOf(d.owner, r.seq)
 		sets[key] = append(sets[key], member)
 	}
 	var wait *redis.Cmd
