@@ -673,6 +673,16 @@ func appendBytes(b []byte, s string) []byte {
 type binReader struct {
 	buf []byte
 	err error
+	// text is the whole input as one string, when the reader was made by newTextReader; its
+	// strings are then substrings of it, not copies of their own.
+	text string
+}
+
+// newTextReader returns a reader of buf whose strings share one copy of buf: one allocation per
+// record instead of one per string field. A string kept from the record keeps the whole copy,
+// which is the size of the record, alive.
+func newTextReader(buf []byte) *binReader {
+	return &binReader{buf: buf, text: string(buf)}
 }
 
 func (r *binReader) fail(err error) {
@@ -715,7 +725,14 @@ func (r *binReader) bytes() []byte {
 	return r.next(int(n))
 }
 
-func (r *binReader) str() string { return string(r.bytes()) }
+func (r *binReader) str() string {
+	b := r.bytes()
+	if r.text == "" || r.err != nil {
+		return string(b)
+	}
+	end := len(r.text) - len(r.buf)
+	return r.text[end-len(b) : end]
+}
 
 // blockLen reads an array or map block header; a negative count is followed by the block's size.
 func (r *binReader) blockLen() int64 {

@@ -296,7 +296,7 @@ func (s *Serde) DecodeAs(ctx context.Context, value []byte, reader *schemas.Vers
 	}
 	var decoded map[string]any
 	if reader == nil || w.schema.Fingerprint() == reader.Envelope.Fingerprint() {
-		r := &binReader{buf: body}
+		r := newTextReader(body)
 		decoded, _ = compiled(w.schema).dec(r).(map[string]any)
 		if r.err == nil && len(r.buf) != 0 {
 			r.err = fmt.Errorf("%d bytes after the record", len(r.buf))
