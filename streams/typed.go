@@ -100,22 +100,37 @@ func Handle[T any, PT interface {
 	*T
 	Event
 }](c *Consumer, h func(ctx context.Context, m *Message, e PT) error) {
-	var zero PT = new(T)
+	HandleEvent(c, func() Event { return PT(new(T)) }, func(ctx context.Context, m *Message, e Event) error {
+		return h(ctx, m, e.(PT))
+	})
+}
+
+// HandleEvent is Handle for code that picks its types at run time: newEvent returns a new zero
+// value of one generated type (a pointer to a struct, such as what events.New returns), and h gets
+// each event of that type's event type and major version decoded into a value newEvent returned.
+// A newEvent whose values are not pointers to structs makes Run fail with ErrConfig.
+func HandleEvent(c *Consumer, newEvent func() Event, h func(ctx context.Context, m *Message, e Event) error) {
+	zero := newEvent()
+	t := reflect.TypeOf(zero)
+	if t == nil || t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
+		c.failRegistration(fmt.Errorf("%w: handler for %T: a typed event is a pointer to a generated struct", ErrConfig, zero))
+		return
+	}
 	reader, ok := c.serde.set.Version(zero.EventType(), zero.EventVersion())
 	if !ok || reader.DataCanonical() != zero.Schema() {
 		c.failRegistration(fmt.Errorf("%w: handler for %T: the Serde has no schema %s %s as the type was generated from (run go generate ./streams/events)",
 			ErrConfig, zero, zero.EventType(), zero.EventVersion()))
 		return
 	}
-	typed := &typedRoute{reader: reader, new: func() Event { return PT(new(T)) }}
+	typed := &typedRoute{reader: reader, new: newEvent}
 	if f := c.cat.OrderingKey(reader.EventType); f != "" {
-		typed.key = stringField(reflect.TypeFor[T](), f)
+		typed.key = stringField(t.Elem(), f)
 	}
 	c.handle(reader.EventType, reader.Major, func(ctx context.Context, m *Message) error {
-		e, ok := m.event.(PT)
-		if !ok {
+		e := m.event
+		if e == nil || reflect.TypeOf(e) != t {
 			// Decoded generically (a record without headers): decode it again, typed.
-			e = new(T)
+			e = newEvent()
 			env, err := c.serde.decodeTyped(ctx, m.Record.Value, reader, e)
 			if err != nil {
 				return Permanent(err)

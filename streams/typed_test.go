@@ -217,6 +217,58 @@ func TestTypedHandleSchemaMismatch(t *testing.T) {
 	}
 }
 
+// TestHandleEvent: a handler registered at run time with events.New gets the golden
+// reservation.created decoded into the generated type, as Handle's would.
+func TestHandleEvent(t *testing.T) {
+	b := streamstest.Kfake(t)
+	serde, _ := isolated(t, b)
+	p := newProducer(t, "hotel-pms", b, serde)
+	generic := example(t, serde, "reservation.created")
+	if _, err := p.Publish(context.Background(), generic); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan streams.Event, 1)
+	r := startConsumer(t, "hotel-member", b, serde, func(c *streams.Consumer) {
+		streams.HandleEvent(c, func() streams.Event { return events.New("reservation.created", 1).(streams.Event) },
+			func(_ context.Context, _ *streams.Message, e streams.Event) error {
+				got <- e
+				return nil
+			})
+	})
+	defer r.stop(t)
+	select {
+	case e := <-got:
+		if rc, ok := e.(*events.ReservationCreatedV1); !ok || rc.ReservationID != generic.Data["reservationId"] || rc.PrimaryGuest.Address == nil {
+			t.Errorf("HandleEvent handler got %#v", e)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("handler not called")
+	}
+}
+
+// valueEvent is an Event that is not a pointer to a struct, of a schema the Serde holds.
+type valueEvent struct{}
+
+func (valueEvent) EventType() string    { return "reservation.created" }
+func (valueEvent) EventVersion() string { return "1.0" }
+func (valueEvent) Schema() string       { return (&events.ReservationCreatedV1{}).Schema() }
+
+// TestHandleEventRefusesValues: HandleEvent with values that are not pointers to structs makes
+// Run fail with ErrConfig, naming the type.
+func TestHandleEventRefusesValues(t *testing.T) {
+	set, cat := loadAll(t)
+	serde, _ := newSerde(t, set, cat)
+	c, err := streams.NewConsumer("hotel-member", serde, streams.Brokers("127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	streams.HandleEvent(c, func() streams.Event { return valueEvent{} }, func(context.Context, *streams.Message, streams.Event) error { return nil })
+	err = c.Run(context.Background())
+	if !errors.Is(err, streams.ErrConfig) || !strings.Contains(err.Error(), "valueEvent") {
+		t.Errorf("Run = %v, want ErrConfig naming the type", err)
+	}
+}
+
 // TestDateStringsRefused: a date held in a string (customer.created 2.0's birthDate,
 // schemas.IsDateString) must be YYYY-MM-DD, a day of the calendar, to be published, in the
 // generic, JSON and typed forms alike; the refusal names the field and does not repeat the
