@@ -12,6 +12,8 @@
 //	                 streams.PublishAsync, on producers of their own, vs the same raw franz-go run
 //	consume          consumer runtime with Redis dedup and a no-op handler vs raw franz-go reading the
 //	                 same records (rates from the first record to the last)
+//	consume-typed    the same through another group whose handlers take the generated types
+//	                 (streams/events, streams.HandleEvent): decoded by hamba/avro's struct codec
 //	consume-lazy     the same through another group with LazyDecode: the handler never decodes
 //	key-ordering     key-ordered concurrency vs partition-serial handling (MaxInFlightPerPartition 1),
 //	                 one partition holding 1,000 tenants, 2 ms handler

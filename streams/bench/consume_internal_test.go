@@ -27,7 +27,8 @@ func BenchmarkDedupRows(b *testing.B) { benchmarkRows(b, (*run).dedupThroughput)
 // BenchmarkConsumeRows does: the run to profile guest-data protection with.
 func BenchmarkPrivacyRows(b *testing.B) { benchmarkRows(b, (*run).privacy) }
 
-// benchmarkRows runs the steps of a quick run b.N times and reports each row's median ratio.
+// benchmarkRows runs the steps of a quick run (of a full-size run when HOTELBUS_BENCH_FULL is
+// set: the longer run to profile with) b.N times and reports each row's median ratio.
 func benchmarkRows(b *testing.B, steps ...func(*run, context.Context) ([]Row, error)) {
 	be := streamstest.Backends(b)[0]
 	url := streamstest.RedisBackends(b)["miniredis"]
@@ -44,7 +45,7 @@ func benchmarkRows(b *testing.B, steps ...func(*run, context.Context) ([]Row, er
 	ctx := context.Background()
 	ratios := map[string][]float64{}
 	for range b.N {
-		r := &run{env: Env{Brokers: be.Brokers, Registry: regURL, Redis: rdb}, sz: sizesFor(true)}
+		r := &run{env: Env{Brokers: be.Brokers, Registry: regURL, Redis: rdb}, sz: sizesFor(os.Getenv("HOTELBUS_BENCH_FULL") == "")}
 		if err := r.setup(ctx); err != nil {
 			b.Fatal(err)
 		}

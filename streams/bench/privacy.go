@@ -121,7 +121,7 @@ func (r *run) privacy(ctx context.Context) ([]Row, error) {
 	}
 	// Each side's topics read twice, through two groups, in the order plain, sealed, sealed, plain.
 	for i, sd := range []*side{plainSide, sealedSide, sealedSide, plainSide} {
-		got, _, _, err := r.consumeRate(ctx, sd.cat, sd.serde, n, fmt.Sprintf(".%d", i/2))
+		got, _, _, err := r.consumeRate(ctx, sd.cat, sd.serde, n, false, fmt.Sprintf(".%d", i/2))
 		if err != nil {
 			return nil, err
 		}

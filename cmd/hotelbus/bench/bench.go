@@ -38,6 +38,7 @@ same work without hotelbus, and prints the ratios (see "Reading the bench table"
 
   produce           SDK PublishAsync vs raw franz-go producing the same pre-encoded bytes
   consume           consumer runtime with Redis dedup, no-op handler, vs raw franz-go consume
+  consume-typed     the same with handlers of the generated types (hamba/avro's struct codec)
   consume-lazy      the same with LazyDecode: the handler never decodes
   key-ordering      key-ordered concurrency vs partition-serial, 2 ms handler, 1,000 keys
   dedup-roundtrips  Redis round trips of the dedup checks per batch vs events per batch

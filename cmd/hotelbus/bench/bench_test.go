@@ -12,7 +12,7 @@ import (
 	"github.com/hotelbus/hotelbus/streams/streamstest"
 )
 
-var rows = []string{"produce", "produce-typed", "consume", "consume-lazy", "dedup-roundtrips", "key-ordering", "dedup-throughput", "publish-sealed", "consume-sealed", "replay", "e2e-p50", "e2e-p99"}
+var rows = []string{"produce", "produce-typed", "consume", "consume-typed", "consume-lazy", "dedup-roundtrips", "key-ordering", "dedup-throughput", "publish-sealed", "consume-sealed", "replay", "e2e-p50", "e2e-p99"}
 
 // checkReport runs `hotelbus bench --quick --json` with args and checks that every row is there
 // with positive figures and a ratio that is their quotient, or skipped with a reason.
