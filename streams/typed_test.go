@@ -201,22 +201,6 @@ func TestTypedDual(t *testing.T) {
 	}
 }
 
-// TestTypedHandleSchemaMismatch: a typed handler whose type was generated from a schema the Serde
-// does not hold makes Run fail with ErrConfig, naming the type, before anything is consumed.
-func TestTypedHandleSchemaMismatch(t *testing.T) {
-	set, cat := loadAll(t)
-	serde, _ := newSerde(t, set, cat)
-	c, err := streams.NewConsumer("hotel-pms", serde, streams.Brokers("127.0.0.1:1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	streams.Handle(c, func(context.Context, *streams.Message, *serviceCanceledV2) error { return nil })
-	err = c.Run(context.Background())
-	if !errors.Is(err, streams.ErrConfig) || !strings.Contains(err.Error(), "serviceCanceledV2") {
-		t.Errorf("Run = %v, want ErrConfig naming the type", err)
-	}
-}
-
 // TestHandleEvent: a handler registered at run time with events.New gets the golden
 // reservation.created decoded into the generated type, as Handle's would.
 func TestHandleEvent(t *testing.T) {
@@ -253,19 +237,32 @@ func (valueEvent) EventType() string    { return "reservation.created" }
 func (valueEvent) EventVersion() string { return "1.0" }
 func (valueEvent) Schema() string       { return (&events.ReservationCreatedV1{}).Schema() }
 
-// TestHandleEventRefusesValues: HandleEvent with values that are not pointers to structs makes
-// Run fail with ErrConfig, naming the type.
-func TestHandleEventRefusesValues(t *testing.T) {
+// TestTypedRegistrationRefused: a typed handler whose type was generated from a schema the Serde
+// does not hold, or (HandleEvent) whose values are not pointers to structs, makes Run fail with
+// ErrConfig, naming the type, before anything is consumed.
+func TestTypedRegistrationRefused(t *testing.T) {
 	set, cat := loadAll(t)
 	serde, _ := newSerde(t, set, cat)
-	c, err := streams.NewConsumer("hotel-member", serde, streams.Brokers("127.0.0.1:1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	streams.HandleEvent(c, func() streams.Event { return valueEvent{} }, func(context.Context, *streams.Message, streams.Event) error { return nil })
-	err = c.Run(context.Background())
-	if !errors.Is(err, streams.ErrConfig) || !strings.Contains(err.Error(), "valueEvent") {
-		t.Errorf("Run = %v, want ErrConfig naming the type", err)
+	for _, tc := range []struct {
+		name     string
+		register func(*streams.Consumer)
+	}{
+		{"serviceCanceledV2", func(c *streams.Consumer) {
+			streams.Handle(c, func(context.Context, *streams.Message, *serviceCanceledV2) error { return nil })
+		}},
+		{"valueEvent", func(c *streams.Consumer) {
+			streams.HandleEvent(c, func() streams.Event { return valueEvent{} }, func(context.Context, *streams.Message, streams.Event) error { return nil })
+		}},
+	} {
+		c, err := streams.NewConsumer("hotel-member", serde, streams.Brokers("127.0.0.1:1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc.register(c)
+		err = c.Run(context.Background())
+		if !errors.Is(err, streams.ErrConfig) || !strings.Contains(err.Error(), tc.name) {
+			t.Errorf("%s: Run = %v, want ErrConfig naming the type", tc.name, err)
+		}
 	}
 }
 
