@@ -748,13 +748,23 @@ func (r *binReader) blockLen() int64 {
 	return n
 }
 
-// envelopeEncoder encodes an Envelope straight from its fields, without building the generic map.
-type envelopeEncoder func(b []byte, env *Envelope, version string) ([]byte, error)
+// envelopeCodec encodes an Envelope straight from its fields, and decodes one straight into them,
+// without building the generic map of the envelope (its data record is still in the map form).
+type envelopeCodec struct {
+	enc func(b []byte, env *Envelope, version string) ([]byte, error)
+	// dec reads an envelope written with the schema; r.err is set when the body does not parse.
+	dec func(r *binReader) *Envelope
+}
 
-// compileEnvelope returns the direct encoder of an envelope schema, or nil when the schema's fields
-// are not exactly envelope.avsc's (by name and type); callers then use the generic codec.
-func compileEnvelope(s *avro.RecordSchema) envelopeEncoder {
-	type part func(b []byte, env *Envelope, version string) ([]byte, error)
+// compileEnvelope returns the direct codec of an envelope schema, or nil when the schema's fields
+// are not exactly envelope.avsc's (by name and type); callers then use the generic codec. A
+// decoded envelope holds what the generic decoding and envelopeFromMap give (null userId as "",
+// the timestamp in UTC).
+func compileEnvelope(s *avro.RecordSchema) *envelopeCodec {
+	type part struct {
+		enc func(b []byte, env *Envelope, version string) ([]byte, error)
+		dec func(r *binReader, env *Envelope)
+	}
 	isString := func(t avro.Schema) bool {
 		p, ok := t.(*avro.PrimitiveSchema)
 		return ok && p.Type() == avro.String && p.Logical() == nil
@@ -771,21 +781,33 @@ func compileEnvelope(s *avro.RecordSchema) envelopeEncoder {
 			ef, known := byName[name]
 			switch {
 			case name == "version" && top && isString(t): // the version encoded with, which Prepare may have filled in
-				parts = append(parts, func(b []byte, _ *Envelope, version string) ([]byte, error) { return appendBytes(b, version), nil })
+				parts = append(parts, part{
+					enc: func(b []byte, _ *Envelope, version string) ([]byte, error) { return appendBytes(b, version), nil },
+					dec: func(r *binReader, env *Envelope) { env.Version = r.str() },
+				})
 			case known && !ef.nullable && isString(t) && ef.meta != top:
 				ptr := ef.ptr
-				parts = append(parts, func(b []byte, env *Envelope, _ string) ([]byte, error) { return appendBytes(b, *ptr(env)), nil })
+				parts = append(parts, part{
+					enc: func(b []byte, env *Envelope, _ string) ([]byte, error) { return appendBytes(b, *ptr(env)), nil },
+					dec: func(r *binReader, env *Envelope) { *ptr(env) = r.str() },
+				})
 			case top && name == "timestamp":
 				p, ok := t.(*avro.PrimitiveSchema)
 				if !ok || p.Logical() == nil || p.Logical().Type() != avro.TimestampMillis {
 					return nil
 				}
-				parts = append(parts, func(b []byte, env *Envelope, _ string) ([]byte, error) {
-					return appendLong(b, env.Timestamp.UnixMilli()), nil
+				parts = append(parts, part{
+					enc: func(b []byte, env *Envelope, _ string) ([]byte, error) {
+						return appendLong(b, env.Timestamp.UnixMilli()), nil
+					},
+					dec: func(r *binReader, env *Envelope) { env.Timestamp = time.UnixMilli(r.long()).UTC() },
 				})
 			case top && name == "data":
 				data := compiled(t)
-				parts = append(parts, func(b []byte, env *Envelope, _ string) ([]byte, error) { return data.enc(b, env.Data) })
+				parts = append(parts, part{
+					enc: func(b []byte, env *Envelope, _ string) ([]byte, error) { return data.enc(b, env.Data) },
+					dec: func(r *binReader, env *Envelope) { env.Data, _ = data.dec(r).(map[string]any) },
+				})
 			case top && name == "metadata":
 				md, ok := t.(*avro.RecordSchema)
 				if !ok {
@@ -809,12 +831,23 @@ func compileEnvelope(s *avro.RecordSchema) envelopeEncoder {
 					return nil
 				}
 				ptr := ef.ptr
-				parts = append(parts, func(b []byte, env *Envelope, _ string) ([]byte, error) {
-					v := *ptr(env)
-					if v == "" {
-						return appendLong(b, nullIdx), nil
-					}
-					return appendBytes(appendLong(b, strIdx), v), nil
+				parts = append(parts, part{
+					enc: func(b []byte, env *Envelope, _ string) ([]byte, error) {
+						v := *ptr(env)
+						if v == "" {
+							return appendLong(b, nullIdx), nil
+						}
+						return appendBytes(appendLong(b, strIdx), v), nil
+					},
+					dec: func(r *binReader, env *Envelope) {
+						switch i := r.long(); i {
+						case strIdx:
+							*ptr(env) = r.str()
+						case nullIdx:
+						default:
+							r.fail(fmt.Errorf("union index %d out of range", i))
+						}
+					},
 				})
 			default:
 				return nil
@@ -826,14 +859,23 @@ func compileEnvelope(s *avro.RecordSchema) envelopeEncoder {
 	if parts == nil {
 		return nil
 	}
-	return func(b []byte, env *Envelope, version string) ([]byte, error) {
-		var err error
-		for _, p := range parts {
-			if b, err = p(b, env, version); err != nil {
-				return nil, err
+	return &envelopeCodec{
+		enc: func(b []byte, env *Envelope, version string) ([]byte, error) {
+			var err error
+			for _, p := range parts {
+				if b, err = p.enc(b, env, version); err != nil {
+					return nil, err
+				}
 			}
-		}
-		return b, nil
+			return b, nil
+		},
+		dec: func(r *binReader) *Envelope {
+			env := &Envelope{}
+			for _, p := range parts {
+				p.dec(r, env)
+			}
+			return env
+		},
 	}
 }
 

@@ -34,10 +34,32 @@ func TestCompiledCodecAgreesWithHamba(t *testing.T) {
 		}
 		direct := compileEnvelope(v.Envelope)
 		if direct == nil {
-			t.Fatalf("%s: envelope.avsc not recognised by the direct encoder", v.EventType)
+			t.Fatalf("%s: envelope.avsc not recognised by the direct codec", v.EventType)
 		}
-		if d, err := direct(nil, env, v.String()); err != nil || !bytes.Equal(d, ours) {
+		if d, err := direct.enc(nil, env, v.String()); err != nil || !bytes.Equal(d, ours) {
 			t.Errorf("%s: direct envelope encoding differs from the generic codec (%v)", v.EventType, err)
+		}
+		for _, user := range []string{"", "guest-7"} {
+			env.Metadata.UserID = user
+			body, err := direct.enc(nil, env, v.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := &binReader{buf: body}
+			got := direct.dec(r)
+			if r.err != nil || len(r.buf) != 0 {
+				t.Fatalf("%s: direct decoder cannot read the bytes: %v (%d left)", v.EventType, r.err, len(r.buf))
+			}
+			r = &binReader{buf: body}
+			m, _ := c.dec(r).(map[string]any)
+			want := envelopeFromMap(m)
+			if !reflect.DeepEqual(normalize(got.Data), normalize(want.Data)) {
+				t.Errorf("%s: direct decoding's data\n%v\nwant\n%v", v.EventType, got.Data, want.Data)
+			}
+			got.Data, want.Data = nil, nil
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("%s: direct decoding %+v, want %+v", v.EventType, got, want)
+			}
 		}
 		var byHamba map[string]any
 		if err := avro.Unmarshal(v.Envelope, ours, &byHamba); err != nil {

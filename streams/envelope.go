@@ -9,7 +9,7 @@ import (
 // The envelope's fields are defined once, here: the Envelope struct and envelopeFields, from which
 // the JSON form (ParseJSON, AppendJSON), the generic value (Map, the generic Avro codec, the
 // decoder's envelopeFromMap, replay's --where variables and Parquet rows) and the direct Avro
-// encoder (compileEnvelope) take their field names, order and accessors. Only the typed codec's
+// codec (compileEnvelope) take their field names, order and accessors. Only the typed codec's
 // avroEnvelope (struct tags hamba reads) repeats them; TestEnvelopeFieldsOnce holds it and the
 // envelope schema (schemas/envelope.avsc) to this list.
 

@@ -40,7 +40,7 @@ type Serde struct {
 	resolved  map[resolveKey]avro.Schema
 	byName    map[string]*schemas.Subject
 	fetching  singleflight.Group // the one registry request, parse or resolution of what is not cached yet
-	envelopes sync.Map           // *avro.RecordSchema -> envelopeEncoder (nil when not direct)
+	envelopes sync.Map           // *avro.RecordSchema -> *envelopeCodec (nil when not direct)
 	sizes     sync.Map           // *schemas.Version -> *atomic.Int64: the largest value Record encoded with it
 }
 
@@ -207,8 +207,8 @@ func (s *Serde) encode(b []byte, env *Envelope, v *schemas.Version) ([]byte, err
 	}
 	var out []byte
 	var err error
-	if direct := s.envelopeEncoder(v.Envelope); direct != nil {
-		out, err = direct(b, env, v.String())
+	if direct := s.envelopeCodec(v.Envelope); direct != nil {
+		out, err = direct.enc(b, env, v.String())
 	} else {
 		out, err = compiled(v.Envelope).enc(b, env.Map(v.String(), env.Data))
 	}
@@ -223,14 +223,14 @@ func (s *Serde) encode(b []byte, env *Envelope, v *schemas.Version) ([]byte, err
 	return nil, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
 }
 
-// envelopeEncoder returns the direct envelope encoder of a schema (nil when it has other fields),
+// envelopeCodec returns the direct envelope codec of a schema (nil when it has other fields),
 // compiling it once.
-func (s *Serde) envelopeEncoder(schema *avro.RecordSchema) envelopeEncoder {
+func (s *Serde) envelopeCodec(schema *avro.RecordSchema) *envelopeCodec {
 	if e, ok := s.envelopes.Load(schema); ok {
-		return e.(envelopeEncoder)
+		return e.(*envelopeCodec)
 	}
 	e, _ := s.envelopes.LoadOrStore(schema, compileEnvelope(schema))
-	return e.(envelopeEncoder)
+	return e.(*envelopeCodec)
 }
 
 // schemaID returns the registered id of v under its subject on topic, registering it first when
@@ -294,10 +294,15 @@ func (s *Serde) DecodeAs(ctx context.Context, value []byte, reader *schemas.Vers
 	if reader == nil && w.subject != nil {
 		reader = w.subject.Latest()
 	}
-	var decoded map[string]any
+	var env *Envelope
 	if reader == nil || w.schema.Fingerprint() == reader.Envelope.Fingerprint() {
 		r := newTextReader(body)
-		decoded, _ = compiled(w.schema).dec(r).(map[string]any)
+		if direct := s.envelopeCodec(w.schema); direct != nil {
+			env = direct.dec(r)
+		} else {
+			decoded, _ := compiled(w.schema).dec(r).(map[string]any)
+			env = envelopeFromMap(decoded)
+		}
 		if r.err == nil && len(r.buf) != 0 {
 			r.err = fmt.Errorf("%d bytes after the record", len(r.buf))
 		}
@@ -313,9 +318,9 @@ func (s *Serde) DecodeAs(ctx context.Context, value []byte, reader *schemas.Vers
 		if err := avro.Unmarshal(schema, body, &raw); err != nil {
 			return nil, fmt.Errorf("%w: schema id %d: %v", ErrMalformedRecord, id, err)
 		}
-		decoded, _ = compiled(reader.Envelope).native(raw).(map[string]any)
+		decoded, _ := compiled(reader.Envelope).native(raw).(map[string]any)
+		env = envelopeFromMap(decoded)
 	}
-	env := envelopeFromMap(decoded)
 	if reader != nil {
 		env.Version = reader.String()
 	}
