@@ -90,10 +90,10 @@ type Consumer struct {
 	parts      map[topicPartition]*partState
 	order      []*partState // live partitions, in round-robin order for dispatch
 	rr         int
-	running    int // handler chains running, including abandoned ones
-	unfinished int // records of live partitions enqueued and not finished
-	held       int // commit holds (Message.holdCommit) of live partitions not released
-	changed    chan struct{}
+	running    int           // handler chains running, including abandoned ones
+	unfinished int           // records of live partitions enqueued and not finished
+	held       int           // commit holds (Message.holdCommit) of live partitions not released
+	changed    chan struct{} // closed by the next notify; nil until someone waits (waitChanged)
 }
 
 type routeKey struct {
@@ -189,7 +189,7 @@ func NewConsumer(system string, serde *Serde, opts ...ConsumerOption) (*Consumer
 	}
 	c := &Consumer{system: system, group: group, topics: tps, serde: serde, cat: serde.cat,
 		cfg: cfg, log: cfg.logger.With("system", system, "group", group), subscribed: map[string]bool{},
-		routes: map[routeKey]*route{}, done: make(chan struct{}), parts: map[topicPartition]*partState{}, changed: make(chan struct{})}
+		routes: map[routeKey]*route{}, done: make(chan struct{}), parts: map[topicPartition]*partState{}}
 	for _, et := range sys.Subscribes {
 		c.subscribed[et] = true
 	}
@@ -498,7 +498,7 @@ func isFatal(err error) bool {
 func (c *Consumer) waitRoom(ctx context.Context) (int, error) {
 	for {
 		c.mu.Lock()
-		room, ch := c.cfg.maxPending-c.unfinished-c.held, c.changed
+		room, ch := c.cfg.maxPending-c.unfinished-c.held, c.waitChanged()
 		c.mu.Unlock()
 		if room > 0 {
 			return room, nil
@@ -886,8 +886,19 @@ func (m *Message) holdCommit() (release func()) {
 
 // notify wakes everything waiting for progress. Caller holds c.mu.
 func (c *Consumer) notify() {
-	close(c.changed)
-	c.changed = make(chan struct{})
+	if c.changed != nil {
+		close(c.changed)
+		c.changed = nil
+	}
+}
+
+// waitChanged returns a channel that the next notify closes. Caller holds c.mu. The channel is
+// made only when someone waits: notify runs for every record finished.
+func (c *Consumer) waitChanged() chan struct{} {
+	if c.changed == nil {
+		c.changed = make(chan struct{})
+	}
+	return c.changed
 }
 
 // waitUntil waits until cond (called with c.mu held) holds or the timeout passes, and reports
@@ -897,7 +908,7 @@ func (c *Consumer) waitUntil(timeout time.Duration, cond func() bool) bool {
 	defer timer.Stop()
 	for {
 		c.mu.Lock()
-		ok, ch := cond(), c.changed
+		ok, ch := cond(), c.waitChanged()
 		c.mu.Unlock()
 		if ok {
 			return true
