@@ -312,8 +312,10 @@ func (cp *compiler) record(c *codec, s *avro.RecordSchema) {
 func compileEnum(c *codec, s *avro.EnumSchema) {
 	symbols := s.Symbols()
 	index := make(map[string]int, len(symbols))
+	boxed := make([]any, len(symbols)) // decoded symbols, boxed once instead of once per value
 	for i, sym := range symbols {
 		index[sym] = i
+		boxed[i] = sym
 	}
 	c.enc = func(b []byte, v any) ([]byte, error) {
 		str, ok := v.(string)
@@ -329,7 +331,7 @@ func compileEnum(c *codec, s *avro.EnumSchema) {
 			r.fail(fmt.Errorf("enum %s index %d out of range", s.FullName(), i))
 			return nil
 		}
-		return symbols[i]
+		return boxed[i]
 	}
 	c.json = func(b []byte, v any, path string) ([]byte, error) {
 		str, ok := v.(string)
