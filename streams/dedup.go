@@ -435,13 +435,7 @@ func (d *Dedup) Prepare(ctx context.Context, batch []*Message) error {
 				d.classify(c.st, c.set)
 			}
 			start += len(chunk)
-			if limit := d.prepareLimit.Load(); limit > 0 && len(chunk) == int(limit) {
-				next := 2 * limit
-				if next >= maxPrepareLimit {
-					next = 0
-				}
-				d.prepareLimit.CompareAndSwap(limit, next)
-			}
+			d.growPrepare(len(chunk))
 			continue
 		}
 		d.shrinkPrepare(len(chunk))
@@ -507,6 +501,18 @@ func (d *Dedup) prepareBound(n int) int {
 		return min(n, limit)
 	}
 	return n
+}
+
+// growPrepare doubles the bound after a round trip of n commands at the bound succeeded, back to
+// none at maxPrepareLimit.
+func (d *Dedup) growPrepare(n int) {
+	if limit := d.prepareLimit.Load(); limit > 0 && n == int(limit) {
+		next := 2 * limit
+		if next >= maxPrepareLimit {
+			next = 0
+		}
+		d.prepareLimit.CompareAndSwap(limit, next)
+	}
 }
 
 // shrinkPrepare lowers the bound after a round trip of n commands failed.
